@@ -1,0 +1,330 @@
+//! What every wire test needs: a real ferry server on 127.0.0.1 port 0 with real accounts in a real
+//! SQLite file, files to send, and a way to run client programs with a deadline.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ferry::auth::store::{AccountStore, NewAccount};
+use ferry::auth::{Permissions, SqliteAuthenticator};
+use ferry::server::{self, Server, ServerConfig, Shutdown};
+use ferry::storage::fs::FsProvider;
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+pub const USER: &str = "alice";
+pub const PASSWORD: &str = "s3cret pass";
+/// A second account that may only list and download.
+pub const READER: &str = "reader";
+
+/// A ferry server running on its own runtime thread for the length of a test.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    /// The directory that holds every user's home.
+    pub root: PathBuf,
+    _dir: TempDir,
+    shutdown: Shutdown,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    /// Starts a server after `configure` has adjusted the configuration.
+    pub fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join(USER)).unwrap();
+        let store = AccountStore::open(&dir.path().join("ferry.db")).expect("accounts database");
+        store
+            .add_user(NewAccount {
+                name: USER,
+                group: None,
+                home: None,
+                permissions: None,
+                admin: false,
+                tls_required: None,
+                password: PASSWORD,
+            })
+            .unwrap();
+        store
+            .add_user(NewAccount {
+                name: READER,
+                group: None,
+                home: Some(USER),
+                permissions: Some(Permissions::READ_ONLY),
+                admin: false,
+                tls_required: None,
+                password: PASSWORD,
+            })
+            .unwrap();
+        let mut config = ServerConfig::default();
+        configure(&mut config);
+        let server = Server::new(
+            config,
+            Arc::new(SqliteAuthenticator::new(Arc::new(store))),
+            Arc::new(FsProvider::new(root.clone())),
+        );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(async { server::bind_listener("127.0.0.1:0".parse().unwrap()) })
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::default();
+        let run_shutdown = shutdown.clone();
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(server::run(listener, server, run_shutdown));
+            runtime.shutdown_timeout(Duration::from_secs(5));
+        });
+        Self {
+            addr,
+            root,
+            _dir: dir,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    /// The home directory of [`USER`] on disk.
+    pub fn home(&self) -> PathBuf {
+        self.root.join(USER)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `ftp://alice:...@127.0.0.1:PORT/` with the password percent-encoded.
+    pub fn url(&self) -> String {
+        format!(
+            "ftp://{USER}:{}@127.0.0.1:{}/",
+            PASSWORD.replace(' ', "%20"),
+            self.port()
+        )
+    }
+
+    /// Asks the server to stop as SIGTERM would (running transfers may finish).
+    pub fn shutdown_gracefully(&self) {
+        self.shutdown.graceful.cancel();
+    }
+
+    /// Waits for the server thread to end, at most `limit`.
+    pub fn join(mut self, limit: Duration) -> bool {
+        let thread = self.thread.take().unwrap();
+        let deadline = Instant::now() + limit;
+        while !thread.is_finished() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        thread.join().is_ok()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.graceful.cancel();
+        self.shutdown.immediate.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures are reproducible.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Writes `len` pattern bytes to `path` in chunks, never holding them whole.
+pub fn write_pattern_file(path: &Path, len: u64, seed: u64) {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let chunk = pattern(1 << 20, seed);
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        file.write_all(&chunk[..n]).unwrap();
+        left -= n as u64;
+    }
+    file.flush().unwrap();
+}
+
+pub fn sha256_file(path: &Path) -> String {
+    let mut file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    hex::encode(hasher.finalize())
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Runs a client program to completion within `limit`, killing it if it hangs.
+pub fn run_with_timeout(command: &mut Command, limit: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "{command:?} did not finish within {limit:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Asserts a client run succeeded, showing its output if not.
+#[track_caller]
+pub fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "client failed ({})\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A hand-driven control connection, for the dialogues real clients never have.
+pub struct RawSession {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl RawSession {
+    /// Connects and reads the greeting.
+    pub fn connect(server: &TestServer) -> Self {
+        let stream = TcpStream::connect(server.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut session = Self {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        };
+        let greeting = session.reply();
+        assert!(greeting.starts_with("220"), "greeting: {greeting}");
+        session
+    }
+
+    /// Connects and logs in as [`USER`].
+    pub fn login(server: &TestServer) -> Self {
+        Self::login_as(server, USER)
+    }
+
+    pub fn login_as(server: &TestServer, user: &str) -> Self {
+        let mut session = Self::connect(server);
+        session.expect(&format!("USER {user}"), "331");
+        session.expect(&format!("PASS {PASSWORD}"), "230");
+        session
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    pub fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\r\n").as_bytes());
+    }
+
+    /// Reads one complete reply (all lines of a multi-line reply), with CRLFs.
+    pub fn reply(&mut self) -> String {
+        let mut text = String::new();
+        let mut first = String::new();
+        self.reader.read_line(&mut first).expect("reading a reply");
+        assert!(!first.is_empty(), "the server closed the connection");
+        text.push_str(&first);
+        if first.len() > 3 && first.as_bytes()[3] == b'-' {
+            let end = format!("{} ", &first[..3]);
+            loop {
+                let mut line = String::new();
+                self.reader
+                    .read_line(&mut line)
+                    .expect("reading a reply line");
+                assert!(
+                    !line.is_empty(),
+                    "connection closed inside a multi-line reply"
+                );
+                text.push_str(&line);
+                if line.starts_with(&end) {
+                    break;
+                }
+            }
+        }
+        text
+    }
+
+    /// Sends `line` and returns the reply.
+    pub fn command(&mut self, line: &str) -> String {
+        self.send(line);
+        self.reply()
+    }
+
+    /// Sends `line` and checks that the reply starts with `code`.
+    #[track_caller]
+    pub fn expect(&mut self, line: &str, code: &str) -> String {
+        let reply = self.command(line);
+        assert!(
+            reply.starts_with(code),
+            "{line:?}: expected {code}, got {reply:?}"
+        );
+        reply
+    }
+
+    /// True once the server has closed the connection.
+    pub fn is_closed(&mut self) -> bool {
+        let mut buf = [0u8; 1];
+        matches!(self.reader.read(&mut buf), Ok(0))
+    }
+
+    /// Sends PASV and connects to the port it names.
+    pub fn pasv_connect(&mut self) -> TcpStream {
+        let reply = self.expect("PASV", "227");
+        let addr = ferry::protocol::address::parse_pasv_reply(&reply[4..]).unwrap();
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream
+    }
+}

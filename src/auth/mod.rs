@@ -1,0 +1,143 @@
+//! Accounts: who may log in, where their home is and what they may do there.
+//!
+//! Two stages, as the server sees them: [`Authenticator::authenticate`] checks a user name and
+//! password and returns [`UserDetails`]; the server then opens the user's storage at the home
+//! those details name. Accounts and groups live in SQLite ([`store`]); passwords are argon2id for
+//! new accounts, and Django's hash strings are verified so imported users keep their passwords
+//! ([`password`]). [`Permissions`] are pyftpdlib's letters `elradfmwMT`. [`throttle`] slows down
+//! and then bans client addresses that keep failing to log in.
+
+pub mod password;
+pub mod permissions;
+pub mod store;
+pub mod throttle;
+
+use std::fmt;
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+
+pub use permissions::{Permission, Permissions};
+pub use store::{
+    AccountRecord, AccountStore, GroupRecord, NewAccount, SqliteAuthenticator, StoreError,
+};
+pub use throttle::{LoginThrottle, ThrottleConfig};
+
+/// Which connections an account must protect with TLS (RFC 4217), where it tightens the server's
+/// policy.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsRequirement {
+    None,
+    Control,
+    Data,
+    All,
+}
+
+impl TlsRequirement {
+    pub fn control(self) -> bool {
+        matches!(self, Self::Control | Self::All)
+    }
+
+    pub fn data(self) -> bool {
+        matches!(self, Self::Data | Self::All)
+    }
+
+    /// Both requirements at once: what either of them asks for.
+    pub fn combine(self, other: Self) -> Self {
+        match (
+            self.control() || other.control(),
+            self.data() || other.data(),
+        ) {
+            (true, true) => Self::All,
+            (true, false) => Self::Control,
+            (false, true) => Self::Data,
+            (false, false) => Self::None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Control => "control",
+            Self::Data => "data",
+            Self::All => "all",
+        }
+    }
+}
+
+impl std::str::FromStr for TlsRequirement {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(Self::None),
+            "control" => Ok(Self::Control),
+            "data" => Ok(Self::Data),
+            "all" => Ok(Self::All),
+            other => Err(format!(
+                "unknown TLS requirement {other:?}; expected none, control, data or all"
+            )),
+        }
+    }
+}
+
+/// What the server needs to know about a logged-in user.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserDetails {
+    pub name: String,
+    /// The home: the account's own, else its group's, else the user name. Relative homes are
+    /// relative to the server's root.
+    pub home: String,
+    pub permissions: Permissions,
+    /// The account's or its group's TLS requirement, if any.
+    pub tls_required: Option<TlsRequirement>,
+    pub admin: bool,
+}
+
+impl fmt::Debug for UserDetails {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserDetails")
+            .field("name", &self.name)
+            .field("home", &self.home)
+            .field("permissions", &self.permissions.to_string())
+            .field("tls_required", &self.tls_required)
+            .field("admin", &self.admin)
+            .finish()
+    }
+}
+
+/// Why a login failed. The client sees the same reply for every variant but `Unavailable`, so it
+/// cannot learn which user names exist.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("wrong user name or password")]
+    BadCredentials,
+    #[error("the account is disabled")]
+    Disabled,
+    #[error("the account database is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Checks credentials.
+#[async_trait]
+pub trait Authenticator: Send + Sync + fmt::Debug {
+    /// Verifies `password` for `user`. Must not block the runtime (hashing runs on the blocking
+    /// pool) and must take about as long for unknown users as for known ones.
+    async fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+        peer: IpAddr,
+    ) -> Result<UserDetails, AuthError>;
+
+    /// The TLS requirement of an account, looked up without a password so the server can refuse a
+    /// plain-text login before the password is sent. `None` for unknown users and accounts
+    /// without their own requirement.
+    async fn tls_requirement(&self, user: &str) -> Option<TlsRequirement> {
+        let _ = user;
+        None
+    }
+}

@@ -1,0 +1,308 @@
+//! Password hashes: argon2id for new passwords; argon2 and Django's PBKDF2 strings verified, so
+//! accounts imported from django-ftpserver keep their passwords.
+//!
+//! Formats verified by [`verify_password`]:
+//! - PHC strings `$argon2id$v=19$m=...,t=...,p=...$salt$hash` (also `$argon2i$`, `$argon2d$`);
+//! - Django's `argon2$argon2id$...`: the PHC string with `argon2` in place of its leading `$`;
+//! - Django's `pbkdf2_sha256$<iterations>$<salt>$<base64 hash>` and `pbkdf2_sha1$...`.
+//!
+//! Anything else (`bcrypt_sha256$...`, Django's unusable `!...`, garbage) never verifies.
+//! These functions are slow on purpose: call them on the blocking pool, never on the runtime.
+
+use std::sync::LazyLock;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rand::rngs::OsRng;
+use subtle::ConstantTimeEq;
+
+/// A valid argon2id hash of a random password nobody knows, made once. Verifying a login for an
+/// unknown user against it costs as much as verifying a real account, so response times do not
+/// tell which user names exist.
+pub static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
+    let unguessable = SaltString::generate(&mut OsRng);
+    hash_password(unguessable.as_str())
+});
+
+/// Upper bounds on the cost a stored hash may ask for. Real hashes sit far below them (Django
+/// 5.2: 1,000,000 PBKDF2 iterations, argon2 at 100 MiB); a corrupt or hostile row must not
+/// pin a CPU for minutes or exhaust memory.
+const MAX_PBKDF2_ITERATIONS: u32 = 50_000_000;
+const MAX_ARGON2_MEMORY_KIB: u32 = 1024 * 1024;
+const MAX_ARGON2_PASSES: u32 = 64;
+const MAX_ARGON2_LANES: u32 = 64;
+
+/// Hashes a new password as an argon2id PHC string with the `argon2` crate's default costs
+/// (19 MiB, 2 passes, 1 lane: OWASP's recommendation) and a random salt.
+pub fn hash_password(password: &str) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        // Only impossible inputs fail here (a password over 4 GiB); the parameters are the
+        // crate's own defaults.
+        .expect("argon2id with default parameters hashes any password")
+        .to_string()
+}
+
+/// Whether `password` matches the `stored` hash. Unknown or malformed hashes give `false`.
+pub fn verify_password(stored: &str, password: &str) -> bool {
+    if stored.starts_with("$argon2") {
+        verify_argon2(stored, password)
+    } else if let Some(phc_without_dollar) = stored.strip_prefix("argon2$") {
+        verify_argon2(&format!("${phc_without_dollar}"), password)
+    } else if let Some(rest) = stored.strip_prefix("pbkdf2_sha256$") {
+        verify_django_pbkdf2(Pbkdf2Digest::Sha256, rest, password)
+    } else if let Some(rest) = stored.strip_prefix("pbkdf2_sha1$") {
+        verify_django_pbkdf2(Pbkdf2Digest::Sha1, rest, password)
+    } else {
+        false
+    }
+}
+
+/// Whether a hash that just verified should be replaced by a fresh [`hash_password`]: true for
+/// everything but an argon2id PHC string with today's default costs, so Django imports and
+/// weaker hashes are upgraded at the next successful login.
+pub fn needs_rehash(stored: &str) -> bool {
+    let Ok(hash) = PasswordHash::new(stored) else {
+        return true;
+    };
+    let Ok(params) = Params::try_from(&hash) else {
+        return true;
+    };
+    let current = Params::default();
+    hash.algorithm != Algorithm::Argon2id.ident()
+        || hash.version != Some(Version::V0x13.into())
+        || params.m_cost() != current.m_cost()
+        || params.t_cost() != current.t_cost()
+        || params.p_cost() != current.p_cost()
+        || params.output_len() != Some(Params::DEFAULT_OUTPUT_LEN)
+}
+
+fn verify_argon2(phc: &str, password: &str) -> bool {
+    let Ok(mut hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&hash) else {
+        return false;
+    };
+    if params.m_cost() > MAX_ARGON2_MEMORY_KIB
+        || params.t_cost() > MAX_ARGON2_PASSES
+        || params.p_cost() > MAX_ARGON2_LANES
+    {
+        return false;
+    }
+    // Hashes from before Argon2 1.3 carry no `v=` (Django 1.10 wrote them); the reference
+    // implementation reads that as version 0x10, while the argon2 crate would assume 0x13.
+    hash.version.get_or_insert(Version::V0x10.into());
+    // The algorithm, version and costs all come from the hash itself; the output comparison
+    // inside is constant-time.
+    Argon2::default()
+        .verify_password(password.as_bytes(), &hash)
+        .is_ok()
+}
+
+/// The HMAC digest of one of Django's PBKDF2 hashers.
+#[derive(Clone, Copy)]
+enum Pbkdf2Digest {
+    Sha256,
+    Sha1,
+}
+
+impl Pbkdf2Digest {
+    fn output_len(self) -> usize {
+        match self {
+            Self::Sha256 => 32,
+            Self::Sha1 => 20,
+        }
+    }
+
+    fn derive(self, password: &[u8], salt: &[u8], iterations: u32, out: &mut [u8]) {
+        match self {
+            Self::Sha256 => pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt, iterations, out),
+            Self::Sha1 => pbkdf2::pbkdf2_hmac::<sha1::Sha1>(password, salt, iterations, out),
+        }
+    }
+}
+
+/// Django's `PBKDF2PasswordHasher` family: `<iterations>$<salt>$<base64 of the derived key>`,
+/// the key as long as the digest, the salt used as its UTF-8 bytes.
+fn verify_django_pbkdf2(digest: Pbkdf2Digest, rest: &str, password: &str) -> bool {
+    let mut parts = rest.split('$');
+    let (Some(iterations), Some(salt), Some(expected), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let Ok(iterations) = iterations.parse::<u32>() else {
+        return false;
+    };
+    if !(1..=MAX_PBKDF2_ITERATIONS).contains(&iterations) || salt.is_empty() {
+        return false;
+    }
+    let Ok(expected) = STANDARD.decode(expected) else {
+        return false;
+    };
+    if expected.len() != digest.output_len() {
+        return false;
+    }
+    let mut derived = vec![0u8; expected.len()];
+    digest.derive(
+        password.as_bytes(),
+        salt.as_bytes(),
+        iterations,
+        &mut derived,
+    );
+    derived.ct_eq(&expected).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // These came from Django 5.2's `make_password` (with argon2-cffi 25.1 for the argon2 one),
+    // e.g. `make_password('s3cret', hasher='pbkdf2_sha256')`, and were checked there with
+    // `check_password`.
+    const DJANGO_PBKDF2_SHA256: &str =
+        "pbkdf2_sha256$1000000$kcdkOwkosYQWmWosH6MPvv$EeISqBdDB2nu+VQbbIQFENF6UyYOJw/K6B+c1bnHdtc=";
+    const DJANGO_PBKDF2_SHA256_UNICODE: &str =
+        "pbkdf2_sha256$1000000$I6dzRu9l78fSTrxOTyJmL8$NW2paNBEQ/NmmAvmFx8mQWUvfZ9SzwXENI3bk+kb1Vs=";
+    const DJANGO_PBKDF2_SHA1: &str =
+        "pbkdf2_sha1$1000000$jNhSFdr8mJsqMDRYzAWzoK$q0j9/YMzz1kFRe6OIZagMZB8qLY=";
+    const DJANGO_PBKDF2_SHA1_UNICODE: &str =
+        "pbkdf2_sha1$1000000$04cfQYnHe9jXjNTou59Gf4$ecNUUU/xqqi4YhvBpvT/EKkuPPQ=";
+    const DJANGO_ARGON2ID: &str = "argon2$argon2id$v=19$m=102400,t=2,p=8$\
+        ZzVzMHpKZFVGVTF1ZWRPS25RWFQ3Zw$fod9SMXOu7lPIwI+6RzNBtiB15LSlpWMGxkyERae00g";
+    const UNICODE_PASSWORD: &str = "pässwörd €";
+
+    // From Django's own test suite (tests/auth_tests/test_hashers.py), password "secret": an
+    // argon2i hash without a version field, and one with it.
+    const DJANGO_ARGON2I_NO_VERSION: &str = "argon2$argon2i$m=8,t=1,p=1$c29tZXNhbHQ$\
+        gwQOXSNhxiOxPOA0+PY10P9QFO4NAYysnqRt1GSQLE55m+2GYDt9FEjPMHhP2Cuf0nOEXXMocVrsJAtNSsKyfg";
+    const DJANGO_ARGON2I_V19: &str =
+        "argon2$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$YC9+jJCrQhs5R6db7LlN8Q";
+
+    // PHC strings from argon2-cffi 25.1 (`argon2.low_level.hash_secret` and
+    // `argon2.PasswordHasher().hash`), password "s3cret".
+    const PHC_ARGON2I: &str = "$argon2i$v=19$m=1024,t=2,p=1$r8Pdz2/DqKcPhpKWz3pGqA$YGqsRDYGkGqDgSm91oH90jhdrY03/xPGXF/b4ZarD20";
+    const PHC_ARGON2D: &str = "$argon2d$v=19$m=1024,t=2,p=1$lx9c0gF2Rul2eMxRONNLoA$0rPZGniT2zN+0fKmaJwCR6RorcNNiHKR2RKPTIUAm+0";
+    const PHC_ARGON2ID: &str = "$argon2id$v=19$m=65536,t=3,p=4$E4q+WLQC6fcyghgI/GjW8A$tGrDdn+m06v4nkjG/raumDclK7RuICRo1anSedR2J6s";
+
+    #[test]
+    fn new_hashes_are_argon2id_phc_strings_that_verify() {
+        let hash = hash_password("s3cret");
+        assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
+        assert!(verify_password(&hash, "s3cret"));
+        assert!(!verify_password(&hash, "s3cret "));
+        assert!(!needs_rehash(&hash));
+    }
+
+    #[test]
+    fn same_password_gets_a_different_salt_each_time() {
+        assert_ne!(hash_password("s3cret"), hash_password("s3cret"));
+    }
+
+    #[test]
+    fn django_pbkdf2_sha256_verifies_and_wrong_password_fails() {
+        assert!(verify_password(DJANGO_PBKDF2_SHA256, "s3cret"));
+        assert!(!verify_password(DJANGO_PBKDF2_SHA256, "s3creT"));
+        assert!(!verify_password(DJANGO_PBKDF2_SHA256, ""));
+        assert!(verify_password(
+            DJANGO_PBKDF2_SHA256_UNICODE,
+            UNICODE_PASSWORD
+        ));
+        assert!(!verify_password(DJANGO_PBKDF2_SHA256_UNICODE, "passwort €"));
+    }
+
+    #[test]
+    fn django_pbkdf2_sha1_verifies_and_wrong_password_fails() {
+        assert!(verify_password(DJANGO_PBKDF2_SHA1, "s3cret"));
+        assert!(!verify_password(DJANGO_PBKDF2_SHA1, "secret"));
+        assert!(verify_password(
+            DJANGO_PBKDF2_SHA1_UNICODE,
+            UNICODE_PASSWORD
+        ));
+    }
+
+    #[test]
+    fn django_argon2_verifies_and_wrong_password_fails() {
+        assert!(verify_password(DJANGO_ARGON2ID, "s3cret"));
+        assert!(!verify_password(DJANGO_ARGON2ID, "s3cre"));
+        assert!(verify_password(DJANGO_ARGON2I_NO_VERSION, "secret"));
+        assert!(!verify_password(DJANGO_ARGON2I_NO_VERSION, "wrong"));
+        assert!(verify_password(DJANGO_ARGON2I_V19, "secret"));
+        assert!(!verify_password(DJANGO_ARGON2I_V19, "wrong"));
+    }
+
+    #[test]
+    fn phc_argon2_variants_verify() {
+        for hash in [PHC_ARGON2I, PHC_ARGON2D, PHC_ARGON2ID] {
+            assert!(verify_password(hash, "s3cret"), "{hash}");
+            assert!(!verify_password(hash, "S3cret"), "{hash}");
+        }
+    }
+
+    #[test]
+    fn everything_but_current_argon2id_needs_rehash() {
+        for hash in [
+            DJANGO_PBKDF2_SHA256,
+            DJANGO_PBKDF2_SHA1,
+            DJANGO_ARGON2ID,
+            DJANGO_ARGON2I_V19,
+            PHC_ARGON2I,
+            PHC_ARGON2D,
+            // argon2id, but with argon2-cffi's costs rather than ours.
+            PHC_ARGON2ID,
+            "garbage",
+        ] {
+            assert!(needs_rehash(hash), "{hash}");
+        }
+        assert!(!needs_rehash(&DUMMY_HASH));
+    }
+
+    #[test]
+    fn dummy_hash_is_argon2id_and_matches_no_ordinary_password() {
+        assert!(DUMMY_HASH.starts_with("$argon2id$"));
+        assert!(!verify_password(&DUMMY_HASH, ""));
+        assert!(!verify_password(&DUMMY_HASH, "s3cret"));
+    }
+
+    #[test]
+    fn unknown_and_malformed_hashes_never_verify() {
+        let cases = [
+            "",
+            "!",
+            // Django's unusable password marker.
+            "!3NQJvl3T0sSDYxevL0Vk4MDczHVecUgOhB3RvHKH",
+            "bcrypt_sha256$$2b$12$abcdefghijklmnopqrstuu5NhzzRO1WQzTm2y8gVQbZ6vZdpQs4xK",
+            "md5$salt$0d107d09f5bbe40cade3de5c71e9e9b7",
+            "scrypt$16384$seasalt$8$1$Qj3+9PPyRjSJIebHnG81TMjsqtaIGxNQG/aEB/NY",
+            "s3cret",
+            "$argon2id$",
+            "$argon2id$v=19$m=19456,t=2,p=1$",
+            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$not base64!",
+            "$argon2id$v=99$m=19456,t=2,p=1$c29tZXNhbHQ$YC9+jJCrQhs5R6db7LlN8Q",
+            "$argon2id$v=19$m=1,t=0,p=0$c29tZXNhbHQ$YC9+jJCrQhs5R6db7LlN8Q",
+            "$argon2id$v=19$m=4294967295,t=1,p=1$c29tZXNhbHQ$YC9+jJCrQhs5R6db7LlN8Q",
+            "$argon2x$v=19$m=8,t=1,p=1$c29tZXNhbHQ$YC9+jJCrQhs5R6db7LlN8Q",
+            "argon2$",
+            "argon2$garbage",
+            "pbkdf2_sha256$",
+            "pbkdf2_sha256$1000000$salt",
+            "pbkdf2_sha256$0$salt$EeISqBdDB2nu+VQbbIQFENF6UyYOJw/K6B+c1bnHdtc=",
+            "pbkdf2_sha256$-1$salt$EeISqBdDB2nu+VQbbIQFENF6UyYOJw/K6B+c1bnHdtc=",
+            "pbkdf2_sha256$4294967295$salt$EeISqBdDB2nu+VQbbIQFENF6UyYOJw/K6B+c1bnHdtc=",
+            "pbkdf2_sha256$lots$salt$EeISqBdDB2nu+VQbbIQFENF6UyYOJw/K6B+c1bnHdtc=",
+            "pbkdf2_sha256$1000$salt$not base64",
+            "pbkdf2_sha256$1000$salt$c2hvcnQ=",
+            "pbkdf2_sha256$1000$$EeISqBdDB2nu+VQbbIQFENF6UyYOJw/K6B+c1bnHdtc=",
+            "pbkdf2_sha256$1000$salt$EeISqBdDB2nu+VQbbIQFENF6UyYOJw/K6B+c1bnHdtc=$extra",
+            "pbkdf2_sha1$1000$salt$",
+        ];
+        for stored in cases {
+            assert!(!verify_password(stored, "s3cret"), "{stored}");
+            assert!(!verify_password(stored, ""), "{stored}");
+        }
+    }
+}

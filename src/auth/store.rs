@@ -1,0 +1,1269 @@
+//! Accounts and groups in SQLite, and the [`Authenticator`] that logs users in against them.
+//!
+//! The tables follow django-ftpserver's models: a group gives its accounts a home, permissions
+//! and a TLS requirement unless an account sets its own. The schema is versioned with
+//! `PRAGMA user_version` and migrated forward on [`AccountStore::open`]. Methods are synchronous
+//! (SQLite and password hashing block): async code calls them through
+//! [`tokio::task::spawn_blocking`], as [`SqliteAuthenticator`] does.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+
+use super::password::{DUMMY_HASH, hash_password, needs_rehash, verify_password};
+use super::{AuthError, Authenticator, Permissions, TlsRequirement, UserDetails};
+
+/// The schema, one migration per entry: entry `i` takes `user_version` from `i` to `i + 1`.
+/// Append new entries; never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE groups (
+        id           INTEGER PRIMARY KEY,
+        name         TEXT NOT NULL UNIQUE,
+        home         TEXT,
+        permissions  TEXT NOT NULL,
+        tls_required TEXT CHECK (tls_required IN ('none', 'control', 'data', 'all')),
+        created_at   TEXT NOT NULL
+    ) STRICT;
+
+    CREATE TABLE accounts (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL UNIQUE,
+        group_id      INTEGER REFERENCES groups (id) ON DELETE RESTRICT,
+        home          TEXT,
+        -- NULL: the group's permissions, or the default without a group.
+        permissions   TEXT,
+        password_hash TEXT NOT NULL,
+        admin         INTEGER NOT NULL DEFAULT 0 CHECK (admin IN (0, 1)),
+        enabled       INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+        tls_required  TEXT CHECK (tls_required IN ('none', 'control', 'data', 'all')),
+        created_at    TEXT NOT NULL,
+        last_login    TEXT
+    ) STRICT;
+
+    CREATE INDEX accounts_group_id ON accounts (group_id);
+"#];
+
+/// SQLite's clock as an ISO 8601 UTC timestamp, so no Rust date library is needed.
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
+
+/// How long a writer waits for another process (the CLI while the server runs) to finish.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const MAX_NAME_CHARS: usize = 64;
+const MAX_HOME_BYTES: usize = 4096;
+
+/// Why an account operation failed. Each message says what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid {kind} name {name:?}: {reason}")]
+    InvalidName {
+        kind: &'static str,
+        name: String,
+        reason: &'static str,
+    },
+    #[error("invalid home {home:?}: {reason}")]
+    InvalidHome { home: String, reason: &'static str },
+    #[error(
+        "user {0} already exists; use `ferry user passwd {0}` to change the password, \
+         or `ferry user del {0}` first to create it anew"
+    )]
+    UserExists(String),
+    #[error("group {0} already exists; pick another name")]
+    GroupExists(String),
+    #[error("no user named {0}; `ferry user list` shows the existing accounts")]
+    UserNotFound(String),
+    #[error("no group named {0}; create it first with `ferry group add {0}`")]
+    GroupNotFound(String),
+    #[error(
+        "group {group} still has accounts ({}); delete them with `ferry user del NAME` \
+         or move them to another group first",
+        users.join(", ")
+    )]
+    GroupInUse { group: String, users: Vec<String> },
+    #[error("the password is empty; give a non-empty password on standard input")]
+    EmptyPassword,
+    #[error(
+        "the password hash is in no format ferry can verify (argon2 PHC strings and Django's \
+         argon2, pbkdf2_sha256 and pbkdf2_sha1); set a new password with `ferry user passwd`"
+    )]
+    UnrecognisedHash,
+    #[error(
+        "the account database has schema version {found}, newer than this ferry knows \
+         ({supported}); upgrade ferry or point --db at another file"
+    )]
+    SchemaTooNew { found: u32, supported: u32 },
+    #[error(
+        "cannot open the account database {}: {source}; check that its directory exists and \
+         is writable, or choose another file with --db",
+        path.display()
+    )]
+    Open {
+        path: PathBuf,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("account database error: {0}")]
+    Database(#[from] rusqlite::Error),
+}
+
+/// A new account for [`AccountStore::add_user`]. `Default` leaves everything unset, so callers
+/// name only what they have: `NewAccount { name, password, ..Default::default() }`.
+#[derive(Clone, Default)]
+pub struct NewAccount<'a> {
+    pub name: &'a str,
+    /// The group to inherit home, permissions and TLS requirement from.
+    pub group: Option<&'a str>,
+    /// The account's own home; `None` takes the group's, else the user name.
+    pub home: Option<&'a str>,
+    /// The account's own permissions; `None` takes the group's, else [`Permissions::DEFAULT`].
+    pub permissions: Option<Permissions>,
+    pub admin: bool,
+    /// The account's own TLS requirement; `None` takes the group's.
+    pub tls_required: Option<TlsRequirement>,
+    /// The plain-text password; stored only as an argon2id hash.
+    pub password: &'a str,
+}
+
+impl fmt::Debug for NewAccount<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewAccount")
+            .field("name", &self.name)
+            .field("group", &self.group)
+            .field("home", &self.home)
+            .field("permissions", &self.permissions)
+            .field("admin", &self.admin)
+            .field("tls_required", &self.tls_required)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A group as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub name: String,
+    pub home: Option<String>,
+    pub permissions: Permissions,
+    pub tls_required: Option<TlsRequirement>,
+    /// ISO 8601 UTC.
+    pub created_at: String,
+    /// How many accounts belong to the group.
+    pub accounts: u32,
+}
+
+/// An account as stored, with its group's settings beside its own so the effective values can be
+/// worked out. The password hash is kept private and out of `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccountRecord {
+    pub name: String,
+    pub group: Option<String>,
+    /// The account's own home, if set.
+    pub home: Option<String>,
+    /// The account's own permissions, if set.
+    pub permissions: Option<Permissions>,
+    /// The account's own TLS requirement, if set.
+    pub tls_required: Option<TlsRequirement>,
+    pub admin: bool,
+    pub enabled: bool,
+    /// ISO 8601 UTC.
+    pub created_at: String,
+    /// ISO 8601 UTC of the last successful login.
+    pub last_login: Option<String>,
+    pub group_home: Option<String>,
+    pub group_permissions: Option<Permissions>,
+    pub group_tls_required: Option<TlsRequirement>,
+    password_hash: String,
+}
+
+impl AccountRecord {
+    /// The account's home, else its group's, else the user name (relative to the server root).
+    pub fn effective_home(&self) -> &str {
+        self.home
+            .as_deref()
+            .or(self.group_home.as_deref())
+            .unwrap_or(&self.name)
+    }
+
+    /// The account's permissions, else its group's, else [`Permissions::DEFAULT`].
+    pub fn effective_permissions(&self) -> Permissions {
+        self.permissions
+            .or(self.group_permissions)
+            .unwrap_or(Permissions::DEFAULT)
+    }
+
+    /// The account's TLS requirement, else its group's.
+    pub fn effective_tls_required(&self) -> Option<TlsRequirement> {
+        self.tls_required.or(self.group_tls_required)
+    }
+
+    /// What the server needs once this account has logged in.
+    pub fn user_details(&self) -> UserDetails {
+        UserDetails {
+            name: self.name.clone(),
+            home: self.effective_home().to_owned(),
+            permissions: self.effective_permissions(),
+            tls_required: self.effective_tls_required(),
+            admin: self.admin,
+        }
+    }
+}
+
+impl fmt::Debug for AccountRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountRecord")
+            .field("name", &self.name)
+            .field("group", &self.group)
+            .field("home", &self.home)
+            .field("permissions", &self.permissions)
+            .field("tls_required", &self.tls_required)
+            .field("admin", &self.admin)
+            .field("enabled", &self.enabled)
+            .field("created_at", &self.created_at)
+            .field("last_login", &self.last_login)
+            .field("group_home", &self.group_home)
+            .field("group_permissions", &self.group_permissions)
+            .field("group_tls_required", &self.group_tls_required)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The account database: one SQLite file, shared by the server and the CLI (WAL mode lets the
+/// CLI add users while the server reads).
+pub struct AccountStore {
+    path: PathBuf,
+    // One connection is plenty: logins are rare next to transfers, and the hashing, the slow
+    // part, happens outside the lock.
+    connection: Mutex<Connection>,
+}
+
+impl fmt::Debug for AccountStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AccountStore {
+    /// Opens the database at `path`, creating it (readable by its owner only) if it does not
+    /// exist, and migrates it to the current schema.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_error = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        create_private_file(path).map_err(|e| open_error(e.into()))?;
+        let connection = Connection::open(path).map_err(|e| open_error(e.into()))?;
+        connection
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| open_error(e.into()))?;
+        // journal_mode answers with the mode it settled on; a file system without shared
+        // memory keeps the rollback journal, which is still correct, only less concurrent.
+        let _mode: String = connection
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(|e| open_error(e.into()))?;
+        Self::with_connection(path.to_owned(), connection)
+    }
+
+    /// A database that lives in memory only, for tests of code that needs accounts.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::with_connection(PathBuf::from(":memory:"), Connection::open_in_memory()?)
+    }
+
+    fn with_connection(path: PathBuf, mut connection: Connection) -> Result<Self, StoreError> {
+        // SQLite leaves foreign keys off per connection unless asked; ON DELETE RESTRICT needs
+        // them.
+        connection.pragma_update(None, "foreign_keys", true)?;
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        migrate(&mut connection)?;
+        Ok(Self {
+            path,
+            connection: Mutex::new(connection),
+        })
+    }
+
+    /// Where the database lives (`:memory:` for [`AccountStore::open_in_memory`]).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn connection(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves no half-done work behind: an open transaction
+        // rolls back when dropped, so the connection is still good.
+        self.connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Creates a group. `perms: None` gives it [`Permissions::DEFAULT`].
+    pub fn add_group(
+        &self,
+        name: &str,
+        home: Option<&str>,
+        perms: Option<Permissions>,
+    ) -> Result<(), StoreError> {
+        validate_name("group", name)?;
+        if let Some(home) = home {
+            validate_home(home)?;
+        }
+        let permissions = perms.unwrap_or(Permissions::DEFAULT);
+        let inserted = self.connection().execute(
+            &format!(
+                "INSERT INTO groups (name, home, permissions, created_at) \
+                 VALUES (?1, ?2, ?3, {NOW})"
+            ),
+            params![name, home, permissions],
+        );
+        match inserted {
+            Err(e) if is_unique_violation(&e) => Err(StoreError::GroupExists(name.to_owned())),
+            other => other.map(drop).map_err(StoreError::from),
+        }
+    }
+
+    /// Every group, by name.
+    pub fn list_groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare(
+            "SELECT g.name, g.home, g.permissions, g.tls_required, g.created_at,
+                    (SELECT COUNT(*) FROM accounts a WHERE a.group_id = g.id)
+             FROM groups g ORDER BY g.name",
+        )?;
+        let groups = statement
+            .query_map([], |row| {
+                Ok(GroupRecord {
+                    name: row.get(0)?,
+                    home: row.get(1)?,
+                    permissions: row.get(2)?,
+                    tls_required: row.get(3)?,
+                    created_at: row.get(4)?,
+                    accounts: row.get(5)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(groups)
+    }
+
+    /// Deletes a group that no account belongs to.
+    pub fn delete_group(&self, name: &str) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let id: i64 = transaction
+            .query_row("SELECT id FROM groups WHERE name = ?1", [name], |row| {
+                row.get(0)
+            })
+            .optional()?
+            .ok_or_else(|| StoreError::GroupNotFound(name.to_owned()))?;
+        let users = transaction
+            .prepare("SELECT name FROM accounts WHERE group_id = ?1 ORDER BY name")?
+            .query_map([id], |row| row.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        if !users.is_empty() {
+            return Err(StoreError::GroupInUse {
+                group: name.to_owned(),
+                users,
+            });
+        }
+        transaction.execute("DELETE FROM groups WHERE id = ?1", [id])?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Sets or clears a group's TLS requirement.
+    pub fn set_group_tls_required(
+        &self,
+        name: &str,
+        tls_required: Option<TlsRequirement>,
+    ) -> Result<(), StoreError> {
+        let updated = self.connection().execute(
+            "UPDATE groups SET tls_required = ?2 WHERE name = ?1",
+            params![name, tls_required],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::GroupNotFound(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Creates an account, storing an argon2id hash of its password.
+    pub fn add_user(&self, account: NewAccount<'_>) -> Result<(), StoreError> {
+        validate_name("user", account.name)?;
+        if let Some(home) = account.home {
+            validate_home(home)?;
+        }
+        if account.password.is_empty() {
+            return Err(StoreError::EmptyPassword);
+        }
+        // Hash before taking the lock: it is the slow part.
+        let password_hash = hash_password(account.password);
+        let connection = self.connection();
+        let group_id = account
+            .group
+            .map(|group| group_id(&connection, group))
+            .transpose()?;
+        let inserted = connection.execute(
+            &format!(
+                "INSERT INTO accounts
+                     (name, group_id, home, permissions, password_hash, admin, tls_required,
+                      created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, {NOW})"
+            ),
+            params![
+                account.name,
+                group_id,
+                account.home,
+                account.permissions,
+                password_hash,
+                account.admin,
+                account.tls_required,
+            ],
+        );
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::UserExists(account.name.to_owned()))
+            }
+            other => other.map(drop).map_err(StoreError::from),
+        }
+    }
+
+    /// Every account, by name.
+    pub fn list_users(&self) -> Result<Vec<AccountRecord>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare(&format!("{SELECT_ACCOUNT} ORDER BY a.name"))?;
+        let accounts = statement
+            .query_map([], account_from_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(accounts)
+    }
+
+    /// One account, or `None` if there is no account of that name.
+    pub fn get_user(&self, name: &str) -> Result<Option<AccountRecord>, StoreError> {
+        let account = self
+            .connection()
+            .query_row(
+                &format!("{SELECT_ACCOUNT} WHERE a.name = ?1"),
+                [name],
+                account_from_row,
+            )
+            .optional()?;
+        Ok(account)
+    }
+
+    /// Deletes an account.
+    pub fn delete_user(&self, name: &str) -> Result<(), StoreError> {
+        let deleted = self
+            .connection()
+            .execute("DELETE FROM accounts WHERE name = ?1", [name])?;
+        if deleted == 0 {
+            return Err(StoreError::UserNotFound(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Replaces an account's password with an argon2id hash of `password`.
+    pub fn set_password(&self, name: &str, password: &str) -> Result<(), StoreError> {
+        if password.is_empty() {
+            return Err(StoreError::EmptyPassword);
+        }
+        self.set_password_hash(name, &hash_password(password))
+    }
+
+    /// Stores a password hash made elsewhere, such as the `password` column of Django's
+    /// `auth_user`, so an imported account keeps its password. It is upgraded to argon2id at
+    /// the next successful login.
+    pub fn import_password_hash(&self, name: &str, hash: &str) -> Result<(), StoreError> {
+        let recognised = ["$argon2", "argon2$", "pbkdf2_sha256$", "pbkdf2_sha1$"]
+            .iter()
+            .any(|prefix| hash.starts_with(prefix));
+        if !recognised {
+            return Err(StoreError::UnrecognisedHash);
+        }
+        self.set_password_hash(name, hash)
+    }
+
+    fn set_password_hash(&self, name: &str, hash: &str) -> Result<(), StoreError> {
+        let updated = self.connection().execute(
+            "UPDATE accounts SET password_hash = ?2 WHERE name = ?1",
+            [name, hash],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::UserNotFound(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Allows or refuses logins to an account without deleting it.
+    pub fn set_user_enabled(&self, name: &str, enabled: bool) -> Result<(), StoreError> {
+        self.update_user(name, "enabled", &enabled)
+    }
+
+    /// Moves an account into a group, or out of any group with `None`.
+    pub fn set_user_group(&self, name: &str, group: Option<&str>) -> Result<(), StoreError> {
+        let connection = self.connection();
+        let group_id = group.map(|g| group_id(&connection, g)).transpose()?;
+        let updated = connection.execute(
+            "UPDATE accounts SET group_id = ?2 WHERE name = ?1",
+            params![name, group_id],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::UserNotFound(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Sets or clears an account's own TLS requirement.
+    pub fn set_user_tls_required(
+        &self,
+        name: &str,
+        tls_required: Option<TlsRequirement>,
+    ) -> Result<(), StoreError> {
+        self.update_user(name, "tls_required", &tls_required)
+    }
+
+    /// Notes a successful login now.
+    pub fn record_login(&self, name: &str) -> Result<(), StoreError> {
+        let updated = self.connection().execute(
+            &format!("UPDATE accounts SET last_login = {NOW} WHERE name = ?1"),
+            [name],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::UserNotFound(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// `column` is always a literal from this file, never user input.
+    fn update_user(&self, name: &str, column: &str, value: &dyn ToSql) -> Result<(), StoreError> {
+        let updated = self.connection().execute(
+            &format!("UPDATE accounts SET {column} = ?2 WHERE name = ?1"),
+            params![name, value],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::UserNotFound(name.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+const SELECT_ACCOUNT: &str = "
+    SELECT a.name, g.name, a.home, a.permissions, a.tls_required, a.admin, a.enabled,
+           a.created_at, a.last_login, g.home, g.permissions, g.tls_required, a.password_hash
+    FROM accounts a LEFT JOIN groups g ON g.id = a.group_id";
+
+fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRecord> {
+    Ok(AccountRecord {
+        name: row.get(0)?,
+        group: row.get(1)?,
+        home: row.get(2)?,
+        permissions: row.get(3)?,
+        tls_required: row.get(4)?,
+        admin: row.get(5)?,
+        enabled: row.get(6)?,
+        created_at: row.get(7)?,
+        last_login: row.get(8)?,
+        group_home: row.get(9)?,
+        group_permissions: row.get(10)?,
+        group_tls_required: row.get(11)?,
+        password_hash: row.get(12)?,
+    })
+}
+
+fn group_id(connection: &Connection, name: &str) -> Result<i64, StoreError> {
+    connection
+        .query_row("SELECT id FROM groups WHERE name = ?1", [name], |row| {
+            row.get(0)
+        })
+        .optional()?
+        .ok_or_else(|| StoreError::GroupNotFound(name.to_owned()))
+}
+
+/// Brings the schema up to date in one transaction, so a crash mid-way leaves the old version
+/// whole. IMMEDIATE takes the write lock first: two processes opening a new file at once
+/// migrate one after the other instead of both trying.
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    let supported = MIGRATIONS.len() as u32;
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: u32 = transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if found > supported {
+        return Err(StoreError::SchemaTooNew { found, supported });
+    }
+    for migration in &MIGRATIONS[found as usize..] {
+        transaction.execute_batch(migration)?;
+    }
+    transaction.pragma_update(None, "user_version", supported)?;
+    transaction.commit()?;
+    Ok(())
+}
+
+/// Creates the database file with mode 0600 before SQLite does (SQLite would use the umask,
+/// usually 0644), since it holds password hashes. SQLite gives its `-wal` and `-shm` files the
+/// same mode.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn is_unique_violation(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.code == ErrorCode::ConstraintViolation
+                && e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
+}
+
+/// User and group names become directory names (the default home) and appear in logs and
+/// listings, so they must be plain.
+fn validate_name(kind: &'static str, name: &str) -> Result<(), StoreError> {
+    let reason = if name.is_empty() {
+        Some("a name must not be empty")
+    } else if name.chars().count() > MAX_NAME_CHARS {
+        Some("a name is at most 64 characters long")
+    } else if name.contains('/') {
+        Some("a name must not contain '/'")
+    } else if name.chars().any(char::is_control) {
+        Some("a name must not contain control characters")
+    } else if name.starts_with('.') {
+        Some("a name must not start with '.'")
+    } else if name.trim() != name {
+        Some("a name must not start or end with white space")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(StoreError::InvalidName {
+            kind,
+            name: name.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn validate_home(home: &str) -> Result<(), StoreError> {
+    let reason = if home.is_empty() {
+        Some("a home must not be empty; leave it out to use the group's or the user name")
+    } else if home.len() > MAX_HOME_BYTES {
+        Some("a home is at most 4096 bytes long")
+    } else if home.chars().any(char::is_control) {
+        Some("a home must not contain control characters")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(StoreError::InvalidHome {
+            home: home.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+impl ToSql for Permissions {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.to_string()))
+    }
+}
+
+impl FromSql for Permissions {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
+}
+
+impl ToSql for TlsRequirement {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for TlsRequirement {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|e: String| FromSqlError::Other(e.into()))
+    }
+}
+
+/// Logs users in against an [`AccountStore`].
+#[derive(Debug, Clone)]
+pub struct SqliteAuthenticator {
+    pub store: Arc<AccountStore>,
+}
+
+impl SqliteAuthenticator {
+    pub fn new(store: Arc<AccountStore>) -> Self {
+        // Make the dummy hash now, at start-up, so the first login of an unknown user does not
+        // take a hash longer than any other and stand out.
+        LazyLock::force(&DUMMY_HASH);
+        Self { store }
+    }
+}
+
+#[async_trait]
+impl Authenticator for SqliteAuthenticator {
+    async fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+        _peer: IpAddr,
+    ) -> Result<UserDetails, AuthError> {
+        let store = Arc::clone(&self.store);
+        let user = user.to_owned();
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || authenticate_blocking(&store, &user, &password))
+            .await
+            .map_err(|e| AuthError::Unavailable(format!("the login task failed: {e}")))?
+    }
+
+    async fn tls_requirement(&self, user: &str) -> Option<TlsRequirement> {
+        let store = Arc::clone(&self.store);
+        let user = user.to_owned();
+        let account = tokio::task::spawn_blocking(move || store.get_user(&user)).await;
+        match account {
+            Ok(Ok(account)) => account?.effective_tls_required(),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot look up an account's TLS requirement");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the TLS requirement lookup failed");
+                None
+            }
+        }
+    }
+}
+
+fn authenticate_blocking(
+    store: &AccountStore,
+    user: &str,
+    password: &str,
+) -> Result<UserDetails, AuthError> {
+    let account = store
+        .get_user(user)
+        .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+    let Some(account) = account else {
+        // Spend the same time as for a real account, so timing does not reveal user names.
+        verify_password(&DUMMY_HASH, password);
+        return Err(AuthError::BadCredentials);
+    };
+    if !verify_password(&account.password_hash, password) {
+        return Err(AuthError::BadCredentials);
+    }
+    // Checked only after the password, so a guesser learns nothing about disabled accounts.
+    if !account.enabled {
+        return Err(AuthError::Disabled);
+    }
+    // Bookkeeping failures must not lock a user out whose password was right.
+    if let Err(e) = store.record_login(user) {
+        tracing::warn!(user, error = %e, "cannot record the login time");
+    }
+    if needs_rehash(&account.password_hash) {
+        match store.set_password_hash(user, &hash_password(password)) {
+            Ok(()) => tracing::info!(user, "upgraded the password hash to argon2id"),
+            Err(e) => tracing::warn!(user, error = %e, "cannot upgrade the password hash"),
+        }
+    }
+    Ok(account.user_details())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Permission;
+
+    fn temp_store() -> (tempfile::TempDir, AccountStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AccountStore::open(&dir.path().join("ferry.db")).unwrap();
+        (dir, store)
+    }
+
+    fn user<'a>(name: &'a str, password: &'a str) -> NewAccount<'a> {
+        NewAccount {
+            name,
+            password,
+            ..Default::default()
+        }
+    }
+
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn open_creates_the_file_and_migrating_twice_is_harmless() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.db");
+        let store = AccountStore::open(&path).unwrap();
+        assert!(path.exists());
+        store.add_user(user("alice", "pw")).unwrap();
+        drop(store);
+
+        let reopened = AccountStore::open(&path).unwrap();
+        assert_eq!(reopened.list_users().unwrap().len(), 1);
+        let version: u32 = reopened
+            .connection()
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as u32);
+        let mode: String = reopened
+            .connection()
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn new_database_file_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.db");
+        AccountStore::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn newer_schema_is_refused_with_advice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.db");
+        AccountStore::open(&path).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let err = AccountStore::open(&path).unwrap_err();
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("upgrade ferry"), "{err}");
+    }
+
+    #[test]
+    fn opening_in_a_missing_directory_says_what_to_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = AccountStore::open(&dir.path().join("missing/ferry.db")).unwrap_err();
+        assert!(matches!(err, StoreError::Open { .. }), "{err}");
+        assert!(err.to_string().contains("--db"), "{err}");
+    }
+
+    #[test]
+    fn add_list_and_delete_users() {
+        let (_dir, store) = temp_store();
+        store.add_user(user("bob", "pw")).unwrap();
+        store
+            .add_user(NewAccount {
+                name: "alice",
+                home: Some("/srv/alice"),
+                permissions: Some(Permissions::READ_ONLY),
+                admin: true,
+                password: "pw",
+                ..Default::default()
+            })
+            .unwrap();
+
+        let users = store.list_users().unwrap();
+        let names: Vec<_> = users.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["alice", "bob"]);
+        let alice = &users[0];
+        assert_eq!(alice.effective_home(), "/srv/alice");
+        assert_eq!(alice.effective_permissions(), Permissions::READ_ONLY);
+        assert!(alice.admin && alice.enabled);
+        assert_eq!(alice.last_login, None);
+        assert!(alice.created_at.ends_with('Z'), "{}", alice.created_at);
+        let bob = &users[1];
+        assert_eq!(bob.effective_home(), "bob");
+        assert_eq!(bob.effective_permissions(), Permissions::DEFAULT);
+        assert!(!bob.admin);
+
+        store.delete_user("bob").unwrap();
+        assert!(store.get_user("bob").unwrap().is_none());
+        assert!(matches!(
+            store.delete_user("bob"),
+            Err(StoreError::UserNotFound(_))
+        ));
+    }
+
+    #[test]
+    fn passwords_are_stored_hashed_and_never_debug_printed() {
+        let (_dir, store) = temp_store();
+        store.add_user(user("alice", "hunter2")).unwrap();
+        let alice = store.get_user("alice").unwrap().unwrap();
+        assert!(alice.password_hash.starts_with("$argon2id$"));
+        assert!(verify_password(&alice.password_hash, "hunter2"));
+        let debug = format!("{alice:?}");
+        assert!(!debug.contains("argon2"), "{debug}");
+        let new = user("bob", "hunter2");
+        assert!(!format!("{new:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn duplicate_user_says_how_to_change_the_password() {
+        let (_dir, store) = temp_store();
+        store.add_user(user("alice", "pw")).unwrap();
+        let err = store.add_user(user("alice", "other")).unwrap_err();
+        assert!(matches!(err, StoreError::UserExists(_)), "{err}");
+        assert!(err.to_string().contains("ferry user passwd alice"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_group_is_refused() {
+        let (_dir, store) = temp_store();
+        store.add_group("staff", None, None).unwrap();
+        let err = store.add_group("staff", None, None).unwrap_err();
+        assert!(matches!(err, StoreError::GroupExists(_)), "{err}");
+    }
+
+    #[test]
+    fn invalid_names_are_refused_with_the_reason() {
+        let (_dir, store) = temp_store();
+        let long = "x".repeat(65);
+        for name in ["", "a/b", ".hidden", "tab\tname", "nul\0", " padded", &long] {
+            let err = store.add_user(user(name, "pw")).unwrap_err();
+            assert!(
+                matches!(err, StoreError::InvalidName { .. }),
+                "{name:?}: {err}"
+            );
+            let err = store.add_group(name, None, None).unwrap_err();
+            assert!(
+                matches!(err, StoreError::InvalidName { .. }),
+                "{name:?}: {err}"
+            );
+        }
+        store.add_user(user(&"é".repeat(64), "pw")).unwrap();
+        store
+            .add_user(user("first.last@example.com", "pw"))
+            .unwrap();
+        let err = store.add_user(user("a/b", "pw")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid user name \"a/b\": a name must not contain '/'"
+        );
+    }
+
+    #[test]
+    fn empty_password_and_empty_home_are_refused() {
+        let (_dir, store) = temp_store();
+        assert!(matches!(
+            store.add_user(user("alice", "")),
+            Err(StoreError::EmptyPassword)
+        ));
+        let err = store
+            .add_user(NewAccount {
+                home: Some(""),
+                ..user("alice", "pw")
+            })
+            .unwrap_err();
+        assert!(matches!(err, StoreError::InvalidHome { .. }), "{err}");
+        store.add_user(user("alice", "pw")).unwrap();
+        assert!(matches!(
+            store.set_password("alice", ""),
+            Err(StoreError::EmptyPassword)
+        ));
+    }
+
+    #[test]
+    fn unknown_group_is_refused_with_advice() {
+        let (_dir, store) = temp_store();
+        let err = store
+            .add_user(NewAccount {
+                group: Some("staff"),
+                ..user("alice", "pw")
+            })
+            .unwrap_err();
+        assert!(matches!(err, StoreError::GroupNotFound(_)), "{err}");
+        assert!(err.to_string().contains("ferry group add staff"), "{err}");
+    }
+
+    #[test]
+    fn add_list_and_delete_groups() {
+        let (_dir, store) = temp_store();
+        store
+            .add_group("web", Some("/srv/www"), Some(Permissions::READ_ONLY))
+            .unwrap();
+        store.add_group("admins", None, None).unwrap();
+        let groups = store.list_groups().unwrap();
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0].name, "admins");
+        assert_eq!(groups[0].permissions, Permissions::DEFAULT);
+        assert_eq!(groups[0].home, None);
+        assert_eq!(groups[1].name, "web");
+        assert_eq!(groups[1].home.as_deref(), Some("/srv/www"));
+        assert_eq!(groups[1].permissions, Permissions::READ_ONLY);
+        assert_eq!(groups[1].accounts, 0);
+
+        store.delete_group("admins").unwrap();
+        assert_eq!(store.list_groups().unwrap().len(), 1);
+        assert!(matches!(
+            store.delete_group("admins"),
+            Err(StoreError::GroupNotFound(_))
+        ));
+    }
+
+    #[test]
+    fn deleting_a_group_in_use_is_refused_and_names_its_accounts() {
+        let (_dir, store) = temp_store();
+        store.add_group("web", None, None).unwrap();
+        for name in ["bob", "alice"] {
+            store
+                .add_user(NewAccount {
+                    group: Some("web"),
+                    ..user(name, "pw")
+                })
+                .unwrap();
+        }
+        assert_eq!(store.list_groups().unwrap()[0].accounts, 2);
+        let err = store.delete_group("web").unwrap_err();
+        assert!(matches!(err, StoreError::GroupInUse { .. }), "{err}");
+        assert!(err.to_string().contains("(alice, bob)"), "{err}");
+
+        store.delete_user("alice").unwrap();
+        store.set_user_group("bob", None).unwrap();
+        store.delete_group("web").unwrap();
+    }
+
+    #[test]
+    fn foreign_key_restricts_group_deletion_even_behind_our_back() {
+        let (_dir, store) = temp_store();
+        store.add_group("web", None, None).unwrap();
+        store
+            .add_user(NewAccount {
+                group: Some("web"),
+                ..user("alice", "pw")
+            })
+            .unwrap();
+        let result = store
+            .connection()
+            .execute("DELETE FROM groups WHERE name = 'web'", []);
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn account_inherits_home_permissions_and_tls_from_its_group() {
+        let (_dir, store) = temp_store();
+        store
+            .add_group("web", Some("/srv/www"), Some(Permissions::READ_ONLY))
+            .unwrap();
+        store
+            .set_group_tls_required("web", Some(TlsRequirement::All))
+            .unwrap();
+        store
+            .add_user(NewAccount {
+                group: Some("web"),
+                ..user("alice", "pw")
+            })
+            .unwrap();
+        store
+            .add_user(NewAccount {
+                group: Some("web"),
+                home: Some("bob-site"),
+                permissions: Some("elrw".parse().unwrap()),
+                tls_required: Some(TlsRequirement::Control),
+                ..user("bob", "pw")
+            })
+            .unwrap();
+
+        let alice = store.get_user("alice").unwrap().unwrap().user_details();
+        assert_eq!(alice.home, "/srv/www");
+        assert_eq!(alice.permissions, Permissions::READ_ONLY);
+        assert_eq!(alice.tls_required, Some(TlsRequirement::All));
+
+        let bob = store.get_user("bob").unwrap().unwrap().user_details();
+        assert_eq!(bob.home, "bob-site");
+        assert!(bob.permissions.contains(Permission::Store));
+        assert_eq!(bob.tls_required, Some(TlsRequirement::Control));
+
+        store.set_user_group("alice", None).unwrap();
+        let alice = store.get_user("alice").unwrap().unwrap().user_details();
+        assert_eq!(alice.home, "alice");
+        assert_eq!(alice.permissions, Permissions::DEFAULT);
+        assert_eq!(alice.tls_required, None);
+    }
+
+    #[test]
+    fn record_login_sets_last_login() {
+        let (_dir, store) = temp_store();
+        store.add_user(user("alice", "pw")).unwrap();
+        store.record_login("alice").unwrap();
+        let last_login = store.get_user("alice").unwrap().unwrap().last_login;
+        assert!(last_login.is_some_and(|t| t.ends_with('Z')));
+        assert!(matches!(
+            store.record_login("nobody"),
+            Err(StoreError::UserNotFound(_))
+        ));
+    }
+
+    #[test]
+    fn set_password_replaces_the_hash() {
+        let (_dir, store) = temp_store();
+        store.add_user(user("alice", "old")).unwrap();
+        store.set_password("alice", "new").unwrap();
+        let hash = store.get_user("alice").unwrap().unwrap().password_hash;
+        assert!(verify_password(&hash, "new"));
+        assert!(!verify_password(&hash, "old"));
+        assert!(matches!(
+            store.set_password("nobody", "pw"),
+            Err(StoreError::UserNotFound(_))
+        ));
+    }
+
+    #[test]
+    fn import_refuses_hashes_that_could_never_verify() {
+        let (_dir, store) = temp_store();
+        store.add_user(user("alice", "pw")).unwrap();
+        for hash in ["bcrypt_sha256$$2b$12$x", "!unusable", "plain"] {
+            assert!(matches!(
+                store.import_password_hash("alice", hash),
+                Err(StoreError::UnrecognisedHash)
+            ));
+        }
+    }
+
+    #[test]
+    fn in_memory_store_works_for_other_modules_tests() {
+        let store = AccountStore::open_in_memory().unwrap();
+        store.add_user(user("alice", "pw")).unwrap();
+        assert!(store.get_user("alice").unwrap().is_some());
+    }
+
+    fn authenticator(store: AccountStore) -> SqliteAuthenticator {
+        SqliteAuthenticator::new(Arc::new(store))
+    }
+
+    #[tokio::test]
+    async fn right_password_gives_the_user_details() {
+        let (_dir, store) = temp_store();
+        store.add_group("web", Some("/srv/www"), None).unwrap();
+        store
+            .add_user(NewAccount {
+                group: Some("web"),
+                permissions: Some(Permissions::READ_ONLY),
+                admin: true,
+                ..user("alice", "s3cret")
+            })
+            .unwrap();
+        let auth = authenticator(store);
+        let details = auth.authenticate("alice", "s3cret", PEER).await.unwrap();
+        assert_eq!(
+            details,
+            UserDetails {
+                name: "alice".into(),
+                home: "/srv/www".into(),
+                permissions: Permissions::READ_ONLY,
+                tls_required: None,
+                admin: true,
+            }
+        );
+        let account = auth.store.get_user("alice").unwrap().unwrap();
+        assert!(account.last_login.is_some());
+    }
+
+    #[tokio::test]
+    async fn wrong_password_and_unknown_user_are_both_bad_credentials() {
+        let (_dir, store) = temp_store();
+        store.add_user(user("alice", "s3cret")).unwrap();
+        let auth = authenticator(store);
+        assert!(matches!(
+            auth.authenticate("alice", "wrong", PEER).await,
+            Err(AuthError::BadCredentials)
+        ));
+        assert!(matches!(
+            auth.authenticate("mallory", "s3cret", PEER).await,
+            Err(AuthError::BadCredentials)
+        ));
+        assert!(matches!(
+            auth.authenticate("../etc", "", PEER).await,
+            Err(AuthError::BadCredentials)
+        ));
+        let account = auth.store.get_user("alice").unwrap().unwrap();
+        assert_eq!(account.last_login, None);
+    }
+
+    #[tokio::test]
+    async fn disabled_account_is_reported_only_with_the_right_password() {
+        let (_dir, store) = temp_store();
+        store.add_user(user("alice", "s3cret")).unwrap();
+        store.set_user_enabled("alice", false).unwrap();
+        let auth = authenticator(store);
+        assert!(matches!(
+            auth.authenticate("alice", "wrong", PEER).await,
+            Err(AuthError::BadCredentials)
+        ));
+        assert!(matches!(
+            auth.authenticate("alice", "s3cret", PEER).await,
+            Err(AuthError::Disabled)
+        ));
+        auth.store.set_user_enabled("alice", true).unwrap();
+        assert!(auth.authenticate("alice", "s3cret", PEER).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn login_upgrades_an_imported_django_hash_to_argon2id() {
+        // From Django 5.2's `make_password('s3cret', hasher='pbkdf2_sha256')`.
+        const DJANGO_PBKDF2_SHA256: &str = "pbkdf2_sha256$1000000$kcdkOwkosYQWmWosH6MPvv$\
+            EeISqBdDB2nu+VQbbIQFENF6UyYOJw/K6B+c1bnHdtc=";
+        let (_dir, store) = temp_store();
+        store.add_user(user("alice", "placeholder")).unwrap();
+        store
+            .import_password_hash("alice", DJANGO_PBKDF2_SHA256)
+            .unwrap();
+        let auth = authenticator(store);
+
+        assert!(matches!(
+            auth.authenticate("alice", "wrong", PEER).await,
+            Err(AuthError::BadCredentials)
+        ));
+        let stored = auth.store.get_user("alice").unwrap().unwrap().password_hash;
+        assert_eq!(
+            stored, DJANGO_PBKDF2_SHA256,
+            "a failed login must not rehash"
+        );
+
+        auth.authenticate("alice", "s3cret", PEER).await.unwrap();
+        let upgraded = auth.store.get_user("alice").unwrap().unwrap().password_hash;
+        assert!(upgraded.starts_with("$argon2id$"), "{upgraded}");
+        assert!(!needs_rehash(&upgraded));
+        auth.authenticate("alice", "s3cret", PEER).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn tls_requirement_is_looked_up_without_a_password() {
+        let (_dir, store) = temp_store();
+        store.add_group("secure", None, None).unwrap();
+        store
+            .set_group_tls_required("secure", Some(TlsRequirement::Data))
+            .unwrap();
+        store
+            .add_user(NewAccount {
+                group: Some("secure"),
+                ..user("alice", "pw")
+            })
+            .unwrap();
+        store.add_user(user("bob", "pw")).unwrap();
+        let auth = authenticator(store);
+        assert_eq!(
+            auth.tls_requirement("alice").await,
+            Some(TlsRequirement::Data)
+        );
+        assert_eq!(auth.tls_requirement("bob").await, None);
+        assert_eq!(auth.tls_requirement("nobody").await, None);
+        auth.store
+            .set_user_tls_required("bob", Some(TlsRequirement::All))
+            .unwrap();
+        assert_eq!(auth.tls_requirement("bob").await, Some(TlsRequirement::All));
+    }
+}

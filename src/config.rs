@@ -1,0 +1,401 @@
+//! Server configuration: a TOML file, `FERRY_*` environment variables and command-line flags,
+//! merged into one validated [`ServeSettings`] (flags win over the environment, which wins over
+//! the file, which wins over the built-in defaults).
+
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+use crate::auth::TlsRequirement;
+use crate::server::{Masquerade, PortRanges, ServerConfig, Timeouts, TlsSettings};
+
+/// `ferry serve` flags; each can also come from the environment or the config file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Address of the control listener.
+    #[arg(value_name = "HOST:PORT", env = "FERRY_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory under which user homes live (created if missing).
+    #[arg(long, value_name = "DIR", env = "FERRY_ROOT")]
+    pub root: Option<PathBuf>,
+    /// Passive ports, as in 30000-30100 or 12345,30000-50000 (default: any free port).
+    #[arg(long, value_name = "RANGES", env = "FERRY_PASSIVE_PORTS")]
+    pub passive_ports: Option<String>,
+    /// Address (or host name) announced in PASV replies, for a server behind NAT.
+    #[arg(long, value_name = "ADDR", env = "FERRY_MASQUERADE_ADDRESS")]
+    pub masquerade_address: Option<String>,
+    /// Per-client-network PASV addresses, as in 10.0.0.0/8=10.0.0.5,0.0.0.0/0=203.0.113.10.
+    #[arg(long, value_name = "CIDR=ADDR,...", env = "FERRY_MASQUERADE_MAP")]
+    pub masquerade_map: Option<String>,
+    /// Refuse PORT and EPRT (active mode).
+    #[arg(long, env = "FERRY_NO_ACTIVE_MODE")]
+    pub no_active_mode: bool,
+    /// Seconds without a command before an idle session is closed.
+    #[arg(long, value_name = "SECS", env = "FERRY_TIMEOUT")]
+    pub timeout: Option<u64>,
+    /// Maximum number of simultaneous control connections (0: unlimited).
+    #[arg(long, value_name = "N", env = "FERRY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Maximum simultaneous control connections from one address (0: unlimited).
+    #[arg(long, value_name = "N", env = "FERRY_MAX_PER_IP")]
+    pub max_per_ip: Option<usize>,
+    /// PEM certificate chain for FTPS (AUTH TLS); needs --keyfile.
+    #[arg(long, value_name = "PEM", env = "FERRY_CERTFILE", requires = "keyfile")]
+    pub certfile: Option<PathBuf>,
+    /// PEM private key (RSA, ECDSA or Ed25519) of --certfile.
+    #[arg(long, value_name = "PEM", env = "FERRY_KEYFILE", requires = "certfile")]
+    pub keyfile: Option<PathBuf>,
+    /// Also listen for implicit FTPS (TLS from the first byte) on this address.
+    #[arg(long, value_name = "HOST:PORT", env = "FERRY_IMPLICIT_TLS")]
+    pub implicit_tls: Option<SocketAddr>,
+    /// What must be encrypted: none, control, data or all (default all when a certificate is given).
+    #[arg(long, value_name = "WHAT", env = "FERRY_TLS_REQUIRED")]
+    pub tls_required: Option<TlsRequirement>,
+    /// Refuse TLS data connections that do not resume the control connection's TLS session.
+    #[arg(long, env = "FERRY_REQUIRE_TLS_RESUMPTION")]
+    pub require_tls_resumption: bool,
+    /// Allow CCC (clear command channel after login).
+    #[arg(long, env = "FERRY_ALLOW_CCC")]
+    pub allow_ccc: bool,
+    /// A TOML configuration file (see contrib/ferry.toml).
+    #[arg(long, value_name = "FILE", env = "FERRY_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The `[serve]` table of the configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileServe {
+    pub listen: Option<SocketAddr>,
+    pub root: Option<PathBuf>,
+    pub passive_ports: Option<String>,
+    pub masquerade_address: Option<String>,
+    pub masquerade_map: Option<String>,
+    pub active_mode: Option<bool>,
+    pub banner: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_per_ip: Option<usize>,
+    /// Home of the anonymous user; absent means no anonymous logins.
+    pub anonymous_home: Option<String>,
+    pub timeouts: Option<FileTimeouts>,
+    pub tls: Option<FileTls>,
+}
+
+/// `[serve.tls]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    pub certfile: Option<PathBuf>,
+    pub keyfile: Option<PathBuf>,
+    pub implicit_listen: Option<SocketAddr>,
+    pub required: Option<TlsRequirement>,
+    pub require_resumption: Option<bool>,
+    pub allow_ccc: Option<bool>,
+}
+
+/// `[serve.timeouts]`, in seconds.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTimeouts {
+    pub idle: Option<u64>,
+    pub login: Option<u64>,
+    pub data_accept: Option<u64>,
+    pub data_stall: Option<u64>,
+    pub shutdown_grace: Option<u64>,
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The accounts database.
+    pub db: Option<PathBuf>,
+    #[serde(default)]
+    pub serve: FileServe,
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the configuration file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+/// Everything `ferry serve` needs, merged and validated.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub listen: SocketAddr,
+    pub root: PathBuf,
+    pub server: ServerConfig,
+    /// FTPS settings; the certificate is loaded when the server starts.
+    pub tls: Option<TlsSettings>,
+    /// The implicit FTPS listener, if any.
+    pub implicit_listen: Option<SocketAddr>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:2121";
+pub const DEFAULT_ROOT: &str = "ftp-root";
+pub const DEFAULT_DB: &str = "ferry.db";
+
+impl ServeSettings {
+    /// Merges flags (and their environment variables) over the file over the defaults.
+    pub fn resolve(args: &ServeArgs, file: &FileConfig) -> Result<Self, ConfigError> {
+        let file = &file.serve;
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default address"));
+        let root = args
+            .root
+            .clone()
+            .or_else(|| file.root.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+        let passive_ports = match args.passive_ports.as_ref().or(file.passive_ports.as_ref()) {
+            Some(text) => text.parse::<PortRanges>().map_err(ConfigError::Invalid)?,
+            None => PortRanges::any(),
+        };
+        let default_address = args
+            .masquerade_address
+            .as_ref()
+            .or(file.masquerade_address.as_ref())
+            .map(|host| resolve_ipv4(host))
+            .transpose()?;
+        let map = match args
+            .masquerade_map
+            .as_ref()
+            .or(file.masquerade_map.as_ref())
+        {
+            Some(text) => Masquerade::parse_map(text).map_err(ConfigError::Invalid)?,
+            None => Vec::new(),
+        };
+        let defaults = ServerConfig::default();
+        let file_timeouts = file.timeouts.clone().unwrap_or_default();
+        let secs =
+            |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_secs);
+        let timeouts = Timeouts {
+            idle: secs(args.timeout.or(file_timeouts.idle), defaults.timeouts.idle),
+            login: secs(file_timeouts.login, defaults.timeouts.login),
+            data_accept: secs(file_timeouts.data_accept, defaults.timeouts.data_accept),
+            data_stall: secs(file_timeouts.data_stall, defaults.timeouts.data_stall),
+        };
+        if timeouts.idle.is_zero()
+            || timeouts.data_accept.is_zero()
+            || timeouts.data_stall.is_zero()
+        {
+            return Err(ConfigError::Invalid(
+                "timeouts must be at least 1 second".to_owned(),
+            ));
+        }
+        let server = ServerConfig {
+            banner: file.banner.clone().unwrap_or(defaults.banner),
+            passive_ports,
+            masquerade: Masquerade::new(default_address, map),
+            active_mode: !args.no_active_mode && file.active_mode.unwrap_or(true),
+            timeouts,
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(defaults.max_connections),
+            max_connections_per_ip: args
+                .max_per_ip
+                .or(file.max_per_ip)
+                .unwrap_or(defaults.max_connections_per_ip),
+            login_throttle: defaults.login_throttle,
+            anonymous_home: file.anonymous_home.clone(),
+            shutdown_grace: secs(file_timeouts.shutdown_grace, defaults.shutdown_grace),
+            tls: None,
+        };
+        let file_tls = file.tls.clone().unwrap_or_default();
+        let certfile = args.certfile.clone().or(file_tls.certfile);
+        let keyfile = args.keyfile.clone().or(file_tls.keyfile);
+        let implicit_listen = args.implicit_tls.or(file_tls.implicit_listen);
+        let tls = match (certfile, keyfile) {
+            (Some(certfile), Some(keyfile)) => Some(TlsSettings {
+                certfile,
+                keyfile,
+                // Like django-ftpserver: a server with a certificate requires TLS by default.
+                required: args
+                    .tls_required
+                    .or(file_tls.required)
+                    .unwrap_or(TlsRequirement::All),
+                require_resumption: args.require_tls_resumption
+                    || file_tls.require_resumption.unwrap_or(false),
+                allow_ccc: args.allow_ccc || file_tls.allow_ccc.unwrap_or(false),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "FTPS needs both a certificate (certfile) and its private key (keyfile)"
+                        .to_owned(),
+                ));
+            }
+        };
+        if tls.is_none() && implicit_listen.is_some() {
+            return Err(ConfigError::Invalid(
+                "implicit FTPS needs a certificate: give --certfile and --keyfile".to_owned(),
+            ));
+        }
+        if tls.is_none() && args.tls_required.is_some_and(|r| r != TlsRequirement::None) {
+            return Err(ConfigError::Invalid(
+                "--tls-required needs a certificate: give --certfile and --keyfile".to_owned(),
+            ));
+        }
+        Ok(Self {
+            listen,
+            root,
+            server,
+            tls,
+            implicit_listen,
+        })
+    }
+}
+
+/// An IPv4 address, or a host name resolved once at start-up (PASV replies carry IPv4 only).
+fn resolve_ipv4(host: &str) -> Result<Ipv4Addr, ConfigError> {
+    if let Ok(ip) = host.parse::<Ipv4Addr>() {
+        return Ok(ip);
+    }
+    let addresses = (host, 0).to_socket_addrs().map_err(|e| {
+        ConfigError::Invalid(format!(
+            "cannot resolve the masquerade address {host:?}: {e}"
+        ))
+    })?;
+    addresses
+        .filter_map(|addr| match addr.ip() {
+            std::net::IpAddr::V4(v4) => Some(v4),
+            std::net::IpAddr::V6(_) => None,
+        })
+        .next()
+        .ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "the masquerade address {host:?} has no IPv4 address; PASV replies need one"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let file = FileConfig::parse(
+            r#"
+            db = "accounts.db"
+            [serve]
+            listen = "0.0.0.0:21"
+            root = "/srv/ftp"
+            passive_ports = "30000-30009"
+            masquerade_map = "10.0.0.0/8=10.0.0.5"
+            max_per_ip = 3
+            [serve.timeouts]
+            idle = 60
+            "#,
+        )
+        .unwrap();
+        let args = ServeArgs {
+            root: Some("/data".into()),
+            masquerade_address: Some("203.0.113.10".into()),
+            ..ServeArgs::default()
+        };
+        let settings = ServeSettings::resolve(&args, &file).unwrap();
+        assert_eq!(settings.listen, "0.0.0.0:21".parse().unwrap());
+        assert_eq!(settings.root, PathBuf::from("/data"));
+        assert_eq!(settings.server.passive_ports.len(), 10);
+        assert_eq!(settings.server.max_connections_per_ip, 3);
+        assert_eq!(settings.server.timeouts.idle, Duration::from_secs(60));
+        let masquerade = &settings.server.masquerade;
+        assert_eq!(
+            masquerade.address_for("10.1.1.1".parse().unwrap()),
+            Some("10.0.0.5".parse().unwrap())
+        );
+        assert_eq!(
+            masquerade.address_for("192.0.2.1".parse().unwrap()),
+            Some("203.0.113.10".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let settings =
+            ServeSettings::resolve(&ServeArgs::default(), &FileConfig::default()).unwrap();
+        assert_eq!(settings.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(settings.root, PathBuf::from(DEFAULT_ROOT));
+        assert!(settings.server.passive_ports.is_any());
+        assert!(settings.server.active_mode);
+    }
+
+    #[test]
+    fn a_certificate_requires_tls_by_default() {
+        let file = FileConfig::parse(
+            "[serve.tls]\ncertfile = \"c.pem\"\nkeyfile = \"k.pem\"\nimplicit_listen = \"127.0.0.1:990\"",
+        )
+        .unwrap();
+        let settings = ServeSettings::resolve(&ServeArgs::default(), &file).unwrap();
+        let tls = settings.tls.unwrap();
+        assert_eq!(tls.required, TlsRequirement::All);
+        assert!(!tls.require_resumption);
+        assert_eq!(
+            settings.implicit_listen,
+            Some("127.0.0.1:990".parse().unwrap())
+        );
+        let args = ServeArgs {
+            tls_required: Some(TlsRequirement::Data),
+            ..ServeArgs::default()
+        };
+        let settings = ServeSettings::resolve(&args, &file).unwrap();
+        assert_eq!(settings.tls.unwrap().required, TlsRequirement::Data);
+    }
+
+    #[test]
+    fn implicit_tls_without_a_certificate_is_refused() {
+        let args = ServeArgs {
+            implicit_tls: Some("127.0.0.1:990".parse().unwrap()),
+            ..ServeArgs::default()
+        };
+        let error = ServeSettings::resolve(&args, &FileConfig::default()).unwrap_err();
+        assert!(error.to_string().contains("certificate"), "{error}");
+    }
+
+    #[test]
+    fn mistakes_are_reported_with_what_to_fix() {
+        assert!(
+            FileConfig::parse("[serve]\nlisten_on = 1")
+                .unwrap_err()
+                .contains("listen_on")
+        );
+        let args = ServeArgs {
+            passive_ports: Some("9-1".into()),
+            ..ServeArgs::default()
+        };
+        let error = ServeSettings::resolve(&args, &FileConfig::default()).unwrap_err();
+        assert!(error.to_string().contains("backwards"));
+    }
+}

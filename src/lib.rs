@@ -1,0 +1,12 @@
+//! ferry: an FTP/FTPS server, an FTP/FTPS client, and a git-to-FTP deploy service.
+//!
+//! The module map and the reasons behind it are in the repository's design notes; in short,
+//! [`protocol`] is pure and imports nothing from the rest of the crate, [`server`] is the only code
+//! that awaits the network for the server, and [`storage`] and [`auth`] sit behind traits.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod protocol;
+pub mod server;
+pub mod storage;

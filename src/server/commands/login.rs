@@ -1,0 +1,172 @@
+//! USER, PASS, ACCT, REIN (RFC 959 §4.1.1).
+//!
+//! Every user name gets the same `331`, and every failure the same `530` after the same delay, so
+//! a client cannot tell which accounts exist. An address that keeps failing is refused for a
+//! while (`421`). Password checks run on the blocking pool inside the authenticator.
+
+use tracing::{info, warn};
+
+use super::Handled;
+use crate::auth::{AuthError, Permissions, UserDetails};
+use crate::protocol::command::TransferType;
+use crate::protocol::listing::MlstFacts;
+use crate::protocol::{Reply, ReplyCode, VirtualPath};
+use crate::server::data::DataSetup;
+use crate::server::session::{Flow, LoggedIn, Login, Session};
+
+/// User names that mean "anonymous" (RFC 1635).
+const ANONYMOUS_NAMES: [&str; 2] = ["anonymous", "ftp"];
+
+impl Session {
+    pub(super) async fn user_command(&mut self, name: &[u8]) -> Handled {
+        let name = String::from_utf8_lossy(name).trim().to_owned();
+        if name.is_empty() {
+            return Err(Reply::new(
+                ReplyCode::ARGUMENT_SYNTAX_ERROR,
+                "USER needs a user name.",
+            ));
+        }
+        if !self.control.is_tls() && self.plain_login_refused(&name).await {
+            // Refused before the password is sent in clear (RFC 4217 §11).
+            warn!(user = name, "plain-text login refused: TLS is required");
+            return Err(Reply::new(
+                ReplyCode::NOT_LOGGED_IN,
+                "TLS is required to log in here: send AUTH TLS first (use FTPS in your client).",
+            ));
+        }
+        // A new USER starts a new login, as after REIN.
+        self.reset_session_state();
+        self.login = Login::AwaitingPassword { user: name };
+        Ok(Reply::new(ReplyCode::NEED_PASSWORD, "Password required.").into())
+    }
+
+    pub(super) async fn pass(&mut self, password: &[u8]) -> Handled {
+        let user = match std::mem::replace(&mut self.login, Login::AwaitingUser) {
+            Login::AwaitingPassword { user } => user,
+            Login::LoggedIn(logged_in) => {
+                self.login = Login::LoggedIn(logged_in);
+                return Err(Reply::new(ReplyCode::BAD_SEQUENCE, "Already logged in."));
+            }
+            Login::AwaitingUser => {
+                return Err(Reply::new(
+                    ReplyCode::BAD_SEQUENCE,
+                    "Send USER before PASS.",
+                ));
+            }
+        };
+        let ip = self.peer.ip();
+        let throttle = &self.server.throttle;
+        if throttle.is_blocked(ip) {
+            warn!(
+                user,
+                "login refused: too many failed logins from this address"
+            );
+            return Ok(Flow::Close(Reply::new(
+                ReplyCode::SERVICE_NOT_AVAILABLE,
+                "Too many failed logins from your address; try again later.",
+            )));
+        }
+        let password = String::from_utf8_lossy(password);
+        let result = match self.anonymous_details(&user) {
+            Some(details) => Ok(details),
+            None => {
+                self.server
+                    .authenticator
+                    .authenticate(&user, &password, ip)
+                    .await
+            }
+        };
+        let details = match result {
+            Ok(details) => details,
+            Err(AuthError::Unavailable(reason)) => {
+                warn!(user, %reason, "login failed: account database unavailable");
+                return Err(Reply::new(
+                    ReplyCode::SERVICE_NOT_AVAILABLE,
+                    "Logins are unavailable right now; try again later.",
+                ));
+            }
+            Err(error) => {
+                warn!(user, %error, "login failed");
+                throttle.record_failure(ip);
+                tokio::time::sleep(throttle.failure_delay(ip)).await;
+                if throttle.is_blocked(ip) {
+                    return Ok(Flow::Close(Reply::new(
+                        ReplyCode::SERVICE_NOT_AVAILABLE,
+                        "Too many failed logins from your address; try again later.",
+                    )));
+                }
+                return Err(Reply::new(ReplyCode::NOT_LOGGED_IN, "Login incorrect."));
+            }
+        };
+        let storage = match self.server.storage.open(&details.home).await {
+            Ok(storage) => storage,
+            Err(error) => {
+                warn!(user, home = details.home, %error, "login failed: home directory unavailable");
+                return Err(Reply::new(
+                    ReplyCode::NOT_LOGGED_IN,
+                    "Your home directory cannot be opened; ask the server's operator to check it.",
+                ));
+            }
+        };
+        throttle.record_success(ip);
+        tracing::Span::current().record("user", details.name.as_str());
+        info!(home = details.home, "logged in");
+        let welcome = format!("User {} logged in.", details.name);
+        self.login = Login::LoggedIn(Box::new(LoggedIn { details, storage }));
+        Ok(Reply::new(ReplyCode::LOGGED_IN, welcome).into())
+    }
+
+    /// Whether the server's policy or the account's own forbids logging in without TLS.
+    async fn plain_login_refused(&self, user: &str) -> bool {
+        let Some(context) = &self.server.config.tls else {
+            return false;
+        };
+        context.settings.required.control()
+            || self
+                .server
+                .authenticator
+                .tls_requirement(user)
+                .await
+                .is_some_and(|required| required.control())
+    }
+
+    /// Anonymous logins, when the server allows them: any password, read-only.
+    fn anonymous_details(&self, user: &str) -> Option<UserDetails> {
+        let home = self.server.config.anonymous_home.as_ref()?;
+        if !ANONYMOUS_NAMES.iter().any(|n| n.eq_ignore_ascii_case(user)) {
+            return None;
+        }
+        Some(UserDetails {
+            name: "anonymous".to_owned(),
+            home: home.clone(),
+            permissions: Permissions::READ_ONLY,
+            tls_required: None,
+            admin: false,
+        })
+    }
+
+    pub(super) fn acct(&mut self) -> Handled {
+        Ok(Reply::new(
+            ReplyCode::COMMAND_SUPERFLUOUS,
+            "ACCT not needed on this server.",
+        )
+        .into())
+    }
+
+    /// REIN (RFC 959 §4.1.1): back to the state just after the greeting.
+    pub(super) fn rein(&mut self) -> Handled {
+        self.reset_session_state();
+        self.login = Login::AwaitingUser;
+        Ok(Reply::new(ReplyCode::SERVICE_READY, "Ready for a new user.").into())
+    }
+
+    fn reset_session_state(&mut self) {
+        self.cwd = VirtualPath::root();
+        self.transfer_type = TransferType::Binary;
+        self.data = DataSetup::None;
+        self.epsv_all = false;
+        self.restart_offset = 0;
+        self.rename_from = None;
+        self.mlst_facts = MlstFacts::default_set();
+    }
+}

@@ -1,0 +1,287 @@
+//! File transfers: RETR, STOR, APPE, STOU, REST and ABOR (RFC 959 §4.1.3, RFC 3659 §5).
+//!
+//! A handler checks everything that can be checked before the data connection opens — permission,
+//! path, file type, REST support — so most refusals come before the `150`. The transfer itself
+//! runs as a future next to the control loop, owning what it needs.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use futures_util::FutureExt as _;
+
+use super::{Handled, storage_reply};
+use crate::auth::Permission;
+use crate::protocol::command::TransferType;
+use crate::protocol::{Reply, ReplyCode, VirtualPath};
+use crate::server::data::{DataError, DataSetup, DataStream};
+use crate::server::session::{Completed, Failed, Flow, Session, Transfer, TransferInfo};
+use crate::server::transfer;
+use crate::storage::{StorageError, WriteMode};
+
+/// STOR or APPE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreKind {
+    Store,
+    Append,
+}
+
+/// How many numbered alternatives STOU tries before giving up.
+const STOU_ATTEMPTS: u32 = 100;
+
+impl Session {
+    pub(super) async fn retr(&mut self, arg: &[u8]) -> Handled {
+        let storage = self.storage_with(Permission::Retrieve)?;
+        let path = self.resolve(arg)?;
+        self.require_data_setup()?;
+        let offset = std::mem::take(&mut self.restart_offset);
+        let metadata = storage
+            .metadata(&path)
+            .await
+            .map_err(|e| storage_reply(&path, &e))?;
+        if !metadata.is_file() {
+            return Err(Reply::new(
+                ReplyCode::FILE_UNAVAILABLE,
+                format!("{path}: not a regular file."),
+            ));
+        }
+        if offset > 0 && !storage.capabilities().read_at_offset {
+            return Err(Reply::new(
+                ReplyCode::FILE_UNAVAILABLE,
+                "This storage cannot resume downloads; send RETR without REST.",
+            ));
+        }
+        let reader = storage
+            .read(&path, offset)
+            .await
+            .map_err(|e| storage_reply(&path, &e))?;
+        let remaining = metadata.size.saturating_sub(offset);
+        let preliminary = Reply::new(
+            ReplyCode::FILE_STATUS_OK,
+            format!(
+                "Opening {} mode data connection for {path} ({remaining} bytes).",
+                self.mode_name()
+            ),
+        );
+        let ascii = self.transfer_type == TransferType::Ascii;
+        let stall = self.server.config.timeouts.data_stall;
+        let transfer = self.start_transfer("RETR", path, move |mut stream, progress| {
+            async move {
+                let sent = transfer::send(reader, &mut stream, ascii, stall, &progress).await?;
+                stream.close().await;
+                Ok(Completed::Sent(sent))
+            }
+            .boxed()
+        });
+        Ok(Flow::Transfer(preliminary, transfer))
+    }
+
+    pub(super) async fn stor(&mut self, arg: &[u8], kind: StoreKind) -> Handled {
+        let permission = match kind {
+            StoreKind::Store => Permission::Store,
+            StoreKind::Append => Permission::Append,
+        };
+        let storage = self.storage_with(permission)?;
+        let path = self.resolve(arg)?;
+        self.require_data_setup()?;
+        let offset = std::mem::take(&mut self.restart_offset);
+        let capabilities = storage.capabilities();
+        let mode = match (kind, offset) {
+            (StoreKind::Store, 0) => WriteMode::Replace,
+            (StoreKind::Store, offset) if capabilities.write_at_offset => WriteMode::At(offset),
+            (StoreKind::Store, _) => {
+                return Err(Reply::new(
+                    ReplyCode::FILE_UNAVAILABLE,
+                    "This storage cannot resume uploads; send STOR without REST.",
+                ));
+            }
+            (StoreKind::Append, _) if capabilities.append => WriteMode::Append,
+            (StoreKind::Append, _) => {
+                return Err(Reply::new(
+                    ReplyCode::NOT_IMPLEMENTED,
+                    "This storage cannot append to files; upload the whole file with STOR.",
+                ));
+            }
+        };
+        let verb = match kind {
+            StoreKind::Store => "STOR",
+            StoreKind::Append => "APPE",
+        };
+        let upload = storage
+            .write(&path, mode)
+            .await
+            .map_err(|e| storage_reply(&path, &e))?;
+        let preliminary = Reply::new(
+            ReplyCode::FILE_STATUS_OK,
+            format!(
+                "Opening {} mode data connection for {path}.",
+                self.mode_name()
+            ),
+        );
+        Ok(Flow::Transfer(
+            preliminary,
+            self.receive_into(verb, path, upload),
+        ))
+    }
+
+    /// STOU (RFC 959 §4.1.3, RFC 1123 §4.1.2.9): store under a name no file has yet, and say it
+    /// in the `150` reply as `FILE: name`.
+    pub(super) async fn stou(&mut self, suggested: Option<&[u8]>) -> Handled {
+        let storage = self.storage_with(Permission::Store)?;
+        self.require_data_setup()?;
+        self.restart_offset = 0;
+        let base = match suggested {
+            Some(name) => self.resolve(name)?,
+            None => self
+                .cwd
+                .join(&format!("ferry-{:08x}", rand::random::<u32>()))
+                .map_err(|e| {
+                    Reply::new(
+                        ReplyCode::LOCAL_ERROR,
+                        format!("Could not make a file name: {e}."),
+                    )
+                })?,
+        };
+        let mut attempt = 0;
+        let (path, upload) = loop {
+            let candidate = if attempt == 0 {
+                base.clone()
+            } else {
+                VirtualPath::parse(&format!("{base}.{attempt}"))
+                    .expect("a normalised path stays valid")
+            };
+            match storage.write(&candidate, WriteMode::CreateNew).await {
+                Ok(upload) => break (candidate, upload),
+                Err(StorageError::AlreadyExists) if attempt < STOU_ATTEMPTS => attempt += 1,
+                Err(error) => return Err(storage_reply(&candidate, &error)),
+            }
+        };
+        let name = path.file_name().unwrap_or_default().to_owned();
+        let preliminary = Reply::new(ReplyCode::FILE_STATUS_OK, format!("FILE: {name}"));
+        Ok(Flow::Transfer(
+            preliminary,
+            self.receive_into("STOU", path, upload),
+        ))
+    }
+
+    pub(super) fn rest(&mut self, offset: u64) -> Handled {
+        let capabilities = self
+            .user()
+            .map(|user| user.storage.capabilities())
+            .ok_or_else(|| Reply::new(ReplyCode::NOT_LOGGED_IN, "Please log in first."))?;
+        if !capabilities.read_at_offset && !capabilities.write_at_offset {
+            return Err(Reply::new(
+                ReplyCode::NOT_IMPLEMENTED,
+                "This storage cannot resume transfers.",
+            ));
+        }
+        self.restart_offset = offset;
+        Ok(Reply::new(
+            ReplyCode::FILE_ACTION_PENDING,
+            format!("Restarting at {offset}. Send RETR or STOR to resume."),
+        )
+        .into())
+    }
+
+    /// ABOR with no transfer running: close a prepared data connection, if any.
+    pub(super) fn abor_idle(&mut self) -> Handled {
+        let had_data = !self.data.is_none();
+        self.data = DataSetup::None;
+        self.restart_offset = 0;
+        let text = if had_data {
+            "No transfer to abort; the prepared data connection is closed."
+        } else {
+            "No transfer to abort."
+        };
+        Ok(Reply::new(ReplyCode::DATA_OPEN_NO_TRANSFER, text).into())
+    }
+
+    fn receive_into(
+        &mut self,
+        verb: &'static str,
+        path: VirtualPath,
+        mut upload: Box<dyn crate::storage::Upload>,
+    ) -> Transfer {
+        let ascii = self.transfer_type == TransferType::Ascii;
+        let stall = self.server.config.timeouts.data_stall;
+        self.start_transfer(verb, path, move |mut stream, progress| {
+            async move {
+                let bytes =
+                    transfer::receive(&mut stream, &mut upload, ascii, stall, &progress).await?;
+                stream.close().await;
+                Ok(Completed::Received { upload, bytes })
+            }
+            .boxed()
+        })
+    }
+
+    /// A transfer needs a prepared data connection and, where policy asks for it, PROT P.
+    pub(crate) fn require_data_setup(&self) -> Result<(), Reply> {
+        if self.data.is_none() {
+            return Err(Reply::new(
+                ReplyCode::CANT_OPEN_DATA,
+                "Use PASV, EPSV, PORT or EPRT first to set up the data connection.",
+            ));
+        }
+        if self.data_tls().is_none() && self.tls_requirement().data() {
+            return Err(Reply::new(
+                ReplyCode::DATA_PROTECTION_REQUIRED,
+                "Data connections must be encrypted here: send PBSZ 0 and PROT P first.",
+            ));
+        }
+        Ok(())
+    }
+
+    fn mode_name(&self) -> &'static str {
+        match self.transfer_type {
+            TransferType::Ascii => "ASCII",
+            TransferType::Binary => "BINARY",
+        }
+    }
+
+    /// Wraps a transfer body: opens the data connection first (the setup is used up), then runs
+    /// `body` on it.
+    pub(crate) fn start_transfer(
+        &mut self,
+        verb: &'static str,
+        path: VirtualPath,
+        body: impl FnOnce(
+            DataStream,
+            Arc<AtomicU64>,
+        )
+            -> futures_util::future::BoxFuture<'static, Result<Completed, Failed>>
+        + Send
+        + 'static,
+    ) -> Transfer {
+        let setup = std::mem::take(&mut self.data);
+        let params = self.data_params();
+        let progress = Arc::new(AtomicU64::new(0));
+        let body_progress = Arc::clone(&progress);
+        let future = async move {
+            let stream = setup.open(params).await.map_err(data_failure)?;
+            body(stream, body_progress).await
+        }
+        .boxed();
+        Transfer {
+            future,
+            info: TransferInfo {
+                progress,
+                verb,
+                path,
+                started: Instant::now(),
+            },
+        }
+    }
+}
+
+fn data_failure(error: DataError) -> Failed {
+    let code = match error {
+        // RFC 4217 §10: a failed TLS negotiation on the data connection.
+        DataError::Tls(_) | DataError::NotResumed => ReplyCode::NETWORK_PROTOCOL_NOT_SUPPORTED,
+        _ => ReplyCode::CANT_OPEN_DATA,
+    };
+    Failed {
+        reply: Reply::new(code, format!("Can't open data connection: {error}.")),
+        reason: error.to_string(),
+    }
+}

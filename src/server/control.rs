@@ -1,0 +1,234 @@
+//! The control connection: reads command lines and writes replies, over TCP or TLS.
+//!
+//! It owns the socket and its buffers (and nothing else). The read buffer starts empty and is
+//! returned to the allocator between commands, so an idle session costs a few hundred bytes here.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::protocol::{LineDecoder, LineError, Reply};
+
+/// The byte stream under the control connection.
+#[derive(Debug)]
+pub(crate) enum ControlStream {
+    Plain(TcpStream),
+    /// Boxed: a TLS session is large, and plain sessions should not pay for it.
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only while switching between plain and TLS; a failed switch leaves the connection here.
+    Switching,
+}
+
+impl ControlStream {
+    /// Runs the server side of a TLS handshake on a plain connection.
+    pub(crate) async fn accept_tls(
+        tcp: TcpStream,
+        config: Arc<rustls::ServerConfig>,
+        limit: Duration,
+    ) -> io::Result<Self> {
+        let tls = tokio::time::timeout(limit, TlsAcceptor::from(config).accept(tcp))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        Ok(Self::Tls(Box::new(tls)))
+    }
+}
+
+fn switching() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the control connection changed TLS state and failed",
+    )
+}
+
+impl AsyncRead for ControlStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Self::Switching => Poll::Ready(Err(switching())),
+        }
+    }
+}
+
+impl AsyncWrite for ControlStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Self::Switching => Poll::Ready(Err(switching())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Self::Switching => Poll::Ready(Err(switching())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Self::Switching => Poll::Ready(Err(switching())),
+        }
+    }
+}
+
+/// What reading the control connection produced.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    Line(Bytes),
+    TooLong,
+    /// The client closed the connection.
+    Closed,
+}
+
+/// A control connection with its line decoder.
+#[derive(Debug)]
+pub(crate) struct ControlConnection {
+    stream: ControlStream,
+    read_buf: BytesMut,
+    decoder: LineDecoder,
+}
+
+/// Read at least this much at a time, so a command rarely needs two reads.
+const READ_CHUNK: usize = 512;
+
+impl ControlConnection {
+    pub(crate) fn new(stream: ControlStream) -> Self {
+        Self {
+            stream,
+            read_buf: BytesMut::new(),
+            decoder: LineDecoder::new(),
+        }
+    }
+
+    /// The next line, waiting for it. Cancel-safe: a partly read line stays in the buffer.
+    pub(crate) async fn next_line(&mut self) -> io::Result<Incoming> {
+        loop {
+            if let Some(item) = self.decoder.decode(&mut self.read_buf) {
+                return Ok(match item {
+                    Ok(line) => Incoming::Line(line),
+                    Err(LineError::TooLong) => Incoming::TooLong,
+                });
+            }
+            if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK {
+                self.read_buf.reserve(READ_CHUNK);
+            }
+            if self.stream.read_buf(&mut self.read_buf).await? == 0 {
+                return Ok(Incoming::Closed);
+            }
+        }
+    }
+
+    /// True if bytes of a further command are already buffered (a pipelining client).
+    pub(crate) fn has_buffered_input(&self) -> bool {
+        !self.read_buf.is_empty()
+    }
+
+    /// True if the client has already closed the control connection, checked without waiting.
+    ///
+    /// A client killed mid-upload closes both connections; the data connection's end then looks
+    /// like a normal end of file, and only the closed control connection tells the difference.
+    /// Bytes that arrive meanwhile stay buffered for the next command.
+    pub(crate) fn peer_has_closed(&mut self) -> bool {
+        use futures_util::FutureExt as _;
+        if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK {
+            self.read_buf.reserve(READ_CHUNK);
+        }
+        matches!(
+            self.stream.read_buf(&mut self.read_buf).now_or_never(),
+            Some(Ok(0) | Err(_))
+        )
+    }
+
+    /// Gives the read buffer back to the allocator while the session waits for its next command.
+    pub(crate) fn release_idle_buffer(&mut self) {
+        if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
+            self.read_buf = BytesMut::new();
+        }
+    }
+
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self.stream, ControlStream::Tls(_))
+    }
+
+    /// AUTH TLS (RFC 4217 §4): after the `234`, the TLS handshake. Anything the client sent after
+    /// AUTH TLS and before the handshake is thrown away unread — executing it would let an
+    /// attacker on the path inject commands into the protected session (the STARTTLS injection
+    /// class).
+    pub(crate) async fn start_tls(
+        &mut self,
+        config: Arc<rustls::ServerConfig>,
+        limit: Duration,
+    ) -> io::Result<()> {
+        self.read_buf = BytesMut::new();
+        self.decoder = LineDecoder::new();
+        let ControlStream::Plain(tcp) =
+            std::mem::replace(&mut self.stream, ControlStream::Switching)
+        else {
+            return Err(io::Error::other("TLS is already active"));
+        };
+        self.stream = ControlStream::accept_tls(tcp, config, limit).await?;
+        Ok(())
+    }
+
+    /// CCC (RFC 4217 §6): end TLS with close_notify both ways and go on in plain text.
+    pub(crate) async fn clear_tls(&mut self, limit: Duration) -> io::Result<()> {
+        let ControlStream::Tls(mut tls) =
+            std::mem::replace(&mut self.stream, ControlStream::Switching)
+        else {
+            return Err(io::Error::other("TLS is not active"));
+        };
+        tls.get_mut().1.send_close_notify();
+        tls.flush().await?;
+        // Read up to the client's close_notify; a well-behaved client sends nothing else first.
+        let mut scratch = [0u8; 512];
+        tokio::time::timeout(limit, async {
+            while tls.read(&mut scratch).await? > 0 {}
+            Ok::<_, io::Error>(())
+        })
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no TLS close_notify from the client",
+            )
+        })??;
+        let (tcp, _) = tls.into_inner();
+        self.read_buf = BytesMut::new();
+        self.decoder = LineDecoder::new();
+        self.stream = ControlStream::Plain(tcp);
+        Ok(())
+    }
+
+    /// Sends one reply and flushes it.
+    pub(crate) async fn send(&mut self, reply: &Reply) -> io::Result<()> {
+        let bytes = reply.to_bytes();
+        self.stream.write_all(&bytes).await?;
+        self.stream.flush().await
+    }
+
+    /// Closes the connection (TLS close_notify first, where TLS is on).
+    pub(crate) async fn shutdown(&mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+}

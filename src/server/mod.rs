@@ -1,0 +1,204 @@
+//! The FTP server: the only code that awaits the network on the server side.
+//!
+//! [`run`] takes a bound listener (tests bind port 0) and a shutdown token, accepts control
+//! connections and runs one [`session`] task per connection. A session owns all of its state; a
+//! transfer gets what it needs and reports back, and ABOR cancels it. Nothing here parses bytes
+//! (that is [`crate::protocol`]) or touches files (that is [`crate::storage`]).
+
+mod commands;
+mod control;
+mod data;
+mod limits;
+pub mod masquerade;
+pub mod passive;
+mod session;
+pub mod tls;
+mod transfer;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::auth::Authenticator;
+use crate::auth::throttle::{LoginThrottle, ThrottleConfig};
+use crate::storage::StorageProvider;
+
+pub use limits::ConnectionLimits;
+pub use masquerade::Masquerade;
+pub use passive::{PassivePortPool, PortRanges};
+use session::ListenerKind;
+pub use session::Shutdown;
+pub use tls::{TlsContext, TlsSettings};
+
+/// Everything a running server needs to know, validated before it starts.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The greeting after `220`.
+    pub banner: String,
+    pub passive_ports: PortRanges,
+    pub masquerade: Masquerade,
+    /// Whether PORT and EPRT are served at all (always only to the client's own address).
+    pub active_mode: bool,
+    pub timeouts: Timeouts,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub login_throttle: ThrottleConfig,
+    /// Home of the `anonymous`/`ftp` user (read-only); `None` turns anonymous logins off.
+    pub anonymous_home: Option<String>,
+    /// How long running transfers may go on after a shutdown request.
+    pub shutdown_grace: Duration,
+    /// FTPS: certificate and policies; `None` serves plain FTP only.
+    pub tls: Option<Arc<TlsContext>>,
+}
+
+/// Timeouts of a session.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// A control connection with no command for this long is closed (never during a transfer).
+    pub idle: Duration,
+    /// How long a PASV/EPSV port waits for the client, and an active connect may take.
+    pub data_accept: Duration,
+    /// A transfer that moves no byte for this long is aborted.
+    pub data_stall: Duration,
+    /// Time allowed from connect to a successful login.
+    pub login: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            idle: Duration::from_secs(300),
+            data_accept: Duration::from_secs(30),
+            data_stall: Duration::from_secs(120),
+            login: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            banner: "ferry FTP server ready.".to_owned(),
+            passive_ports: PortRanges::any(),
+            masquerade: Masquerade::default(),
+            active_mode: true,
+            timeouts: Timeouts::default(),
+            max_connections: 1000,
+            max_connections_per_ip: 50,
+            login_throttle: ThrottleConfig::default(),
+            anonymous_home: None,
+            shutdown_grace: Duration::from_secs(30),
+            tls: None,
+        }
+    }
+}
+
+/// The state shared by every session of one server.
+#[derive(Debug)]
+pub struct Server {
+    pub(crate) config: ServerConfig,
+    pub(crate) authenticator: Arc<dyn Authenticator>,
+    pub(crate) storage: Arc<dyn StorageProvider>,
+    pub(crate) passive_pool: PassivePortPool,
+    pub(crate) limits: ConnectionLimits,
+    pub(crate) throttle: LoginThrottle,
+    next_session_id: AtomicU64,
+}
+
+impl Server {
+    pub fn new(
+        config: ServerConfig,
+        authenticator: Arc<dyn Authenticator>,
+        storage: Arc<dyn StorageProvider>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            passive_pool: PassivePortPool::new(&config.passive_ports),
+            limits: ConnectionLimits::new(config.max_connections, config.max_connections_per_ip),
+            throttle: LoginThrottle::new(config.login_throttle.clone()),
+            config,
+            authenticator,
+            storage,
+            next_session_id: AtomicU64::new(1),
+        })
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+}
+
+/// Serves control connections from `listener` until a graceful shutdown is requested, then waits
+/// up to the configured grace period for running transfers to finish and stops the rest.
+pub async fn run(listener: TcpListener, server: Arc<Server>, shutdown: Shutdown) {
+    serve(listener, None, server, shutdown).await;
+}
+
+/// Like [`run`], with a second listener for implicit FTPS (TLS from the first byte).
+pub async fn serve(
+    listener: TcpListener,
+    implicit_tls: Option<TcpListener>,
+    server: Arc<Server>,
+    shutdown: Shutdown,
+) {
+    let sessions = TaskTracker::new();
+    loop {
+        let implicit_accept = async {
+            match &implicit_tls {
+                Some(listener) => listener.accept().await,
+                None => std::future::pending().await,
+            }
+        };
+        let (accepted, kind) = tokio::select! {
+            accepted = listener.accept() => (accepted, ListenerKind::Plain),
+            accepted = implicit_accept => (accepted, ListenerKind::ImplicitTls),
+            () = shutdown.graceful.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                // Out of file descriptors and the like: pause instead of spinning.
+                warn!(%error, "accepting a control connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let id = server.next_session_id.fetch_add(1, Ordering::Relaxed);
+        let span = info_span!("session", id, peer = %peer, user = tracing::field::Empty);
+        let server = Arc::clone(&server);
+        let shutdown = shutdown.clone();
+        sessions.spawn(session::run(stream, peer, server, shutdown, kind).instrument(span));
+    }
+    sessions.close();
+    let grace = server.config.shutdown_grace;
+    info!(
+        sessions = sessions.len(),
+        grace_secs = grace.as_secs(),
+        "shutting down: no new connections; waiting for running transfers"
+    );
+    if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
+        warn!(
+            sessions = sessions.len(),
+            "shutdown grace period over; closing the remaining sessions"
+        );
+        shutdown.immediate.cancel();
+        sessions.wait().await;
+    }
+}
+
+/// Binds a control listener with a deep backlog, so a burst of logins is queued, not refused.
+pub fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}

@@ -1,0 +1,583 @@
+//! One control connection from greeting to goodbye: the session state and its event loop.
+//!
+//! The loop waits for the next command, a running transfer's end, the idle timeout or shutdown.
+//! While a transfer runs it keeps reading the control connection, because ABOR, STAT, NOOP and
+//! QUIT must be answered then (RFC 959 §4.1.3); any other command waits until the transfer is over,
+//! as a pipelining client expects. State is split into small independent parts (login, working
+//! directory, data setup, pending REST/RNFR) rather than one big state enum.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::Server;
+use super::control::{ControlConnection, ControlStream, Incoming};
+use super::data::{DataParams, DataSetup, DataTls};
+use super::tls::SessionTls;
+use super::transfer::TransferError;
+use crate::auth::{TlsRequirement, UserDetails};
+use crate::protocol::command::{Command, ProtectionLevel, TransferType, parse_command};
+use crate::protocol::listing::MlstFacts;
+use crate::protocol::{Reply, ReplyCode, VirtualPath};
+use crate::storage::{Storage, Upload};
+
+/// The two stages of shutdown: stop taking commands when idle, then stop everything.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    /// Idle sessions close; running transfers may finish.
+    pub graceful: CancellationToken,
+    /// Everything closes now.
+    pub immediate: CancellationToken,
+}
+
+/// Where the session is in logging in (RFC 959 §5.4 state diagram for USER/PASS).
+pub(crate) enum Login {
+    AwaitingUser,
+    AwaitingPassword { user: String },
+    LoggedIn(Box<LoggedIn>),
+}
+
+/// A logged-in user and their storage.
+pub(crate) struct LoggedIn {
+    pub(crate) details: UserDetails,
+    pub(crate) storage: Arc<dyn Storage>,
+}
+
+/// What a command handler asks the loop to do next.
+pub(crate) enum Flow {
+    Reply(Reply),
+    /// Send the preliminary reply (150), then run the transfer.
+    Transfer(Reply, Transfer),
+    /// Send the reply and close the connection.
+    Close(Reply),
+    /// Send the reply (`234`), then the TLS handshake (AUTH TLS).
+    StartTls(Reply),
+    /// Send the reply, then end TLS on the control connection (CCC).
+    ClearTls(Reply),
+}
+
+impl From<Reply> for Flow {
+    fn from(reply: Reply) -> Self {
+        Self::Reply(reply)
+    }
+}
+
+/// How a finished transfer went.
+pub(crate) enum Completed {
+    /// A download or listing: this many bytes went out.
+    Sent(u64),
+    /// An upload that waits for the loop to commit it (see [`Session::finish_upload`]).
+    Received { upload: Box<dyn Upload>, bytes: u64 },
+}
+
+/// Why a transfer failed, as the reply to send.
+pub(crate) struct Failed {
+    pub(crate) reply: Reply,
+    pub(crate) reason: String,
+}
+
+impl From<TransferError> for Failed {
+    fn from(error: TransferError) -> Self {
+        let reply = match &error {
+            TransferError::Stalled(_) | TransferError::Network(_) => Reply::new(
+                ReplyCode::TRANSFER_ABORTED,
+                format!("Transfer aborted: {error}."),
+            ),
+            TransferError::Storage(e) => {
+                Reply::new(e.reply_code(), format!("Transfer failed: {e}."))
+            }
+        };
+        Self {
+            reply,
+            reason: error.to_string(),
+        }
+    }
+}
+
+/// A transfer running alongside the control loop.
+pub(crate) struct Transfer {
+    pub(crate) future: BoxFuture<'static, Result<Completed, Failed>>,
+    pub(crate) info: TransferInfo,
+}
+
+/// What the session knows about a running transfer, for STAT and the log line.
+pub(crate) struct TransferInfo {
+    /// Bytes moved so far.
+    pub(crate) progress: Arc<AtomicU64>,
+    /// RETR, STOR, LIST, ... for the log line.
+    pub(crate) verb: &'static str,
+    pub(crate) path: VirtualPath,
+    pub(crate) started: Instant,
+}
+
+/// One control connection's state.
+pub(crate) struct Session {
+    pub(crate) server: Arc<Server>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: SocketAddr,
+    pub(crate) control: ControlConnection,
+    pub(crate) login: Login,
+    pub(crate) cwd: VirtualPath,
+    pub(crate) transfer_type: TransferType,
+    pub(crate) data: DataSetup,
+    pub(crate) epsv_all: bool,
+    /// REST offset for the next RETR/STOR.
+    pub(crate) restart_offset: u64,
+    /// RNFR source for the next RNTO.
+    pub(crate) rename_from: Option<VirtualPath>,
+    pub(crate) mlst_facts: MlstFacts,
+    /// This session's TLS configurations, once AUTH TLS (or implicit TLS) has started TLS.
+    pub(crate) tls: Option<SessionTls>,
+    /// PROT: whether data connections are encrypted.
+    pub(crate) protection: ProtectionLevel,
+    /// PBSZ was sent (RFC 4217 §8).
+    pub(crate) pbsz_set: bool,
+    shutdown: Shutdown,
+}
+
+/// What woke the loop.
+enum Event {
+    Incoming(std::io::Result<Incoming>),
+    TransferDone(Result<Completed, Failed>),
+    IdleTimeout(Duration),
+    Shutdown,
+}
+
+/// How a control connection begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListenerKind {
+    /// Plain text; AUTH TLS may follow.
+    Plain,
+    /// TLS from the first byte (implicit FTPS, customarily port 990).
+    ImplicitTls,
+}
+
+/// Runs one control connection to its end.
+pub(crate) async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    server: Arc<Server>,
+    shutdown: Shutdown,
+    kind: ListenerKind,
+) {
+    let local = match stream.local_addr() {
+        Ok(addr) => addr,
+        Err(error) => {
+            debug!(%error, "connection gone before the greeting");
+            return;
+        }
+    };
+    let (control_stream, tls) = match (kind, &server.config.tls) {
+        (ListenerKind::ImplicitTls, Some(context)) => {
+            let tls = context.session();
+            let limit = server.config.timeouts.data_accept;
+            match ControlStream::accept_tls(stream, Arc::clone(&tls.control), limit).await {
+                Ok(stream) => (stream, Some(tls)),
+                Err(error) => {
+                    debug!(%error, "implicit TLS handshake failed");
+                    return;
+                }
+            }
+        }
+        _ => (ControlStream::Plain(stream), None),
+    };
+    let implicit = tls.is_some();
+    let mut control = ControlConnection::new(control_stream);
+    let _slot = match server.limits.acquire(peer.ip()) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            warn!(%refusal, "connection refused");
+            let reply = Reply::new(ReplyCode::SERVICE_NOT_AVAILABLE, format!("{refusal}."));
+            let _ = control.send(&reply).await;
+            control.shutdown().await;
+            return;
+        }
+    };
+    let mut session = Session {
+        server,
+        peer,
+        local,
+        control,
+        login: Login::AwaitingUser,
+        cwd: VirtualPath::root(),
+        transfer_type: TransferType::Binary,
+        data: DataSetup::None,
+        epsv_all: false,
+        restart_offset: 0,
+        rename_from: None,
+        mlst_facts: MlstFacts::default_set(),
+        tls,
+        // Implicit FTPS protects data connections from the start.
+        protection: if implicit {
+            ProtectionLevel::Private
+        } else {
+            ProtectionLevel::Clear
+        },
+        pbsz_set: implicit,
+        shutdown,
+    };
+    debug!("connected");
+    if let Err(error) = session.serve().await {
+        debug!(%error, "control connection ended with an error");
+    }
+    session.control.shutdown().await;
+    debug!("disconnected");
+}
+
+impl Session {
+    async fn serve(&mut self) -> std::io::Result<()> {
+        let banner = Reply::new(ReplyCode::SERVICE_READY, self.server.config.banner.clone());
+        self.control.send(&banner).await?;
+        let mut transfer: Option<Transfer> = None;
+        // A command that arrived during a transfer and must wait for its end.
+        let mut deferred: Option<Bytes> = None;
+        let mut quit_after_transfer = false;
+        loop {
+            if transfer.is_none() {
+                if quit_after_transfer {
+                    let bye = Reply::new(ReplyCode::CLOSING_CONTROL, "Goodbye.");
+                    return self.control.send(&bye).await;
+                }
+                if let Some(line) = deferred.take() {
+                    let flow = self.execute(&line).await;
+                    if !self.apply(flow, &mut transfer).await? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            }
+            let event = match transfer.as_mut() {
+                Some(running) => {
+                    tokio::select! {
+                        outcome = &mut running.future => Event::TransferDone(outcome),
+                        incoming = self.control.next_line(), if deferred.is_none() => Event::Incoming(incoming),
+                        () = self.shutdown.immediate.cancelled() => Event::Shutdown,
+                    }
+                }
+                None => {
+                    let idle = self.idle_timeout();
+                    if !self.control.has_buffered_input() {
+                        self.control.release_idle_buffer();
+                    }
+                    tokio::select! {
+                        incoming = self.control.next_line() => Event::Incoming(incoming),
+                        () = tokio::time::sleep(idle) => Event::IdleTimeout(idle),
+                        () = self.shutdown.graceful.cancelled() => Event::Shutdown,
+                    }
+                }
+            };
+            match event {
+                Event::Incoming(incoming) => {
+                    let line = match incoming? {
+                        Incoming::Line(line) => line,
+                        Incoming::TooLong => {
+                            let reply = Reply::new(
+                                ReplyCode::SYNTAX_ERROR,
+                                format!(
+                                    "Command line too long (the limit is {} bytes); it was ignored.",
+                                    crate::protocol::MAX_LINE_LEN
+                                ),
+                            );
+                            self.control.send(&reply).await?;
+                            continue;
+                        }
+                        Incoming::Closed => {
+                            if let Some(running) = transfer.take() {
+                                let bytes = running.info.progress.load(Ordering::Relaxed);
+                                self.log_transfer(
+                                    &running.info,
+                                    "aborted: client closed the control connection",
+                                    bytes,
+                                );
+                            }
+                            return Ok(());
+                        }
+                    };
+                    let Some(running) = transfer.as_ref().map(|t| &t.info) else {
+                        let flow = self.execute(&line).await;
+                        if !self.apply(flow, &mut transfer).await? {
+                            return Ok(());
+                        }
+                        continue;
+                    };
+                    match parse_command(&line) {
+                        Ok(Command::Abor) => {
+                            let aborted = transfer.take().expect("checked above");
+                            let bytes = aborted.info.progress.load(Ordering::Relaxed);
+                            self.log_transfer(&aborted.info, "aborted by the client", bytes);
+                            drop(aborted);
+                            self.control
+                                .send(&Reply::new(
+                                    ReplyCode::TRANSFER_ABORTED,
+                                    "Connection closed; transfer aborted.",
+                                ))
+                                .await?;
+                            self.control
+                                .send(&Reply::new(
+                                    ReplyCode::CLOSING_DATA,
+                                    "ABOR command successful.",
+                                ))
+                                .await?;
+                        }
+                        Ok(Command::Stat(None)) => {
+                            let bytes = running.progress.load(Ordering::Relaxed);
+                            let reply = Reply::new(
+                                ReplyCode::FILE_STATUS,
+                                format!(
+                                    "{} {} in progress: {bytes} bytes so far.",
+                                    running.verb, running.path
+                                ),
+                            );
+                            self.control.send(&reply).await?;
+                        }
+                        Ok(Command::Noop) => {
+                            self.control
+                                .send(&Reply::new(ReplyCode::COMMAND_OK, "NOOP ok."))
+                                .await?;
+                        }
+                        Ok(Command::Quit) => quit_after_transfer = true,
+                        _ => deferred = Some(line),
+                    }
+                }
+                Event::TransferDone(outcome) => {
+                    let finished = transfer.take().expect("a transfer was running");
+                    let reply = self.finish_transfer(&finished.info, outcome).await;
+                    match reply {
+                        Some(reply) => self.control.send(&reply).await?,
+                        None => return Ok(()),
+                    }
+                }
+                Event::IdleTimeout(idle) => {
+                    info!(idle_secs = idle.as_secs(), "closing an idle session");
+                    let reply = Reply::new(
+                        ReplyCode::SERVICE_NOT_AVAILABLE,
+                        format!(
+                            "No command for {} seconds; closing the connection.",
+                            idle.as_secs()
+                        ),
+                    );
+                    return self.control.send(&reply).await;
+                }
+                Event::Shutdown => {
+                    if let Some(running) = transfer.take() {
+                        let bytes = running.info.progress.load(Ordering::Relaxed);
+                        self.log_transfer(&running.info, "aborted: server shutting down", bytes);
+                    }
+                    let reply = Reply::new(
+                        ReplyCode::SERVICE_NOT_AVAILABLE,
+                        "The server is shutting down; please reconnect later.",
+                    );
+                    return self.control.send(&reply).await;
+                }
+            }
+        }
+    }
+
+    /// Carries out what a command asked for. `false` means the session is over.
+    async fn apply(
+        &mut self,
+        flow: Flow,
+        transfer: &mut Option<Transfer>,
+    ) -> std::io::Result<bool> {
+        match flow {
+            Flow::Reply(reply) => self.control.send(&reply).await?,
+            Flow::Transfer(preliminary, started) => {
+                self.control.send(&preliminary).await?;
+                *transfer = Some(started);
+            }
+            Flow::Close(reply) => {
+                self.control.send(&reply).await?;
+                return Ok(false);
+            }
+            Flow::StartTls(reply) => {
+                self.control.send(&reply).await?;
+                let config = match &self.tls {
+                    Some(tls) => Arc::clone(&tls.control),
+                    None => return Ok(false),
+                };
+                let limit = self.server.config.timeouts.data_accept;
+                if let Err(error) = self.control.start_tls(config, limit).await {
+                    info!(%error, "TLS handshake on the control connection failed");
+                    return Ok(false);
+                }
+                debug!("control connection is now TLS");
+            }
+            Flow::ClearTls(reply) => {
+                self.control.send(&reply).await?;
+                let limit = self.server.config.timeouts.data_accept;
+                if let Err(error) = self.control.clear_tls(limit).await {
+                    info!(%error, "CCC: TLS close on the control connection failed");
+                    return Ok(false);
+                }
+                debug!("control connection is back in clear text (CCC)");
+            }
+        }
+        Ok(true)
+    }
+
+    /// Before login the shorter login timeout applies.
+    fn idle_timeout(&self) -> Duration {
+        let timeouts = &self.server.config.timeouts;
+        match self.login {
+            Login::LoggedIn(_) => timeouts.idle,
+            _ => timeouts.login.min(timeouts.idle),
+        }
+    }
+
+    /// Parses and runs one command line.
+    async fn execute(&mut self, line: &[u8]) -> Flow {
+        let command = match parse_command(line) {
+            Ok(command) => command,
+            Err(error) => {
+                debug!(%error, "unparsable command");
+                return error.reply().into();
+            }
+        };
+        if !matches!(command, Command::Pass(_)) {
+            debug!(command = %String::from_utf8_lossy(line), "command");
+        }
+        let keeps_rename = matches!(command, Command::Rnto(_) | Command::Rnfr(_));
+        let flow = self.dispatch(command).await;
+        if !keeps_rename {
+            // RNTO must directly follow RNFR (RFC 959 §4.1.3).
+            self.rename_from = None;
+        }
+        flow
+    }
+
+    /// Ends a transfer: commits an upload unless the client has gone, logs one line, and returns
+    /// the final reply (`None` when the client is gone and nothing should be sent).
+    async fn finish_transfer(
+        &mut self,
+        running: &TransferInfo,
+        outcome: Result<Completed, Failed>,
+    ) -> Option<Reply> {
+        match outcome {
+            Ok(Completed::Sent(bytes)) => {
+                self.log_transfer(running, "ok", bytes);
+                Some(Reply::new(
+                    ReplyCode::CLOSING_DATA,
+                    format!("Transfer complete ({bytes} bytes)."),
+                ))
+            }
+            Ok(Completed::Received { upload, bytes }) => {
+                self.finish_upload(running, upload, bytes).await
+            }
+            Err(failed) => {
+                let bytes = running.progress.load(Ordering::Relaxed);
+                self.log_transfer(running, &format!("failed: {}", failed.reason), bytes);
+                Some(failed.reply)
+            }
+        }
+    }
+
+    /// An upload whose data connection ended is committed only if the client is still there: a
+    /// client killed mid-upload closes both connections, and its truncated file must not replace
+    /// a good one.
+    async fn finish_upload(
+        &mut self,
+        running: &TransferInfo,
+        upload: Box<dyn Upload>,
+        bytes: u64,
+    ) -> Option<Reply> {
+        if self.control.peer_has_closed() {
+            drop(upload);
+            self.log_transfer(
+                running,
+                "discarded: client closed the control connection",
+                bytes,
+            );
+            return None;
+        }
+        match upload.commit().await {
+            Ok(_) => {
+                self.log_transfer(running, "ok", bytes);
+                Some(Reply::new(
+                    ReplyCode::CLOSING_DATA,
+                    format!("Transfer complete ({bytes} bytes)."),
+                ))
+            }
+            Err(error) => {
+                self.log_transfer(running, &format!("failed: {error}"), bytes);
+                Some(Reply::new(
+                    error.reply_code(),
+                    format!("Could not save {}: {error}.", running.path),
+                ))
+            }
+        }
+    }
+
+    fn log_transfer(&self, running: &TransferInfo, result: &str, bytes: u64) {
+        let user = match &self.login {
+            Login::LoggedIn(logged_in) => logged_in.details.name.as_str(),
+            _ => "-",
+        };
+        info!(
+            user,
+            command = running.verb,
+            path = %running.path,
+            bytes,
+            duration_ms = running.started.elapsed().as_millis() as u64,
+            result,
+            "transfer"
+        );
+    }
+
+    /// What opening the data connection needs from this session.
+    pub(crate) fn data_params(&self) -> DataParams {
+        DataParams {
+            peer_ip: self.peer.ip(),
+            local_ip: self.local.ip(),
+            timeout: self.server.config.timeouts.data_accept,
+            tls: self.data_tls(),
+        }
+    }
+
+    /// TLS for data connections, under PROT P.
+    pub(crate) fn data_tls(&self) -> Option<DataTls> {
+        let tls = self.tls.as_ref()?;
+        if self.protection != ProtectionLevel::Private {
+            return None;
+        }
+        let require_resumption = self
+            .server
+            .config
+            .tls
+            .as_ref()
+            .is_some_and(|context| context.settings.require_resumption);
+        Some(DataTls {
+            config: Arc::clone(&tls.data),
+            require_resumption,
+        })
+    }
+
+    /// What must be encrypted for this session: the server's policy, tightened by the account's.
+    pub(crate) fn tls_requirement(&self) -> TlsRequirement {
+        let server = self
+            .server
+            .config
+            .tls
+            .as_ref()
+            .map_or(TlsRequirement::None, |context| context.settings.required);
+        let account = self
+            .user()
+            .and_then(|user| user.details.tls_required)
+            .unwrap_or(TlsRequirement::None);
+        server.combine(account)
+    }
+
+    /// The logged-in user, if any.
+    pub(crate) fn user(&self) -> Option<&LoggedIn> {
+        match &self.login {
+            Login::LoggedIn(logged_in) => Some(logged_in),
+            _ => None,
+        }
+    }
+}

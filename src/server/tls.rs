@@ -1,0 +1,333 @@
+//! FTPS (RFC 4217): certificates, reload on SIGHUP, and the TLS configurations of one session.
+//!
+//! Every control session gets its own session cache and ticketer, shared by its control and data
+//! connections. A data connection can therefore resume the control connection's TLS session — and
+//! only that one: a thief who races the client to a passive port cannot present it, which is what
+//! `--require-tls-resumption` enforces (as FileZilla Server and vsftpd's `require_ssl_reuse` do).
+//! Data connections send no TLS 1.3 tickets of their own: a client that uploads and closes without
+//! reading them makes the kernel reset the connection and the tail of the upload is lost.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustls::ServerConfig;
+use rustls::server::ServerSessionMemoryCache;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tracing::{info, warn};
+
+use crate::auth::TlsRequirement;
+
+/// The marker in the subject of the certificate `ferry certs dev` makes.
+pub const DEV_CERT_MARKER: &str = "ferry development certificate";
+
+/// TLS settings of a server.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub certfile: PathBuf,
+    pub keyfile: PathBuf,
+    /// What must be encrypted (accounts can require more, never less).
+    pub required: TlsRequirement,
+    /// Refuse data connections that do not resume the control connection's TLS session.
+    pub require_resumption: bool,
+    /// Allow CCC (clear the control channel after login), for NAT helpers that read it.
+    pub allow_ccc: bool,
+}
+
+/// Why a certificate cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    #[error("cannot read the certificate file {path}: {reason}")]
+    ReadCertificate { path: PathBuf, reason: String },
+    #[error("cannot read the private key file {path}: {reason}")]
+    ReadKey { path: PathBuf, reason: String },
+    #[error("{0} holds no certificate (expected PEM blocks of type CERTIFICATE)")]
+    NoCertificate(PathBuf),
+    #[error("the certificate {path} cannot be parsed: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error(
+        "the certificate {path} expired at {not_after}; renew it (or run `ferry certs dev` for a development certificate)"
+    )]
+    Expired { path: PathBuf, not_after: String },
+    #[error("the certificate {path} is not valid before {not_before}")]
+    NotYetValid { path: PathBuf, not_before: String },
+    #[error("the private key {key} does not belong to the certificate {cert}: {reason}")]
+    Mismatch {
+        cert: PathBuf,
+        key: PathBuf,
+        reason: String,
+    },
+}
+
+/// A loaded certificate chain and key, checked for expiry and for matching each other.
+#[derive(Debug)]
+pub struct LoadedCertificate {
+    pub key: Arc<CertifiedKey>,
+    /// True for the certificate `ferry certs dev` makes.
+    pub is_development: bool,
+    /// The subject, for logs.
+    pub subject: String,
+}
+
+/// Loads a PEM certificate chain and private key (RSA, ECDSA or Ed25519).
+pub fn load_certificate(
+    certfile: &Path,
+    keyfile: &Path,
+) -> Result<LoadedCertificate, CertificateError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(certfile)
+        .map_err(|e| CertificateError::ReadCertificate {
+            path: certfile.to_owned(),
+            reason: e.to_string(),
+        })?
+        .collect::<Result<_, _>>()
+        .map_err(|e| CertificateError::ReadCertificate {
+            path: certfile.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let Some(leaf) = chain.first() else {
+        return Err(CertificateError::NoCertificate(certfile.to_owned()));
+    };
+    let (subject, is_development) = check_validity(certfile, leaf)?;
+    let key = PrivateKeyDer::from_pem_file(keyfile).map_err(|e| CertificateError::ReadKey {
+        path: keyfile.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let certified = CertifiedKey::from_der(chain, key, &crypto_provider()).map_err(|e| {
+        CertificateError::Mismatch {
+            cert: certfile.to_owned(),
+            key: keyfile.to_owned(),
+            reason: e.to_string(),
+        }
+    })?;
+    Ok(LoadedCertificate {
+        key: Arc::new(certified),
+        is_development,
+        subject,
+    })
+}
+
+fn check_validity(
+    path: &Path,
+    leaf: &CertificateDer<'_>,
+) -> Result<(String, bool), CertificateError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|e| {
+        CertificateError::Parse {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        }
+    })?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let validity = cert.validity();
+    if validity.not_after.timestamp() < now {
+        return Err(CertificateError::Expired {
+            path: path.to_owned(),
+            not_after: validity.not_after.to_string(),
+        });
+    }
+    if validity.not_before.timestamp() > now {
+        return Err(CertificateError::NotYetValid {
+            path: path.to_owned(),
+            not_before: validity.not_before.to_string(),
+        });
+    }
+    let subject = cert.subject().to_string();
+    let is_development = subject.contains(DEV_CERT_MARKER);
+    Ok((subject, is_development))
+}
+
+/// The process's crypto provider (installed by `main`), else aws-lc-rs: library users and tests
+/// need not install one first.
+fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+}
+
+/// The server's TLS state: settings and the current certificate, replaceable while running.
+#[derive(Debug)]
+pub struct TlsContext {
+    pub settings: TlsSettings,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl TlsContext {
+    /// Loads the certificate; an error here should stop the server from starting.
+    pub fn new(settings: TlsSettings) -> Result<Self, CertificateError> {
+        let loaded = load_certificate(&settings.certfile, &settings.keyfile)?;
+        announce(&settings, &loaded);
+        Ok(Self {
+            current: RwLock::new(loaded.key),
+            settings,
+        })
+    }
+
+    /// Reloads the certificate from disk (SIGHUP). New connections use it; running sessions keep
+    /// theirs. On error the old certificate stays in use.
+    pub fn reload(&self) -> Result<(), CertificateError> {
+        let loaded = load_certificate(&self.settings.certfile, &self.settings.keyfile)?;
+        announce(&self.settings, &loaded);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = loaded.key;
+        Ok(())
+    }
+
+    /// Fresh configurations for one control session.
+    pub fn session(&self) -> SessionTls {
+        let key = Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()));
+        let mut control = ServerConfig::builder_with_provider(crypto_provider())
+            .with_safe_default_protocol_versions()
+            .expect("the default provider supports the default protocol versions")
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(SingleCertAndKey::from(key)));
+        control.session_storage = ServerSessionMemoryCache::new(8);
+        match rustls::crypto::aws_lc_rs::Ticketer::new() {
+            Ok(ticketer) => control.ticketer = ticketer,
+            Err(error) => warn!(%error, "no TLS session tickets for this session"),
+        }
+        control.send_tls13_tickets = 1;
+        let mut data = control.clone();
+        data.send_tls13_tickets = 0;
+        SessionTls {
+            control: Arc::new(control),
+            data: Arc::new(data),
+        }
+    }
+}
+
+fn announce(settings: &TlsSettings, loaded: &LoadedCertificate) {
+    info!(
+        certificate = %settings.certfile.display(),
+        subject = loaded.subject,
+        "TLS certificate loaded"
+    );
+    if loaded.is_development {
+        warn!(
+            certificate = %settings.certfile.display(),
+            "the development certificate is in use: clients cannot verify it; use a real certificate in production"
+        );
+    }
+}
+
+/// The TLS configurations of one control session; data connections resume its sessions.
+#[derive(Debug, Clone)]
+pub struct SessionTls {
+    pub control: Arc<ServerConfig>,
+    pub data: Arc<ServerConfig>,
+}
+
+/// Writes a self-signed certificate for localhost (`ferry certs dev`): `cert.pem` and `key.pem`.
+pub fn write_development_certificate(dir: &Path) -> Result<(PathBuf, PathBuf), std::io::Error> {
+    let mut params = rcgen::CertificateParams::new(vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ])
+    .map_err(std::io::Error::other)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("{DEV_CERT_MARKER} (localhost)"),
+    );
+    let key = rcgen::KeyPair::generate().map_err(std::io::Error::other)?;
+    let cert = params.self_signed(&key).map_err(std::io::Error::other)?;
+    std::fs::create_dir_all(dir)?;
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, cert.pem())?;
+    std::fs::write(&key_path, key.serialize_pem())?;
+    Ok((cert_path, key_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_cert(dir: &Path, not_after: Option<(i32, u8, u8)>) -> (PathBuf, PathBuf) {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        if let Some((y, m, d)) = not_after {
+            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            params.not_after = rcgen::date_time_ymd(y, m, d);
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let cert_path = dir.join("c.pem");
+        let key_path = dir.join("k.pem");
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+
+    #[test]
+    fn development_certificate_loads_and_is_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = write_development_certificate(dir.path()).unwrap();
+        let loaded = load_certificate(&cert, &key).unwrap();
+        assert!(loaded.is_development);
+    }
+
+    #[test]
+    fn expired_certificate_is_refused_with_its_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = write_cert(dir.path(), Some((2001, 1, 1)));
+        let error = load_certificate(&cert, &key).unwrap_err();
+        assert!(matches!(error, CertificateError::Expired { .. }), "{error}");
+        assert!(error.to_string().contains("2001"), "{error}");
+    }
+
+    #[test]
+    fn key_of_another_certificate_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, _) = write_cert(dir.path(), None);
+        let other = tempfile::tempdir().unwrap();
+        let (_, other_key) = write_cert(other.path(), None);
+        let error = load_certificate(&cert, &other_key).unwrap_err();
+        assert!(
+            matches!(error, CertificateError::Mismatch { .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn missing_and_garbage_files_say_which_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.pem");
+        let error = load_certificate(&missing, &missing).unwrap_err();
+        assert!(error.to_string().contains("nope.pem"), "{error}");
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "hello").unwrap();
+        let error = load_certificate(&garbage, &garbage).unwrap_err();
+        assert!(
+            matches!(error, CertificateError::NoCertificate(_)),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn each_session_gets_its_own_session_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = write_development_certificate(dir.path()).unwrap();
+        let context = TlsContext::new(TlsSettings {
+            certfile: cert,
+            keyfile: key,
+            required: TlsRequirement::All,
+            require_resumption: false,
+            allow_ccc: false,
+        })
+        .unwrap();
+        let a = context.session();
+        let b = context.session();
+        assert!(Arc::ptr_eq(
+            &a.control.session_storage,
+            &a.data.session_storage
+        ));
+        assert!(!Arc::ptr_eq(
+            &a.control.session_storage,
+            &b.control.session_storage
+        ));
+        assert_eq!(a.data.send_tls13_tickets, 0);
+        assert!(a.control.send_tls13_tickets > 0);
+    }
+}

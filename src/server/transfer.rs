@@ -1,0 +1,236 @@
+//! Moving bytes between storage and a data connection, with bounded buffers.
+//!
+//! Files are streamed through one fixed buffer, never held whole. TYPE A converts line ends on the
+//! fly (RFC 959 §3.1.1.1: CRLF on the wire, LF on disk). Every read and write has the stall timeout,
+//! so a client that stops reading or sending cannot pin a transfer forever.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::storage::StorageError;
+
+/// Bytes moved per read; large enough for line-rate on loopback, small enough per session.
+pub(crate) const BUFFER_SIZE: usize = 128 * 1024;
+
+/// Why a transfer stopped early.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TransferError {
+    #[error("no data moved for {} s", .0.as_secs())]
+    Stalled(Duration),
+    #[error("data connection broken: {0}")]
+    Network(io::Error),
+    #[error("{0}")]
+    Storage(StorageError),
+}
+
+pub(crate) async fn with_stall_timeout<T>(
+    stall: Duration,
+    operation: impl Future<Output = io::Result<T>>,
+) -> Result<io::Result<T>, TransferError> {
+    tokio::time::timeout(stall, operation)
+        .await
+        .map_err(|_| TransferError::Stalled(stall))
+}
+
+/// Copies a file from storage to the client. Returns the bytes read from storage.
+pub(crate) async fn send(
+    mut source: impl AsyncRead + Unpin,
+    sink: &mut (impl AsyncWrite + Unpin),
+    ascii: bool,
+    stall: Duration,
+    progress: &AtomicU64,
+) -> Result<u64, TransferError> {
+    let mut buf = vec![0u8; BUFFER_SIZE];
+    let mut converted = Vec::new();
+    let mut last_was_cr = false;
+    let mut total = 0u64;
+    loop {
+        let n = with_stall_timeout(stall, source.read(&mut buf))
+            .await?
+            .map_err(|e| TransferError::Storage(e.into()))?;
+        if n == 0 {
+            break;
+        }
+        let chunk = if ascii {
+            converted.clear();
+            lf_to_crlf(&buf[..n], &mut converted, &mut last_was_cr);
+            &converted[..]
+        } else {
+            &buf[..n]
+        };
+        with_stall_timeout(stall, sink.write_all(chunk))
+            .await?
+            .map_err(TransferError::Network)?;
+        total += n as u64;
+        progress.store(total, Ordering::Relaxed);
+    }
+    with_stall_timeout(stall, sink.flush())
+        .await?
+        .map_err(TransferError::Network)?;
+    Ok(total)
+}
+
+/// Copies an upload from the client into storage. Returns the bytes written to storage.
+pub(crate) async fn receive(
+    source: &mut (impl AsyncRead + Unpin),
+    sink: &mut (impl AsyncWrite + Unpin + ?Sized),
+    ascii: bool,
+    stall: Duration,
+    progress: &AtomicU64,
+) -> Result<u64, TransferError> {
+    let mut buf = vec![0u8; BUFFER_SIZE];
+    let mut converted = Vec::new();
+    let mut pending_cr = false;
+    let mut total = 0u64;
+    loop {
+        let n = with_stall_timeout(stall, source.read(&mut buf))
+            .await?
+            .map_err(TransferError::Network)?;
+        if n == 0 {
+            break;
+        }
+        let chunk = if ascii {
+            converted.clear();
+            crlf_to_lf(&buf[..n], &mut converted, &mut pending_cr);
+            &converted[..]
+        } else {
+            &buf[..n]
+        };
+        with_stall_timeout(stall, sink.write_all(chunk))
+            .await?
+            .map_err(|e| TransferError::Storage(e.into()))?;
+        total += chunk.len() as u64;
+        progress.store(total, Ordering::Relaxed);
+    }
+    if pending_cr {
+        // A CR at the very end was not part of a CRLF.
+        with_stall_timeout(stall, sink.write_all(b"\r"))
+            .await?
+            .map_err(|e| TransferError::Storage(e.into()))?;
+        total += 1;
+    }
+    Ok(total)
+}
+
+/// LF → CRLF, leaving existing CRLF pairs alone. `last_was_cr` carries across chunks.
+pub(crate) fn lf_to_crlf(input: &[u8], out: &mut Vec<u8>, last_was_cr: &mut bool) {
+    out.reserve(input.len() + input.len() / 16);
+    let mut start = 0;
+    for i in memchr::memchr_iter(b'\n', input) {
+        let preceded_by_cr = if i == 0 {
+            *last_was_cr
+        } else {
+            input[i - 1] == b'\r'
+        };
+        out.extend_from_slice(&input[start..i]);
+        if !preceded_by_cr {
+            out.push(b'\r');
+        }
+        start = i;
+    }
+    out.extend_from_slice(&input[start..]);
+    if let Some(&last) = input.last() {
+        *last_was_cr = last == b'\r';
+    }
+}
+
+/// CRLF → LF; a lone CR is kept. `pending_cr` holds a CR that ended the previous chunk.
+pub(crate) fn crlf_to_lf(input: &[u8], out: &mut Vec<u8>, pending_cr: &mut bool) {
+    out.reserve(input.len() + 1);
+    let mut bytes = input.iter().copied().peekable();
+    if std::mem::take(pending_cr) && bytes.peek() != Some(&b'\n') {
+        out.push(b'\r');
+    }
+    while let Some(byte) = bytes.next() {
+        if byte == b'\r' {
+            match bytes.peek() {
+                Some(b'\n') => continue,
+                Some(_) => out.push(b'\r'),
+                None => *pending_cr = true,
+            }
+        } else {
+            out.push(byte);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn to_crlf(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut state = false;
+        for chunk in chunks {
+            lf_to_crlf(chunk, &mut out, &mut state);
+        }
+        out
+    }
+
+    fn to_lf(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut state = false;
+        for chunk in chunks {
+            crlf_to_lf(chunk, &mut out, &mut state);
+        }
+        if state {
+            out.push(b'\r');
+        }
+        out
+    }
+
+    #[test]
+    fn ascii_download_adds_cr_only_where_missing() {
+        assert_eq!(to_crlf(&[b"a\nb\r\nc\n"]), b"a\r\nb\r\nc\r\n");
+        assert_eq!(to_crlf(&[b"a\r", b"\nb\n"]), b"a\r\nb\r\n");
+        assert_eq!(to_crlf(&[b"a", b"\n"]), b"a\r\n");
+        assert_eq!(to_crlf(&[b"\n\n"]), b"\r\n\r\n");
+    }
+
+    #[test]
+    fn ascii_upload_strips_cr_before_lf_across_chunks() {
+        assert_eq!(to_lf(&[b"a\r\nb\r\n"]), b"a\nb\n");
+        assert_eq!(to_lf(&[b"a\r", b"\nb"]), b"a\nb");
+        assert_eq!(to_lf(&[b"a\r", b"b"]), b"a\rb");
+        assert_eq!(to_lf(&[b"end\r"]), b"end\r");
+        assert_eq!(to_lf(&[b"\r\r\n"]), b"\r\n");
+    }
+
+    #[tokio::test]
+    async fn streams_through_a_bounded_buffer() {
+        let data: Vec<u8> = (0..BUFFER_SIZE * 3 + 17).map(|i| (i % 251) as u8).collect();
+        let progress = AtomicU64::new(0);
+        let mut out = Vec::new();
+        let sent = send(
+            &data[..],
+            &mut out,
+            false,
+            Duration::from_secs(5),
+            &progress,
+        )
+        .await
+        .unwrap();
+        assert_eq!(sent, data.len() as u64);
+        assert_eq!(out, data);
+        assert_eq!(progress.load(Ordering::Relaxed), data.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn a_silent_peer_stalls_the_transfer() {
+        let (mut client, _server_end) = tokio::io::duplex(64);
+        let progress = AtomicU64::new(0);
+        let mut sink = Vec::new();
+        let result = receive(
+            &mut client,
+            &mut sink,
+            false,
+            Duration::from_millis(50),
+            &progress,
+        )
+        .await;
+        assert!(matches!(result, Err(TransferError::Stalled(_))));
+    }
+}
