@@ -1,0 +1,199 @@
+//! The client's connections: the control channel (commands out, replies in, parsed by
+//! [`crate::protocol::reply::parse_reply`]) and the byte streams under it and under data
+//! connections, plain or TLS.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::ClientError;
+use crate::protocol::Reply;
+use crate::protocol::reply::parse_reply;
+
+/// A client-side byte stream, plain or TLS.
+#[derive(Debug)]
+pub(crate) enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only while TLS is being started; a failure leaves the stream here.
+    Switching,
+}
+
+impl ClientStream {
+    /// Runs a TLS handshake as the client.
+    pub(crate) async fn connect_tls(
+        tcp: TcpStream,
+        config: Arc<rustls::ClientConfig>,
+        name: ServerName<'static>,
+        limit: Duration,
+    ) -> Result<Self, ClientError> {
+        let handshake = TlsConnector::from(config).connect(name, tcp);
+        let tls = tokio::time::timeout(limit, handshake)
+            .await
+            .map_err(|_| ClientError::Timeout("the TLS handshake"))?
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        Ok(Self::Tls(Box::new(tls)))
+    }
+
+    /// Whether the TLS handshake resumed an earlier session (false for plain streams).
+    pub(crate) fn resumed(&self) -> bool {
+        match self {
+            Self::Tls(tls) => {
+                tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends the stream: TLS close_notify, then waits for the server's close (so nothing it sent —
+    /// a session ticket, say — is left unread to turn our close into a reset), then FIN.
+    pub(crate) async fn finish(mut self, limit: Duration) -> io::Result<()> {
+        if let Self::Tls(tls) = &mut self {
+            tls.get_mut().1.send_close_notify();
+            tls.flush().await?;
+            let mut scratch = [0u8; 1024];
+            let _ = tokio::time::timeout(limit, async {
+                while matches!(tls.read(&mut scratch).await, Ok(n) if n > 0) {}
+            })
+            .await;
+        }
+        self.shutdown().await
+    }
+}
+
+fn switching() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the connection failed while starting TLS",
+    )
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Self::Switching => Poll::Ready(Err(switching())),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Self::Switching => Poll::Ready(Err(switching())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Self::Switching => Poll::Ready(Err(switching())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Self::Switching => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// The control channel: one command out, one complete reply in.
+#[derive(Debug)]
+pub(crate) struct ControlChannel {
+    pub(crate) stream: ClientStream,
+    buf: BytesMut,
+    reply_timeout: Duration,
+}
+
+impl ControlChannel {
+    pub(crate) fn new(stream: ClientStream, reply_timeout: Duration) -> Self {
+        Self {
+            stream,
+            buf: BytesMut::with_capacity(1024),
+            reply_timeout,
+        }
+    }
+
+    /// Reads the next complete reply (all lines of a multi-line one).
+    pub(crate) async fn read_reply(&mut self) -> Result<Reply, ClientError> {
+        loop {
+            if let Some((reply, used)) =
+                parse_reply(&self.buf).map_err(|e| ClientError::Protocol(e.to_string()))?
+            {
+                self.buf.advance(used);
+                return Ok(reply);
+            }
+            let read =
+                tokio::time::timeout(self.reply_timeout, self.stream.read_buf(&mut self.buf))
+                    .await
+                    .map_err(|_| ClientError::Timeout("a reply from the server"))?
+                    .map_err(ClientError::Io)?;
+            if read == 0 {
+                return Err(ClientError::ConnectionClosed);
+            }
+        }
+    }
+
+    /// Sends one command line.
+    pub(crate) async fn send(&mut self, line: &str) -> Result<(), ClientError> {
+        if line.contains(['\r', '\n']) {
+            return Err(ClientError::Protocol(format!(
+                "refusing to send a command with a line break in it: {:?}",
+                line.replace(['\r', '\n'], " ")
+            )));
+        }
+        let mut bytes = Vec::with_capacity(line.len() + 2);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        self.stream
+            .write_all(&bytes)
+            .await
+            .map_err(ClientError::Io)?;
+        self.stream.flush().await.map_err(ClientError::Io)
+    }
+
+    /// Starts TLS on the control connection after `234` (AUTH TLS).
+    pub(crate) async fn start_tls(
+        &mut self,
+        config: Arc<rustls::ClientConfig>,
+        name: ServerName<'static>,
+        limit: Duration,
+    ) -> Result<(), ClientError> {
+        if !self.buf.is_empty() {
+            // Bytes after 234 and before the handshake are not from an honest server.
+            return Err(ClientError::Protocol(
+                "the server sent data after agreeing to AUTH TLS; refusing to go on".to_owned(),
+            ));
+        }
+        let ClientStream::Plain(tcp) = std::mem::replace(&mut self.stream, ClientStream::Switching)
+        else {
+            return Err(ClientError::Protocol("TLS is already active".to_owned()));
+        };
+        self.stream = ClientStream::connect_tls(tcp, config, name, limit).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,150 @@
+//! TLS for the client: how the server's certificate is verified, and one session store per FTP
+//! session so that every data connection resumes the control connection's TLS session (FileZilla
+//! Server 1.x and vsftpd with `require_ssl_reuse` refuse data connections that do not).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ClientSessionMemoryCache, Resumption};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use tracing::warn;
+
+use super::ClientError;
+
+/// How the server's certificate is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// Against the system's trusted roots.
+    SystemRoots,
+    /// Against the certificates in this PEM file (a private CA, or a self-signed server).
+    CaFile(PathBuf),
+    /// Not at all (`--insecure`): anyone on the path can read and change the session.
+    Insecure,
+}
+
+/// Builds the TLS configuration of one FTP session.
+pub(crate) fn client_config(
+    verification: &Verification,
+    tls12_only: bool,
+) -> Result<Arc<ClientConfig>, ClientError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
+        &[&rustls::version::TLS12]
+    } else {
+        rustls::DEFAULT_VERSIONS
+    };
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(versions)
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    let mut config = match verification {
+        Verification::SystemRoots => builder
+            .with_root_certificates(system_roots()?)
+            .with_no_client_auth(),
+        Verification::CaFile(path) => builder
+            .with_root_certificates(roots_from_file(path)?)
+            .with_no_client_auth(),
+        Verification::Insecure => {
+            warn!(
+                "TLS certificate verification is OFF (--insecure): the connection is encrypted but \
+                 the server is not authenticated; use --ca-file with the server's certificate instead"
+            );
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+                .with_no_client_auth()
+        }
+    };
+    // A store of this session's own: data connections resume the control session and nothing else.
+    config.resumption = Resumption::store(Arc::new(ClientSessionMemoryCache::new(16)));
+    Ok(Arc::new(config))
+}
+
+/// The name the certificate must carry: the host as given (an IP address works too).
+pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, ClientError> {
+    ServerName::try_from(host.to_owned())
+        .map_err(|_| ClientError::Tls(format!("{host:?} is not a valid TLS server name")))
+}
+
+fn system_roots() -> Result<RootCertStore, ClientError> {
+    let loaded = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(loaded.certs);
+    if added == 0 {
+        return Err(ClientError::Tls(
+            "no trusted root certificates found on this system; install ca-certificates or pass --ca-file"
+                .to_owned(),
+        ));
+    }
+    Ok(roots)
+}
+
+fn roots_from_file(path: &Path) -> Result<RootCertStore, ClientError> {
+    let unreadable = |reason: String| {
+        ClientError::Tls(format!(
+            "cannot read the CA file {}: {reason}",
+            path.display()
+        ))
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| unreadable(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| unreadable(e.to_string()))?;
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(unreadable("it holds no usable certificate".to_owned()));
+    }
+    Ok(roots)
+}
+
+/// `--insecure`: accepts any certificate, but still checks the handshake signatures.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
