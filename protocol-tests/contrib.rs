@@ -96,7 +96,7 @@ fn serve_notifies_ready_watchdog_and_stopping_like_a_type_notify_unit() {
         .spawn()
         .unwrap();
     let mut received = String::new();
-    let mut next = || {
+    let next = || {
         let mut buf = [0u8; 512];
         let n = socket.recv(&mut buf).expect("a notification within 30 s");
         String::from_utf8_lossy(&buf[..n]).into_owned()
