@@ -2,6 +2,11 @@
 //! tnftp, Python's ftplib, the suppaftp crate) and by hand-written dialogues for the corners no
 //! client reaches.
 
+#[allow(
+    dead_code,
+    reason = "the dialogue helper serves several suites, each using part of it"
+)]
+mod dialogue;
 mod smoke;
 #[allow(
     dead_code,
