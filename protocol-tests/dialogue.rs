@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -208,6 +208,37 @@ pub fn connect_from(addr: SocketAddr, local: IpAddr) -> TcpStream {
     let stream = stream.into_std().unwrap();
     stream.set_nonblocking(false).unwrap();
     stream
+}
+
+/// `len` consecutive ports that are free right now.
+pub fn free_port_range(len: u16) -> ferry::server::PortRanges {
+    loop {
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        let start = probe.local_addr().unwrap().port();
+        drop(probe);
+        if start > 65535 - len {
+            continue;
+        }
+        if (start..start + len).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return format!("{}-{}", start, start + len - 1).parse().unwrap();
+        }
+    }
+}
+
+/// Polls `attempt` until it returns `Some`, failing after `limit`.
+#[track_caller]
+pub fn eventually<T>(limit: Duration, mut attempt: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = attempt() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 pub fn data_stream(stream: TcpStream) -> TcpStream {

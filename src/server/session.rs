@@ -147,6 +147,8 @@ enum Event {
     Incoming(std::io::Result<Incoming>),
     TransferDone(Result<Completed, Failed>),
     IdleTimeout(Duration),
+    /// A PASV/EPSV port waited the data-accept timeout for a transfer command.
+    PassiveExpired,
     Shutdown,
 }
 
@@ -266,9 +268,17 @@ impl Session {
                     if !self.control.has_buffered_input() {
                         self.control.release_idle_buffer();
                     }
+                    let passive_expiry = self.data.passive_expiry();
+                    let passive_expired = async {
+                        match passive_expiry {
+                            Some(at) => tokio::time::sleep_until(at).await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         incoming = self.control.next_line() => Event::Incoming(incoming),
                         () = tokio::time::sleep(idle) => Event::IdleTimeout(idle),
+                        () = passive_expired => Event::PassiveExpired,
                         () = self.shutdown.graceful.cancelled() => Event::Shutdown,
                     }
                 }
@@ -353,6 +363,11 @@ impl Session {
                         Some(reply) => self.control.send(&reply).await?,
                         None => return Ok(()),
                     }
+                }
+                Event::PassiveExpired => {
+                    // The port goes back to the pool; a later transfer command gets 425.
+                    debug!("no transfer used the passive port in time; closing it");
+                    self.data = DataSetup::None;
                 }
                 Event::IdleTimeout(idle) => {
                     info!(idle_secs = idle.as_secs(), "closing an idle session");
