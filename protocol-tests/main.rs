@@ -8,6 +8,7 @@ mod data_channel;
     reason = "the dialogue helper serves several suites, each using part of it"
 )]
 mod dialogue;
+mod limits;
 mod smoke;
 #[allow(
     dead_code,
