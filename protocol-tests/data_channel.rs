@@ -67,23 +67,24 @@ fn a_passive_port_nobody_connects_to_is_returned_after_the_accept_timeout() {
     let ranges = free_port_range(1);
     let server = TestServer::start_with(|config| {
         config.passive_ports = ranges.clone();
-        config.timeouts.data_accept = Duration::from_secs(1);
+        config.timeouts.data_accept = Duration::from_secs(2);
     });
     std::fs::write(server.home().join("f"), b"data").unwrap();
     let mut a = Dialogue::login(&server);
     let mut b = Dialogue::login(&server);
     // The transfer waits for a connection that never comes.
     a.pasv();
-    b.expect("PASV", 425);
     a.expect("RETR f", 150);
     let failed = a.reply();
     assert_eq!(failed.code, 425, "{failed:?}");
-    b.pasv();
-    b.expect("ABOR", 225);
-    // A PASV without any transfer command gives its port back after the timeout as well.
-    a.pasv();
-    b.expect("PASV", 425);
     eventually(Duration::from_secs(10), || {
+        (b.command("PASV").code == 227).then_some(())
+    });
+    b.expect("ABOR", 225);
+    // A PASV without any transfer command gives its port back after the timeout as well (the
+    // pool has one port, so B gets it only once A's lease has expired).
+    a.pasv();
+    eventually(Duration::from_secs(20), || {
         (b.command("PASV").code == 227).then_some(())
     });
     a.expect("LIST", 425);

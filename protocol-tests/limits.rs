@@ -74,15 +74,15 @@ fn an_idle_session_is_closed_with_421() {
 
 #[test]
 fn the_idle_timeout_does_not_fire_during_a_slow_transfer() {
-    let server = TestServer::start_with(|config| config.timeouts.idle = Duration::from_secs(1));
+    let server = TestServer::start_with(|config| config.timeouts.idle = Duration::from_secs(2));
     let mut ftp = Dialogue::login(&server);
     ftp.expect("TYPE I", 200);
     let mut data = ftp.pasv_connect();
     ftp.expect("STOR slow.bin", 150);
-    // Three seconds of a trickle: far past the idle timeout, but never stalled.
+    // A trickle for more than twice the idle timeout, but never stalled.
     let started = Instant::now();
     let mut sent = Vec::new();
-    while started.elapsed() < Duration::from_secs(3) {
+    while started.elapsed() < Duration::from_millis(4500) {
         let chunk = pattern(100, sent.len() as u64 + 1);
         data.write_all(&chunk).unwrap();
         sent.extend_from_slice(&chunk);
@@ -121,7 +121,8 @@ fn throttled_server() -> TestServer {
         config.login_throttle = ThrottleConfig {
             max_failures: 3,
             window: Duration::from_secs(60),
-            ban: Duration::from_secs(3),
+            // Long enough that the checks below run inside the ban even on a loaded machine.
+            ban: Duration::from_secs(6),
             base_delay: Duration::from_millis(300),
             max_delay: Duration::from_secs(1),
             ..ThrottleConfig::default()
@@ -172,7 +173,7 @@ fn wrong_passwords_cost_a_delay_and_then_a_ban() {
     assert_eq!(greeting.code, 220);
     neighbour.log_in(USER);
     // After the ban the address may log in again.
-    eventually(Duration::from_secs(15), || {
+    eventually(Duration::from_secs(30), || {
         let mut ftp = Dialogue::connect(&server);
         let (reply, _) = try_login(&mut ftp, USER, PASSWORD);
         (reply.code == 230).then_some(())
