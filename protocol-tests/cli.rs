@@ -486,3 +486,43 @@ fn sigterm_lets_a_running_transfer_finish_and_exits_cleanly() {
     let status = server.wait();
     assert!(status.success(), "exit status {status}");
 }
+
+#[test]
+fn serve_on_ipv6_answers_epsv_and_eprt() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: this machine has no IPv6 loopback");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    add_user(d, "ferry.db", &["six"], "six pass");
+    std::fs::create_dir_all(d.join("ftp-root/six")).unwrap();
+    std::fs::write(d.join("ftp-root/six/f"), b"over ipv6").unwrap();
+    let server = Serve::start(&mut ferry(d, &["serve", "[::1]:0"]));
+    assert!(server.addr.is_ipv6());
+    let mut ftp = server.connect();
+    assert_eq!(login(&mut ftp, "six", "six pass"), 230);
+    let pasv = ftp.expect("PASV", 425);
+    assert!(pasv.text().contains("EPSV"), "{pasv:?}");
+    let wrong = ftp.expect("EPSV 1", 522);
+    assert!(wrong.text().contains("(2)"), "{wrong:?}");
+    ftp.expect("EPSV 2", 229);
+    let port = ftp.epsv();
+    let mut data = std::net::TcpStream::connect(("::1", port)).unwrap();
+    ftp.expect("RETR f", 150);
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut data, &mut got).unwrap();
+    assert_eq!(ftp.reply().code, 226);
+    assert_eq!(got, b"over ipv6");
+
+    let listener = std::net::TcpListener::bind("[::1]:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    ftp.expect(&format!("EPRT |1|127.0.0.1|{port}|"), 501);
+    ftp.expect(&format!("EPRT |2|::1|{port}|"), 200);
+    ftp.expect("RETR f", 150);
+    let (mut data, _) = listener.accept().unwrap();
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut data, &mut got).unwrap();
+    assert_eq!(ftp.reply().code, 226);
+    assert_eq!(got, b"over ipv6");
+}
