@@ -367,6 +367,15 @@ fn directory_commands_and_their_x_variants() {
     std::fs::write(server.home().join("file"), b"x").unwrap();
     ftp.expect("CWD file", 550);
     ftp.expect("RMD a", 550); // not empty
+    ftp.expect("DELE a", 550); // a directory
+    ftp.expect("RMD file", 550); // a file
+    ftp.expect("MKD x/y/z", 550); // no parents are made
+    ftp.send_raw(b"MKD nul\0byte\r\n");
+    assert_eq!(ftp.reply().code, 501);
+    ftp.expect("RNFR a", 350);
+    let into_itself = ftp.command("RNTO a/b/a");
+    assert!(matches!(into_itself.code, 550 | 553), "{into_itself:?}");
+    assert!(server.home().join("a/b").is_dir());
     ftp.expect("XRMD a/b", 250);
     ftp.expect("RMD a", 250);
     ftp.expect("RMD /", 550);
@@ -749,13 +758,30 @@ fn list_nlst_mlsd_mlst_and_stat() {
     let status = ftp.expect("STAT", 211);
     assert!(status.lines.len() > 2, "{status:?}");
     assert!(status.lines.last().unwrap().starts_with("211 "));
-    let path_status = ftp.command("STAT sub");
-    assert!((211..=213).contains(&path_status.code), "{path_status:?}");
-    let file_status = ftp.command("STAT file one.txt");
-    assert!((211..=213).contains(&file_status.code), "{file_status:?}");
+    std::fs::write(home.join("sub/inner.txt"), b"abc").unwrap();
+    let dir_status = ftp.command("STAT sub");
+    assert_eq!(dir_status.code, 213, "{dir_status:?}");
+    assert!(dir_status.lines.len() >= 3, "{dir_status:?}");
     assert!(
-        file_status.text().contains("file one.txt"),
+        dir_status
+            .lines
+            .iter()
+            .any(|l| l.starts_with('-') && l.ends_with(" inner.txt")),
+        "{dir_status:?}"
+    );
+    let file_status = ftp.command("STAT file one.txt");
+    assert_eq!(file_status.code, 213, "{file_status:?}");
+    assert!(
+        file_status
+            .lines
+            .iter()
+            .any(|l| l.starts_with('-') && l.ends_with(" file one.txt")),
         "{file_status:?}"
+    );
+    assert!(
+        ftp.expect("STAT", 211)
+            .text()
+            .contains("Logged in as alice")
     );
     ftp.expect("STAT nothing", 550);
 }
@@ -789,6 +815,9 @@ fn help_syst_noop_opts_and_site() {
         .mode();
     assert_eq!(mode & 0o7777, 0o640);
     ftp.expect("SITE CHMOD 600 missing", 550);
+    ftp.expect("SITE CHMOD 000 /", 550);
+    ftp.expect("SITE CHMOD 000 ../..", 550);
+    ftp.expect("PWD", 257);
     let mut reader = Dialogue::connect(&server);
     reader.log_in(READER);
     reader.expect("SITE CHMOD 777 f", 550);
