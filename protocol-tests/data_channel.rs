@@ -323,3 +323,77 @@ fn abor_during_a_transfer_answers_426_then_226_and_the_session_goes_on() {
     );
     ftp.expect("PWD", 257);
 }
+
+#[test]
+fn commands_during_a_transfer_wait_except_stat_noop_abor_and_quit() {
+    let server = TestServer::start();
+    let content = pattern(8 << 20, 17);
+    std::fs::write(server.home().join("big.bin"), &content).unwrap();
+    let mut ftp = Dialogue::login(&server);
+    ftp.expect("TYPE I", 200);
+    let mut data = ftp.pasv_connect();
+    ftp.expect("RETR big.bin", 150);
+    let mut got = vec![0u8; 64 * 1024];
+    data.read_exact(&mut got).unwrap();
+    // Answered at once, in the middle of the transfer.
+    ftp.expect("NOOP", 200);
+    // Waits for the transfer's end; then QUIT waits too, and closes the session after it.
+    ftp.send("PWD");
+    ftp.send("QUIT");
+    data.read_to_end(&mut got).unwrap();
+    assert_eq!(sha256(&got), sha256(&content));
+    assert_eq!(ftp.reply().code, 226);
+    assert_eq!(ftp.reply().code, 257);
+    assert_eq!(ftp.reply().code, 221);
+    assert!(ftp.is_closed());
+}
+
+#[test]
+fn abor_while_the_data_connection_is_awaited() {
+    let server = TestServer::start();
+    std::fs::write(server.home().join("f"), b"x").unwrap();
+    let mut ftp = Dialogue::login(&server);
+    ftp.pasv();
+    ftp.expect("RETR f", 150);
+    ftp.send("ABOR");
+    assert_eq!(ftp.reply().code, 426);
+    assert_eq!(ftp.reply().code, 226);
+    let (got, done) = ftp.download("RETR f");
+    assert_eq!((got.as_slice(), done.code), (&b"x"[..], 226));
+}
+
+#[test]
+fn pipelined_commands_are_answered_in_order() {
+    let server = TestServer::start();
+    let mut ftp = Dialogue::connect(&server);
+    ftp.send_raw(format!("USER {USER}\r\nPASS {PASSWORD}\r\nTYPE I\r\nPWD\r\nNOOP\r\n").as_bytes());
+    let codes: Vec<u16> = (0..5).map(|_| ftp.reply().code).collect();
+    assert_eq!(codes, [331, 230, 200, 257, 200]);
+}
+
+#[test]
+fn a_client_killed_mid_upload_leaves_the_old_file_in_place() {
+    let server = TestServer::start_with(|config| config.max_connections_per_ip = 1);
+    std::fs::write(server.home().join("site.html"), b"the good version").unwrap();
+    let mut ftp = Dialogue::login(&server);
+    let mut data = ftp.pasv_connect();
+    ftp.expect("STOR site.html", 150);
+    data.write_all(&pattern(300_000, 19)).unwrap();
+    // The client dies: both connections close at once.
+    drop(ftp);
+    drop(data);
+    // Its session is over once its connection slot is free again.
+    eventually(Duration::from_secs(20), || {
+        let (_ftp, greeting) = Dialogue::open(server.addr);
+        (greeting.code == 220).then_some(())
+    });
+    assert_eq!(
+        std::fs::read(server.home().join("site.html")).unwrap(),
+        b"the good version"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(server.home())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, ["site.html"], "temporary files left behind");
+}
