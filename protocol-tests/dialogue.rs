@@ -116,6 +116,19 @@ impl Dialogue {
         line
     }
 
+    /// Sends `line` and returns the first line of the reply, or `None` if the connection is
+    /// gone (closed or reset) — for tests that race against the server closing it.
+    pub fn try_command(&mut self, line: &str) -> Option<String> {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .ok()?;
+        let mut first = String::new();
+        match self.reader.read_line(&mut first) {
+            Ok(n) if n > 0 => Some(first.trim_end().to_owned()),
+            _ => None,
+        }
+    }
+
     /// Sends `line` and returns the reply.
     #[track_caller]
     pub fn command(&mut self, line: &str) -> Reply {
