@@ -394,7 +394,9 @@ fn serve_reads_ferry_environment_variables() {
             .env("FERRY_LISTEN", "127.0.0.1:0")
             .env("FERRY_ROOT", "env-root")
             .env("FERRY_PASSIVE_PORTS", ports.to_string())
-            .env("FERRY_MASQUERADE_ADDRESS", "203.0.113.7"),
+            .env("FERRY_MASQUERADE_ADDRESS", "203.0.113.7")
+            .env("FERRY_NO_ACTIVE_MODE", "true")
+            .env("FERRY_MAX_PER_IP", "1"),
     );
     let mut ftp = server.connect();
     assert_eq!(login(&mut ftp, "envuser", "env pass"), 230);
@@ -407,6 +409,9 @@ fn serve_reads_ferry_environment_variables() {
     let (low, _) = text.split_once('-').unwrap();
     assert!(port == low.parse::<u16>().unwrap() || port == low.parse::<u16>().unwrap() + 1);
     assert!(d.join("env-root/envuser").is_dir());
+    ftp.expect("EPRT |1|127.0.0.1|50000|", 502);
+    let (_, second) = Dialogue::open(server.addr);
+    assert_eq!(second.code, 421, "{second:?}");
     // A flag wins over its environment variable.
     drop(server);
     let server = Serve::start(
@@ -525,4 +530,22 @@ fn serve_on_ipv6_answers_epsv_and_eprt() {
     std::io::Read::read_to_end(&mut data, &mut got).unwrap();
     assert_eq!(ftp.reply().code, 226);
     assert_eq!(got, b"over ipv6");
+}
+
+#[test]
+fn serve_with_no_arguments_listens_on_127_0_0_1_port_2121() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Only where the default port is free; another server on it is not ours to stop.
+    if std::net::TcpListener::bind("127.0.0.1:2121").is_err() {
+        eprintln!("skipped: 127.0.0.1:2121 is in use");
+        return;
+    }
+    let server = Serve::start(&mut ferry(d, &["serve"]));
+    assert_eq!(server.addr, "127.0.0.1:2121".parse().unwrap());
+    assert!(d.join("ferry.db").is_file() && d.join("ftp-root").is_dir());
+    let mut ftp = server.connect();
+    ftp.expect("USER nobody", 331);
+    ftp.expect("PASS nothing", 530);
+    assert!(server.terminate().success());
 }
