@@ -135,8 +135,9 @@ impl Serve {
 
     /// Sends SIGTERM (the first asks for a graceful stop; a second would stop at once).
     fn signal_terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+        // The shell's built-in kill: no procps needed.
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", self.child.id())])
             .status()
             .unwrap();
         assert!(status.success());
