@@ -288,9 +288,57 @@ fn login_commands_answer_in_sequence() {
     ftp.expect("REIN", 220);
     ftp.expect("PWD", 530);
     ftp.log_in(READER);
-    ftp.expect("MKD not-allowed", 550);
+    // A read-only account: listing and downloads only (permission letters "elr").
+    std::fs::write(server.home().join("shared.txt"), b"shared").unwrap();
+    for refused in [
+        "MKD not-allowed",
+        "DELE shared.txt",
+        "RNFR shared.txt",
+        "MFMT 20200101000000 shared.txt",
+        "SITE CHMOD 600 shared.txt",
+    ] {
+        let reply = ftp.expect(refused, 550);
+        assert!(
+            reply.text().contains("Permission denied"),
+            "{refused}: {reply:?}"
+        );
+    }
+    ftp.pasv();
+    ftp.expect("STOR new.txt", 550);
+    ftp.pasv();
+    ftp.expect("APPE shared.txt", 550);
+    let (got, done) = ftp.download("RETR shared.txt");
+    assert_eq!((got.as_slice(), done.code), (&b"shared"[..], 226));
+    assert!(!server.home().join("new.txt").exists());
     ftp.expect("QUIT", 221);
     assert!(ftp.is_closed());
+}
+
+#[test]
+fn anonymous_logins_are_off_by_default() {
+    let server = TestServer::start();
+    for user in ["anonymous", "ftp"] {
+        let mut ftp = Dialogue::connect(&server);
+        ftp.expect(&format!("USER {user}"), 331);
+        ftp.expect("PASS guest@example.com", 530);
+    }
+}
+
+#[test]
+fn utf8_names_work_in_commands_and_replies() {
+    let server = TestServer::start();
+    let mut ftp = Dialogue::login(&server);
+    ftp.expect("OPTS UTF8 ON", 200);
+    let made = ftp.expect("MKD Ελληνικά και 日本語", 257);
+    assert_eq!(made.lines[0], "257 \"/Ελληνικά και 日本語\" created.");
+    assert!(server.home().join("Ελληνικά και 日本語").is_dir());
+    ftp.expect("CWD Ελληνικά και 日本語", 250);
+    let (_, done) = ftp.upload("STOR файл.txt", "содержимое".as_bytes());
+    assert_eq!(done.code, 226);
+    let on_disk = server.home().join("Ελληνικά και 日本語/файл.txt");
+    assert_eq!(std::fs::read_to_string(on_disk).unwrap(), "содержимое");
+    let (names, _) = ftp.download("NLST");
+    assert_eq!(String::from_utf8(names).unwrap(), "файл.txt\r\n");
 }
 
 #[test]
