@@ -628,6 +628,15 @@ fn rest_resumes_downloads_and_uploads_and_appe_appends() {
     // The offset is used up by one transfer.
     let (whole, _) = ftp.download("RETR big.bin");
     assert_eq!(sha256(&whole), sha256(&content));
+    // Resuming a complete download sends nothing; an offset beyond the end is refused.
+    ftp.expect("REST 100000", 350);
+    let (nothing, done) = ftp.download("RETR big.bin");
+    assert!(nothing.is_empty() && done.code == 226, "{done:?}");
+    ftp.expect("REST 100001", 350);
+    ftp.pasv();
+    let beyond = ftp.expect("RETR big.bin", 554);
+    assert!(beyond.text().contains("beyond the end"), "{beyond:?}");
+    ftp.expect("ABOR", 225);
 
     // Resume an upload that stopped at 40000 bytes.
     std::fs::write(server.home().join("up.bin"), &content[..40_000]).unwrap();
@@ -636,6 +645,10 @@ fn rest_resumes_downloads_and_uploads_and_appe_appends() {
     assert_eq!(done.code, 226);
     assert_eq!(sha256_file(&server.home().join("up.bin")), sha256(&content));
 
+    ftp.expect("REST 999999", 350);
+    ftp.pasv();
+    ftp.expect("STOR up.bin", 554);
+    ftp.expect("ABOR", 225);
     let (_, done) = ftp.upload("APPE up.bin", b"tail");
     assert_eq!(done.code, 226);
     let appended = std::fs::read(server.home().join("up.bin")).unwrap();
