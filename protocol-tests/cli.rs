@@ -333,6 +333,24 @@ fn serve_without_configuration_creates_its_files_and_says_how_to_add_a_user() {
         std::fs::read(d.join("ftp-root/first/hello.txt")).unwrap(),
         b"hello"
     );
+    // One log line per transfer: user, path, bytes, duration and result.
+    let log = eventually(Duration::from_secs(10), || {
+        let log = server.log();
+        log.lines()
+            .find(|l| l.contains(" transfer ") && l.contains("hello.txt"))
+            .map(str::to_owned)
+    });
+    eprintln!("{log}");
+    for field in [
+        "first",
+        "STOR",
+        "/hello.txt",
+        "bytes=5",
+        "duration_ms=",
+        "ok",
+    ] {
+        assert!(log.contains(field), "{field} missing from {log}");
+    }
 
     // SIGTERM: the idle session is told, new connections are refused, the exit is clean.
     let addr = server.addr;
