@@ -568,3 +568,25 @@ fn serve_with_no_arguments_listens_on_127_0_0_1_port_2121() {
     ftp.expect("PASS nothing", 530);
     assert!(server.terminate().success());
 }
+
+#[test]
+fn passwords_never_reach_the_log_even_at_debug_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    add_user(d, "ferry.db", &["quiet"], "hunter2 right");
+    let server = Serve::start(ferry(d, &["serve", "127.0.0.1:0"]).env("FERRY_LOG", "debug"));
+    let mut ftp = server.connect();
+    assert_eq!(login(&mut ftp, "quiet", "hunter2 wrong"), 530);
+    assert_eq!(login(&mut ftp, "quiet", "hunter2 right"), 230);
+    ftp.expect("NOOP", 200);
+    ftp.expect("QUIT", 221);
+    let log = eventually(Duration::from_secs(10), || {
+        let log = server.log();
+        log.contains("disconnected").then_some(log)
+    });
+    assert!(
+        log.contains("command=NOOP"),
+        "debug logging is not on:\n{log}"
+    );
+    assert!(!log.contains("hunter2"), "a password was logged:\n{log}");
+}
