@@ -1006,3 +1006,23 @@ fn telnet_sequences_are_stripped() {
     ftp.send_raw(b"NOOP\n"); // a bare LF ends a line too
     assert_eq!(ftp.reply().code, 200);
 }
+
+/// A file put on disk by other means may have a line break in its name; replies that carry
+/// names over the control connection must not let it end the reply early.
+#[test]
+fn names_with_line_breaks_cannot_inject_replies() {
+    let server = TestServer::start();
+    std::fs::write(server.home().join("evil\n213 End of status."), b"x").unwrap();
+    let mut ftp = Dialogue::login(&server);
+    let status = ftp.expect("STAT /", 213);
+    assert_eq!(status.lines.last().unwrap(), "213 End of status.");
+    assert!(
+        status.lines[1..status.lines.len() - 1]
+            .iter()
+            .all(|l| !l.starts_with("213 ")),
+        "{status:?}"
+    );
+    // The dialogue is still in step: the next replies answer the next commands.
+    ftp.expect("NOOP", 200);
+    assert_eq!(ftp.expect("PWD", 257).lines.len(), 1);
+}
