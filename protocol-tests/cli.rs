@@ -374,6 +374,7 @@ listen = "127.0.0.1:0"
 root = "served"
 passive_ports = "{ports}"
 banner = "Welcome to the configured server."
+masquerade_map = "127.0.0.0/8=10.1.2.3,0.0.0.0/0=203.0.113.1"
 active_mode = false
 max_per_ip = 1
 
@@ -387,7 +388,11 @@ idle = 60
     let (mut ftp, greeting) = Dialogue::open(server.addr);
     assert_eq!(greeting.lines, ["220 Welcome to the configured server."]);
     assert_eq!(login(&mut ftp, "conf", "conf pass"), 230);
-    let port = ftp.pasv().port();
+    let pasv = ftp.expect("PASV", 227);
+    assert!(pasv.lines[0].contains("(10,1,2,3,"), "{pasv:?}");
+    let port = ferry::protocol::address::parse_pasv_reply(&pasv.lines[0][4..])
+        .unwrap()
+        .port();
     let text = ports.to_string();
     let (low, high) = text.split_once('-').unwrap();
     assert!(
