@@ -2,7 +2,15 @@
 //! tnftp, Python's ftplib, the suppaftp crate) and by hand-written dialogues for the corners no
 //! client reaches.
 
+mod cli;
 mod contrib;
+mod data_channel;
+#[allow(
+    dead_code,
+    reason = "the dialogue helper serves several suites, each using part of it"
+)]
+mod dialogue;
+mod limits;
 mod smoke;
 #[allow(
     dead_code,

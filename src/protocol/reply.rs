@@ -65,6 +65,8 @@ impl ReplyCode {
     pub const PAGE_TYPE_UNKNOWN: Self = Self(551);
     pub const EXCEEDED_STORAGE: Self = Self(552);
     pub const FILE_NAME_NOT_ALLOWED: Self = Self(553);
+    /// RFC 3659 §5.4: the REST offset cannot be used with this file.
+    pub const INVALID_REST_PARAMETER: Self = Self(554);
 
     /// A code from its number; `None` outside 100..=599.
     pub const fn new(code: u16) -> Option<Self> {

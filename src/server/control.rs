@@ -151,6 +151,9 @@ impl ControlConnection {
     /// Bytes that arrive meanwhile stay buffered for the next command.
     pub(crate) fn peer_has_closed(&mut self) -> bool {
         use futures_util::FutureExt as _;
+        if self.socket_at_end() {
+            return true;
+        }
         if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK {
             self.read_buf.reserve(READ_CHUNK);
         }
@@ -158,6 +161,25 @@ impl ControlConnection {
             self.stream.read_buf(&mut self.read_buf).now_or_never(),
             Some(Ok(0) | Err(_))
         )
+    }
+
+    /// Asks the kernel whether the TCP connection has reached its end (FIN or reset), without
+    /// consuming anything. The runtime's cached readiness is not enough: the data connection's
+    /// end is often read directly while the control connection's FIN, which arrived first, has
+    /// not been through the event loop yet.
+    fn socket_at_end(&self) -> bool {
+        let tcp = match &self.stream {
+            ControlStream::Plain(tcp) => tcp,
+            ControlStream::Tls(tls) => tls.get_ref().0,
+            ControlStream::Switching => return true,
+        };
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        // The socket is non-blocking (tokio's), so this never waits.
+        match socket2::SockRef::from(tcp).peek(&mut probe) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+        }
     }
 
     /// Gives the read buffer back to the allocator while the session waits for its next command.

@@ -38,6 +38,9 @@ pub(crate) enum DataSetup {
 pub(crate) struct PassiveEndpoint {
     pub(crate) listener: TcpListener,
     pub(crate) lease: PortLease,
+    /// When an idle session gives the port back if no transfer command has used it: a client
+    /// that sends PASV and nothing else must not hold a port of a small pool for long.
+    pub(crate) expires: Instant,
 }
 
 /// The byte stream of an open data connection.
@@ -115,6 +118,14 @@ pub(crate) struct DataParams {
 impl DataSetup {
     pub(crate) fn is_none(&self) -> bool {
         matches!(self, Self::None)
+    }
+
+    /// When a prepared passive port that no transfer has used yet goes back to the pool.
+    pub(crate) fn passive_expiry(&self) -> Option<Instant> {
+        match self {
+            Self::Passive(endpoint) => Some(endpoint.expires),
+            _ => None,
+        }
     }
 
     /// Opens the data connection (with TLS under PROT P); the setup is used up either way.
@@ -303,7 +314,11 @@ mod tests {
         let pool = super::super::passive::PassivePortPool::new(&super::super::PortRanges::any());
         let (listener, lease) = pool.listen("127.0.0.1".parse().unwrap()).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let setup = DataSetup::Passive(PassiveEndpoint { listener, lease });
+        let setup = DataSetup::Passive(PassiveEndpoint {
+            listener,
+            lease,
+            expires: Instant::now() + Duration::from_secs(5),
+        });
         let params = DataParams {
             // Pretend the control connection came from 127.0.0.2.
             peer_ip: "127.0.0.2".parse().unwrap(),

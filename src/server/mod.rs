@@ -174,6 +174,10 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         sessions.spawn(session::run(stream, peer, server, shutdown, kind).instrument(span));
     }
+    // Close the listeners first, so new connections are refused at once instead of waiting in
+    // the backlog for a server that will never greet them.
+    drop(listener);
+    drop(implicit_tls);
     sessions.close();
     let grace = server.config.shutdown_grace;
     info!(

@@ -133,6 +133,8 @@ pub(crate) struct Session {
     /// RNFR source for the next RNTO.
     pub(crate) rename_from: Option<VirtualPath>,
     pub(crate) mlst_facts: MlstFacts,
+    /// When the current login began: at connect, and again when a logged-in user starts over.
+    pub(crate) login_started: Instant,
     /// This session's TLS configurations, once AUTH TLS (or implicit TLS) has started TLS.
     pub(crate) tls: Option<SessionTls>,
     /// PROT: whether data connections are encrypted.
@@ -146,8 +148,19 @@ pub(crate) struct Session {
 enum Event {
     Incoming(std::io::Result<Incoming>),
     TransferDone(Result<Completed, Failed>),
-    IdleTimeout(Duration),
+    Timeout(SessionTimeout),
+    /// A PASV/EPSV port waited the data-accept timeout for a transfer command.
+    PassiveExpired,
     Shutdown,
+}
+
+/// Which timeout closed a session.
+#[derive(Debug, Clone, Copy)]
+enum SessionTimeout {
+    /// No command for this long.
+    Idle(Duration),
+    /// No successful login this long after connecting (or after leaving a login by REIN/USER).
+    Login(Duration),
 }
 
 /// How a control connection begins.
@@ -206,6 +219,7 @@ pub(crate) async fn run(
         local,
         control,
         login: Login::AwaitingUser,
+        login_started: Instant::now(),
         cwd: VirtualPath::root(),
         transfer_type: TransferType::Binary,
         data: DataSetup::None,
@@ -262,13 +276,21 @@ impl Session {
                     }
                 }
                 None => {
-                    let idle = self.idle_timeout();
+                    let (wait, timeout) = self.command_timeout();
                     if !self.control.has_buffered_input() {
                         self.control.release_idle_buffer();
                     }
+                    let passive_expiry = self.data.passive_expiry();
+                    let passive_expired = async {
+                        match passive_expiry {
+                            Some(at) => tokio::time::sleep_until(at).await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         incoming = self.control.next_line() => Event::Incoming(incoming),
-                        () = tokio::time::sleep(idle) => Event::IdleTimeout(idle),
+                        () = tokio::time::sleep(wait) => Event::Timeout(timeout),
+                        () = passive_expired => Event::PassiveExpired,
                         () = self.shutdown.graceful.cancelled() => Event::Shutdown,
                     }
                 }
@@ -354,15 +376,29 @@ impl Session {
                         None => return Ok(()),
                     }
                 }
-                Event::IdleTimeout(idle) => {
-                    info!(idle_secs = idle.as_secs(), "closing an idle session");
-                    let reply = Reply::new(
-                        ReplyCode::SERVICE_NOT_AVAILABLE,
-                        format!(
-                            "No command for {} seconds; closing the connection.",
-                            idle.as_secs()
-                        ),
-                    );
+                Event::PassiveExpired => {
+                    // The port goes back to the pool; a later transfer command gets 425.
+                    debug!("no transfer used the passive port in time; closing it");
+                    self.data = DataSetup::None;
+                }
+                Event::Timeout(timeout) => {
+                    let text = match timeout {
+                        SessionTimeout::Idle(idle) => {
+                            info!(idle_secs = idle.as_secs(), "closing an idle session");
+                            format!(
+                                "No command for {} seconds; closing the connection.",
+                                idle.as_secs()
+                            )
+                        }
+                        SessionTimeout::Login(limit) => {
+                            info!(login_secs = limit.as_secs(), "no login in time; closing");
+                            format!(
+                                "Not logged in within {} seconds; closing the connection.",
+                                limit.as_secs()
+                            )
+                        }
+                    };
+                    let reply = Reply::new(ReplyCode::SERVICE_NOT_AVAILABLE, text);
                     return self.control.send(&reply).await;
                 }
                 Event::Shutdown => {
@@ -422,12 +458,19 @@ impl Session {
         Ok(true)
     }
 
-    /// Before login the shorter login timeout applies.
-    fn idle_timeout(&self) -> Duration {
+    /// How long to wait for the next command, and which timeout ends the wait. Before login
+    /// the login timeout counts from the start of the login, and commands do not reset it: a
+    /// client that never logs in cannot hold a connection slot by sending NOOPs.
+    fn command_timeout(&self) -> (Duration, SessionTimeout) {
         let timeouts = &self.server.config.timeouts;
-        match self.login {
-            Login::LoggedIn(_) => timeouts.idle,
-            _ => timeouts.login.min(timeouts.idle),
+        if matches!(self.login, Login::LoggedIn(_)) {
+            return (timeouts.idle, SessionTimeout::Idle(timeouts.idle));
+        }
+        let left = timeouts.login.saturating_sub(self.login_started.elapsed());
+        if left < timeouts.idle {
+            (left, SessionTimeout::Login(timeouts.login))
+        } else {
+            (timeouts.idle, SessionTimeout::Idle(timeouts.idle))
         }
     }
 

@@ -45,6 +45,15 @@ impl Session {
                 format!("{path}: not a regular file."),
             ));
         }
+        if offset > metadata.size {
+            return Err(Reply::new(
+                ReplyCode::INVALID_REST_PARAMETER,
+                format!(
+                    "Restart offset {offset} is beyond the end of {path} ({} bytes); send REST 0 or a smaller offset.",
+                    metadata.size
+                ),
+            ));
+        }
         if offset > 0 && !storage.capabilities().read_at_offset {
             return Err(Reply::new(
                 ReplyCode::FILE_UNAVAILABLE,
