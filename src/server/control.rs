@@ -48,6 +48,28 @@ fn switching() -> io::Error {
     )
 }
 
+impl ControlStream {
+    /// Reads what has arrived into `buf`, waiting for at least one byte (0 at end of stream).
+    ///
+    /// Plain TCP is read with `readable` + `try_read_buf` rather than `AsyncRead`: tokio's
+    /// `poll_read` takes a short read as "nothing more is waiting" and sleeps until the next
+    /// readiness event, but a read also stops short at the urgent mark. Python's ftplib sends
+    /// `ABOR\r\n` as urgent data, so the `\n` would sit in the socket with no event to come.
+    /// `try_read_buf` keeps the readiness until a read really would block.
+    async fn read_some(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Self::Plain(tcp) => loop {
+                tcp.readable().await?;
+                match tcp.try_read_buf(buf) {
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                    result => return result,
+                }
+            },
+            _ => self.read_buf(buf).await,
+        }
+    }
+}
+
 impl AsyncRead for ControlStream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -133,7 +155,7 @@ impl ControlConnection {
             if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK {
                 self.read_buf.reserve(READ_CHUNK);
             }
-            if self.stream.read_buf(&mut self.read_buf).await? == 0 {
+            if self.stream.read_some(&mut self.read_buf).await? == 0 {
                 return Ok(Incoming::Closed);
             }
         }
@@ -155,7 +177,7 @@ impl ControlConnection {
             self.read_buf.reserve(READ_CHUNK);
         }
         matches!(
-            self.stream.read_buf(&mut self.read_buf).now_or_never(),
+            self.stream.read_some(&mut self.read_buf).now_or_never(),
             Some(Ok(0) | Err(_))
         )
     }

@@ -1,9 +1,10 @@
 //! One control connection from greeting to goodbye: the session state and its event loop.
 //!
 //! The loop waits for the next command, a running transfer's end, the idle timeout or shutdown.
-//! While a transfer runs it keeps reading the control connection, because ABOR, STAT, NOOP and
-//! QUIT must be answered then (RFC 959 §4.1.3); any other command waits until the transfer is over,
-//! as a pipelining client expects. State is split into small independent parts (login, working
+//! While a transfer runs it keeps reading the control connection, because ABOR, STAT and QUIT
+//! must be acted on then (RFC 959 §4.1.3); any other command, NOOP included, is answered after the
+//! transfer's final reply: a client reads replies in order, and a `200` between the `150` and the
+//! `226` would be taken as the transfer's end. State is split into small independent parts (login, working
 //! directory, data setup, pending REST/RNFR) rather than one big state enum.
 
 use std::net::SocketAddr;
@@ -336,11 +337,6 @@ impl Session {
                                 ),
                             );
                             self.control.send(&reply).await?;
-                        }
-                        Ok(Command::Noop) => {
-                            self.control
-                                .send(&Reply::new(ReplyCode::COMMAND_OK, "NOOP ok."))
-                                .await?;
                         }
                         Ok(Command::Quit) => quit_after_transfer = true,
                         _ => deferred = Some(line),
