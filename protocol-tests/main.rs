@@ -4,6 +4,7 @@
 
 mod curl;
 mod ftplib;
+mod lftp;
 mod smoke;
 #[allow(
     dead_code,
