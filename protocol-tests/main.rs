@@ -11,3 +11,4 @@ mod smoke;
     reason = "helpers are shared by the test modules that follow"
 )]
 mod support;
+mod tnftp;
