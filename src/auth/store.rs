@@ -15,6 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::Semaphore;
 
 use super::password::{DUMMY_HASH, hash_password, needs_rehash, verify_password};
 use super::{AuthError, Authenticator, Permissions, TlsRequirement, UserDetails};
@@ -703,6 +704,10 @@ impl FromSql for TlsRequirement {
 #[derive(Debug, Clone)]
 pub struct SqliteAuthenticator {
     pub store: Arc<AccountStore>,
+    /// One permit per password check running at once. An argon2id check takes ~19 MiB and a
+    /// core for tens of milliseconds, so a burst of logins must queue here rather than start
+    /// hundreds of checks in the blocking pool and exhaust memory.
+    hash_slots: Arc<Semaphore>,
 }
 
 impl SqliteAuthenticator {
@@ -710,7 +715,11 @@ impl SqliteAuthenticator {
         // Make the dummy hash now, at start-up, so the first login of an unknown user does not
         // take a hash longer than any other and stand out.
         LazyLock::force(&DUMMY_HASH);
-        Self { store }
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            store,
+            hash_slots: Arc::new(Semaphore::new(parallel)),
+        }
     }
 }
 
@@ -725,9 +734,16 @@ impl Authenticator for SqliteAuthenticator {
         let store = Arc::clone(&self.store);
         let user = user.to_owned();
         let password = password.to_owned();
-        tokio::task::spawn_blocking(move || authenticate_blocking(&store, &user, &password))
+        let slot = Arc::clone(&self.hash_slots)
+            .acquire_owned()
             .await
-            .map_err(|e| AuthError::Unavailable(format!("the login task failed: {e}")))?
+            .map_err(|_| AuthError::Unavailable("password checks have stopped".to_owned()))?;
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            authenticate_blocking(&store, &user, &password)
+        })
+        .await
+        .map_err(|e| AuthError::Unavailable(format!("the login task failed: {e}")))?
     }
 
     async fn tls_requirement(&self, user: &str) -> Option<TlsRequirement> {
