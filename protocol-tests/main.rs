@@ -6,6 +6,7 @@ mod curl;
 mod ftplib;
 mod lftp;
 mod smoke;
+mod suppaftp_client;
 #[allow(
     dead_code,
     reason = "helpers are shared by the test modules that follow"
