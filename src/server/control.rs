@@ -166,20 +166,40 @@ impl ControlConnection {
         !self.read_buf.is_empty()
     }
 
-    /// True if the client has already closed the control connection, checked without waiting.
+    /// True if the client closes the control connection within `grace`; false as soon as it
+    /// sends something or when `grace` is over.
     ///
-    /// A client killed mid-upload closes both connections; the data connection's end then looks
-    /// like a normal end of file, and only the closed control connection tells the difference.
-    /// Bytes that arrive meanwhile stay buffered for the next command.
-    pub(crate) fn peer_has_closed(&mut self) -> bool {
-        use futures_util::FutureExt as _;
-        if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK {
-            self.read_buf.reserve(READ_CHUNK);
+    /// A client killed mid-upload closes both connections, and the data connection's end then
+    /// looks like a normal end of file: only the control connection's close tells the
+    /// difference. The kernel releases a dying process's sockets in reverse order, so that close
+    /// comes a moment *after* the data connection's; hence the short wait. The socket is peeked
+    /// directly rather than read: the runtime's readiness may lag behind (the transfer can see
+    /// its end before the runtime has polled the control connection), and peeking leaves the
+    /// bytes of a next command where they are.
+    pub(crate) async fn closes_within(&mut self, grace: Duration) -> bool {
+        let tcp = match &self.stream {
+            ControlStream::Plain(tcp) => tcp,
+            ControlStream::Tls(tls) => tls.get_ref().0,
+            ControlStream::Switching => return true,
+        };
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+            // try_io clears the readiness on WouldBlock, so `readable` below waits for news.
+            match tcp.try_io(tokio::io::Interest::READABLE, || {
+                socket2::SockRef::from(tcp).peek(&mut probe)
+            }) {
+                Ok(0) => return true,
+                Ok(_) => return false,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return true,
+            }
+            match tokio::time::timeout_at(deadline, tcp.readable()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return true,
+                Err(_) => return false,
+            }
         }
-        matches!(
-            self.stream.read_some(&mut self.read_buf).now_or_never(),
-            Some(Ok(0) | Err(_))
-        )
     }
 
     /// Gives the read buffer back to the allocator while the session waits for its next command.

@@ -29,6 +29,12 @@ use crate::protocol::listing::MlstFacts;
 use crate::protocol::{Reply, ReplyCode, VirtualPath};
 use crate::storage::{Storage, Upload};
 
+/// How long an upload whose data connection has ended waits for a sign that the client was
+/// killed (its control connection closing) before it is committed. A dying client's control
+/// connection closes microseconds after its data connection, but the dying process can be
+/// preempted in between on a busy machine; every upload's final reply waits this long.
+const UPLOAD_END_GRACE: Duration = Duration::from_millis(25);
+
 /// The two stages of shutdown: stop taking commands when idle, then stop everything.
 #[derive(Debug, Clone, Default)]
 pub struct Shutdown {
@@ -483,7 +489,7 @@ impl Session {
         upload: Box<dyn Upload>,
         bytes: u64,
     ) -> Option<Reply> {
-        if self.control.peer_has_closed() {
+        if self.control.closes_within(UPLOAD_END_GRACE).await {
             drop(upload);
             self.log_transfer(
                 running,

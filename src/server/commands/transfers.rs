@@ -183,7 +183,10 @@ impl Session {
         .into())
     }
 
-    /// ABOR with no transfer running: close a prepared data connection, if any.
+    /// ABOR with no transfer running: close a prepared data connection, if any, and answer `226`
+    /// (RFC 959 §4.1.3: "the service was already completed"). A transfer that fails because the
+    /// client dropped its data connection while sending ABOR ends with `426` just before, so
+    /// the client sees the `426` + `226` pair it waits for (suppaftp rejects a `225` there).
     pub(super) fn abor_idle(&mut self) -> Handled {
         let had_data = !self.data.is_none();
         self.data = DataSetup::None;
@@ -193,7 +196,7 @@ impl Session {
         } else {
             "No transfer to abort."
         };
-        Ok(Reply::new(ReplyCode::DATA_OPEN_NO_TRANSFER, text).into())
+        Ok(Reply::new(ReplyCode::CLOSING_DATA, text).into())
     }
 
     fn receive_into(
