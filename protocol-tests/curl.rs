@@ -331,7 +331,7 @@ fn curl_killed_mid_upload_leaves_the_old_file_in_place() {
                 entry
                     .file_name()
                     .to_string_lossy()
-                    .starts_with(".ferry-upload.")
+                    .starts_with(ferry::storage::fs::UPLOAD_TEMP_PREFIX)
                     && entry.metadata().is_ok_and(|meta| meta.len() > 0)
             })
             .map(|entry| entry.path())

@@ -140,7 +140,7 @@ fn lftp_parses_mlsd_and_list() {
     .unwrap();
 
     // cls formats what lftp parsed from MLSD: names, a `/` for directories, sizes.
-    let names = lftp_ok(&server, "set ftp:use-mlsd on; cls -1");
+    let names = lftp_ok(&server, "set ftp:use-mlsd on; cls -1 --sort=name");
     assert_eq!(names, "plain.txt\nпапка с пробелом/\n");
     let sizes = lftp_ok(
         &server,
