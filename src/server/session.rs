@@ -2,10 +2,10 @@
 //!
 //! The loop waits for the next command, a running transfer's end, the idle timeout or shutdown.
 //! While a transfer runs it keeps reading the control connection, because ABOR, STAT and QUIT
-//! must be acted on then (RFC 959 §4.1.3); any other command, NOOP included, is answered after the
-//! transfer's final reply: a client reads replies in order, and a `200` between the `150` and the
-//! `226` would be taken as the transfer's end. State is split into small independent parts (login, working
-//! directory, data setup, pending REST/RNFR) rather than one big state enum.
+//! must be acted on then (RFC 959 §4.1.3); any other command, NOOP included, is answered after
+//! the transfer's final reply: a client reads replies in order, and a `200` between the `150` and
+//! the `226` would be taken as the transfer's end. State is split into small independent parts
+//! (login, working directory, data setup, pending REST/RNFR) rather than one big state enum.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
