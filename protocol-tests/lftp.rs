@@ -36,6 +36,23 @@ fn lftp_ok(server: &TestServer, script: &str) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// Like [`lftp_ok`], and also returns the command verbs lftp sent (from its debug log), so a test
+/// can check which path through the protocol lftp really took.
+#[track_caller]
+fn lftp_traced(server: &TestServer, script: &str) -> (String, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("lftp-debug.log");
+    let stdout = lftp_ok(server, &format!("debug -o '{}' 9; {script}", log.display()));
+    let verbs = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.strip_prefix("---> "))
+        .filter_map(|command| command.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    (stdout, verbs)
+}
+
 /// Every file and directory under `root`: relative path → sha256 (or `dir`).
 fn tree(root: &Path) -> BTreeMap<String, String> {
     let mut entries = BTreeMap::new();
@@ -117,12 +134,17 @@ fn lftp_resumes_with_reget_and_reput() {
     std::fs::write(&local_put, &whole).unwrap();
     std::fs::write(server.home().join("put.bin"), &whole[..900_000]).unwrap();
 
-    lftp_ok(
+    let (_, sent) = lftp_traced(
         &server,
         &format!(
             "lcd '{}'; reget get.bin; reput put.bin",
             work.path().display()
         ),
+    );
+    assert_eq!(
+        sent.iter().filter(|verb| *verb == "REST").count(),
+        2,
+        "REST before RETR and STOR: {sent:?}"
     );
     assert_eq!(sha256_file(&local_get), sha256(&whole));
     assert_eq!(sha256_file(&server.home().join("put.bin")), sha256(&whole));
@@ -140,8 +162,9 @@ fn lftp_parses_mlsd_and_list() {
     .unwrap();
 
     // cls formats what lftp parsed from MLSD: names, a `/` for directories, sizes.
-    let names = lftp_ok(&server, "set ftp:use-mlsd on; cls -1 --sort=name");
+    let (names, sent) = lftp_traced(&server, "set ftp:use-mlsd on; cls -1 --sort=name");
     assert_eq!(names, "plain.txt\nпапка с пробелом/\n");
+    assert!(sent.contains(&"MLSD".to_owned()), "{sent:?}");
     let sizes = lftp_ok(
         &server,
         "set ftp:use-mlsd on; cls -s --block-size=1 'папка с пробелом/' plain.txt",
@@ -157,8 +180,12 @@ fn lftp_parses_mlsd_and_list() {
     assert!(sizes.contains(&vec!["1234", "plain.txt"]), "{sizes:?}");
 
     // With MLSD off, lftp parses the LIST lines instead.
-    let names = lftp_ok(&server, "set ftp:use-mlsd off; cls -1 --sort=name");
+    let (names, sent) = lftp_traced(&server, "set ftp:use-mlsd off; cls -1 --sort=name");
     assert_eq!(names, "plain.txt\nпапка с пробелом/\n");
+    assert!(
+        sent.contains(&"LIST".to_owned()) && !sent.contains(&"MLSD".to_owned()),
+        "{sent:?}"
+    );
     // `ls` shows the server's LIST lines as they are.
     let listing = lftp_ok(&server, "ls");
     let line = listing
@@ -173,25 +200,42 @@ fn lftp_parses_mlsd_and_list() {
 fn lftp_transfers_in_active_epsv_and_pasv_modes() {
     let server = TestServer::start();
     let work = tempfile::tempdir().unwrap();
+    // (name, settings, the data-connection command lftp must use)
     let modes = [
-        ("active", "set ftp:passive-mode off"),
-        ("epsv", "set ftp:passive-mode on; set ftp:prefer-epsv yes"),
-        ("pasv", "set ftp:passive-mode on; set ftp:prefer-epsv no"),
+        ("active", "set ftp:passive-mode off", "PORT"),
+        (
+            "epsv",
+            "set ftp:passive-mode on; set ftp:prefer-epsv yes",
+            "EPSV",
+        ),
+        (
+            "pasv",
+            "set ftp:passive-mode on; set ftp:prefer-epsv no",
+            "PASV",
+        ),
     ];
     for (len, seed) in [(0u64, 20), (1, 21), (1 << 20, 22)] {
         let local = work.path().join(format!("{len}.bin"));
         write_pattern_file(&local, len, seed);
         let expected = sha256_file(&local);
-        for (mode, settings) in modes {
+        for (mode, settings, data_command) in modes {
             let name = format!("{mode}-{len}.bin");
             let back = work.path().join(format!("{name}.back"));
-            lftp_ok(
+            let (_, sent) = lftp_traced(
                 &server,
                 &format!(
                     "{settings}; put '{}' -o '{name}'; get '{name}' -o '{}'",
                     local.display(),
                     back.display()
                 ),
+            );
+            let data_commands = sent
+                .iter()
+                .filter(|verb| ["PORT", "EPRT", "PASV", "EPSV"].contains(&verb.as_str()));
+            assert!(
+                data_commands.clone().count() >= 2
+                    && data_commands.clone().all(|verb| verb == data_command),
+                "{mode}: {sent:?}"
             );
             assert_eq!(sha256_file(&server.home().join(&name)), expected, "{name}");
             assert_eq!(sha256_file(&back), expected, "{name} back");
