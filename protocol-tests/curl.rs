@@ -32,10 +32,13 @@ fn assert_exit_code(output: &Output, code: i32) {
     );
 }
 
-/// Uploads `local` to `name`, downloads it back, and checks both copies against the source.
-fn round_trip(server: &TestServer, local: &Path, name: &str, extra: &[&str]) {
+/// Uploads `local` to `name`, downloads it back, and checks both copies against the source and
+/// that curl set up each data connection with `data_command` (from its `-v` trace).
+fn round_trip(server: &TestServer, local: &Path, name: &str, extra: &[&str], data_command: &str) {
     let url = format!("{}{name}", server.url());
-    assert_success(&run(curl().args(extra).arg("-T").arg(local).arg(&url)));
+    let upload = run(curl().arg("-v").args(extra).arg("-T").arg(local).arg(&url));
+    assert_success(&upload);
+    assert_sent(&upload, data_command);
     let expected = sha256_file(local);
     assert_eq!(
         sha256_file(&server.home().join(name)),
@@ -43,11 +46,14 @@ fn round_trip(server: &TestServer, local: &Path, name: &str, extra: &[&str]) {
         "{name} on the server ({extra:?})"
     );
     let downloaded = local.with_extension("down");
-    assert_success(&run(curl()
+    let download = run(curl()
+        .arg("-v")
         .args(extra)
         .arg("-o")
         .arg(&downloaded)
-        .arg(&url)));
+        .arg(&url));
+    assert_success(&download);
+    assert_sent(&download, data_command);
     assert_eq!(
         sha256_file(&downloaded),
         expected,
@@ -55,21 +61,34 @@ fn round_trip(server: &TestServer, local: &Path, name: &str, extra: &[&str]) {
     );
 }
 
+/// Checks curl's `-v` trace: `command` was sent, and no other data-connection command.
+#[track_caller]
+fn assert_sent(output: &Output, command: &str) {
+    let trace = String::from_utf8_lossy(&output.stderr);
+    let sent: Vec<&str> = trace
+        .lines()
+        .filter_map(|line| line.strip_prefix("> "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|verb| ["PORT", "EPRT", "PASV", "EPSV"].contains(verb))
+        .collect();
+    assert_eq!(sent, [command], "{trace}");
+}
+
 #[test]
 fn curl_transfers_small_files_in_every_data_mode() {
     let server = TestServer::start();
     let work = tempfile::tempdir().unwrap();
     let modes: [(&str, &[&str]); 4] = [
-        ("epsv", &[]),
-        ("pasv", &["--disable-epsv"]),
-        ("eprt", &["--ftp-port", "127.0.0.1"]),
-        ("port", &["--ftp-port", "-", "--disable-eprt"]),
+        ("EPSV", &[]),
+        ("PASV", &["--disable-epsv"]),
+        ("EPRT", &["--ftp-port", "127.0.0.1"]),
+        ("PORT", &["--ftp-port", "-", "--disable-eprt"]),
     ];
     for (len, seed) in [(0u64, 1), (1, 2), (1 << 20, 3)] {
         let local = work.path().join(format!("{len}.bin"));
         write_pattern_file(&local, len, seed);
         for (mode, args) in modes {
-            round_trip(&server, &local, &format!("{mode}-{len}.bin"), args);
+            round_trip(&server, &local, &format!("{mode}-{len}.bin"), args, mode);
         }
     }
 }
@@ -80,7 +99,7 @@ fn curl_transfers_a_100_mib_file_both_ways() {
     let work = tempfile::tempdir().unwrap();
     let local = work.path().join("big.bin");
     write_pattern_file(&local, 100 << 20, 4);
-    round_trip(&server, &local, "big.bin", &[]);
+    round_trip(&server, &local, "big.bin", &[], "EPSV");
 }
 
 #[test]
@@ -92,20 +111,27 @@ fn curl_resumes_downloads_and_uploads() {
     let partial = work.path().join("download.bin");
     std::fs::write(&partial, &whole[..1_234_567]).unwrap();
     // -C - asks the server for nothing: it restarts at the local file's length (REST + RETR).
-    assert_success(&run(curl()
-        .args(["-C", "-", "-o"])
+    let output = run(curl()
+        .args(["-v", "-C", "-", "-o"])
         .arg(&partial)
-        .arg(format!("{}download.bin", server.url()))));
+        .arg(format!("{}download.bin", server.url())));
+    assert_success(&output);
+    let trace = String::from_utf8_lossy(&output.stderr);
+    assert!(trace.contains("> REST 1234567"), "{trace}");
     assert_eq!(sha256_file(&partial), sha256(&whole));
 
     // For an upload, -C - asks SIZE and sends the rest with APPE.
     let source = work.path().join("upload.bin");
     std::fs::write(&source, &whole).unwrap();
     std::fs::write(server.home().join("upload.bin"), &whole[..2_000_001]).unwrap();
-    assert_success(&run(curl()
-        .args(["-C", "-", "-T"])
+    let output = run(curl()
+        .args(["-v", "-C", "-", "-T"])
         .arg(&source)
-        .arg(format!("{}upload.bin", server.url()))));
+        .arg(format!("{}upload.bin", server.url())));
+    assert_success(&output);
+    let trace = String::from_utf8_lossy(&output.stderr);
+    assert!(trace.contains("> SIZE upload.bin"), "{trace}");
+    assert!(trace.contains("> APPE upload.bin"), "{trace}");
     assert_eq!(
         sha256_file(&server.home().join("upload.bin")),
         sha256(&whole)
