@@ -636,7 +636,7 @@ fn rest_resumes_downloads_and_uploads_and_appe_appends() {
     ftp.pasv();
     let beyond = ftp.expect("RETR big.bin", 554);
     assert!(beyond.text().contains("beyond the end"), "{beyond:?}");
-    ftp.expect("ABOR", 225);
+    ftp.expect("ABOR", 226);
 
     // Resume an upload that stopped at 40000 bytes.
     std::fs::write(server.home().join("up.bin"), &content[..40_000]).unwrap();
@@ -648,7 +648,7 @@ fn rest_resumes_downloads_and_uploads_and_appe_appends() {
     ftp.expect("REST 999999", 350);
     ftp.pasv();
     ftp.expect("STOR up.bin", 554);
-    ftp.expect("ABOR", 225);
+    ftp.expect("ABOR", 226);
     let (_, done) = ftp.upload("APPE up.bin", b"tail");
     assert_eq!(done.code, 226);
     let appended = std::fs::read(server.home().join("up.bin")).unwrap();
@@ -750,9 +750,9 @@ fn transfers_need_a_data_connection_first() {
     ftp.expect("RETR f", 425);
     ftp.expect("STOR g", 425);
     ftp.expect("LIST", 425);
-    ftp.expect("ABOR", 225);
+    ftp.expect("ABOR", 226);
     ftp.pasv();
-    ftp.expect("ABOR", 225);
+    ftp.expect("ABOR", 226);
     ftp.expect("RETR f", 425);
 }
 
@@ -994,10 +994,10 @@ fn telnet_sequences_are_stripped() {
     let mut ftp = Dialogue::login(&server);
     // What clients send before ABOR: IAC IP, IAC DM (RFC 959 §4.1.3).
     ftp.send_raw(b"\xff\xf4\xff\xf2ABOR\r\n");
-    assert_eq!(ftp.reply().code, 225);
+    assert_eq!(ftp.reply().code, 226);
     // ftplib sends DM as TCP urgent data, which stays out of the stream: IAC IP IAC, then ABOR.
     ftp.send_raw(b"\xff\xf4\xffABOR\r\n");
-    assert_eq!(ftp.reply().code, 225);
+    assert_eq!(ftp.reply().code, 226);
     ftp.send_raw(b"NO\xff\xf1OP\r\n"); // IAC NOP inside a verb
     assert_eq!(ftp.reply().code, 200);
     // IAC WILL/DO option negotiation is removed too.

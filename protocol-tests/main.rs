@@ -4,16 +4,21 @@
 
 mod cli;
 mod contrib;
+mod curl;
 mod data_channel;
 #[allow(
     dead_code,
     reason = "the dialogue helper serves several suites, each using part of it"
 )]
 mod dialogue;
+mod ftplib;
+mod lftp;
 mod limits;
 mod smoke;
+mod suppaftp_client;
 #[allow(
     dead_code,
     reason = "helpers are shared by the test modules that follow"
 )]
 mod support;
+mod tnftp;

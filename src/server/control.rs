@@ -48,6 +48,28 @@ fn switching() -> io::Error {
     )
 }
 
+impl ControlStream {
+    /// Reads what has arrived into `buf`, waiting for at least one byte (0 at end of stream).
+    ///
+    /// Plain TCP is read with `readable` + `try_read_buf` rather than `AsyncRead`: tokio's
+    /// `poll_read` takes a short read as "nothing more is waiting" and sleeps until the next
+    /// readiness event, but a read also stops short at the urgent mark. Python's ftplib sends
+    /// `ABOR\r\n` as urgent data, so the `\n` would sit in the socket with no event to come.
+    /// `try_read_buf` keeps the readiness until a read really would block.
+    async fn read_some(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Self::Plain(tcp) => loop {
+                tcp.readable().await?;
+                match tcp.try_read_buf(buf) {
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                    result => return result,
+                }
+            },
+            _ => self.read_buf(buf).await,
+        }
+    }
+}
+
 impl AsyncRead for ControlStream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -133,7 +155,7 @@ impl ControlConnection {
             if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK {
                 self.read_buf.reserve(READ_CHUNK);
             }
-            if self.stream.read_buf(&mut self.read_buf).await? == 0 {
+            if self.stream.read_some(&mut self.read_buf).await? == 0 {
                 return Ok(Incoming::Closed);
             }
         }
@@ -144,41 +166,42 @@ impl ControlConnection {
         !self.read_buf.is_empty()
     }
 
-    /// True if the client has already closed the control connection, checked without waiting.
+    /// True if the client closes the control connection within `grace`; false as soon as it
+    /// sends something or when `grace` is over.
     ///
-    /// A client killed mid-upload closes both connections; the data connection's end then looks
-    /// like a normal end of file, and only the closed control connection tells the difference.
-    /// Bytes that arrive meanwhile stay buffered for the next command.
-    pub(crate) fn peer_has_closed(&mut self) -> bool {
-        use futures_util::FutureExt as _;
-        if self.socket_at_end() {
-            return true;
+    /// A client killed mid-upload closes both connections, and the data connection's end then
+    /// looks like a normal end of file: only the control connection's close tells the
+    /// difference. The kernel releases a dying process's sockets in reverse order, so that close
+    /// comes a moment *after* the data connection's; hence the short wait. The socket is peeked
+    /// directly rather than read: the runtime's readiness may lag behind (the transfer can see
+    /// its end before the runtime has polled the control connection), and peeking leaves the
+    /// bytes of a next command where they are.
+    pub(crate) async fn closes_within(&mut self, grace: Duration) -> bool {
+        if self.has_buffered_input() {
+            return false;
         }
-        if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK {
-            self.read_buf.reserve(READ_CHUNK);
-        }
-        matches!(
-            self.stream.read_buf(&mut self.read_buf).now_or_never(),
-            Some(Ok(0) | Err(_))
-        )
-    }
-
-    /// Asks the kernel whether the TCP connection has reached its end (FIN or reset), without
-    /// consuming anything. The runtime's cached readiness is not enough: the data connection's
-    /// end is often read directly while the control connection's FIN, which arrived first, has
-    /// not been through the event loop yet.
-    fn socket_at_end(&self) -> bool {
         let tcp = match &self.stream {
             ControlStream::Plain(tcp) => tcp,
             ControlStream::Tls(tls) => tls.get_ref().0,
             ControlStream::Switching => return true,
         };
-        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-        // The socket is non-blocking (tokio's), so this never waits.
-        match socket2::SockRef::from(tcp).peek(&mut probe) {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+            // try_io clears the readiness on WouldBlock, so `readable` below waits for news.
+            match tcp.try_io(tokio::io::Interest::READABLE, || {
+                socket2::SockRef::from(tcp).peek(&mut probe)
+            }) {
+                Ok(0) => return true,
+                Ok(_) => return false,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return true,
+            }
+            match tokio::time::timeout_at(deadline, tcp.readable()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return true,
+                Err(_) => return false,
+            }
         }
     }
 

@@ -1,10 +1,11 @@
 //! One control connection from greeting to goodbye: the session state and its event loop.
 //!
 //! The loop waits for the next command, a running transfer's end, the idle timeout or shutdown.
-//! While a transfer runs it keeps reading the control connection, because ABOR, STAT, NOOP and
-//! QUIT must be answered then (RFC 959 §4.1.3); any other command waits until the transfer is over,
-//! as a pipelining client expects. State is split into small independent parts (login, working
-//! directory, data setup, pending REST/RNFR) rather than one big state enum.
+//! While a transfer runs it keeps reading the control connection, because ABOR, STAT and QUIT
+//! must be acted on then (RFC 959 §4.1.3); any other command, NOOP included, is answered after
+//! the transfer's final reply: a client reads replies in order, and a `200` between the `150` and
+//! the `226` would be taken as the transfer's end. State is split into small independent parts
+//! (login, working directory, data setup, pending REST/RNFR) rather than one big state enum.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +28,14 @@ use crate::protocol::command::{Command, ProtectionLevel, TransferType, parse_com
 use crate::protocol::listing::MlstFacts;
 use crate::protocol::{Reply, ReplyCode, VirtualPath};
 use crate::storage::{Storage, Upload};
+
+/// How long an upload that would replace an existing file waits, once its data connection has
+/// ended, for a sign that the client was killed (its control connection closing) before it is
+/// committed. A dying client's control connection closes microseconds after its data connection,
+/// but the dying process can be preempted in between on a busy machine. Uploads of new files are
+/// checked without waiting: there is no good file for a truncated one to replace, and the final
+/// reply of the common case (many small new files) is not delayed.
+const UPLOAD_END_GRACE: Duration = Duration::from_millis(25);
 
 /// The two stages of shutdown: stop taking commands when idle, then stop everything.
 #[derive(Debug, Clone, Default)]
@@ -115,6 +124,8 @@ pub(crate) struct TransferInfo {
     pub(crate) verb: &'static str,
     pub(crate) path: VirtualPath,
     pub(crate) started: Instant,
+    /// An upload that overwrites an existing file (see [`UPLOAD_END_GRACE`]).
+    pub(crate) replaces_file: bool,
 }
 
 /// One control connection's state.
@@ -359,11 +370,6 @@ impl Session {
                             );
                             self.control.send(&reply).await?;
                         }
-                        Ok(Command::Noop) => {
-                            self.control
-                                .send(&Reply::new(ReplyCode::COMMAND_OK, "NOOP ok."))
-                                .await?;
-                        }
                         Ok(Command::Quit) => quit_after_transfer = true,
                         _ => deferred = Some(line),
                     }
@@ -530,7 +536,12 @@ impl Session {
         upload: Box<dyn Upload>,
         bytes: u64,
     ) -> Option<Reply> {
-        if self.control.peer_has_closed() {
+        let grace = if running.replaces_file {
+            UPLOAD_END_GRACE
+        } else {
+            Duration::ZERO
+        };
+        if self.control.closes_within(grace).await {
             drop(upload);
             self.log_transfer(
                 running,

@@ -116,6 +116,8 @@ impl Session {
             StoreKind::Store => "STOR",
             StoreKind::Append => "APPE",
         };
+        let replaces_file =
+            mode == WriteMode::Replace && storage.metadata(&path).await.is_ok_and(|m| m.is_file());
         let upload = storage
             .write(&path, mode)
             .await
@@ -127,10 +129,9 @@ impl Session {
                 self.mode_name()
             ),
         );
-        Ok(Flow::Transfer(
-            preliminary,
-            self.receive_into(verb, path, upload),
-        ))
+        let mut transfer = self.receive_into(verb, path, upload);
+        transfer.info.replaces_file = replaces_file;
+        Ok(Flow::Transfer(preliminary, transfer))
     }
 
     /// STOU (RFC 959 §4.1.3, RFC 1123 §4.1.2.9): store under a name no file has yet, and say it
@@ -192,7 +193,10 @@ impl Session {
         .into())
     }
 
-    /// ABOR with no transfer running: close a prepared data connection, if any.
+    /// ABOR with no transfer running: close a prepared data connection, if any, and answer `226`
+    /// (RFC 959 §4.1.3: "the service was already completed"). A transfer that fails because the
+    /// client dropped its data connection while sending ABOR ends with `426` just before, so
+    /// the client sees the `426` + `226` pair it waits for (suppaftp rejects a `225` there).
     pub(super) fn abor_idle(&mut self) -> Handled {
         let had_data = !self.data.is_none();
         self.data = DataSetup::None;
@@ -202,7 +206,7 @@ impl Session {
         } else {
             "No transfer to abort."
         };
-        Ok(Reply::new(ReplyCode::DATA_OPEN_NO_TRANSFER, text).into())
+        Ok(Reply::new(ReplyCode::CLOSING_DATA, text).into())
     }
 
     fn receive_into(
@@ -278,6 +282,7 @@ impl Session {
                 verb,
                 path,
                 started: Instant::now(),
+                replaces_file: false,
             },
         }
     }
