@@ -8,3 +8,4 @@ mod smoke;
     reason = "helpers are shared by the test modules that follow"
 )]
 mod support;
+mod tls;

@@ -16,6 +16,7 @@ use crate::protocol::command::TransferType;
 use crate::protocol::{Reply, ReplyCode, VirtualPath};
 use crate::server::data::{DataError, DataSetup, DataStream};
 use crate::server::session::{Completed, Failed, Flow, Session, Transfer, TransferInfo};
+use crate::server::tls::Direction;
 use crate::server::transfer;
 use crate::storage::{StorageError, WriteMode};
 
@@ -65,14 +66,19 @@ impl Session {
         );
         let ascii = self.transfer_type == TransferType::Ascii;
         let stall = self.server.config.timeouts.data_stall;
-        let transfer = self.start_transfer("RETR", path, move |mut stream, progress| {
-            async move {
-                let sent = transfer::send(reader, &mut stream, ascii, stall, &progress).await?;
-                stream.close().await;
-                Ok(Completed::Sent(sent))
-            }
-            .boxed()
-        });
+        let transfer = self.start_transfer(
+            "RETR",
+            Direction::Download,
+            path,
+            move |mut stream, progress| {
+                async move {
+                    let sent = transfer::send(reader, &mut stream, ascii, stall, &progress).await?;
+                    stream.close().await;
+                    Ok(Completed::Sent(sent))
+                }
+                .boxed()
+            },
+        );
         Ok(Flow::Transfer(preliminary, transfer))
     }
 
@@ -183,7 +189,9 @@ impl Session {
         .into())
     }
 
-    /// ABOR with no transfer running: close a prepared data connection, if any.
+    /// ABOR with no transfer running: close a prepared data connection, if any, and answer `226`
+    /// (RFC 959 §4.1.3: the service already completed). Clients that send ABOR right after a
+    /// transfer ended read the transfer's `226` and then expect this one.
     pub(super) fn abor_idle(&mut self) -> Handled {
         let had_data = !self.data.is_none();
         self.data = DataSetup::None;
@@ -193,7 +201,7 @@ impl Session {
         } else {
             "No transfer to abort."
         };
-        Ok(Reply::new(ReplyCode::DATA_OPEN_NO_TRANSFER, text).into())
+        Ok(Reply::new(ReplyCode::CLOSING_DATA, text).into())
     }
 
     fn receive_into(
@@ -204,15 +212,21 @@ impl Session {
     ) -> Transfer {
         let ascii = self.transfer_type == TransferType::Ascii;
         let stall = self.server.config.timeouts.data_stall;
-        self.start_transfer(verb, path, move |mut stream, progress| {
-            async move {
-                let bytes =
-                    transfer::receive(&mut stream, &mut upload, ascii, stall, &progress).await?;
-                stream.close().await;
-                Ok(Completed::Received { upload, bytes })
-            }
-            .boxed()
-        })
+        self.start_transfer(
+            verb,
+            Direction::Upload,
+            path,
+            move |mut stream, progress| {
+                async move {
+                    let bytes =
+                        transfer::receive(&mut stream, &mut upload, ascii, stall, &progress)
+                            .await?;
+                    stream.close().await;
+                    Ok(Completed::Received { upload, bytes })
+                }
+                .boxed()
+            },
+        )
     }
 
     /// A transfer needs a prepared data connection and, where policy asks for it, PROT P.
@@ -223,7 +237,7 @@ impl Session {
                 "Use PASV, EPSV, PORT or EPRT first to set up the data connection.",
             ));
         }
-        if self.data_tls().is_none() && self.tls_requirement().data() {
+        if self.data_tls(Direction::Upload).is_none() && self.tls_requirement().data() {
             return Err(Reply::new(
                 ReplyCode::DATA_PROTECTION_REQUIRED,
                 "Data connections must be encrypted here: send PBSZ 0 and PROT P first.",
@@ -244,6 +258,7 @@ impl Session {
     pub(crate) fn start_transfer(
         &mut self,
         verb: &'static str,
+        direction: Direction,
         path: VirtualPath,
         body: impl FnOnce(
             DataStream,
@@ -254,7 +269,7 @@ impl Session {
         + 'static,
     ) -> Transfer {
         let setup = std::mem::take(&mut self.data);
-        let params = self.data_params();
+        let params = self.data_params(direction);
         let progress = Arc::new(AtomicU64::new(0));
         let body_progress = Arc::clone(&progress);
         let future = async move {
