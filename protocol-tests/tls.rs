@@ -258,6 +258,31 @@ fn curl_explicit_ftps_uploads_lists_and_downloads_with_integrity() {
     assert_eq!(sha256_file(&second), sha256_file(&source));
 }
 
+/// Active mode (PORT/EPRT): the server connects back and is still the TLS server (RFC 4217 §9).
+/// lftp drives it; curl 7.88 cannot take an active data connection at all ("sa_addr inet_ntop()
+/// failed"), with or without TLS.
+#[test]
+fn lftp_active_mode_data_connections_are_protected_too() {
+    let server = TestServer::start_with_tls(|_, _| {});
+    let content = pattern(700_000, 13);
+    std::fs::write(server.home().join("active.bin"), &content).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("active.bin");
+    let output = lftp(
+        &server,
+        &format!(
+            "set ftp:passive-mode false; get active.bin -o {out}; put {out} -o active-up.bin",
+            out = out.display()
+        ),
+    );
+    assert_success(&output);
+    assert_eq!(sha256_file(&out), sha256(&content));
+    assert_eq!(
+        sha256_file(&server.home().join("active-up.bin")),
+        sha256(&content)
+    );
+}
+
 #[test]
 fn curl_implicit_ftps_downloads_and_resumes() {
     let server = TestServer::start_with_implicit_tls(|_, _| {});
