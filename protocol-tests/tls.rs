@@ -448,6 +448,23 @@ fn an_account_can_require_tls_when_the_server_does_not() {
     secure.list();
 }
 
+#[test]
+fn a_group_can_require_tls_for_its_members() {
+    let server = TestServer::start_with_tls(|tls, _| tls.required = TlsRequirement::None);
+    let store = AccountStore::open(&server.db_path()).unwrap();
+    store.add_group("secure", None, None).unwrap();
+    store
+        .set_group_tls_required("secure", Some(TlsRequirement::Control))
+        .unwrap();
+    store.set_user_group(READER, Some("secure")).unwrap();
+    let mut session = RawSession::connect(&server);
+    session.expect(&format!("USER {READER}"), "530");
+    let _alice = RawSession::login(&server);
+    let mut secure = TlsSession::connect(&server, client_config(rustls::DEFAULT_VERSIONS));
+    secure.expect(&format!("USER {READER}"), "331");
+    secure.expect(&format!("PASS {PASSWORD}"), "230");
+}
+
 // ---- session resumption ---------------------------------------------------------------------
 
 #[test]
