@@ -21,4 +21,5 @@ mod suppaftp_client;
     reason = "helpers are shared by the test modules that follow"
 )]
 mod support;
+mod tls;
 mod tnftp;

@@ -41,6 +41,51 @@ impl ControlStream {
     }
 }
 
+/// The largest TLS record on the wire: 2^14 bytes of data plus the most any protection adds
+/// (RFC 8446 §5.2).
+const MAX_TLS_RECORD: usize = (1 << 14) + 256;
+
+/// Feeds `connection` whole TLS records from `tcp`, never a byte more, until the peer's
+/// close_notify; application data that arrives meanwhile is dropped.
+async fn read_until_close_notify(
+    tcp: &mut TcpStream,
+    connection: &mut rustls::ServerConnection,
+) -> io::Result<()> {
+    let mut record = Vec::with_capacity(512);
+    loop {
+        let state = connection
+            .process_new_packets()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let pending = state.plaintext_bytes_to_read();
+        if pending > 0 {
+            std::io::copy(
+                &mut std::io::Read::take(connection.reader(), pending as u64),
+                &mut std::io::sink(),
+            )?;
+        }
+        if state.peer_has_closed() {
+            return Ok(());
+        }
+        let mut header = [0u8; 5];
+        tcp.read_exact(&mut header).await?;
+        let length = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        if length > MAX_TLS_RECORD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a TLS record longer than TLS allows",
+            ));
+        }
+        record.clear();
+        record.extend_from_slice(&header);
+        record.resize(5 + length, 0);
+        tcp.read_exact(&mut record[5..]).await?;
+        let mut whole = &record[..];
+        while !whole.is_empty() {
+            connection.read_tls(&mut whole)?;
+        }
+    }
+}
+
 fn switching() -> io::Error {
     io::Error::new(
         io::ErrorKind::NotConnected,
@@ -237,6 +282,10 @@ impl ControlConnection {
     }
 
     /// CCC (RFC 4217 §6): end TLS with close_notify both ways and go on in plain text.
+    ///
+    /// The client may send its close_notify and its next clear-text command in one packet, so the
+    /// socket is read one TLS record at a time: whatever follows the close_notify stays in the
+    /// socket for the plain-text reader.
     pub(crate) async fn clear_tls(&mut self, limit: Duration) -> io::Result<()> {
         let ControlStream::Tls(mut tls) =
             std::mem::replace(&mut self.stream, ControlStream::Switching)
@@ -245,20 +294,15 @@ impl ControlConnection {
         };
         tls.get_mut().1.send_close_notify();
         tls.flush().await?;
-        // Read up to the client's close_notify; a well-behaved client sends nothing else first.
-        let mut scratch = [0u8; 512];
-        tokio::time::timeout(limit, async {
-            while tls.read(&mut scratch).await? > 0 {}
-            Ok::<_, io::Error>(())
-        })
-        .await
-        .map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                "no TLS close_notify from the client",
-            )
-        })??;
-        let (tcp, _) = tls.into_inner();
+        let (mut tcp, mut connection) = tls.into_inner();
+        tokio::time::timeout(limit, read_until_close_notify(&mut tcp, &mut connection))
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no TLS close_notify from the client",
+                )
+            })??;
         self.read_buf = BytesMut::new();
         self.decoder = LineDecoder::new();
         self.stream = ControlStream::Plain(tcp);

@@ -140,9 +140,19 @@ impl DataSetup {
         };
         // RFC 4217 §9: the FTP server is the TLS server on data connections, in both modes.
         let accept = TlsAcceptor::from(tls.config).accept(tcp);
+        // A client that connects but never starts TLS (PROT P forgotten on its side) is a failed
+        // negotiation too: 522, not the 425 of a connection that never came.
         let stream = tokio::time::timeout(params.timeout, accept)
             .await
-            .map_err(|_| DataError::AcceptTimeout(params.timeout))?
+            .map_err(|_| {
+                DataError::Tls(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "no TLS handshake from the client within {} s",
+                        params.timeout.as_secs()
+                    ),
+                ))
+            })?
             .map_err(DataError::Tls)?;
         let resumed = stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
         if tls.require_resumption && !resumed {

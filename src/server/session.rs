@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 use super::Server;
 use super::control::{ControlConnection, ControlStream, Incoming};
 use super::data::{DataParams, DataSetup, DataTls};
-use super::tls::SessionTls;
+use super::tls::{Direction, SessionTls};
 use super::transfer::TransferError;
 use crate::auth::{TlsRequirement, UserDetails};
 use crate::protocol::command::{Command, ProtectionLevel, TransferType, parse_command};
@@ -584,18 +584,18 @@ impl Session {
         );
     }
 
-    /// What opening the data connection needs from this session.
-    pub(crate) fn data_params(&self) -> DataParams {
+    /// What opening the data connection for a transfer in `direction` needs from this session.
+    pub(crate) fn data_params(&self, direction: Direction) -> DataParams {
         DataParams {
             peer_ip: self.peer.ip(),
             local_ip: self.local.ip(),
             timeout: self.server.config.timeouts.data_accept,
-            tls: self.data_tls(),
+            tls: self.data_tls(direction),
         }
     }
 
     /// TLS for data connections, under PROT P.
-    pub(crate) fn data_tls(&self) -> Option<DataTls> {
+    pub(crate) fn data_tls(&self, direction: Direction) -> Option<DataTls> {
         let tls = self.tls.as_ref()?;
         if self.protection != ProtectionLevel::Private {
             return None;
@@ -607,7 +607,7 @@ impl Session {
             .as_ref()
             .is_some_and(|context| context.settings.require_resumption);
         Some(DataTls {
-            config: Arc::clone(&tls.data),
+            config: Arc::clone(tls.data(direction)),
             require_resumption,
         })
     }
