@@ -40,8 +40,16 @@ impl ClientStream {
         let tls = tokio::time::timeout(limit, handshake)
             .await
             .map_err(|_| ClientError::Timeout("the TLS handshake"))?
-            .map_err(|e| ClientError::Tls(e.to_string()))?;
+            .map_err(|e| ClientError::Tls(super::tls::describe_handshake_error(&e)))?;
         Ok(Self::Tls(Box::new(tls)))
+    }
+
+    /// The TLS version in use (`None` for plain streams).
+    pub(crate) fn tls_version(&self) -> Option<rustls::ProtocolVersion> {
+        match self {
+            Self::Tls(tls) => tls.get_ref().1.protocol_version(),
+            _ => None,
+        }
     }
 
     /// Whether the TLS handshake resumed an earlier session (false for plain streams).
