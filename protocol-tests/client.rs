@@ -763,3 +763,164 @@ async fn connect_with_backoff_gives_up_and_does_not_retry_a_wrong_password() {
     let sent = commands_sent(&server.log());
     assert_eq!(sent.iter().filter(|c| *c == "PASS").count(), 1, "{sent:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// vsftpd (where installed)
+// ---------------------------------------------------------------------------------------------
+
+/// A vsftpd in the foreground on a high port, anonymous uploads allowed into `pub/`, killed when
+/// dropped. `None` (with the reason printed) where vsftpd is not installed.
+struct Vsftpd {
+    child: Child,
+    port: u16,
+    dir: TempDir,
+}
+
+impl Vsftpd {
+    fn start(tls: bool) -> Option<Self> {
+        let Some(binary) = ["/usr/sbin/vsftpd", "/usr/local/sbin/vsftpd"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|path| path.is_file())
+        else {
+            eprintln!("skipping the vsftpd test: vsftpd is not installed (apt-get install vsftpd)");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("pub")).unwrap();
+        std::fs::create_dir_all(dir.path().join("empty")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(root.join("pub"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        // A free port: bind, note, release (vsftpd takes no port 0).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut conf = format!(
+            "listen=YES\nlisten_address=127.0.0.1\nlisten_port={port}\nbackground=NO\n\
+             run_as_launching_user=YES\nanonymous_enable=YES\nlocal_enable=NO\n\
+             anon_root={root}\nno_anon_password=YES\nwrite_enable=YES\n\
+             anon_upload_enable=YES\nanon_mkdir_write_enable=YES\nanon_other_write_enable=YES\n\
+             anon_umask=022\nsecure_chroot_dir={empty}\nseccomp_sandbox=NO\n\
+             xferlog_enable=NO\nsyslog_enable=NO\n",
+            root = root.display(),
+            empty = dir.path().join("empty").display(),
+        );
+        if tls {
+            let (cert, key) = dev_certificate();
+            conf.push_str(&format!(
+                "ssl_enable=YES\nallow_anon_ssl=YES\nforce_anon_logins_ssl=YES\n\
+                 force_anon_data_ssl=YES\nrequire_ssl_reuse=YES\nrsa_cert_file={}\n\
+                 rsa_private_key_file={}\n",
+                cert.display(),
+                key.display()
+            ));
+        }
+        let conf_path = dir.path().join("vsftpd.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new(binary)
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting vsftpd");
+        let server = Self { child, port, dir };
+        // Ready once it greets.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                let mut greeting = String::new();
+                if BufReader::new(stream).read_line(&mut greeting).is_ok()
+                    && greeting.starts_with("220")
+                {
+                    return Some(server);
+                }
+            }
+            assert!(Instant::now() < deadline, "vsftpd did not start on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn upload_dir(&self) -> PathBuf {
+        self.dir.path().join("root/pub")
+    }
+
+    fn config(&self, tls: bool) -> ClientConfig {
+        let mut config = ClientConfig::new("127.0.0.1", self.port, "anonymous", "ferry@test");
+        config.reply_timeout = Duration::from_secs(30);
+        if tls {
+            config.security = Security::Explicit;
+            config.verification = Verification::CaFile(dev_certificate().0);
+        }
+        config
+    }
+}
+
+impl Drop for Vsftpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// vsftpd has neither MLSD nor MFMT: LIST it is. Paths stay relative (no chroot here).
+async fn vsftpd_session(server: &Vsftpd, tls: bool) {
+    let mut client = FtpClient::connect(server.config(tls)).await.unwrap();
+    assert!(!client.supports_mfmt());
+    client.mkdir_all("pub/site/css").await.unwrap();
+    client.mkdir_all("pub/site/css").await.unwrap();
+    for i in 0..3 {
+        let bytes = pattern(300_000 + i, i as u64);
+        round_trip(&mut client, &format!("pub/site/css/f{i}.css"), &bytes).await;
+        assert_eq!(
+            sha256_file(&server.upload_dir().join(format!("site/css/f{i}.css"))),
+            sha256(&bytes)
+        );
+    }
+    let entries = client.list("pub/site/css").await.unwrap();
+    assert_eq!(names(&entries), ["f0.css", "f1.css", "f2.css"]);
+    assert_eq!(entries[1].size, Some(300_001));
+    assert_eq!(client.size("pub/site/css/f2.css").await.unwrap(), 300_002);
+    client.mdtm("pub/site/css/f2.css").await.unwrap();
+    client
+        .rename("pub/site/css/f0.css", "pub/site/zero.css")
+        .await
+        .unwrap();
+    assert!(server.upload_dir().join("site/zero.css").is_file());
+    let mut nothing = Vec::new();
+    let error = client
+        .retrieve("pub/site/css/f0.css", 0, &mut nothing)
+        .await
+        .unwrap_err();
+    assert_eq!(error.reply_code(), Some(550), "{error}");
+    for name in ["css/f1.css", "css/f2.css", "zero.css"] {
+        client.delete(&format!("pub/site/{name}")).await.unwrap();
+    }
+    client.rmdir("pub/site/css").await.unwrap();
+    assert!(!server.upload_dir().join("site/css").exists());
+    client.noop().await.unwrap();
+    client.quit().await.unwrap();
+}
+
+#[tokio::test]
+async fn vsftpd_plain_session() {
+    let Some(server) = Vsftpd::start(false) else {
+        return;
+    };
+    vsftpd_session(&server, false).await;
+}
+
+#[tokio::test]
+async fn vsftpd_tls_with_required_session_reuse() {
+    let Some(server) = Vsftpd::start(true) else {
+        return;
+    };
+    vsftpd_session(&server, true).await;
+}
