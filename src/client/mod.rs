@@ -1013,6 +1013,71 @@ mod tests {
     }
 
     #[test]
+    fn pasv_target_keeps_reachable_addresses_and_replaces_the_rest() {
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        let target = |announced: &str, peer: IpAddr| {
+            pasv_target(format!("{announced}:2121").parse().unwrap(), peer)
+        };
+        // A server masquerading as a private address, reached over loopback.
+        assert_eq!(
+            target("10.1.2.3", loopback),
+            "127.0.0.1:2121".parse().unwrap()
+        );
+        // Loopback announced by a remote server: its own view, not reachable from here.
+        let public: IpAddr = "198.51.100.20".parse().unwrap();
+        assert_eq!(
+            target("127.0.0.1", public),
+            "198.51.100.20:2121".parse().unwrap()
+        );
+        // Link-local and carrier-grade NAT addresses are private too.
+        assert_eq!(
+            target("169.254.1.1", public),
+            "198.51.100.20:2121".parse().unwrap()
+        );
+        assert_eq!(
+            target("100.64.0.9", public),
+            "198.51.100.20:2121".parse().unwrap()
+        );
+        // 100.128.0.1 is outside 100.64.0.0/10: a public address, kept.
+        assert_eq!(
+            target("100.128.0.1", public),
+            "100.128.0.1:2121".parse().unwrap()
+        );
+        // Loopback to loopback, and the peer's own address, are kept.
+        assert_eq!(
+            target("127.0.0.2", loopback),
+            "127.0.0.2:2121".parse().unwrap()
+        );
+        assert_eq!(
+            target("198.51.100.20", public),
+            "198.51.100.20:2121".parse().unwrap()
+        );
+        // An IPv4-mapped peer (dual-stack socket) compares as IPv4.
+        let mapped: IpAddr = "::ffff:203.0.113.5".parse().unwrap();
+        assert_eq!(
+            target("10.0.0.5", mapped),
+            "203.0.113.5:2121".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_with_bounded_jitter() {
+        let backoff = Backoff {
+            attempts: 10,
+            first_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(3),
+        };
+        let delays: Vec<u128> = (0..5).map(|r| backoff.delay(r).as_millis()).collect();
+        assert_eq!(delays, [500, 1000, 2000, 3000, 3000]);
+        assert_eq!(backoff.delay(u32::MAX), Duration::from_secs(3));
+        for retry in 0..5 {
+            let jittered = backoff.jittered_delay(retry);
+            let base = backoff.delay(retry);
+            assert!(jittered >= base.mul_f64(0.75) && jittered <= base.mul_f64(1.25));
+        }
+    }
+
+    #[test]
     fn transient_errors_are_the_ones_worth_retrying() {
         let reply = |code| Reply::new(ReplyCode::new(code).unwrap(), "x");
         assert!(ClientError::ConnectionClosed.is_transient());
@@ -1038,6 +1103,34 @@ mod tests {
             .is_transient()
         );
         assert!(!ClientError::LoginRefused(reply(530)).is_transient());
+        assert!(ClientError::LoginRefused(reply(421)).is_transient());
+        assert!(!ClientError::Tls("certificate".into()).is_transient());
+        assert_eq!(
+            ClientError::LoginRefused(reply(530)).reply_code(),
+            Some(530)
+        );
+        assert_eq!(ClientError::ConnectionClosed.reply_code(), None);
+    }
+
+    #[test]
+    fn feat_without_extensions_or_in_lower_case() {
+        let reply = Reply::multiline(
+            ReplyCode::SYSTEM_STATUS,
+            [
+                "Features:",
+                " mdtm",
+                " mfmt",
+                " Mlst size*;",
+                " rest stream",
+                "End",
+            ],
+        );
+        let features = Features::parse(&reply);
+        assert!(features.mfmt && features.mlst && features.rest_stream);
+        assert!(!features.epsv && !features.utf8);
+        // A one-line reply (no extension lines) offers nothing.
+        let none = Features::parse(&Reply::new(ReplyCode::SYSTEM_STATUS, "No features"));
+        assert!(!none.mlst && !none.mfmt);
     }
 
     #[test]

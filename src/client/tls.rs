@@ -250,3 +250,42 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_untrusted_certificate_says_what_to_do() {
+        let error = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        let message = describe_handshake_error(&error);
+        assert!(
+            message.contains("certificate verification failed"),
+            "{message}"
+        );
+        assert!(
+            message.contains("UnknownIssuer") && message.contains("--ca-file"),
+            "{message}"
+        );
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(describe_handshake_error(&reset).starts_with("TLS handshake failed"));
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let Err(ClientError::Tls(message)) =
+            client_config(&Verification::CaFile(empty.clone()), false)
+        else {
+            panic!("an empty CA file was accepted");
+        };
+        assert!(message.contains("empty.pem"), "{message}");
+        let missing = dir.path().join("missing.pem");
+        assert!(client_config(&Verification::CaFile(missing), false).is_err());
+    }
+}
