@@ -304,6 +304,102 @@ fn keep_alive_sends_noop_only_when_idle_and_keeps_the_session() {
     });
 }
 
+#[test]
+fn idle_timeout_421_surfaces_and_reconnect_with_backoff_recovers() {
+    let server = TestServer::start_with(|config| config.timeouts.idle = Duration::from_secs(1));
+    block_on(async {
+        let mut client = FtpClient::connect(ferry_config(&server)).await.unwrap();
+        client.mkdir("work").await.unwrap();
+        client.cwd("work").await.unwrap();
+        // A session that went idle after the client's: once it is dropped, so is the client's.
+        let witness = tokio::task::spawn_blocking({
+            let addr = server.addr;
+            move || {
+                let stream = std::net::TcpStream::connect(addr).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(30)))
+                    .unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                let mut line = String::new();
+                for command in ["", "USER alice\r\n", "PASS s3cret pass\r\n"] {
+                    std::io::Write::write_all(&mut writer, command.as_bytes()).unwrap();
+                    line.clear();
+                    reader.read_line(&mut line).unwrap();
+                }
+                assert!(line.starts_with("230"), "{line}");
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                line
+            }
+        });
+        let farewell = witness.await.unwrap();
+        assert!(farewell.starts_with("421"), "{farewell}");
+
+        let error = client.noop().await.unwrap_err();
+        assert!(error.is_transient(), "{error:?}");
+        assert!(
+            matches!(error.reply_code(), Some(421) | None),
+            "an idle-timeout 421 or a closed connection: {error:?}"
+        );
+        client
+            .reconnect_with_backoff(Backoff::default())
+            .await
+            .unwrap();
+        // A fresh session starts at the login directory.
+        assert_eq!(client.pwd().await.unwrap(), "/");
+        round_trip(&mut client, "work/after.txt", b"back again").await;
+        client.quit().await.unwrap();
+    });
+}
+
+#[test]
+fn refusals_of_a_read_only_account_and_of_plain_ftp_are_errors() {
+    let server = TestServer::start_with_tls(|settings, _| {
+        settings.required = ferry::auth::TlsRequirement::None;
+    });
+    std::fs::write(server.home().join("present.txt"), b"present").unwrap();
+    block_on(async {
+        let mut config = ferry_tls_config(&server, Security::Explicit);
+        config.user = READER.to_owned();
+        let mut reader = FtpClient::connect(config).await.unwrap();
+        let error = reader
+            .store("new.txt", &mut &b"nope"[..], StoreMode::Replace)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error.reply_code(), Some(code) if code >= 500),
+            "{error:?}"
+        );
+        assert!(!server.home().join("new.txt").exists());
+        for (what, result) in [
+            ("DELE", reader.delete("present.txt").await),
+            ("MKD", reader.mkdir("dir").await),
+            ("RNFR", reader.rename("present.txt", "moved.txt").await),
+        ] {
+            let error = result.expect_err(what);
+            assert!(
+                matches!(error.reply_code(), Some(code) if code >= 500),
+                "{what}: {error:?}"
+            );
+        }
+        assert!(server.home().join("present.txt").is_file());
+        let mut back = Vec::new();
+        reader.retrieve("present.txt", 0, &mut back).await.unwrap();
+        assert_eq!(back, b"present");
+        reader.quit().await.unwrap();
+    });
+    // The same server with TLS required refuses a plain login with a typed error.
+    let strict = TestServer::start_with_tls(|_, _| {});
+    block_on(async {
+        let error = FtpClient::connect(ferry_config(&strict)).await.unwrap_err();
+        assert!(
+            matches!(&error, ClientError::LoginRefused(reply) if reply.code.get() >= 500),
+            "{error:?}"
+        );
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // ferry, FTPS
 // ---------------------------------------------------------------------------------------------

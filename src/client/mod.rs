@@ -157,6 +157,7 @@ impl Backoff {
         use rand::Rng;
         self.delay(retry)
             .mul_f64(rand::thread_rng().gen_range(0.75..=1.25))
+            .min(self.max_delay)
     }
 }
 
