@@ -294,11 +294,17 @@ fn keep_alive_sends_noop_only_when_idle_and_keeps_the_session() {
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(4) {
             tokio::time::sleep(Duration::from_millis(400)).await;
+            let before = Instant::now();
             client.keep_alive(Duration::from_millis(300)).await.unwrap();
-            assert!(client.idle_for() < Duration::from_millis(300));
+            assert!(
+                client.idle_for() <= before.elapsed(),
+                "idle for 400 ms, yet no NOOP was sent"
+            );
         }
-        // Not idle yet: no NOOP, so the idle clock keeps running.
+        // Not idle long enough: no NOOP, so the idle clock keeps running.
+        let idle = client.idle_for();
         client.keep_alive(Duration::from_secs(60)).await.unwrap();
+        assert!(client.idle_for() >= idle);
         round_trip(&mut client, "alive.txt", b"still here").await;
         client.quit().await.unwrap();
     });
@@ -742,6 +748,23 @@ async fn refused_epsv_falls_back_to_pasv() {
 }
 
 #[tokio::test]
+async fn pyftpdlib_pasv_behind_nat_connects_to_the_control_peer() {
+    let server = PyFtpd::start(&["--masquerade", "10.1.2.3"]);
+    let mut config = server.config();
+    config.use_epsv = false;
+    let mut client = FtpClient::connect(config).await.unwrap();
+    round_trip(&mut client, "nat.bin", &pattern(500_000, 4)).await;
+    client.quit().await.unwrap();
+    let log = server.log();
+    assert!(
+        log.contains("(10,1,2,3,"),
+        "the server did not announce 10.1.2.3:\n{log}"
+    );
+    let sent = commands_sent(&log);
+    assert!(!sent.contains(&"EPSV".to_owned()), "{sent:?}");
+}
+
+#[tokio::test]
 async fn missing_mlsd_falls_back_to_list() {
     // FEAT still offers MLST, but MLSD is unknown: the client must notice and use LIST.
     let server = PyFtpd::start(&["--without", "MLSD"]);
@@ -778,14 +801,14 @@ async fn too_many_connections_421_is_retried_with_backoff() {
     };
     let waiting = tokio::spawn(FtpClient::connect_with_backoff(server.config(), backoff));
     // Let the waiting client be refused at least once more, then make room.
-    let refused_before = server.log().matches("421").count();
+    let refused_before = server.log().matches("-> 421").count();
     tokio::task::spawn_blocking({
         let log = server.log_path();
         move || {
             let deadline = Instant::now() + Duration::from_secs(30);
             while std::fs::read_to_string(&log)
                 .unwrap_or_default()
-                .matches("421")
+                .matches("-> 421")
                 .count()
                 <= refused_before
             {
