@@ -3,6 +3,7 @@
 //! client reaches.
 
 mod client;
+mod contrib;
 mod smoke;
 #[allow(
     dead_code,
