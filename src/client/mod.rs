@@ -73,8 +73,9 @@ pub struct ClientConfig {
     pub data_timeout: Duration,
     /// Offer only TLS 1.2. rustls spends each TLS 1.3 session ticket once, so against a server
     /// that requires resumption and issues no new tickets on data connections, only TLS 1.2
-    /// session resumption lasts a whole session; [`FtpClient`] switches to it by itself when a
-    /// server refuses a data connection that did not resume.
+    /// session resumption lasts a whole session; [`FtpClient`] switches to it by itself (logging
+    /// in again) when a TLS 1.3 session has no ticket left for the next data connection, or when
+    /// a server refuses a data connection that did not resume.
     pub tls12_only: bool,
     /// Ask for EPSV before PASV (RFC 2428). Off sends PASV only, for servers or firewalls that
     /// mishandle EPSV.
