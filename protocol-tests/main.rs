@@ -3,6 +3,7 @@
 //! client reaches.
 
 mod cli;
+mod client;
 mod contrib;
 mod curl;
 mod data_channel;

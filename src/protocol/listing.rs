@@ -204,9 +204,9 @@ pub fn parse_mlsx_line(line: &str) -> Option<MlsxEntry> {
         .or(line.strip_suffix('\n'))
         .unwrap_or(line);
     let (facts, name) = line.split_once(' ')?;
-    // A name from a server we do not control becomes a local or remote path: an empty name, or
-    // one that names another directory, is not an entry of this listing.
-    if name.is_empty() || name.contains(['/', '\0', '\r', '\n']) {
+    // A name from a server we do not control: an empty one, or one that could split a line, is
+    // not an entry. (MLST names a whole path, so `/` is allowed here; MLSD callers refuse it.)
+    if name.is_empty() || name.contains(['\0', '\r', '\n']) {
         return None;
     }
     let mut entry = MlsxEntry {
@@ -236,8 +236,11 @@ mod tests {
     #[test]
     fn mlsx_lines_without_a_usable_name_are_rejected() {
         assert!(parse_mlsx_line("; ").is_none());
-        assert!(parse_mlsx_line("type=file; ../../etc/passwd").is_none());
-        assert!(parse_mlsx_line("type=file; a/b").is_none());
+        assert!(parse_mlsx_line("type=file; a\0b").is_none());
+        assert_eq!(
+            parse_mlsx_line(" type=dir; /site/a").unwrap().name,
+            "/site/a"
+        );
         assert_eq!(parse_mlsx_line("type=file; a b").unwrap().name, "a b");
     }
 
