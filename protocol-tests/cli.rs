@@ -595,3 +595,93 @@ fn passwords_never_reach_the_log_even_at_debug_level() {
     );
     assert!(!log.contains("hunter2"), "a password was logged:\n{log}");
 }
+
+#[test]
+fn accounts_and_groups_can_require_tls_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    let db = db.to_str().unwrap();
+    assert_success(&run(&mut ferry(
+        dir.path(),
+        &[
+            "--db",
+            db,
+            "group",
+            "add",
+            "secure",
+            "--tls-required",
+            "control",
+        ],
+    )));
+    assert_success(&run_with_input(
+        &mut ferry(
+            dir.path(),
+            &[
+                "--db",
+                db,
+                "user",
+                "add",
+                "carol",
+                "--tls-required",
+                "all",
+                "--password-stdin",
+            ],
+        ),
+        "pw",
+    ));
+    assert_success(&run_with_input(
+        &mut ferry(
+            dir.path(),
+            &[
+                "--db",
+                db,
+                "user",
+                "add",
+                "dave",
+                "--group",
+                "secure",
+                "--password-stdin",
+            ],
+        ),
+        "pw",
+    ));
+    let groups = stdout(&run(&mut ferry(dir.path(), &["--db", db, "group", "list"])));
+    assert!(
+        groups
+            .lines()
+            .any(|l| l.starts_with("secure") && l.contains(" control ")),
+        "{groups}"
+    );
+    // The store is what the server consults at login (the FTPS suite shows it enforced).
+    let store = ferry::auth::store::AccountStore::open(Path::new(db)).unwrap();
+    let users = store.list_users().unwrap();
+    let requirement = |name: &str| {
+        users
+            .iter()
+            .find(|u| u.name == name)
+            .and_then(|u| u.effective_tls_required())
+            .map(|t| t.as_str())
+    };
+    assert_eq!(requirement("carol"), Some("all"));
+    assert_eq!(requirement("dave"), Some("control"));
+    let listed = stdout(&run(&mut ferry(dir.path(), &["--db", db, "user", "list"])));
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("carol") && l.contains(" all ")),
+        "{listed}"
+    );
+    let refused = fails(&mut ferry(
+        dir.path(),
+        &[
+            "--db",
+            db,
+            "group",
+            "add",
+            "bad",
+            "--tls-required",
+            "sometimes",
+        ],
+    ));
+    assert!(refused.contains("sometimes"), "{refused}");
+}

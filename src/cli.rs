@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use tracing::{info, warn};
 
 use crate::auth::store::{AccountStore, NewAccount};
-use crate::auth::{Permissions, SqliteAuthenticator};
+use crate::auth::{Permissions, SqliteAuthenticator, TlsRequirement};
 use crate::config::{DEFAULT_DB, FileConfig, ServeArgs, ServeSettings};
 use crate::server::tls::write_development_certificate;
 use crate::server::{self, Server, Shutdown, TlsContext};
@@ -72,6 +72,9 @@ pub enum UserCommand {
         /// May log in to the deploy dashboard.
         #[arg(long)]
         admin: bool,
+        /// What this account must encrypt (none, control, data, all), beyond the server's policy.
+        #[arg(long, value_name = "WHAT")]
+        tls_required: Option<TlsRequirement>,
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
@@ -99,6 +102,9 @@ pub enum GroupCommand {
         /// Permission letters out of elradfmwMT.
         #[arg(long, value_name = "LETTERS")]
         perms: Option<String>,
+        /// What the group's accounts must encrypt (none, control, data, all).
+        #[arg(long, value_name = "WHAT")]
+        tls_required: Option<TlsRequirement>,
     },
     /// List groups.
     List,
@@ -174,6 +180,7 @@ fn user_command(store: &AccountStore, command: UserCommand) -> anyhow::Result<()
             home,
             perms,
             admin,
+            tls_required,
             password_stdin,
         } => {
             let permissions = parse_perms(perms)?;
@@ -184,23 +191,24 @@ fn user_command(store: &AccountStore, command: UserCommand) -> anyhow::Result<()
                 home: home.as_deref(),
                 permissions,
                 admin,
-                tls_required: None,
+                tls_required,
                 password: &password,
             })?;
             println!("user {name} added");
         }
         UserCommand::List => {
             println!(
-                "{:<24} {:<16} {:<12} {:<6} HOME",
-                "NAME", "GROUP", "PERMS", "ADMIN"
+                "{:<24} {:<16} {:<12} {:<6} {:<8} HOME",
+                "NAME", "GROUP", "PERMS", "ADMIN", "TLS"
             );
             for user in store.list_users()? {
                 println!(
-                    "{:<24} {:<16} {:<12} {:<6} {}",
+                    "{:<24} {:<16} {:<12} {:<6} {:<8} {}",
                     user.name,
                     user.group.as_deref().unwrap_or("-"),
                     user.effective_permissions().to_string(),
                     if user.admin { "yes" } else { "no" },
+                    user.effective_tls_required().map_or("-", |t| t.as_str()),
                     user.effective_home(),
                 );
             }
@@ -223,18 +231,27 @@ fn user_command(store: &AccountStore, command: UserCommand) -> anyhow::Result<()
 
 fn group_command(store: &AccountStore, command: GroupCommand) -> anyhow::Result<()> {
     match command {
-        GroupCommand::Add { name, home, perms } => {
+        GroupCommand::Add {
+            name,
+            home,
+            perms,
+            tls_required,
+        } => {
             let permissions = parse_perms(perms)?;
             store.add_group(&name, home.as_deref(), permissions)?;
+            if tls_required.is_some() {
+                store.set_group_tls_required(&name, tls_required)?;
+            }
             println!("group {name} added");
         }
         GroupCommand::List => {
-            println!("{:<24} {:<12} HOME", "NAME", "PERMS");
+            println!("{:<24} {:<12} {:<8} HOME", "NAME", "PERMS", "TLS");
             for group in store.list_groups()? {
                 println!(
-                    "{:<24} {:<12} {}",
+                    "{:<24} {:<12} {:<8} {}",
                     group.name,
                     group.permissions.to_string(),
+                    group.tls_required.map_or("-", |t| t.as_str()),
                     group.home.as_deref().unwrap_or("-"),
                 );
             }
