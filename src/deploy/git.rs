@@ -155,6 +155,8 @@ impl RepoSource for GitCli {
             .output()
             .map_err(GitError::Spawn)?;
         if !output.status.success() {
+            // Tell "no such revision" from "no repository here".
+            self.run_ok(&["rev-parse", "--git-dir"])?;
             return Err(GitError::UnknownRevision(revision.to_owned()));
         }
         let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();

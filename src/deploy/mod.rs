@@ -12,6 +12,7 @@ pub mod ignore_rules;
 pub mod journal;
 pub mod marker;
 pub mod plan;
+pub mod push;
 pub mod target;
 
 pub use self::target::DeployTarget;

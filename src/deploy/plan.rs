@@ -89,6 +89,75 @@ impl DeployPlan {
     }
 }
 
+impl DeployPlan {
+    /// One line: what the plan does, in counts.
+    pub fn summary(&self) -> String {
+        let deletes = self.deletes.len() + self.clear_files.len();
+        let mut parts = vec![
+            format!(
+                "{} to upload ({})",
+                self.uploads.len(),
+                human_bytes(self.upload_bytes())
+            ),
+            format!("{deletes} to delete"),
+        ];
+        if !self.mkdirs.is_empty() {
+            parts.push(format!("{} directories to create", self.mkdirs.len()));
+        }
+        let prunes = self.prunes.len() + self.clear_dirs.len();
+        if prunes > 0 {
+            parts.push(format!("{prunes} directories to remove if empty"));
+        }
+        if self.already_done > 0 {
+            parts.push(format!(
+                "{} already done by an unfinished run",
+                self.already_done
+            ));
+        }
+        parts.join(", ")
+    }
+
+    /// Every step, one per line, in the order they run.
+    pub fn steps(&self) -> Vec<String> {
+        let mut steps = Vec::new();
+        steps.extend(self.clear_files.iter().map(|p| format!("delete  {p}")));
+        steps.extend(
+            self.clear_dirs
+                .iter()
+                .map(|d| format!("rmdir   {d}/ (if empty)")),
+        );
+        steps.extend(self.mkdirs.iter().map(|d| format!("mkdir   {d}/")));
+        steps.extend(
+            self.uploads
+                .iter()
+                .map(|u| format!("upload  {} ({})", u.path, human_bytes(u.size))),
+        );
+        steps.extend(self.deletes.iter().map(|p| format!("delete  {p}")));
+        steps.extend(
+            self.prunes
+                .iter()
+                .map(|d| format!("rmdir   {d}/ (if empty)")),
+        );
+        steps
+    }
+}
+
+/// `1.5 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// A tree the plan cannot deploy.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -519,6 +588,12 @@ mod tests {
         assert_eq!(paths(&plan.uploads), ["b.txt", "c.txt"]);
         assert_eq!(plan.deletes, ["d.txt"]);
         assert_eq!(plan.already_done, 1);
+    }
+
+    #[test]
+    fn byte_counts_read_as_people_write_them() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 * 1024 * 1024 / 2), "1.5 MiB");
     }
 
     #[test]
