@@ -75,9 +75,6 @@ pub enum DeployCommand {
         /// Print the plan and change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Connections to upload and delete over.
-        #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-        jobs: u16,
         /// Upload the whole tree, whatever the target's marker says (first deploy).
         #[arg(long)]
         init: bool,
@@ -126,6 +123,9 @@ pub struct DeployTargetArgs {
     /// .ferryignore).
     #[arg(long, value_name = "PAT")]
     pub exclude: Vec<String>,
+    /// Connections to upload and delete over (push).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
 }
 
 #[derive(Debug, Subcommand)]
@@ -437,7 +437,7 @@ async fn watch_signals(shutdown: Shutdown) {
 }
 
 impl DeployTargetArgs {
-    fn request(&self, jobs: u16, init: bool) -> Result<DeployRequest, DeployError> {
+    fn request(&self, init: bool) -> Result<DeployRequest, DeployError> {
         let target = DeployTarget::parse(&self.to)?;
         let password = if self.password_stdin {
             read_password(true).map_err(|e| DeployError::Usage(format!("{e:#}")))?
@@ -472,7 +472,7 @@ impl DeployTargetArgs {
             target,
             revision,
             excludes: self.exclude.clone(),
-            jobs: usize::from(jobs),
+            jobs: usize::from(self.jobs),
             init,
             state_dir: default_state_dir(),
             retry: RetryPolicy::default(),
@@ -485,10 +485,9 @@ async fn deploy_command(command: DeployCommand) -> anyhow::Result<()> {
         DeployCommand::Push {
             target,
             dry_run: true,
-            jobs,
             init,
         } => {
-            let request = target.request(jobs, init)?;
+            let request = target.request(init)?;
             let prepared = push::dry_run(&request).await?;
             print_state(&request, &prepared);
             println!("dry run: nothing was changed");
@@ -500,10 +499,9 @@ async fn deploy_command(command: DeployCommand) -> anyhow::Result<()> {
         DeployCommand::Push {
             target,
             dry_run: false,
-            jobs,
             init,
         } => {
-            let request = target.request(jobs, init)?;
+            let request = target.request(init)?;
             let outcome = push::push(&request).await?;
             let url = request.target.display_url();
             if outcome.up_to_date {
@@ -522,7 +520,7 @@ async fn deploy_command(command: DeployCommand) -> anyhow::Result<()> {
             }
         }
         DeployCommand::Catchup { target } => {
-            let request = target.request(1, false)?;
+            let request = target.request(false)?;
             let marker = push::catchup(&request).await?;
             println!(
                 "recorded {} as deployed on {} (nothing uploaded)",
@@ -531,7 +529,7 @@ async fn deploy_command(command: DeployCommand) -> anyhow::Result<()> {
             );
         }
         DeployCommand::Status { target } => {
-            let request = target.request(1, false)?;
+            let request = target.request(false)?;
             let prepared = push::dry_run(&request).await?;
             print_state(&request, &prepared);
             prepared.close().await;

@@ -54,6 +54,8 @@ impl RetryPolicy {
 /// A failure inside one step: a client error may be retried, anything else ends the deploy.
 enum StepError {
     Client(ClientError),
+    /// Opening a fresh session failed: the server is unreachable or refuses us.
+    Reconnect(ClientError),
     Fatal(DeployError),
 }
 
@@ -75,7 +77,10 @@ macro_rules! with_retry {
         loop {
             let result: Result<_, StepError> = async {
                 if reconnect {
-                    session_client.reconnect().await?;
+                    session_client
+                        .reconnect()
+                        .await
+                        .map_err(StepError::Reconnect)?;
                 }
                 let $client = &mut *session_client;
                 $body
@@ -83,7 +88,9 @@ macro_rules! with_retry {
             .await;
             match result {
                 Ok(value) => break Ok(value),
-                Err(StepError::Client(error)) if error.is_transient() && attempt < policy.attempts => {
+                Err(StepError::Client(error) | StepError::Reconnect(error))
+                    if error.is_transient() && attempt < policy.attempts =>
+                {
                     let delay = policy.backoff(attempt);
                     warn!(%error, attempt, "{} failed; retrying in {delay:?} on a new connection", $what);
                     tokio::time::sleep(delay).await;
@@ -91,6 +98,7 @@ macro_rules! with_retry {
                     reconnect = true;
                 }
                 Err(StepError::Client(error)) => break Err(DeployError::from_client(&$what, error)),
+                Err(StepError::Reconnect(error)) => break Err(DeployError::Connection(error)),
                 Err(StepError::Fatal(error)) => break Err(error),
             }
         }
@@ -139,24 +147,32 @@ impl Session {
     }
 
     /// The marker on the target, or `None` when there is none (or no deploy root yet).
-    pub async fn read_marker(&mut self) -> Result<Option<MarkerFile>, DeployError> {
+    pub async fn read_marker(
+        &mut self,
+        retry: &RetryPolicy,
+    ) -> Result<Option<MarkerFile>, DeployError> {
         let path = self.path(MARKER_NAME);
-        let mut body = Vec::new();
-        match self.client.retrieve(&path, 0, &mut body).await {
-            Ok(_) => MarkerFile::from_json(&body)
-                .map(Some)
-                .map_err(|e| DeployError::Transfer(e.to_string())),
-            Err(ClientError::Refused { reply, .. }) if reply.code.get() >= 500 => {
-                match self.client.kind_of(&path).await {
-                    Ok(None) => Ok(None),
-                    Ok(Some(_)) => Err(DeployError::Transfer(format!(
-                        "cannot read the deploy marker {path}: {reply}"
-                    ))),
-                    Err(e) => Err(DeployError::from_client("reading the deploy marker", e)),
+        let body = with_retry!(
+            &mut self.client,
+            retry,
+            "reading the deploy marker",
+            |client| {
+                let mut body = Vec::new();
+                match client.retrieve(&path, 0, &mut body).await {
+                    Ok(_) => Ok(Some(body)),
+                    Err(ClientError::Refused { reply, command }) if reply.code.get() >= 500 => {
+                        match client.kind_of(&path).await? {
+                            None => Ok(None),
+                            Some(_) => Err(ClientError::Refused { command, reply }.into()),
+                        }
+                    }
+                    Err(error) => Err(error.into()),
                 }
             }
-            Err(e) => Err(DeployError::from_client("reading the deploy marker", e)),
-        }
+        )?;
+        body.map(|body| MarkerFile::from_json(&body))
+            .transpose()
+            .map_err(|e| DeployError::Transfer(e.to_string()))
     }
 
     /// Writes the marker (to a temporary name, then renamed into place).
@@ -189,21 +205,29 @@ impl Session {
 
     /// Lists every file and directory under the deploy root, not descending into ignored
     /// directories.
-    pub async fn list_tree(&mut self, rules: &IgnoreRules) -> Result<RemoteTree, DeployError> {
+    pub async fn list_tree(
+        &mut self,
+        rules: &IgnoreRules,
+        retry: &RetryPolicy,
+    ) -> Result<RemoteTree, DeployError> {
         let mut tree = RemoteTree::default();
         let mut pending = VecDeque::from([String::new()]);
         while let Some(dir) = pending.pop_front() {
             let path = self.path(&dir);
-            let entries = match self.client.list(&path).await {
-                Ok(entries) => entries,
-                // The root itself may not exist yet.
-                Err(ClientError::Refused { reply, .. })
-                    if dir.is_empty() && reply.code.get() >= 500 =>
-                {
-                    break;
+            let what = format!("listing {path}");
+            let listed = with_retry!(&mut self.client, retry, what, |client| {
+                match client.list(&path).await {
+                    Ok(entries) => Ok(Some(entries)),
+                    // The root itself may not exist yet.
+                    Err(ClientError::Refused { reply, .. })
+                        if dir.is_empty() && reply.code.get() >= 500 =>
+                    {
+                        Ok(None)
+                    }
+                    Err(error) => Err(error.into()),
                 }
-                Err(e) => return Err(DeployError::from_client(&format!("listing {path}"), e)),
-            };
+            })?;
+            let Some(entries) = listed else { break };
             for entry in entries {
                 let relative = if dir.is_empty() {
                     entry.name.clone()

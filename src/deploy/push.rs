@@ -93,7 +93,7 @@ pub async fn prepare(request: &DeployRequest, create_root: bool) -> Result<Prepa
     if create_root {
         session.create_root().await?;
     }
-    let marker = session.read_marker().await?;
+    let marker = session.read_marker(&request.retry).await?;
     let deployed = if request.init {
         None
     } else {
@@ -166,7 +166,7 @@ pub async fn prepare(request: &DeployRequest, create_root: bool) -> Result<Prepa
                             })
                             .collect()
                     });
-                    let remote = session.list_tree(&rules).await?;
+                    let remote = session.list_tree(&rules, &request.retry).await?;
                     let basis = Basis::Listing {
                         commit: Some(deployed),
                         remote: &remote,
