@@ -326,6 +326,7 @@ fn deploy_story(deployer: &Deployer, target: &Path) {
     repo.remove("old/only/gone.txt");
     repo.rename("keep/x.txt", "renamed/to here/x.txt");
     repo.write("new/dir/f #2.txt", b"added\n");
+    repo.write("nested/deep/er/file.txt", b"deeper\n");
     repo.write("another.log", b"ignored\n");
     let second = repo.commit("second");
 
@@ -337,9 +338,11 @@ fn deploy_story(deployer: &Deployer, target: &Path) {
     assert!(!out.contains("another.log"), "{out}");
     assert_eq!(read_tree(target), before, "--dry-run changed the target");
 
+    // Someone removed a directory on the server by hand: it is made again for the upload.
+    std::fs::remove_dir_all(target.join("nested")).unwrap();
     let out = deployer.push(&repo, &[]);
     assert!(out.contains(&format!("deployed {second}")), "{out}");
-    assert!(out.contains("4 uploaded"), "{out}");
+    assert!(out.contains("5 uploaded"), "{out}");
     assert!(out.contains("2 deleted"), "{out}");
     assert_mirrors(target, &expected(&repo, &second), &second, foreign);
     assert!(target.join("private/server-only.txt").exists());

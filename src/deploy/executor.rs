@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use super::DeployError;
-use super::git::RepoSource;
+use super::git::{GitError, RepoSource};
 use super::ignore_rules::{IgnoreRules, TEMP_PREFIX};
 use super::journal::Journal;
 use super::marker::{MARKER_NAME, MarkerFile};
@@ -651,40 +651,24 @@ impl Worker {
         path: &str,
     ) -> Result<(), StepError> {
         let temp = temp_name(path);
-        let mut child = self
-            .repo
-            .blob_command(&upload.blob)
-            .spawn()
-            .map_err(|e| StepError::Fatal(DeployError::Git(super::git::GitError::Spawn(e))))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut source = CountingReader {
-            inner: stdout,
-            counted: 0,
-            progress: Arc::clone(&self.progress),
+        let sent = match self.store_blob(client, upload, &temp).await {
+            // The directory may have been removed on the server behind our back: make it again.
+            Err(StepError::Client(ClientError::Refused { reply, command }))
+                if reply.code.get() >= 500 =>
+            {
+                let parent = path.rsplit_once('/').map_or("/", |(dir, _)| dir);
+                if parent.is_empty() || client.kind_of(parent).await?.is_some() {
+                    return Err(ClientError::Refused { command, reply }.into());
+                }
+                warn!(
+                    dir = parent,
+                    "the directory is missing on the server; creating it"
+                );
+                client.mkdir_all(parent).await?;
+                self.store_blob(client, upload, &temp).await?
+            }
+            other => other?,
         };
-        let stored = client.store(&temp, &mut source, StoreMode::Replace).await;
-        let counted = source.counted;
-        // Take back what this attempt added, whatever happens: a retry counts again.
-        self.progress
-            .bytes_done
-            .fetch_sub(counted, Ordering::Relaxed);
-        let sent = stored?;
-        let mut stderr = String::new();
-        if let Some(mut pipe) = child.stderr.take() {
-            let _ = pipe.read_to_string(&mut stderr).await;
-        }
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| StepError::Fatal(DeployError::Git(super::git::GitError::Spawn(e))))?;
-        if !status.success() {
-            return Err(StepError::Fatal(DeployError::Git(
-                super::git::GitError::Failed {
-                    command: format!("cat-file blob {}", upload.blob),
-                    stderr: stderr.trim().to_owned(),
-                },
-            )));
-        }
         if sent != upload.size {
             return Err(StepError::Fatal(DeployError::Transfer(format!(
                 "uploading {path}: sent {sent} bytes, the file has {}",
@@ -694,6 +678,45 @@ impl Worker {
         rename_over(client, &temp, path).await?;
         self.progress.bytes_done.fetch_add(sent, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Streams the blob from `git cat-file` into STOR `temp`; returns the bytes sent.
+    async fn store_blob(
+        &self,
+        client: &mut FtpClient,
+        upload: &Upload,
+        temp: &str,
+    ) -> Result<u64, StepError> {
+        let spawn_failed = |e| StepError::Fatal(DeployError::Git(GitError::Spawn(e)));
+        let mut child = self
+            .repo
+            .blob_command(&upload.blob)
+            .spawn()
+            .map_err(spawn_failed)?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut source = CountingReader {
+            inner: stdout,
+            counted: 0,
+            progress: Arc::clone(&self.progress),
+        };
+        let stored = client.store(temp, &mut source, StoreMode::Replace).await;
+        // Take back what this attempt added, whatever happens: the caller counts a success.
+        self.progress
+            .bytes_done
+            .fetch_sub(source.counted, Ordering::Relaxed);
+        let sent = stored?;
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr).await;
+        }
+        let status = child.wait().await.map_err(spawn_failed)?;
+        if !status.success() {
+            return Err(StepError::Fatal(DeployError::Git(GitError::Failed {
+                command: format!("cat-file blob {}", upload.blob),
+                stderr: stderr.trim().to_owned(),
+            })));
+        }
+        Ok(sent)
     }
 }
 
