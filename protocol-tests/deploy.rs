@@ -660,3 +660,27 @@ fn catchup_adopts_a_site_and_errors_have_distinct_exit_codes() {
     wrong.extra.clear();
     assert_eq!(code(&wrong, &[]), Some(3), "connection");
 }
+
+#[test]
+fn a_file_replaced_by_a_directory_and_a_directory_by_a_file_both_deploy() {
+    let server = TestServer::start();
+    let target = server.home().join("site");
+    let repo = Repo::new();
+    repo.write("page", b"a file first\n");
+    repo.write("assets/app.js", b"a directory first\n");
+    let first = repo.commit("first");
+    let deployer = Deployer::new(
+        format!("ftp://{USER}@127.0.0.1:{}/site", server.port()),
+        &["--branch", "main"],
+    );
+    deployer.push(&repo, &[]);
+    assert_mirrors(&target, &repo.archive(&first), &first, |_| false);
+
+    repo.remove("page");
+    repo.write("page/index.html", b"now a directory\n");
+    repo.remove("assets/app.js");
+    repo.write("assets", b"now a file\n");
+    let second = repo.commit("swap");
+    deployer.push(&repo, &[]);
+    assert_mirrors(&target, &repo.archive(&second), &second, |_| false);
+}

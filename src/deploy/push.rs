@@ -259,11 +259,14 @@ pub async fn push(request: &DeployRequest) -> Result<PushOutcome, DeployError> {
         .map_err(|e| DeployError::Transfer(format!("cannot open the deploy journal: {e}")))?;
     let journal = Arc::new(Mutex::new(journal));
 
+    // The planning session's settings, with whatever it learnt (TLS 1.2 for a server that
+    // requires resumption), so the other sessions do not stumble on the same refusal.
+    let config = session.client.config().clone();
     let mut sessions = vec![session];
     let parallel_work = plan.uploads.len().max(plan.deletes.len());
     let extra = request.jobs.max(1).min(parallel_work.max(1)) - 1;
     let opened = futures_util::future::join_all(
-        (0..extra).map(|_| Session::open(request.client.clone(), &request.target.path)),
+        (0..extra).map(|_| Session::open(config.clone(), &request.target.path)),
     )
     .await;
     for session in opened {
