@@ -435,6 +435,8 @@ impl Executor {
             workers.spawn(async move {
                 let mut counts = (0usize, 0usize);
                 let mut result = Ok(());
+                // Counts this worker out even if it panics, so the others never wait for it.
+                let mut working = BusyGuard(Some((Arc::clone(&busy), Arc::clone(&idle_changed))));
                 loop {
                     if failed.load(Ordering::SeqCst) {
                         break;
@@ -453,8 +455,7 @@ impl Executor {
                         }
                     }
                 }
-                busy.fetch_sub(1, Ordering::SeqCst);
-                idle_changed.notify_waiters();
+                working.release();
                 // Keep this session alive while the others finish their last files.
                 loop {
                     let notified = idle_changed.notified();
@@ -571,6 +572,24 @@ impl Executor {
             None => {}
         }
         Ok(())
+    }
+}
+
+/// Counts a worker out of the busy ones when released or dropped.
+struct BusyGuard(Option<(Arc<AtomicUsize>, Arc<Notify>)>);
+
+impl BusyGuard {
+    fn release(&mut self) {
+        if let Some((busy, idle_changed)) = self.0.take() {
+            busy.fetch_sub(1, Ordering::SeqCst);
+            idle_changed.notify_waiters();
+        }
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 

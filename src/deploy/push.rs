@@ -221,8 +221,7 @@ fn ignore_rules(
 
 /// Plans without changing anything (`--dry-run`, `status`).
 pub async fn dry_run(request: &DeployRequest) -> Result<Prepared, DeployError> {
-    let prepared = prepare(request, false).await?;
-    Ok(prepared)
+    prepare(request, false).await
 }
 
 impl Prepared {
