@@ -684,3 +684,20 @@ fn a_file_replaced_by_a_directory_and_a_directory_by_a_file_both_deploy() {
     deployer.push(&repo, &[]);
     assert_mirrors(&target, &repo.archive(&second), &second, |_| false);
 }
+
+#[test]
+fn more_jobs_than_the_server_allows_still_deploys_over_fewer_connections() {
+    let server = TestServer::start_with(|config| config.max_connections_per_ip = 2);
+    let target = server.home().join("site");
+    let repo = Repo::new();
+    let commit = many_files_commit(&repo, 6);
+    let deployer = Deployer::new(
+        format!("ftp://{USER}@127.0.0.1:{}/site", server.port()),
+        &["--jobs", "6"],
+    );
+    let output = deployer.run(&repo, "push", &[]);
+    assert_success(&output);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("going on with fewer"), "{log}");
+    assert_mirrors(&target, &repo.archive(&commit), &commit, |_| false);
+}

@@ -269,7 +269,17 @@ pub async fn push(request: &DeployRequest) -> Result<PushOutcome, DeployError> {
     )
     .await;
     for session in opened {
-        sessions.push(session?);
+        match session {
+            Ok(session) => sessions.push(session),
+            // Servers often limit connections per address; fewer connections still finish.
+            Err(error) => warn!(%error, "could not open another connection; going on with fewer"),
+        }
+    }
+    if sessions.len() < extra + 1 {
+        info!(
+            connections = sessions.len(),
+            "the server refused some of the --jobs connections"
+        );
     }
 
     let executor = Executor {
