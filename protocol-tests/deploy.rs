@@ -442,6 +442,9 @@ struct ProxyState {
     limit: AtomicUsize,
     refuse: AtomicBool,
     cut: AtomicBool,
+    /// RNFR of a name containing this is held back once, keeping one session busy.
+    slow_name: Mutex<Option<String>>,
+    noops: AtomicUsize,
     upstream: SocketAddr,
     open: Mutex<Vec<TcpStream>>,
 }
@@ -455,6 +458,8 @@ impl ControlProxy {
             limit: AtomicUsize::new(limit),
             refuse: AtomicBool::new(refuse),
             cut: AtomicBool::new(false),
+            slow_name: Mutex::new(None),
+            noops: AtomicUsize::new(0),
             upstream,
             open: Mutex::new(Vec::new()),
         });
@@ -514,6 +519,19 @@ fn pump_commands(
         match reader.read_until(b'\n', &mut line) {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
+        }
+        if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"NOOP") {
+            state.noops.fetch_add(1, Ordering::SeqCst);
+        }
+        if line.len() >= 5 && line[..5].eq_ignore_ascii_case(b"RNFR ") {
+            let slow = state
+                .slow_name
+                .lock()
+                .unwrap()
+                .take_if(|name| String::from_utf8_lossy(&line).contains(name.as_str()));
+            if slow.is_some() {
+                std::thread::sleep(Duration::from_millis(1500));
+            }
         }
         if line.len() >= 5 && line[..5].eq_ignore_ascii_case(b"STOR ") {
             let count = stors.fetch_add(1, Ordering::SeqCst) + 1;
@@ -699,5 +717,31 @@ fn more_jobs_than_the_server_allows_still_deploys_over_fewer_connections() {
     assert_success(&output);
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(log.contains("going on with fewer"), "{log}");
+    assert_mirrors(&target, &repo.archive(&commit), &commit, |_| false);
+}
+
+#[test]
+fn connections_waiting_for_a_slow_one_send_keep_alive_noops() {
+    let server = TestServer::start();
+    let target = server.home().join("site");
+    let repo = Repo::new();
+    repo.write("slow.bin", b"this rename is held back by the proxy\n");
+    let commit = many_files_commit(&repo, 3);
+    let proxy = ControlProxy::start(server.addr, usize::MAX, false);
+    *proxy.state.slow_name.lock().unwrap() = Some("slow.bin".to_owned());
+    let deployer = Deployer::new(
+        format!("ftp://{USER}@127.0.0.1:{}/site", proxy.addr.port()),
+        &["--jobs", "2", "--keepalive", "0.2"],
+    );
+    let output = deployer.run(&repo, "push", &[]);
+    assert_success(&output);
+    assert!(
+        proxy.state.slow_name.lock().unwrap().is_none(),
+        "the slow rename happened"
+    );
+    assert!(
+        proxy.state.noops.load(Ordering::SeqCst) >= 1,
+        "the idle connection sent NOOPs"
+    );
     assert_mirrors(&target, &repo.archive(&commit), &commit, |_| false);
 }

@@ -5,6 +5,7 @@
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
@@ -126,6 +127,17 @@ pub struct DeployTargetArgs {
     /// Connections to upload and delete over (push).
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
+    /// Seconds a connection may sit idle (waiting for the others) before it sends a NOOP, so
+    /// that the server does not time it out.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_keepalive)]
+    pub keepalive: f64,
+}
+
+fn parse_keepalive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if (0.05..=3600.0).contains(&secs) => Ok(secs),
+        _ => Err("expected seconds between 0.05 and 3600".to_owned()),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -476,6 +488,7 @@ impl DeployTargetArgs {
             init,
             state_dir: default_state_dir(),
             retry: RetryPolicy::default(),
+            keepalive: Duration::from_secs_f64(self.keepalive),
         })
     }
 }

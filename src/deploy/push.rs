@@ -42,6 +42,8 @@ pub struct DeployRequest {
     /// Where journals live.
     pub state_dir: PathBuf,
     pub retry: RetryPolicy,
+    /// How long a connection may sit idle before it sends a NOOP.
+    pub keepalive: Duration,
 }
 
 /// A plan and what it was made from.
@@ -285,7 +287,7 @@ pub async fn push(request: &DeployRequest) -> Result<PushOutcome, DeployError> {
     let executor = Executor {
         repo,
         retry: request.retry,
-        keepalive: Duration::from_secs(30),
+        keepalive: request.keepalive,
         journal: Arc::clone(&journal),
         progress: Progress::new(&plan),
     };
