@@ -47,6 +47,7 @@ impl Repo {
             .arg(self.path())
             .args(args)
             .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .output()
             .expect("git runs");
         assert!(
@@ -426,6 +427,19 @@ fn deploy_over_explicit_ftps_verifies_the_certificate_and_mirrors_every_change()
     repo.commit("one");
     let output = plain.run(&repo, "push", &[]);
     assert_eq!(output.status.code(), Some(3), "{output:?}");
+
+    // --insecure connects anyway. This repository does not know the deployed commit at all: the
+    // server's files are compared with the tree and everything else goes (without a
+    // .ferryignore, the server-only files too).
+    let output = plain.run(&repo, "push", &["--insecure"]);
+    assert_success(&output);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("verification is OFF"), "{log}");
+    assert!(log.contains("not in this repository"), "{log}");
+    let commit = String::from_utf8(repo.git(&["rev-parse", "HEAD"])).unwrap();
+    assert_mirrors(&target, &repo.archive(commit.trim()), commit.trim(), |_| {
+        false
+    });
 }
 
 /// A control-connection proxy that counts STOR commands and, at the `limit`-th, cuts every
