@@ -2,6 +2,7 @@
 //! tnftp, Python's ftplib, the suppaftp crate) and by hand-written dialogues for the corners no
 //! client reaches.
 
+mod contrib;
 mod deploy;
 mod smoke;
 #[allow(

@@ -24,6 +24,7 @@ use crate::deploy::{DeployError, DeployTarget};
 use crate::server::tls::write_development_certificate;
 use crate::server::{self, Server, Shutdown, TlsContext};
 use crate::storage::fs::FsProvider;
+use crate::systemd;
 
 /// An FTP/FTPS server, FTP client and git-to-FTP deploy service.
 #[derive(Debug, Parser)]
@@ -403,6 +404,8 @@ async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> 
     if let Some(tls) = tls {
         tokio::spawn(reload_certificate_on_sighup(tls));
     }
+    systemd::ready(&format!("accepting FTP connections on {local}"));
+    tokio::spawn(systemd::keep_watchdog_fed());
     server::serve(listener, implicit, server, shutdown).await;
     info!("stopped");
     Ok(())
@@ -440,6 +443,7 @@ async fn watch_signals(shutdown: Shutdown) {
         _ = interrupt.recv() => {}
     }
     info!("shutdown requested; send the signal again to stop at once");
+    systemd::stopping();
     shutdown.graceful.cancel();
     tokio::select! {
         _ = terminate.recv() => {}

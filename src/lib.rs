@@ -12,3 +12,10 @@ pub mod deploy;
 pub mod protocol;
 pub mod server;
 pub mod storage;
+pub mod systemd;
+
+// Unit tests count heap allocations inside `assert_no_alloc` blocks (the allocator only counts;
+// outside those blocks it is the system allocator), to keep the per-command path allocation-free.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATIONS: assert_no_alloc::AllocDisabler = assert_no_alloc::AllocDisabler;

@@ -470,12 +470,21 @@ fn parse_mfmt(arg: Option<Input<'_>>) -> ParseResult<Command<'_>> {
 }
 
 fn parse_type(arg: Input<'_>) -> ParseResult<TransferType> {
-    let upper: Vec<u8> = arg.trim_ascii().to_ascii_uppercase();
-    let words: Vec<&[u8]> = upper
-        .split(|&b| b == b' ')
-        .filter(|w| !w.is_empty())
-        .collect();
-    match words.as_slice() {
+    // At most three words matter; upper-cased into fixed slots, so TYPE never allocates.
+    let mut slots = [([0u8; 2], 0usize); 3];
+    let mut count = 0;
+    for word in arg.split(|&b| b == b' ').filter(|w| !w.is_empty()) {
+        if count == slots.len() || word.len() > 2 {
+            return Err(CommandError::BadArgument("TYPE", "expected A or I"));
+        }
+        let (bytes, len) = &mut slots[count];
+        bytes[..word.len()].copy_from_slice(word);
+        bytes.make_ascii_uppercase();
+        *len = word.len();
+        count += 1;
+    }
+    let words: [&[u8]; 3] = [0, 1, 2].map(|i| &slots[i].0[..slots[i].1]);
+    match &words[..count] {
         [b"A"] | [b"A", b"N"] => Ok(TransferType::Ascii),
         [b"I"] | [b"L", b"8"] | [b"L8"] => Ok(TransferType::Binary),
         [b"A", b"T" | b"C"] | [b"E", ..] | [b"L", _] => Err(CommandError::ParameterNotImplemented(
@@ -549,6 +558,33 @@ mod tests {
 
     fn parse(line: &str) -> Result<Command<'_>, CommandError> {
         parse_command(line.as_bytes())
+    }
+
+    #[test]
+    fn common_commands_parse_without_allocating() {
+        let lines: [&[u8]; 10] = [
+            b"RETR some/dir/index.html",
+            b"STOR uploads/photo 2026.jpg",
+            b"EPSV",
+            b"PASV",
+            b"TYPE I",
+            b"MLSD /var/www",
+            b"CWD site",
+            b"USER alice",
+            b"REST 1048576",
+            b"XYZZ unknown verbs too",
+        ];
+        for line in lines {
+            assert_no_alloc::reset_violation_count();
+            let parsed = assert_no_alloc::assert_no_alloc(|| parse_command(line));
+            assert_eq!(
+                assert_no_alloc::violation_count(),
+                0,
+                "parsing {:?} allocated",
+                String::from_utf8_lossy(line)
+            );
+            assert_eq!(parsed.is_ok(), !line.starts_with(b"XYZZ"));
+        }
     }
 
     #[test]

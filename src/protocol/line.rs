@@ -117,6 +117,28 @@ pub fn strip_telnet(line: &mut BytesMut) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn splitting_lines_does_not_allocate() {
+        let mut buf = BytesMut::with_capacity(256);
+        buf.extend_from_slice(b"NOOP\r\nUSER alice\r\nPASS x\r\n\xff\xf4\xff\xf2ABOR\r\nPAR");
+        let mut decoder = LineDecoder::new();
+        // The first split turns the session's buffer into a shared one (one allocation per
+        // session, in `bytes`); every line after it is a view into the same memory.
+        assert_eq!(decoder.decode(&mut buf).unwrap().unwrap(), &b"NOOP"[..]);
+        assert_no_alloc::reset_violation_count();
+        let lines = assert_no_alloc::assert_no_alloc(|| {
+            let mut count = 0;
+            while let Some(line) = decoder.decode(&mut buf) {
+                assert!(line.is_ok());
+                count += 1;
+            }
+            count
+        });
+        assert_eq!(assert_no_alloc::violation_count(), 0);
+        assert_eq!(lines, 3);
+        assert_eq!(&buf[..], b"PAR");
+    }
+
     fn decode_all(input: &[u8]) -> Vec<Result<Vec<u8>, LineError>> {
         let mut decoder = LineDecoder::new();
         let mut buf = BytesMut::from(input);

@@ -305,6 +305,21 @@ mod tests {
     }
 
     #[test]
+    fn encoding_a_reply_into_a_buffer_with_room_does_not_allocate() {
+        let mut out = BytesMut::with_capacity(1024);
+        assert_no_alloc::reset_violation_count();
+        assert_no_alloc::assert_no_alloc(|| {
+            Reply::new(ReplyCode::CLOSING_DATA, "Transfer complete.").encode(&mut out);
+            Reply::new(ReplyCode::FILE_STATUS_OK, "Opening data connection.").encode(&mut out);
+        });
+        assert_eq!(assert_no_alloc::violation_count(), 0);
+        assert_eq!(
+            &out[..],
+            b"226 Transfer complete.\r\n150 Opening data connection.\r\n"
+        );
+    }
+
+    #[test]
     fn single_line_reply() {
         assert_eq!(wire(&Reply::new(ReplyCode::COMMAND_OK, "OK")), "200 OK\r\n");
     }

@@ -57,7 +57,7 @@ pub struct ServerConfig {
 }
 
 /// Timeouts of a session.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// A control connection with no command for this long is closed (never during a transfer).
     pub idle: Duration,
