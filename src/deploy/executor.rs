@@ -229,6 +229,15 @@ impl Session {
             })?;
             let Some(entries) = listed else { break };
             for entry in entries {
+                // A name that is not one path segment cannot be trusted to stay under the root.
+                if entry.name.is_empty()
+                    || entry.name == "."
+                    || entry.name == ".."
+                    || entry.name.contains('/')
+                {
+                    warn!(name = entry.name, dir = %path, "ignored a strange name in the listing");
+                    continue;
+                }
                 let relative = if dir.is_empty() {
                     entry.name.clone()
                 } else {

@@ -165,6 +165,10 @@ pub enum PlanError {
         "the file name {0:?} contains a line break, which FTP cannot send; rename it or ignore it in .ferryignore"
     )]
     UnsendableName(String),
+    #[error(
+        "the tree holds the path {0:?}, which would leave the deploy directory; refusing to deploy it"
+    )]
+    UnsafePath(String),
 }
 
 /// Everything the planner needs.
@@ -189,6 +193,13 @@ pub fn plan(input: PlanInput<'_>) -> Result<DeployPlan, PlanError> {
     for path in target_files.keys() {
         if path.contains(['\r', '\n']) {
             return Err(PlanError::UnsendableName((*path).to_owned()));
+        }
+        // git itself never checks such a tree out; a crafted one must not reach outside the root.
+        if path
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..")
+        {
+            return Err(PlanError::UnsafePath((*path).to_owned()));
         }
     }
     let target_dirs: BTreeSet<String> = target_files
@@ -597,7 +608,7 @@ mod tests {
     }
 
     #[test]
-    fn names_with_line_breaks_are_refused() {
+    fn names_with_line_breaks_or_dot_segments_are_refused() {
         let target = tree(&[("bad\nname", "1")]);
         let error = plan(PlanInput {
             target_commit: "t",
@@ -608,5 +619,17 @@ mod tests {
         })
         .unwrap_err();
         assert!(matches!(error, PlanError::UnsendableName(_)));
+        for bad in ["../escape", "a/./b", "a//b"] {
+            let target = tree(&[(bad, "1")]);
+            let error = plan(PlanInput {
+                target_commit: "t",
+                target_tree: &target,
+                basis: Basis::Fresh,
+                rules: &IgnoreRules::default(),
+                journal: &JournalState::default(),
+            })
+            .unwrap_err();
+            assert!(matches!(error, PlanError::UnsafePath(_)), "{bad}");
+        }
     }
 }
