@@ -662,6 +662,12 @@ fn catchup_adopts_a_site_and_errors_have_distinct_exit_codes() {
         &[],
     );
 
+    let output = deployer.run(&repo, "status", &[]);
+    assert_success(&output);
+    let status = String::from_utf8_lossy(&output.stdout);
+    assert!(status.contains("deployed: nothing"), "{status}");
+    assert!(status.contains("1 to upload"), "{status}");
+
     let output = deployer.run(&repo, "catchup", &["--commit", &first]);
     assert_success(&output);
     let (files, _) = read_tree(&target);
@@ -676,6 +682,27 @@ fn catchup_adopts_a_site_and_errors_have_distinct_exit_codes() {
     assert_eq!(files["new.html"], b"v2\n");
     let marker: serde_json::Value = serde_json::from_slice(&files[".ferry-deploy.json"]).unwrap();
     assert_eq!(marker["commit"], second);
+
+    // The password on standard input, none in the environment.
+    repo.write("stdin.html", b"v3\n");
+    let third = repo.commit("v3");
+    let mut push = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["deploy", "push"])
+        .arg(repo.path())
+        .args(["--to", &deployer.url, "--password-stdin"])
+        .env_remove("FERRY_FTP_PASSWORD")
+        .env("FERRY_STATE_DIR", deployer.state.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(push.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    let output = push.wait_with_output().unwrap();
+    assert_success(&output);
+    let (files, _) = read_tree(&target);
+    let marker: serde_json::Value = serde_json::from_slice(&files[".ferry-deploy.json"]).unwrap();
+    assert_eq!(marker["commit"], third);
 
     let code = |deployer: &Deployer, args: &[&str]| deployer.run(&repo, "push", args).status.code();
     assert_eq!(
