@@ -372,7 +372,8 @@ pub struct Executor {
 }
 
 impl Executor {
-    /// Runs `plan` over `sessions` (at least one). Returns the sessions still usable.
+    /// Runs `plan` over `sessions` (at least one) and hands the sessions back, whatever happened,
+    /// so the caller can write the marker or say goodbye.
     pub async fn run(
         &self,
         plan: &DeployPlan,
