@@ -2,11 +2,26 @@
 //! tnftp, Python's ftplib, the suppaftp crate) and by hand-written dialogues for the corners no
 //! client reaches.
 
+mod cli;
+mod client;
 mod contrib;
+mod curl;
+mod data_channel;
 mod deploy;
+#[allow(
+    dead_code,
+    reason = "the dialogue helper serves several suites, each using part of it"
+)]
+mod dialogue;
+mod ftplib;
+mod lftp;
+mod limits;
 mod smoke;
+mod suppaftp_client;
 #[allow(
     dead_code,
     reason = "helpers are shared by the test modules that follow"
 )]
 mod support;
+mod tls;
+mod tnftp;

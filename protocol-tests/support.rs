@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ferry::auth::TlsRequirement;
 use ferry::auth::store::{AccountStore, NewAccount};
 use ferry::auth::{Permissions, SqliteAuthenticator};
-use ferry::server::{self, Server, ServerConfig, Shutdown};
+use ferry::server::{self, Server, ServerConfig, Shutdown, TlsContext, TlsSettings};
 use ferry::storage::fs::FsProvider;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -26,6 +27,10 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The directory that holds every user's home.
     pub root: PathBuf,
+    /// The implicit FTPS listener, when started with [`TestServer::start_with_implicit_tls`].
+    pub implicit_addr: Option<SocketAddr>,
+    /// The server's TLS state (certificate reload), when it has a certificate.
+    pub tls: Option<Arc<TlsContext>>,
     _dir: TempDir,
     shutdown: Shutdown,
     thread: Option<JoinHandle<()>>,
@@ -38,6 +43,23 @@ impl TestServer {
 
     /// Starts a server after `configure` has adjusted the configuration.
     pub fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::launch(configure, false)
+    }
+
+    /// Starts a server with explicit FTPS (AUTH TLS) using the development certificate, after
+    /// `configure` has adjusted the TLS settings (default: TLS required for everything).
+    pub fn start_with_tls(configure: impl FnOnce(&mut TlsSettings, &mut ServerConfig)) -> Self {
+        Self::launch(|config| with_dev_tls(config, configure), false)
+    }
+
+    /// Like [`TestServer::start_with_tls`], with an implicit FTPS listener too.
+    pub fn start_with_implicit_tls(
+        configure: impl FnOnce(&mut TlsSettings, &mut ServerConfig),
+    ) -> Self {
+        Self::launch(|config| with_dev_tls(config, configure), true)
+    }
+
+    fn launch(configure: impl FnOnce(&mut ServerConfig), implicit_tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("root");
         std::fs::create_dir_all(root.join(USER)).unwrap();
@@ -66,6 +88,7 @@ impl TestServer {
             .unwrap();
         let mut config = ServerConfig::default();
         configure(&mut config);
+        let tls = config.tls.clone();
         let server = Server::new(
             config,
             Arc::new(SqliteAuthenticator::new(Arc::new(store))),
@@ -80,19 +103,32 @@ impl TestServer {
             .block_on(async { server::bind_listener("127.0.0.1:0".parse().unwrap()) })
             .unwrap();
         let addr = listener.local_addr().unwrap();
+        let implicit = implicit_tls.then(|| {
+            runtime
+                .block_on(async { server::bind_listener("127.0.0.1:0".parse().unwrap()) })
+                .unwrap()
+        });
+        let implicit_addr = implicit.as_ref().map(|l| l.local_addr().unwrap());
         let shutdown = Shutdown::default();
         let run_shutdown = shutdown.clone();
         let thread = std::thread::spawn(move || {
-            runtime.block_on(server::run(listener, server, run_shutdown));
+            runtime.block_on(server::serve(listener, implicit, server, run_shutdown));
             runtime.shutdown_timeout(Duration::from_secs(5));
         });
         Self {
             addr,
             root,
+            implicit_addr,
+            tls,
             _dir: dir,
             shutdown,
             thread: Some(thread),
         }
+    }
+
+    /// The accounts database the server reads (open it again to change an account).
+    pub fn db_path(&self) -> PathBuf {
+        self._dir.path().join("ferry.db")
     }
 
     /// The home directory of [`USER`] on disk.
@@ -140,6 +176,34 @@ impl Drop for TestServer {
             let _ = thread.join();
         }
     }
+}
+
+/// The development certificate and key in `certs-dev/` (self-signed, for localhost).
+pub fn dev_certificate() -> (PathBuf, PathBuf) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs-dev");
+    (dir.join("cert.pem"), dir.join("key.pem"))
+}
+
+/// TLS settings with the development certificate: everything encrypted, resumption optional.
+pub fn dev_tls_settings() -> TlsSettings {
+    let (certfile, keyfile) = dev_certificate();
+    TlsSettings {
+        certfile,
+        keyfile,
+        required: TlsRequirement::All,
+        require_resumption: false,
+        allow_ccc: false,
+    }
+}
+
+fn with_dev_tls(
+    config: &mut ServerConfig,
+    configure: impl FnOnce(&mut TlsSettings, &mut ServerConfig),
+) {
+    let mut settings = dev_tls_settings();
+    configure(&mut settings, config);
+    let context = TlsContext::new(settings).expect("the TLS test certificate loads");
+    config.tls = Some(Arc::new(context));
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so failures are reproducible.

@@ -15,6 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::Semaphore;
 
 use super::password::{DUMMY_HASH, hash_password, needs_rehash, verify_password};
 use super::{AuthError, Authenticator, Permissions, TlsRequirement, UserDetails};
@@ -703,6 +704,11 @@ impl FromSql for TlsRequirement {
 #[derive(Debug, Clone)]
 pub struct SqliteAuthenticator {
     pub store: Arc<AccountStore>,
+    /// Password checks allowed to run at once. An argon2id check takes a core and ~19 MiB for
+    /// tens of milliseconds; hundreds of simultaneous logins would otherwise occupy hundreds of
+    /// blocking-pool threads (which file I/O shares) and gigabytes of memory. Logins beyond the
+    /// bound wait their turn without holding a thread.
+    hashing: Arc<Semaphore>,
 }
 
 impl SqliteAuthenticator {
@@ -710,7 +716,11 @@ impl SqliteAuthenticator {
         // Make the dummy hash now, at start-up, so the first login of an unknown user does not
         // take a hash longer than any other and stand out.
         LazyLock::force(&DUMMY_HASH);
-        Self { store }
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        Self {
+            store,
+            hashing: Arc::new(Semaphore::new(cores)),
+        }
     }
 }
 
@@ -725,9 +735,18 @@ impl Authenticator for SqliteAuthenticator {
         let store = Arc::clone(&self.store);
         let user = user.to_owned();
         let password = password.to_owned();
-        tokio::task::spawn_blocking(move || authenticate_blocking(&store, &user, &password))
+        let permit = Arc::clone(&self.hashing)
+            .acquire_owned()
             .await
-            .map_err(|e| AuthError::Unavailable(format!("the login task failed: {e}")))?
+            .map_err(|_| AuthError::Unavailable("password checking has stopped".to_owned()))?;
+        // The permit moves into the blocking task: a session that goes away mid-check does not
+        // free its slot before the hash is done.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            authenticate_blocking(&store, &user, &password)
+        })
+        .await
+        .map_err(|e| AuthError::Unavailable(format!("the login task failed: {e}")))?
     }
 
     async fn tls_requirement(&self, user: &str) -> Option<TlsRequirement> {

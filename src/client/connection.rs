@@ -40,8 +40,16 @@ impl ClientStream {
         let tls = tokio::time::timeout(limit, handshake)
             .await
             .map_err(|_| ClientError::Timeout("the TLS handshake"))?
-            .map_err(|e| ClientError::Tls(e.to_string()))?;
+            .map_err(|e| ClientError::Tls(super::tls::describe_handshake_error(&e)))?;
         Ok(Self::Tls(Box::new(tls)))
+    }
+
+    /// The TLS version in use (`None` for plain streams).
+    pub(crate) fn tls_version(&self) -> Option<rustls::ProtocolVersion> {
+        match self {
+            Self::Tls(tls) => tls.get_ref().1.protocol_version(),
+            _ => None,
+        }
     }
 
     /// Whether the TLS handshake resumed an earlier session (false for plain streams).
@@ -195,5 +203,96 @@ impl ControlChannel {
         };
         self.stream = ClientStream::connect_tls(tcp, config, name, limit).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A control channel on a loopback connection and the server's end of it.
+    async fn channel() -> (ControlChannel, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let control =
+            ControlChannel::new(ClientStream::Plain(client.unwrap()), Duration::from_secs(5));
+        (control, accepted.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn replies_split_across_reads_and_packed_together_are_read_one_by_one() {
+        let (mut control, mut server) = channel().await;
+        let writer = tokio::spawn(async move {
+            for chunk in [
+                &b"211-Features:\r\n EPSV\r\n 211 no"[..],
+                b"t the end\r\n MLST size*;\r\n211 End\r\n150 Opening\r\n22",
+                b"6 Done\r\n",
+            ] {
+                server.write_all(chunk).await.unwrap();
+                server.flush().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            server
+        });
+        let feat = control.read_reply().await.unwrap();
+        assert_eq!(feat.code.get(), 211);
+        assert_eq!(feat.lines().count(), 5, "{feat}");
+        assert!(feat.lines().any(|l| l == " 211 not the end"));
+        assert_eq!(control.read_reply().await.unwrap().code.get(), 150);
+        let done = control.read_reply().await.unwrap();
+        assert_eq!((done.code.get(), &*done.text), (226, "Done"));
+        drop(writer.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_close_inside_a_reply_is_an_error_not_a_reply() {
+        let (mut control, mut server) = channel().await;
+        server.write_all(b"226-Transfer\r\n").await.unwrap();
+        drop(server);
+        assert!(matches!(
+            control.read_reply().await,
+            Err(ClientError::ConnectionClosed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_line_that_is_no_reply_is_a_protocol_error() {
+        let (mut control, mut server) = channel().await;
+        server.write_all(b"HTTP/1.1 400 Bad\r\n").await.unwrap();
+        assert!(matches!(
+            control.read_reply().await,
+            Err(ClientError::Protocol(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_times_out() {
+        let (control, _server) = channel().await;
+        let mut control = ControlChannel {
+            reply_timeout: Duration::from_millis(50),
+            ..control
+        };
+        assert!(matches!(
+            control.read_reply().await,
+            Err(ClientError::Timeout(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn commands_with_line_breaks_are_never_sent() {
+        let (mut control, mut server) = channel().await;
+        let injected = control.send("DELE a.txt\r\nRMD /").await;
+        assert!(matches!(injected, Err(ClientError::Protocol(_))));
+        control.send("NOOP").await.unwrap();
+        let mut line = [0u8; 6];
+        server.read_exact(&mut line).await.unwrap();
+        assert_eq!(
+            &line, b"NOOP\r\n",
+            "only the clean command reached the server"
+        );
     }
 }

@@ -23,11 +23,13 @@ pub struct RemoteEntry {
     pub modified: Option<UtcDateTime>,
 }
 
-/// Parses an MLSD body; `.`/`..` entries (`type=cdir`/`pdir`) are dropped.
+/// Parses an MLSD body; `.`/`..` entries (`type=cdir`/`pdir`) are dropped, and so is any name
+/// that is not a plain entry name (a hostile server's `../x` or `a/b` must not become a path).
 pub(crate) fn parse_mlsd(body: &str) -> Vec<RemoteEntry> {
     body.lines()
         .filter(|line| !line.trim().is_empty())
         .filter_map(parse_mlsx_line)
+        .filter(|entry| is_entry_name(&entry.name))
         .filter_map(|entry| {
             let kind = match entry.kind.as_deref() {
                 Some("file") => RemoteKind::File,
@@ -52,8 +54,13 @@ pub(crate) fn parse_mlsd(body: &str) -> Vec<RemoteEntry> {
 pub(crate) fn parse_list(body: &str) -> Vec<RemoteEntry> {
     body.lines()
         .filter_map(|line| parse_unix_line(line).or_else(|| parse_dos_line(line)))
-        .filter(|entry| entry.name != "." && entry.name != "..")
+        .filter(|entry| is_entry_name(&entry.name))
         .collect()
+}
+
+/// A name that stays inside the listed directory.
+fn is_entry_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains('/')
 }
 
 /// `drwxr-xr-x 2 owner group 4096 Nov 23 09:24 name` (owner/group may be missing).
@@ -139,6 +146,17 @@ fn field_offsets(line: &str) -> Vec<(usize, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_leave_the_directory_are_dropped() {
+        let mlsd = "type=file;size=1; ok\r\ntype=file;size=1; ../escape\r\ntype=dir; a/b\r\n";
+        let names: Vec<_> = parse_mlsd(mlsd).into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["ok"]);
+        let list = "-rw-r--r-- 1 ftp ftp 1 Nov 23 09:24 ok\r\n\
+                    -rw-r--r-- 1 ftp ftp 1 Nov 23 09:24 ../escape\r\n";
+        let names: Vec<_> = parse_list(list).into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["ok"]);
+    }
 
     #[test]
     fn unix_listing_with_spaces_and_links() {

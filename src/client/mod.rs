@@ -6,10 +6,12 @@
 //! with the same settings, so callers can retry with backoff after a `421` or a dropped
 //! connection.
 //!
-//! Data connections: EPSV first, PASV when the server lacks it (a PASV address that is not
+//! Data connections: EPSV first, PASV when the server refuses it (a PASV address that is not
 //! routable — a server behind NAT naming its private address — is replaced by the control
 //! connection's peer), or active mode on request. Under FTPS every data connection resumes the
-//! control connection's TLS session.
+//! control connection's TLS session: when a TLS 1.3 session has no ticket left to resume with,
+//! the client logs in again with TLS 1.2 (whose sessions resume any number of times) before the
+//! next transfer, and goes back to the directory it was in.
 
 mod connection;
 pub mod listing;
@@ -17,15 +19,16 @@ pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use self::connection::{ClientStream, ControlChannel};
 pub use self::listing::{RemoteEntry, RemoteKind};
+use self::tls::SessionStore;
 pub use self::tls::Verification;
 use crate::protocol::address::{self, NetworkProtocol};
 use crate::protocol::path::unquote_257;
@@ -70,9 +73,13 @@ pub struct ClientConfig {
     pub data_timeout: Duration,
     /// Offer only TLS 1.2. rustls spends each TLS 1.3 session ticket once, so against a server
     /// that requires resumption and issues no new tickets on data connections, only TLS 1.2
-    /// session resumption lasts a whole session; [`FtpClient`] switches to it by itself when a
-    /// server refuses a data connection that did not resume.
+    /// session resumption lasts a whole session; [`FtpClient`] switches to it by itself (logging
+    /// in again) when a TLS 1.3 session has no ticket left for the next data connection, or when
+    /// a server refuses a data connection that did not resume.
     pub tls12_only: bool,
+    /// Ask for EPSV before PASV (RFC 2428). Off sends PASV only, for servers or firewalls that
+    /// mishandle EPSV.
+    pub use_epsv: bool,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -109,7 +116,49 @@ impl ClientConfig {
             reply_timeout: Duration::from_secs(60),
             data_timeout: Duration::from_secs(60),
             tls12_only: false,
+            use_epsv: true,
         }
+    }
+}
+
+/// How often and how patiently to try connecting again after a transient failure (`421`, a
+/// dropped or refused connection, a timeout): exponential delays with ±25 % jitter, so that
+/// parallel connections do not all come back at the same instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// Connection attempts in all, the first included.
+    pub attempts: u32,
+    /// The wait before the second attempt; it doubles each time after that.
+    pub first_delay: Duration,
+    /// No wait is longer than this.
+    pub max_delay: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            attempts: 6,
+            first_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before retry number `retry` (0 for the first retry), without jitter.
+    pub fn delay(&self, retry: u32) -> Duration {
+        let factor = 2u32.saturating_pow(retry.min(30));
+        self.first_delay
+            .checked_mul(factor)
+            .unwrap_or(self.max_delay)
+            .min(self.max_delay)
+    }
+
+    fn jittered_delay(&self, retry: u32) -> Duration {
+        use rand::Rng;
+        self.delay(retry)
+            .mul_f64(rand::thread_rng().gen_range(0.75..=1.25))
+            .min(self.max_delay)
     }
 }
 
@@ -215,9 +264,17 @@ pub struct FtpClient {
     peer: SocketAddr,
     local: SocketAddr,
     tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    /// The TLS sessions data connections resume.
+    sessions: Option<Arc<SessionStore>>,
     features: Features,
     /// Set once EPSV has been refused; PASV from then on.
     epsv_refused: bool,
+    /// Set once MLSD has been refused although FEAT offered MLST; LIST from then on.
+    mlsd_refused: bool,
+    /// Set when a TLS 1.2 session could not be had; data connections then do full handshakes.
+    tls12_unavailable: bool,
+    /// When the last command was sent.
+    last_activity: Instant,
 }
 
 impl std::fmt::Debug for FtpClient {
@@ -235,12 +292,16 @@ impl FtpClient {
         let tcp = connect_tcp(&config.host, config.port, config.connect_timeout).await?;
         let peer = tcp.peer_addr().map_err(ClientError::Io)?;
         let local = tcp.local_addr().map_err(ClientError::Io)?;
-        let tls = match config.security {
-            Security::None => None,
-            _ => Some((
-                tls::client_config(&config.verification, config.tls12_only)?,
-                tls::server_name(&config.host)?,
-            )),
+        let (tls, sessions) = match config.security {
+            Security::None => (None, None),
+            _ => {
+                let (tls_config, sessions) =
+                    tls::client_config(&config.verification, config.tls12_only)?;
+                (
+                    Some((tls_config, tls::server_name(&config.host)?)),
+                    Some(sessions),
+                )
+            }
         };
         let stream = match (&tls, config.security) {
             (Some((tls_config, name)), Security::Implicit) => {
@@ -260,11 +321,42 @@ impl FtpClient {
             peer,
             local,
             tls,
+            sessions,
             features: Features::default(),
             epsv_refused: false,
+            mlsd_refused: false,
+            tls12_unavailable: false,
+            last_activity: Instant::now(),
         };
         client.greet_and_login().await?;
         Ok(client)
+    }
+
+    /// [`Self::connect`], trying again with `backoff` while the failure is transient (a `421`
+    /// greeting, a refused or dropped connection, a timeout). A wrong password is not retried.
+    pub async fn connect_with_backoff(
+        config: ClientConfig,
+        backoff: Backoff,
+    ) -> ClientResult<Self> {
+        let mut retry = 0;
+        loop {
+            match Self::connect(config.clone()).await {
+                Ok(client) => return Ok(client),
+                Err(error) if error.is_transient() && retry + 1 < backoff.attempts => {
+                    let wait = backoff.jittered_delay(retry);
+                    warn!(
+                        %error,
+                        attempt = retry + 1,
+                        of = backoff.attempts,
+                        wait_ms = wait.as_millis() as u64,
+                        "connecting failed; trying again"
+                    );
+                    tokio::time::sleep(wait).await;
+                    retry += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     async fn greet_and_login(&mut self) -> ClientResult<()> {
@@ -319,10 +411,39 @@ impl FtpClient {
         Ok(())
     }
 
-    /// Starts a fresh session with the same settings (after `421` or a dropped connection).
+    /// Starts a fresh session with the same settings (after `421` or a dropped connection). The
+    /// new session starts in the login directory.
     pub async fn reconnect(&mut self) -> ClientResult<()> {
         let fresh = Self::connect(self.config.clone()).await?;
-        let _ = std::mem::replace(self, fresh);
+        self.replace_session(fresh);
+        Ok(())
+    }
+
+    /// [`Self::reconnect`] with [`Self::connect_with_backoff`]'s patience.
+    pub async fn reconnect_with_backoff(&mut self, backoff: Backoff) -> ClientResult<()> {
+        let fresh = Self::connect_with_backoff(self.config.clone(), backoff).await?;
+        self.replace_session(fresh);
+        Ok(())
+    }
+
+    /// Takes over a fresh session, keeping what this one learnt about the server.
+    fn replace_session(&mut self, fresh: Self) {
+        let tls12_unavailable = self.tls12_unavailable;
+        *self = fresh;
+        self.tls12_unavailable |= tls12_unavailable;
+    }
+
+    /// How long since the last command was sent.
+    pub fn idle_for(&self) -> Duration {
+        self.last_activity.elapsed()
+    }
+
+    /// Sends NOOP if the session has been idle for `after` or longer, so that the server (or a
+    /// NAT table on the way) does not drop it during long work between commands.
+    pub async fn keep_alive(&mut self, after: Duration) -> ClientResult<()> {
+        if self.idle_for() >= after {
+            self.noop().await?;
+        }
         Ok(())
     }
 
@@ -333,6 +454,7 @@ impl FtpClient {
 
     /// Sends a command and returns whatever the server answered (preliminary replies skipped).
     pub async fn command(&mut self, line: &str) -> ClientResult<Reply> {
+        self.last_activity = Instant::now();
         self.control.send(line).await?;
         let mut reply = self.control.read_reply().await?;
         while reply.code.is_preliminary() {
@@ -497,11 +619,19 @@ impl FtpClient {
         Ok(None)
     }
 
-    /// Lists a directory: MLSD where offered, else LIST.
+    /// Lists a directory: MLSD where offered, else (or when MLSD is refused as unknown) LIST.
     pub async fn list(&mut self, path: &str) -> ClientResult<Vec<RemoteEntry>> {
-        if self.features.mlst {
-            let body = self.read_listing(&format!("MLSD {path}")).await?;
-            return Ok(listing::parse_mlsd(&body));
+        if self.features.mlst && !self.mlsd_refused {
+            match self.read_listing(&format!("MLSD {path}")).await {
+                Ok(body) => return Ok(listing::parse_mlsd(&body)),
+                Err(ClientError::Refused { reply, .. })
+                    if matches!(reply.code.get(), 500 | 502 | 504) =>
+                {
+                    debug!(%reply, "MLSD refused although FEAT offers MLST; using LIST");
+                    self.mlsd_refused = true;
+                }
+                Err(error) => return Err(error),
+            }
         }
         let body = self.read_listing(&format!("LIST {path}")).await?;
         Ok(listing::parse_list(&body))
@@ -509,6 +639,7 @@ impl FtpClient {
 
     async fn read_listing(&mut self, command: &str) -> ClientResult<String> {
         let mut body = Vec::new();
+        self.ensure_data_tls_can_resume().await?;
         self.retrieve_into(command, &mut body).await?;
         String::from_utf8(body)
             .map_err(|_| ClientError::Protocol(format!("{command}: the listing is not UTF-8")))
@@ -521,6 +652,7 @@ impl FtpClient {
         offset: u64,
         sink: &mut W,
     ) -> ClientResult<u64> {
+        self.ensure_data_tls_can_resume().await?;
         if offset > 0 {
             self.expect(&format!("REST {offset}"), &[ReplyCode::FILE_ACTION_PENDING])
                 .await?;
@@ -547,6 +679,7 @@ impl FtpClient {
         source: &mut R,
         mode: StoreMode,
     ) -> ClientResult<u64> {
+        self.ensure_data_tls_can_resume().await?;
         let command = match mode {
             StoreMode::Replace => format!("STOR {path}"),
             StoreMode::Append => format!("APPE {path}"),
@@ -566,6 +699,46 @@ impl FtpClient {
             (Err(e), _) | (Ok(_), Err(e)) => Err(e),
         };
         self.finish_transfer(&command, copied, resumed).await
+    }
+
+    /// Before a transfer under FTPS: makes sure its data connection can resume the control
+    /// connection's TLS session. A TLS 1.3 ticket resumes one connection only (RFC 8446 §C.4),
+    /// and servers that send tickets only on the control connection leave none for the second
+    /// transfer; servers that require resumption (FileZilla Server, vsftpd's `require_ssl_reuse`,
+    /// ferry's `--require-tls-resumption`) would refuse it. So the session is opened again with
+    /// TLS 1.2, whose session resumes any number of times, in the same directory.
+    async fn ensure_data_tls_can_resume(&mut self) -> ClientResult<()> {
+        let Some(sessions) = &self.sessions else {
+            return Ok(());
+        };
+        if self.control.stream.tls_version() != Some(rustls::ProtocolVersion::TLSv1_3)
+            || sessions.tls13_tickets() > 0
+            || self.tls12_unavailable
+        {
+            return Ok(());
+        }
+        info!(
+            "the server sent no TLS 1.3 session ticket for the next data connection; logging in \
+             again with TLS 1.2 so that every data connection resumes the control session"
+        );
+        let directory = self.pwd().await?;
+        // Leave first: a server with a per-address connection limit may allow only one session.
+        let _ = self.command("QUIT").await;
+        self.config.tls12_only = true;
+        match Self::connect(self.config.clone()).await {
+            Ok(fresh) => self.replace_session(fresh),
+            Err(ClientError::Tls(reason)) => {
+                warn!(
+                    reason,
+                    "the server offers no TLS 1.2; data connections will not resume the TLS session"
+                );
+                self.config.tls12_only = false;
+                self.tls12_unavailable = true;
+                self.reconnect().await?;
+            }
+            Err(error) => return Err(error),
+        }
+        self.cwd(&directory).await
     }
 
     /// Reads the final reply of a transfer and combines it with how the copy went.
@@ -657,20 +830,26 @@ impl FtpClient {
     /// EPSV (or PASV) and where to connect.
     async fn passive_target(&mut self) -> ClientResult<SocketAddr> {
         let ipv6 = NetworkProtocol::of(self.peer.ip()) == NetworkProtocol::Ipv6;
-        if !self.epsv_refused && (self.features.epsv || ipv6) {
+        // EPSV even where FEAT does not list it: RFC 2428 predates FEAT and many servers that
+        // support it do not say so. PASV carries IPv4 only, so over IPv6 EPSV is the only way.
+        if ipv6 || (self.config.use_epsv && !self.epsv_refused) {
             let reply = self.command("EPSV").await?;
             if reply.code == ReplyCode::EXTENDED_PASSIVE_MODE {
                 let port = address::parse_epsv_reply(&reply.text)
                     .map_err(|e| ClientError::Protocol(format!("{e}: {reply}")))?;
                 return Ok(SocketAddr::new(self.peer.ip(), port));
             }
-            if ipv6 {
+            if ipv6 || reply.code == ReplyCode::SERVICE_NOT_AVAILABLE {
                 return Err(ClientError::Refused {
                     command: "EPSV".to_owned(),
                     reply,
                 });
             }
-            self.epsv_refused = true;
+            // A permanent refusal holds for the session; a 4xx may be passing.
+            if reply.code.get() >= 500 {
+                debug!(%reply, "EPSV refused; using PASV for this session");
+                self.epsv_refused = true;
+            }
         }
         let reply = self.expect("PASV", &[ReplyCode::PASSIVE_MODE]).await?;
         let announced = address::parse_pasv_reply(&reply.text)
@@ -836,6 +1015,71 @@ mod tests {
     }
 
     #[test]
+    fn pasv_target_keeps_reachable_addresses_and_replaces_the_rest() {
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        let target = |announced: &str, peer: IpAddr| {
+            pasv_target(format!("{announced}:2121").parse().unwrap(), peer)
+        };
+        // A server masquerading as a private address, reached over loopback.
+        assert_eq!(
+            target("10.1.2.3", loopback),
+            "127.0.0.1:2121".parse().unwrap()
+        );
+        // Loopback announced by a remote server: its own view, not reachable from here.
+        let public: IpAddr = "198.51.100.20".parse().unwrap();
+        assert_eq!(
+            target("127.0.0.1", public),
+            "198.51.100.20:2121".parse().unwrap()
+        );
+        // Link-local and carrier-grade NAT addresses are private too.
+        assert_eq!(
+            target("169.254.1.1", public),
+            "198.51.100.20:2121".parse().unwrap()
+        );
+        assert_eq!(
+            target("100.64.0.9", public),
+            "198.51.100.20:2121".parse().unwrap()
+        );
+        // 100.128.0.1 is outside 100.64.0.0/10: a public address, kept.
+        assert_eq!(
+            target("100.128.0.1", public),
+            "100.128.0.1:2121".parse().unwrap()
+        );
+        // Loopback to loopback, and the peer's own address, are kept.
+        assert_eq!(
+            target("127.0.0.2", loopback),
+            "127.0.0.2:2121".parse().unwrap()
+        );
+        assert_eq!(
+            target("198.51.100.20", public),
+            "198.51.100.20:2121".parse().unwrap()
+        );
+        // An IPv4-mapped peer (dual-stack socket) compares as IPv4.
+        let mapped: IpAddr = "::ffff:203.0.113.5".parse().unwrap();
+        assert_eq!(
+            target("10.0.0.5", mapped),
+            "203.0.113.5:2121".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_with_bounded_jitter() {
+        let backoff = Backoff {
+            attempts: 10,
+            first_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(3),
+        };
+        let delays: Vec<u128> = (0..5).map(|r| backoff.delay(r).as_millis()).collect();
+        assert_eq!(delays, [500, 1000, 2000, 3000, 3000]);
+        assert_eq!(backoff.delay(u32::MAX), Duration::from_secs(3));
+        for retry in 0..5 {
+            let jittered = backoff.jittered_delay(retry);
+            let base = backoff.delay(retry);
+            assert!(jittered >= base.mul_f64(0.75) && jittered <= base.mul_f64(1.25));
+        }
+    }
+
+    #[test]
     fn transient_errors_are_the_ones_worth_retrying() {
         let reply = |code| Reply::new(ReplyCode::new(code).unwrap(), "x");
         assert!(ClientError::ConnectionClosed.is_transient());
@@ -861,6 +1105,34 @@ mod tests {
             .is_transient()
         );
         assert!(!ClientError::LoginRefused(reply(530)).is_transient());
+        assert!(ClientError::LoginRefused(reply(421)).is_transient());
+        assert!(!ClientError::Tls("certificate".into()).is_transient());
+        assert_eq!(
+            ClientError::LoginRefused(reply(530)).reply_code(),
+            Some(530)
+        );
+        assert_eq!(ClientError::ConnectionClosed.reply_code(), None);
+    }
+
+    #[test]
+    fn feat_without_extensions_or_in_lower_case() {
+        let reply = Reply::multiline(
+            ReplyCode::SYSTEM_STATUS,
+            [
+                "Features:",
+                " mdtm",
+                " mfmt",
+                " Mlst size*;",
+                " rest stream",
+                "End",
+            ],
+        );
+        let features = Features::parse(&reply);
+        assert!(features.mfmt && features.mlst && features.rest_stream);
+        assert!(!features.epsv && !features.utf8);
+        // A one-line reply (no extension lines) offers nothing.
+        let none = Features::parse(&Reply::new(ReplyCode::SYSTEM_STATUS, "No features"));
+        assert!(!none.mlst && !none.mfmt);
     }
 
     #[test]

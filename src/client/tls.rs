@@ -4,11 +4,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{ClientSessionMemoryCache, Resumption};
+use rustls::client::{
+    ClientSessionMemoryCache, ClientSessionStore, Resumption, Tls12ClientSessionValue,
+    Tls13ClientSessionValue,
+};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, DigitallySignedStruct, NamedGroup, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use tracing::warn;
 
@@ -25,11 +29,12 @@ pub enum Verification {
     Insecure,
 }
 
-/// Builds the TLS configuration of one FTP session.
+/// Builds the TLS configuration of one FTP session, with the session store its data connections
+/// resume from.
 pub(crate) fn client_config(
     verification: &Verification,
     tls12_only: bool,
-) -> Result<Arc<ClientConfig>, ClientError> {
+) -> Result<(Arc<ClientConfig>, Arc<SessionStore>), ClientError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
         &[&rustls::version::TLS12]
@@ -58,8 +63,105 @@ pub(crate) fn client_config(
         }
     };
     // A store of this session's own: data connections resume the control session and nothing else.
-    config.resumption = Resumption::store(Arc::new(ClientSessionMemoryCache::new(16)));
-    Ok(Arc::new(config))
+    let sessions = Arc::new(SessionStore::default());
+    config.resumption = Resumption::store(Arc::clone(&sessions) as Arc<dyn ClientSessionStore>);
+    Ok((Arc::new(config), sessions))
+}
+
+/// The TLS sessions of one FTP session (one server name), counting the TLS 1.3 tickets it holds.
+///
+/// rustls spends each TLS 1.3 ticket once (RFC 8446 §C.4). A server that sends tickets only on the
+/// control connection — ferry sends one — runs out after the first data connection; the client
+/// must then know, before the next data connection, that it could not resume.
+#[derive(Debug)]
+pub(crate) struct SessionStore {
+    inner: ClientSessionMemoryCache,
+    tls13_tickets: AtomicUsize,
+}
+
+/// What [`ClientSessionMemoryCache`] keeps per server (it drops the oldest beyond that).
+const TLS13_TICKETS_KEPT: usize = 8;
+
+impl Default for SessionStore {
+    fn default() -> Self {
+        Self {
+            // One server name per FTP session; a little room in case a name is ever added.
+            inner: ClientSessionMemoryCache::new(4),
+            tls13_tickets: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl SessionStore {
+    /// How many unused TLS 1.3 tickets the session holds.
+    pub(crate) fn tls13_tickets(&self) -> usize {
+        self.tls13_tickets.load(Ordering::Relaxed)
+    }
+}
+
+impl ClientSessionStore for SessionStore {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
+        self.inner.set_kx_hint(server_name, group);
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<NamedGroup> {
+        self.inner.kx_hint(server_name)
+    }
+
+    fn set_tls12_session(&self, server_name: ServerName<'static>, value: Tls12ClientSessionValue) {
+        self.inner.set_tls12_session(server_name, value);
+    }
+
+    fn tls12_session(&self, server_name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        self.inner.tls12_session(server_name)
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.inner.remove_tls12_session(server_name);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: Tls13ClientSessionValue,
+    ) {
+        self.inner.insert_tls13_ticket(server_name, value);
+        let _ = self
+            .tls13_tickets
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some((n + 1).min(TLS13_TICKETS_KEPT))
+            });
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<Tls13ClientSessionValue> {
+        let ticket = self.inner.take_tls13_ticket(server_name);
+        if ticket.is_some() {
+            let _ = self
+                .tls13_tickets
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(1))
+                });
+        }
+        ticket
+    }
+}
+
+/// A handshake failure as a message that says what to do about it.
+pub(crate) fn describe_handshake_error(error: &std::io::Error) -> String {
+    let rustls_error = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match rustls_error {
+        Some(rustls::Error::InvalidCertificate(reason)) => format!(
+            "certificate verification failed: the server's certificate is not trusted ({reason:?}); \
+             pass the CA that signed it with --ca-file, or --insecure to skip verification"
+        ),
+        Some(other) => format!("TLS handshake failed: {other}"),
+        None => format!("TLS handshake failed: {error}"),
+    }
 }
 
 /// The name the certificate must carry: the host as given (an IP address works too).
@@ -146,5 +248,44 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_untrusted_certificate_says_what_to_do() {
+        let error = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        let message = describe_handshake_error(&error);
+        assert!(
+            message.contains("certificate verification failed"),
+            "{message}"
+        );
+        assert!(
+            message.contains("UnknownIssuer") && message.contains("--ca-file"),
+            "{message}"
+        );
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(describe_handshake_error(&reset).starts_with("TLS handshake failed"));
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let Err(ClientError::Tls(message)) =
+            client_config(&Verification::CaFile(empty.clone()), false)
+        else {
+            panic!("an empty CA file was accepted");
+        };
+        assert!(message.contains("empty.pem"), "{message}");
+        let missing = dir.path().join("missing.pem");
+        assert!(client_config(&Verification::CaFile(missing), false).is_err());
     }
 }

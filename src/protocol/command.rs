@@ -140,6 +140,9 @@ pub enum CommandError {
     BadArgument(&'static str, &'static str),
     #[error("{0}: {1}")]
     ParameterNotImplemented(&'static str, &'static str),
+    /// EPRT or EPSV named a network protocol other than 1 (IPv4) and 2 (IPv6).
+    #[error("{0}: network protocol not supported")]
+    NetworkProtocolNotSupported(&'static str),
 }
 
 impl CommandError {
@@ -150,12 +153,17 @@ impl CommandError {
             Self::Unknown | Self::NotImplemented(_) => ReplyCode::NOT_IMPLEMENTED,
             Self::MissingArgument(..) | Self::BadArgument(..) => ReplyCode::ARGUMENT_SYNTAX_ERROR,
             Self::ParameterNotImplemented(..) => ReplyCode::PARAMETER_NOT_IMPLEMENTED,
+            Self::NetworkProtocolNotSupported(_) => ReplyCode::NETWORK_PROTOCOL_NOT_SUPPORTED,
         };
         let text = match self {
             Self::Unknown => {
                 "Command not understood; HELP lists the commands this server knows.".into()
             }
             Self::Empty | Self::Syntax => "Syntax error: expected a command such as NOOP.".into(),
+            // RFC 2428 §2 and §3 give this text, which clients may parse for the list.
+            Self::NetworkProtocolNotSupported(_) => {
+                "Network protocol not supported, use (1,2)".into()
+            }
             other => format!("{other}."),
         };
         Reply::new(code, text)
@@ -349,10 +357,9 @@ fn parse_verb<'a>(verb: &[u8], arg: Option<Input<'a>>) -> ParseResult<Command<'a
         },
         b"PASV" => C::Pasv,
         b"EPSV" => C::Epsv(address::parse_epsv_argument(arg).map_err(|e| match e {
-            address::AddressError::UnsupportedProtocol => CommandError::BadArgument(
-                "EPSV",
-                "network protocol not supported; use 1 (IPv4), 2 (IPv6) or ALL",
-            ),
+            address::AddressError::UnsupportedProtocol => {
+                CommandError::NetworkProtocolNotSupported("EPSV")
+            }
             _ => CommandError::BadArgument("EPSV", "expected 1, 2 or ALL"),
         })?),
         b"PORT" => C::Port(
@@ -362,10 +369,9 @@ fn parse_verb<'a>(verb: &[u8], arg: Option<Input<'a>>) -> ParseResult<Command<'a
         b"EPRT" => C::Eprt(
             address::parse_eprt_argument(required("EPRT", "|1|address|port|", arg)?).map_err(
                 |e| match e {
-                    address::AddressError::UnsupportedProtocol => CommandError::BadArgument(
-                        "EPRT",
-                        "network protocol not supported; use 1 (IPv4) or 2 (IPv6)",
-                    ),
+                    address::AddressError::UnsupportedProtocol => {
+                        CommandError::NetworkProtocolNotSupported("EPRT")
+                    }
                     _ => CommandError::BadArgument("EPRT", "expected |1|address|port|"),
                 },
             )?,
@@ -655,6 +661,21 @@ mod tests {
     }
 
     #[test]
+    fn unknown_network_protocols_are_522() {
+        for line in ["EPRT |3|10.0.0.1|2000|", "EPSV 3"] {
+            let error = parse(line).unwrap_err();
+            assert!(
+                matches!(error, CommandError::NetworkProtocolNotSupported(_)),
+                "{line}"
+            );
+            assert_eq!(
+                error.reply().code,
+                ReplyCode::NETWORK_PROTOCOL_NOT_SUPPORTED
+            );
+        }
+    }
+
+    #[test]
     fn trailing_whitespace_after_bare_verbs_is_tolerated() {
         assert_eq!(parse("PASV "), Ok(Command::Pasv));
         assert_eq!(parse("FEAT\t"), Ok(Command::Feat));
@@ -758,8 +779,12 @@ mod tests {
             Ok(Command::Eprt("[::1]:5000".parse().unwrap()))
         );
         assert_eq!(parse("EPSV ALL"), Ok(Command::Epsv(EpsvArgument::All)));
-        assert!(matches!(
+        assert_eq!(
             parse("EPSV 9"),
+            Err(CommandError::NetworkProtocolNotSupported("EPSV"))
+        );
+        assert!(matches!(
+            parse("EPSV x"),
             Err(CommandError::BadArgument("EPSV", _))
         ));
     }

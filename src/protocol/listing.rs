@@ -204,6 +204,11 @@ pub fn parse_mlsx_line(line: &str) -> Option<MlsxEntry> {
         .or(line.strip_suffix('\n'))
         .unwrap_or(line);
     let (facts, name) = line.split_once(' ')?;
+    // A name from a server we do not control: an empty one, or one that could split a line, is
+    // not an entry. (MLST names a whole path, so `/` is allowed here; MLSD callers refuse it.)
+    if name.is_empty() || name.contains(['\0', '\r', '\n']) {
+        return None;
+    }
     let mut entry = MlsxEntry {
         name: name.to_owned(),
         kind: None,
@@ -227,6 +232,17 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_795_392_000; // 2026-11-23T00:00:00Z
+
+    #[test]
+    fn mlsx_lines_without_a_usable_name_are_rejected() {
+        assert!(parse_mlsx_line("; ").is_none());
+        assert!(parse_mlsx_line("type=file; a\0b").is_none());
+        assert_eq!(
+            parse_mlsx_line(" type=dir; /site/a").unwrap().name,
+            "/site/a"
+        );
+        assert_eq!(parse_mlsx_line("type=file; a b").unwrap().name, "a b");
+    }
 
     fn entry(name: &str, kind: EntryKind, size: u64, modified: i64) -> ListEntry<'_> {
         ListEntry {

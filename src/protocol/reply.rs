@@ -65,6 +65,8 @@ impl ReplyCode {
     pub const PAGE_TYPE_UNKNOWN: Self = Self(551);
     pub const EXCEEDED_STORAGE: Self = Self(552);
     pub const FILE_NAME_NOT_ALLOWED: Self = Self(553);
+    /// RFC 3659 §5.4: the REST offset cannot be used with this file.
+    pub const INVALID_REST_PARAMETER: Self = Self(554);
 
     /// A code from its number; `None` outside 100..=599.
     pub const fn new(code: u16) -> Option<Self> {
@@ -174,7 +176,9 @@ impl Reply {
                 push_clean(out, line);
             } else {
                 // An inner line must never look like a reply line (RFC 959 §4.2).
-                if line.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+                // Judged after cleaning: a stray CR must not hide a leading digit.
+                let first_kept = line.bytes().find(|&b| b != b'\r');
+                if first_kept.is_some_and(|b| b.is_ascii_digit()) {
                     out.extend_from_slice(b" ");
                 }
                 push_clean(out, line);
@@ -302,6 +306,15 @@ mod tests {
 
     fn wire(reply: &Reply) -> String {
         String::from_utf8(reply.to_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn an_inner_line_led_by_a_digit_after_a_stray_cr_is_indented() {
+        // Found by the reply_parser fuzz target: the CR is dropped, the digit must not lead.
+        let reply = Reply::new(ReplyCode::SYSTEM_STATUS, "Features:\n\r211 x\nEnd");
+        assert_eq!(wire(&reply), "211-Features:\r\n 211 x\r\n211 End\r\n");
+        let (parsed, _) = parse_reply(wire(&reply).as_bytes()).unwrap().unwrap();
+        assert_eq!(parsed.to_bytes(), reply.to_bytes());
     }
 
     #[test]

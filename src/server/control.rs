@@ -41,11 +41,78 @@ impl ControlStream {
     }
 }
 
+/// The largest TLS record on the wire: 2^14 bytes of data plus the most any protection adds
+/// (RFC 8446 §5.2).
+const MAX_TLS_RECORD: usize = (1 << 14) + 256;
+
+/// Feeds `connection` whole TLS records from `tcp`, never a byte more, until the peer's
+/// close_notify; application data that arrives meanwhile is dropped.
+async fn read_until_close_notify(
+    tcp: &mut TcpStream,
+    connection: &mut rustls::ServerConnection,
+) -> io::Result<()> {
+    let mut record = Vec::with_capacity(512);
+    loop {
+        let state = connection
+            .process_new_packets()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let pending = state.plaintext_bytes_to_read();
+        if pending > 0 {
+            std::io::copy(
+                &mut std::io::Read::take(connection.reader(), pending as u64),
+                &mut std::io::sink(),
+            )?;
+        }
+        if state.peer_has_closed() {
+            return Ok(());
+        }
+        let mut header = [0u8; 5];
+        tcp.read_exact(&mut header).await?;
+        let length = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        if length > MAX_TLS_RECORD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a TLS record longer than TLS allows",
+            ));
+        }
+        record.clear();
+        record.extend_from_slice(&header);
+        record.resize(5 + length, 0);
+        tcp.read_exact(&mut record[5..]).await?;
+        let mut whole = &record[..];
+        while !whole.is_empty() {
+            connection.read_tls(&mut whole)?;
+        }
+    }
+}
+
 fn switching() -> io::Error {
     io::Error::new(
         io::ErrorKind::NotConnected,
         "the control connection changed TLS state and failed",
     )
+}
+
+impl ControlStream {
+    /// Reads what has arrived into `buf`, waiting for at least one byte (0 at end of stream).
+    ///
+    /// Plain TCP is read with `readable` + `try_read_buf` rather than `AsyncRead`: tokio's
+    /// `poll_read` takes a short read as "nothing more is waiting" and sleeps until the next
+    /// readiness event, but a read also stops short at the urgent mark. Python's ftplib sends
+    /// `ABOR\r\n` as urgent data, so the `\n` would sit in the socket with no event to come.
+    /// `try_read_buf` keeps the readiness until a read really would block.
+    async fn read_some(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Self::Plain(tcp) => loop {
+                tcp.readable().await?;
+                match tcp.try_read_buf(buf) {
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                    result => return result,
+                }
+            },
+            _ => self.read_buf(buf).await,
+        }
+    }
 }
 
 impl AsyncRead for ControlStream {
@@ -133,7 +200,7 @@ impl ControlConnection {
             if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK {
                 self.read_buf.reserve(READ_CHUNK);
             }
-            if self.stream.read_buf(&mut self.read_buf).await? == 0 {
+            if self.stream.read_some(&mut self.read_buf).await? == 0 {
                 return Ok(Incoming::Closed);
             }
         }
@@ -144,20 +211,43 @@ impl ControlConnection {
         !self.read_buf.is_empty()
     }
 
-    /// True if the client has already closed the control connection, checked without waiting.
+    /// True if the client closes the control connection within `grace`; false as soon as it
+    /// sends something or when `grace` is over.
     ///
-    /// A client killed mid-upload closes both connections; the data connection's end then looks
-    /// like a normal end of file, and only the closed control connection tells the difference.
-    /// Bytes that arrive meanwhile stay buffered for the next command.
-    pub(crate) fn peer_has_closed(&mut self) -> bool {
-        use futures_util::FutureExt as _;
-        if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK {
-            self.read_buf.reserve(READ_CHUNK);
+    /// A client killed mid-upload closes both connections, and the data connection's end then
+    /// looks like a normal end of file: only the control connection's close tells the
+    /// difference. The kernel releases a dying process's sockets in reverse order, so that close
+    /// comes a moment *after* the data connection's; hence the short wait. The socket is peeked
+    /// directly rather than read: the runtime's readiness may lag behind (the transfer can see
+    /// its end before the runtime has polled the control connection), and peeking leaves the
+    /// bytes of a next command where they are.
+    pub(crate) async fn closes_within(&mut self, grace: Duration) -> bool {
+        if self.has_buffered_input() {
+            return false;
         }
-        matches!(
-            self.stream.read_buf(&mut self.read_buf).now_or_never(),
-            Some(Ok(0) | Err(_))
-        )
+        let tcp = match &self.stream {
+            ControlStream::Plain(tcp) => tcp,
+            ControlStream::Tls(tls) => tls.get_ref().0,
+            ControlStream::Switching => return true,
+        };
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+            // try_io clears the readiness on WouldBlock, so `readable` below waits for news.
+            match tcp.try_io(tokio::io::Interest::READABLE, || {
+                socket2::SockRef::from(tcp).peek(&mut probe)
+            }) {
+                Ok(0) => return true,
+                Ok(_) => return false,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return true,
+            }
+            match tokio::time::timeout_at(deadline, tcp.readable()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return true,
+                Err(_) => return false,
+            }
+        }
     }
 
     /// Gives the read buffer back to the allocator while the session waits for its next command.
@@ -192,6 +282,10 @@ impl ControlConnection {
     }
 
     /// CCC (RFC 4217 §6): end TLS with close_notify both ways and go on in plain text.
+    ///
+    /// The client may send its close_notify and its next clear-text command in one packet, so the
+    /// socket is read one TLS record at a time: whatever follows the close_notify stays in the
+    /// socket for the plain-text reader.
     pub(crate) async fn clear_tls(&mut self, limit: Duration) -> io::Result<()> {
         let ControlStream::Tls(mut tls) =
             std::mem::replace(&mut self.stream, ControlStream::Switching)
@@ -200,20 +294,15 @@ impl ControlConnection {
         };
         tls.get_mut().1.send_close_notify();
         tls.flush().await?;
-        // Read up to the client's close_notify; a well-behaved client sends nothing else first.
-        let mut scratch = [0u8; 512];
-        tokio::time::timeout(limit, async {
-            while tls.read(&mut scratch).await? > 0 {}
-            Ok::<_, io::Error>(())
-        })
-        .await
-        .map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                "no TLS close_notify from the client",
-            )
-        })??;
-        let (tcp, _) = tls.into_inner();
+        let (mut tcp, mut connection) = tls.into_inner();
+        tokio::time::timeout(limit, read_until_close_notify(&mut tcp, &mut connection))
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no TLS close_notify from the client",
+                )
+            })??;
         self.read_buf = BytesMut::new();
         self.decoder = LineDecoder::new();
         self.stream = ControlStream::Plain(tcp);

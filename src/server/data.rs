@@ -38,6 +38,9 @@ pub(crate) enum DataSetup {
 pub(crate) struct PassiveEndpoint {
     pub(crate) listener: TcpListener,
     pub(crate) lease: PortLease,
+    /// When an idle session gives the port back if no transfer command has used it: a client
+    /// that sends PASV and nothing else must not hold a port of a small pool for long.
+    pub(crate) expires: Instant,
 }
 
 /// The byte stream of an open data connection.
@@ -117,6 +120,14 @@ impl DataSetup {
         matches!(self, Self::None)
     }
 
+    /// When a prepared passive port that no transfer has used yet goes back to the pool.
+    pub(crate) fn passive_expiry(&self) -> Option<Instant> {
+        match self {
+            Self::Passive(endpoint) => Some(endpoint.expires),
+            _ => None,
+        }
+    }
+
     /// Opens the data connection (with TLS under PROT P); the setup is used up either way.
     pub(crate) async fn open(self, params: DataParams) -> Result<DataStream, DataError> {
         let tcp = match self {
@@ -129,9 +140,19 @@ impl DataSetup {
         };
         // RFC 4217 §9: the FTP server is the TLS server on data connections, in both modes.
         let accept = TlsAcceptor::from(tls.config).accept(tcp);
+        // A client that connects but never starts TLS (PROT P forgotten on its side) is a failed
+        // negotiation too: 522, not the 425 of a connection that never came.
         let stream = tokio::time::timeout(params.timeout, accept)
             .await
-            .map_err(|_| DataError::AcceptTimeout(params.timeout))?
+            .map_err(|_| {
+                DataError::Tls(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "no TLS handshake from the client within {} s",
+                        params.timeout.as_secs()
+                    ),
+                ))
+            })?
             .map_err(DataError::Tls)?;
         let resumed = stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
         if tls.require_resumption && !resumed {
@@ -303,7 +324,11 @@ mod tests {
         let pool = super::super::passive::PassivePortPool::new(&super::super::PortRanges::any());
         let (listener, lease) = pool.listen("127.0.0.1".parse().unwrap()).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let setup = DataSetup::Passive(PassiveEndpoint { listener, lease });
+        let setup = DataSetup::Passive(PassiveEndpoint {
+            listener,
+            lease,
+            expires: Instant::now() + Duration::from_secs(5),
+        });
         let params = DataParams {
             // Pretend the control connection came from 127.0.0.2.
             peer_ip: "127.0.0.2".parse().unwrap(),

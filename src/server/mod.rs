@@ -168,12 +168,22 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        // Clients send ABOR as TCP urgent data (Python's ftplib sends the whole `ABOR\r\n` with
+        // MSG_OOB). Without SO_OOBINLINE the kernel takes the urgent byte out of the stream and
+        // the command never ends (RFC 6093 §5 asks for in-line urgent data).
+        if let Err(error) = socket2::SockRef::from(&stream).set_out_of_band_inline(true) {
+            warn!(%error, "cannot set SO_OOBINLINE on a control connection");
+        }
         let id = server.next_session_id.fetch_add(1, Ordering::Relaxed);
         let span = info_span!("session", id, peer = %peer, user = tracing::field::Empty);
         let server = Arc::clone(&server);
         let shutdown = shutdown.clone();
         sessions.spawn(session::run(stream, peer, server, shutdown, kind).instrument(span));
     }
+    // Close the listeners first, so new connections are refused at once instead of waiting in
+    // the backlog for a server that will never greet them.
+    drop(listener);
+    drop(implicit_tls);
     sessions.close();
     let grace = server.config.shutdown_grace;
     info!(

@@ -1,10 +1,11 @@
 //! One control connection from greeting to goodbye: the session state and its event loop.
 //!
 //! The loop waits for the next command, a running transfer's end, the idle timeout or shutdown.
-//! While a transfer runs it keeps reading the control connection, because ABOR, STAT, NOOP and
-//! QUIT must be answered then (RFC 959 §4.1.3); any other command waits until the transfer is over,
-//! as a pipelining client expects. State is split into small independent parts (login, working
-//! directory, data setup, pending REST/RNFR) rather than one big state enum.
+//! While a transfer runs it keeps reading the control connection, because ABOR, STAT and QUIT
+//! must be acted on then (RFC 959 §4.1.3); any other command, NOOP included, is answered after
+//! the transfer's final reply: a client reads replies in order, and a `200` between the `150` and
+//! the `226` would be taken as the transfer's end. State is split into small independent parts
+//! (login, working directory, data setup, pending REST/RNFR) rather than one big state enum.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,13 +21,21 @@ use tracing::{debug, info, warn};
 use super::Server;
 use super::control::{ControlConnection, ControlStream, Incoming};
 use super::data::{DataParams, DataSetup, DataTls};
-use super::tls::SessionTls;
+use super::tls::{Direction, SessionTls};
 use super::transfer::TransferError;
 use crate::auth::{TlsRequirement, UserDetails};
 use crate::protocol::command::{Command, ProtectionLevel, TransferType, parse_command};
 use crate::protocol::listing::MlstFacts;
 use crate::protocol::{Reply, ReplyCode, VirtualPath};
 use crate::storage::{Storage, Upload};
+
+/// How long an upload that would replace an existing file waits, once its data connection has
+/// ended, for a sign that the client was killed (its control connection closing) before it is
+/// committed. A dying client's control connection closes microseconds after its data connection,
+/// but the dying process can be preempted in between on a busy machine. Uploads of new files are
+/// checked without waiting: there is no good file for a truncated one to replace, and the final
+/// reply of the common case (many small new files) is not delayed.
+const UPLOAD_END_GRACE: Duration = Duration::from_millis(25);
 
 /// The two stages of shutdown: stop taking commands when idle, then stop everything.
 #[derive(Debug, Clone, Default)]
@@ -115,6 +124,8 @@ pub(crate) struct TransferInfo {
     pub(crate) verb: &'static str,
     pub(crate) path: VirtualPath,
     pub(crate) started: Instant,
+    /// An upload that overwrites an existing file (see [`UPLOAD_END_GRACE`]).
+    pub(crate) replaces_file: bool,
 }
 
 /// One control connection's state.
@@ -133,6 +144,8 @@ pub(crate) struct Session {
     /// RNFR source for the next RNTO.
     pub(crate) rename_from: Option<VirtualPath>,
     pub(crate) mlst_facts: MlstFacts,
+    /// When the current login began: at connect, and again when a logged-in user starts over.
+    pub(crate) login_started: Instant,
     /// This session's TLS configurations, once AUTH TLS (or implicit TLS) has started TLS.
     pub(crate) tls: Option<SessionTls>,
     /// PROT: whether data connections are encrypted.
@@ -146,8 +159,19 @@ pub(crate) struct Session {
 enum Event {
     Incoming(std::io::Result<Incoming>),
     TransferDone(Result<Completed, Failed>),
-    IdleTimeout(Duration),
+    Timeout(SessionTimeout),
+    /// A PASV/EPSV port waited the data-accept timeout for a transfer command.
+    PassiveExpired,
     Shutdown,
+}
+
+/// Which timeout closed a session.
+#[derive(Debug, Clone, Copy)]
+enum SessionTimeout {
+    /// No command for this long.
+    Idle(Duration),
+    /// No successful login this long after connecting (or after leaving a login by REIN/USER).
+    Login(Duration),
 }
 
 /// How a control connection begins.
@@ -206,6 +230,7 @@ pub(crate) async fn run(
         local,
         control,
         login: Login::AwaitingUser,
+        login_started: Instant::now(),
         cwd: VirtualPath::root(),
         transfer_type: TransferType::Binary,
         data: DataSetup::None,
@@ -262,13 +287,21 @@ impl Session {
                     }
                 }
                 None => {
-                    let idle = self.idle_timeout();
+                    let (wait, timeout) = self.command_timeout();
                     if !self.control.has_buffered_input() {
                         self.control.release_idle_buffer();
                     }
+                    let passive_expiry = self.data.passive_expiry();
+                    let passive_expired = async {
+                        match passive_expiry {
+                            Some(at) => tokio::time::sleep_until(at).await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         incoming = self.control.next_line() => Event::Incoming(incoming),
-                        () = tokio::time::sleep(idle) => Event::IdleTimeout(idle),
+                        () = tokio::time::sleep(wait) => Event::Timeout(timeout),
+                        () = passive_expired => Event::PassiveExpired,
                         () = self.shutdown.graceful.cancelled() => Event::Shutdown,
                     }
                 }
@@ -337,11 +370,6 @@ impl Session {
                             );
                             self.control.send(&reply).await?;
                         }
-                        Ok(Command::Noop) => {
-                            self.control
-                                .send(&Reply::new(ReplyCode::COMMAND_OK, "NOOP ok."))
-                                .await?;
-                        }
                         Ok(Command::Quit) => quit_after_transfer = true,
                         _ => deferred = Some(line),
                     }
@@ -354,15 +382,29 @@ impl Session {
                         None => return Ok(()),
                     }
                 }
-                Event::IdleTimeout(idle) => {
-                    info!(idle_secs = idle.as_secs(), "closing an idle session");
-                    let reply = Reply::new(
-                        ReplyCode::SERVICE_NOT_AVAILABLE,
-                        format!(
-                            "No command for {} seconds; closing the connection.",
-                            idle.as_secs()
-                        ),
-                    );
+                Event::PassiveExpired => {
+                    // The port goes back to the pool; a later transfer command gets 425.
+                    debug!("no transfer used the passive port in time; closing it");
+                    self.data = DataSetup::None;
+                }
+                Event::Timeout(timeout) => {
+                    let text = match timeout {
+                        SessionTimeout::Idle(idle) => {
+                            info!(idle_secs = idle.as_secs(), "closing an idle session");
+                            format!(
+                                "No command for {} seconds; closing the connection.",
+                                idle.as_secs()
+                            )
+                        }
+                        SessionTimeout::Login(limit) => {
+                            info!(login_secs = limit.as_secs(), "no login in time; closing");
+                            format!(
+                                "Not logged in within {} seconds; closing the connection.",
+                                limit.as_secs()
+                            )
+                        }
+                    };
+                    let reply = Reply::new(ReplyCode::SERVICE_NOT_AVAILABLE, text);
                     return self.control.send(&reply).await;
                 }
                 Event::Shutdown => {
@@ -422,12 +464,19 @@ impl Session {
         Ok(true)
     }
 
-    /// Before login the shorter login timeout applies.
-    fn idle_timeout(&self) -> Duration {
+    /// How long to wait for the next command, and which timeout ends the wait. Before login
+    /// the login timeout counts from the start of the login, and commands do not reset it: a
+    /// client that never logs in cannot hold a connection slot by sending NOOPs.
+    fn command_timeout(&self) -> (Duration, SessionTimeout) {
         let timeouts = &self.server.config.timeouts;
-        match self.login {
-            Login::LoggedIn(_) => timeouts.idle,
-            _ => timeouts.login.min(timeouts.idle),
+        if matches!(self.login, Login::LoggedIn(_)) {
+            return (timeouts.idle, SessionTimeout::Idle(timeouts.idle));
+        }
+        let left = timeouts.login.saturating_sub(self.login_started.elapsed());
+        if left < timeouts.idle {
+            (left, SessionTimeout::Login(timeouts.login))
+        } else {
+            (timeouts.idle, SessionTimeout::Idle(timeouts.idle))
         }
     }
 
@@ -487,7 +536,12 @@ impl Session {
         upload: Box<dyn Upload>,
         bytes: u64,
     ) -> Option<Reply> {
-        if self.control.peer_has_closed() {
+        let grace = if running.replaces_file {
+            UPLOAD_END_GRACE
+        } else {
+            Duration::ZERO
+        };
+        if self.control.closes_within(grace).await {
             drop(upload);
             self.log_transfer(
                 running,
@@ -530,18 +584,18 @@ impl Session {
         );
     }
 
-    /// What opening the data connection needs from this session.
-    pub(crate) fn data_params(&self) -> DataParams {
+    /// What opening the data connection for a transfer in `direction` needs from this session.
+    pub(crate) fn data_params(&self, direction: Direction) -> DataParams {
         DataParams {
             peer_ip: self.peer.ip(),
             local_ip: self.local.ip(),
             timeout: self.server.config.timeouts.data_accept,
-            tls: self.data_tls(),
+            tls: self.data_tls(direction),
         }
     }
 
     /// TLS for data connections, under PROT P.
-    pub(crate) fn data_tls(&self) -> Option<DataTls> {
+    pub(crate) fn data_tls(&self, direction: Direction) -> Option<DataTls> {
         let tls = self.tls.as_ref()?;
         if self.protection != ProtectionLevel::Private {
             return None;
@@ -553,7 +607,7 @@ impl Session {
             .as_ref()
             .is_some_and(|context| context.settings.require_resumption);
         Some(DataTls {
-            config: Arc::clone(&tls.data),
+            config: Arc::clone(tls.data(direction)),
             require_resumption,
         })
     }

@@ -4,8 +4,16 @@
 //! connections. A data connection can therefore resume the control connection's TLS session — and
 //! only that one: a thief who races the client to a passive port cannot present it, which is what
 //! `--require-tls-resumption` enforces (as FileZilla Server and vsftpd's `require_ssl_reuse` do).
-//! Data connections send no TLS 1.3 tickets of their own: a client that uploads and closes without
-//! reading them makes the kernel reset the connection and the tail of the upload is lost.
+//!
+//! TLS 1.3 clients use a session ticket once (rustls and OpenSSL do; GnuTLS reuses), so a session
+//! that requires resumption needs a fresh ticket for every data connection. rustls can only send
+//! tickets right after a handshake, never later on demand, so the control connection sends
+//! [`CONTROL_TICKETS`] of them, and each data connection that carries a download sends one more.
+//! Upload data connections send none: a client that uploads and closes without reading them makes
+//! the kernel reset the connection and the tail of the upload is lost. A TLS 1.3 client that only
+//! uploads therefore runs out after [`CONTROL_TICKETS`] uploads (curl, which keeps only the newest
+//! ticket, after one); TLS 1.2 sessions resume without limit, which is why ferry's own client falls
+//! back to TLS 1.2 when a server refuses a data connection that did not resume.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -19,6 +27,10 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tracing::{info, warn};
 
 use crate::auth::TlsRequirement;
+
+/// TLS 1.3 session tickets sent on a control connection: as many as a rustls client keeps per
+/// server, one per later data connection.
+pub const CONTROL_TICKETS: usize = 8;
 
 /// The marker in the subject of the certificate `ferry certs dev` makes.
 pub const DEV_CERT_MARKER: &str = "ferry development certificate";
@@ -187,12 +199,15 @@ impl TlsContext {
             Ok(ticketer) => control.ticketer = ticketer,
             Err(error) => warn!(%error, "no TLS session tickets for this session"),
         }
-        control.send_tls13_tickets = 1;
-        let mut data = control.clone();
-        data.send_tls13_tickets = 0;
+        control.send_tls13_tickets = CONTROL_TICKETS;
+        let mut download = control.clone();
+        download.send_tls13_tickets = 1;
+        let mut upload = control.clone();
+        upload.send_tls13_tickets = 0;
         SessionTls {
             control: Arc::new(control),
-            data: Arc::new(data),
+            download: Arc::new(download),
+            upload: Arc::new(upload),
         }
     }
 }
@@ -215,7 +230,30 @@ fn announce(settings: &TlsSettings, loaded: &LoadedCertificate) {
 #[derive(Debug, Clone)]
 pub struct SessionTls {
     pub control: Arc<ServerConfig>,
-    pub data: Arc<ServerConfig>,
+    /// Data connections that carry a download or listing: the client reads them to the end, so
+    /// they can hand it a fresh ticket for the next data connection.
+    pub download: Arc<ServerConfig>,
+    /// Data connections that carry an upload: no tickets (see the module notes).
+    pub upload: Arc<ServerConfig>,
+}
+
+impl SessionTls {
+    /// The configuration for a data connection carrying bytes in `direction`.
+    pub(crate) fn data(&self, direction: Direction) -> &Arc<ServerConfig> {
+        match direction {
+            Direction::Download => &self.download,
+            Direction::Upload => &self.upload,
+        }
+    }
+}
+
+/// Which way a transfer's bytes go, as seen from the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// RETR and listings: the server sends.
+    Download,
+    /// STOR, APPE, STOU: the client sends.
+    Upload,
 }
 
 /// Writes a self-signed certificate for localhost (`ferry certs dev`): `cert.pem` and `key.pem`.
@@ -321,13 +359,15 @@ mod tests {
         let b = context.session();
         assert!(Arc::ptr_eq(
             &a.control.session_storage,
-            &a.data.session_storage
+            &a.upload.session_storage
         ));
+        assert!(Arc::ptr_eq(&a.control.ticketer, &a.download.ticketer));
         assert!(!Arc::ptr_eq(
             &a.control.session_storage,
             &b.control.session_storage
         ));
-        assert_eq!(a.data.send_tls13_tickets, 0);
-        assert!(a.control.send_tls13_tickets > 0);
+        assert_eq!(a.upload.send_tls13_tickets, 0);
+        assert_eq!(a.download.send_tls13_tickets, 1);
+        assert_eq!(a.control.send_tls13_tickets, CONTROL_TICKETS);
     }
 }

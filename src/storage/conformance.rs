@@ -687,7 +687,7 @@ pub(crate) async fn errors_map_to_reply_codes(storage: &dyn Storage) {
         .await
         .err()
         .unwrap();
-    assert_eq!(code(offset), ReplyCode::FILE_UNAVAILABLE);
+    assert_eq!(code(offset), ReplyCode::INVALID_REST_PARAMETER);
     let into_itself = storage
         .rename(&path("/dir"), &path("/dir/sub"))
         .await

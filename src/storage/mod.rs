@@ -130,8 +130,8 @@ impl StorageError {
             | Self::NotADirectory
             | Self::IsADirectory
             | Self::DirectoryNotEmpty
-            | Self::PermissionDenied
-            | Self::InvalidOffset(_) => ReplyCode::FILE_UNAVAILABLE,
+            | Self::PermissionDenied => ReplyCode::FILE_UNAVAILABLE,
+            Self::InvalidOffset(_) => ReplyCode::INVALID_REST_PARAMETER,
             Self::InvalidName => ReplyCode::FILE_NAME_NOT_ALLOWED,
             Self::InsufficientSpace => ReplyCode::INSUFFICIENT_STORAGE,
             Self::QuotaExceeded => ReplyCode::EXCEEDED_STORAGE,

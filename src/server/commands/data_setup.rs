@@ -126,7 +126,12 @@ impl Session {
                 )
             })?
             .port();
-        self.data = DataSetup::Passive(PassiveEndpoint { listener, lease });
+        let expires = tokio::time::Instant::now() + self.server.config.timeouts.data_accept;
+        self.data = DataSetup::Passive(PassiveEndpoint {
+            listener,
+            lease,
+            expires,
+        });
         Ok(port)
     }
 

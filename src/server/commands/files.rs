@@ -171,6 +171,13 @@ impl Session {
             ));
         }
         let path: VirtualPath = self.resolve(arg)?;
+        if path.is_root() {
+            // Like RMD and RNFR of `/`: a mode such as 000 would lock the user out of the home.
+            return Err(Reply::new(
+                ReplyCode::FILE_UNAVAILABLE,
+                "The home directory's own mode cannot be changed.",
+            ));
+        }
         storage
             .chmod(&path, mode)
             .await

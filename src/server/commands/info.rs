@@ -14,7 +14,6 @@ impl Session {
         let capabilities = self.capabilities();
         let mut lines = vec!["Extensions supported:".to_owned()];
         let mut features: Vec<String> = vec![
-            "EPRT".into(),
             "EPSV".into(),
             "MDTM".into(),
             self.mlst_facts.feat_line(),
@@ -23,6 +22,10 @@ impl Session {
             "TVFS".into(),
             "UTF8".into(),
         ];
+        // PORT needs no FEAT line (RFC 959); EPRT does, so it goes when active mode is off.
+        if self.server.config.active_mode {
+            features.push("EPRT".into());
+        }
         if capabilities.set_modified {
             features.push("MFMT".into());
         }

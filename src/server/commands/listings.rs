@@ -15,6 +15,7 @@ use crate::auth::{Permission, Permissions};
 use crate::protocol::listing::{self, ListEntry, MlstFacts};
 use crate::protocol::{Reply, ReplyCode};
 use crate::server::session::{Completed, Failed, Flow, Login, Session};
+use crate::server::tls::Direction;
 use crate::server::transfer::{TransferError, with_stall_timeout};
 use crate::storage::{DirEntry, DirStream, Metadata, StorageError};
 
@@ -134,31 +135,36 @@ impl Session {
             ReplyCode::FILE_STATUS_OK,
             format!("Here comes the listing of {path}."),
         );
-        let transfer = self.start_transfer(verb, path, move |mut stream, progress| {
-            async move {
-                let mut out = Vec::with_capacity(CHUNK + 512);
-                let mut sent = 0u64;
-                let mut entries = match source {
-                    Source::Single(entry) => futures_util::stream::iter([Ok(entry)]).boxed(),
-                    Source::Directory(stream) => stream,
-                };
-                while let Some(entry) = entries.next().await {
-                    let entry = entry.map_err(|e| Failed::from(TransferError::Storage(e)))?;
-                    renderer.render(&mut out, &entry);
-                    if out.len() >= CHUNK {
-                        write_chunk(&mut stream, &out, stall).await?;
-                        sent += out.len() as u64;
-                        progress.store(sent, Ordering::Relaxed);
-                        out.clear();
+        let transfer = self.start_transfer(
+            verb,
+            Direction::Download,
+            path,
+            move |mut stream, progress| {
+                async move {
+                    let mut out = Vec::with_capacity(CHUNK + 512);
+                    let mut sent = 0u64;
+                    let mut entries = match source {
+                        Source::Single(entry) => futures_util::stream::iter([Ok(entry)]).boxed(),
+                        Source::Directory(stream) => stream,
+                    };
+                    while let Some(entry) = entries.next().await {
+                        let entry = entry.map_err(|e| Failed::from(TransferError::Storage(e)))?;
+                        renderer.render(&mut out, &entry);
+                        if out.len() >= CHUNK {
+                            write_chunk(&mut stream, &out, stall).await?;
+                            sent += out.len() as u64;
+                            progress.store(sent, Ordering::Relaxed);
+                            out.clear();
+                        }
                     }
+                    write_chunk(&mut stream, &out, stall).await?;
+                    sent += out.len() as u64;
+                    let _ = stream.shutdown().await;
+                    Ok(Completed::Sent(sent))
                 }
-                write_chunk(&mut stream, &out, stall).await?;
-                sent += out.len() as u64;
-                let _ = stream.shutdown().await;
-                Ok(Completed::Sent(sent))
-            }
-            .boxed()
-        });
+                .boxed()
+            },
+        );
         Ok(Flow::Transfer(preliminary, transfer))
     }
 

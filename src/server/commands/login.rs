@@ -161,6 +161,10 @@ impl Session {
     }
 
     fn reset_session_state(&mut self) {
+        if self.user().is_some() {
+            // Leaving a login starts the clock for the next one.
+            self.login_started = std::time::Instant::now();
+        }
         self.cwd = VirtualPath::root();
         self.transfer_type = TransferType::Binary;
         self.data = DataSetup::None;

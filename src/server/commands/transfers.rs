@@ -16,6 +16,7 @@ use crate::protocol::command::TransferType;
 use crate::protocol::{Reply, ReplyCode, VirtualPath};
 use crate::server::data::{DataError, DataSetup, DataStream};
 use crate::server::session::{Completed, Failed, Flow, Session, Transfer, TransferInfo};
+use crate::server::tls::Direction;
 use crate::server::transfer;
 use crate::storage::{StorageError, WriteMode};
 
@@ -45,6 +46,15 @@ impl Session {
                 format!("{path}: not a regular file."),
             ));
         }
+        if offset > metadata.size {
+            return Err(Reply::new(
+                ReplyCode::INVALID_REST_PARAMETER,
+                format!(
+                    "Restart offset {offset} is beyond the end of {path} ({} bytes); send REST 0 or a smaller offset.",
+                    metadata.size
+                ),
+            ));
+        }
         if offset > 0 && !storage.capabilities().read_at_offset {
             return Err(Reply::new(
                 ReplyCode::FILE_UNAVAILABLE,
@@ -65,14 +75,19 @@ impl Session {
         );
         let ascii = self.transfer_type == TransferType::Ascii;
         let stall = self.server.config.timeouts.data_stall;
-        let transfer = self.start_transfer("RETR", path, move |mut stream, progress| {
-            async move {
-                let sent = transfer::send(reader, &mut stream, ascii, stall, &progress).await?;
-                stream.close().await;
-                Ok(Completed::Sent(sent))
-            }
-            .boxed()
-        });
+        let transfer = self.start_transfer(
+            "RETR",
+            Direction::Download,
+            path,
+            move |mut stream, progress| {
+                async move {
+                    let sent = transfer::send(reader, &mut stream, ascii, stall, &progress).await?;
+                    stream.close().await;
+                    Ok(Completed::Sent(sent))
+                }
+                .boxed()
+            },
+        );
         Ok(Flow::Transfer(preliminary, transfer))
     }
 
@@ -107,6 +122,8 @@ impl Session {
             StoreKind::Store => "STOR",
             StoreKind::Append => "APPE",
         };
+        let replaces_file =
+            mode == WriteMode::Replace && storage.metadata(&path).await.is_ok_and(|m| m.is_file());
         let upload = storage
             .write(&path, mode)
             .await
@@ -118,10 +135,9 @@ impl Session {
                 self.mode_name()
             ),
         );
-        Ok(Flow::Transfer(
-            preliminary,
-            self.receive_into(verb, path, upload),
-        ))
+        let mut transfer = self.receive_into(verb, path, upload);
+        transfer.info.replaces_file = replaces_file;
+        Ok(Flow::Transfer(preliminary, transfer))
     }
 
     /// STOU (RFC 959 §4.1.3, RFC 1123 §4.1.2.9): store under a name no file has yet, and say it
@@ -183,7 +199,11 @@ impl Session {
         .into())
     }
 
-    /// ABOR with no transfer running: close a prepared data connection, if any.
+    /// ABOR with no transfer running: close a prepared data connection, if any, and answer `226`
+    /// (RFC 959 §4.1.3: the service already completed). Clients that send ABOR right after a
+    /// transfer ended read the transfer's `226` and then expect this one; a transfer that fails
+    /// because the client dropped its data connection while sending ABOR ends with `426` just
+    /// before, so the client sees the `426` + `226` pair it waits for (suppaftp rejects `225`).
     pub(super) fn abor_idle(&mut self) -> Handled {
         let had_data = !self.data.is_none();
         self.data = DataSetup::None;
@@ -193,7 +213,7 @@ impl Session {
         } else {
             "No transfer to abort."
         };
-        Ok(Reply::new(ReplyCode::DATA_OPEN_NO_TRANSFER, text).into())
+        Ok(Reply::new(ReplyCode::CLOSING_DATA, text).into())
     }
 
     fn receive_into(
@@ -204,15 +224,21 @@ impl Session {
     ) -> Transfer {
         let ascii = self.transfer_type == TransferType::Ascii;
         let stall = self.server.config.timeouts.data_stall;
-        self.start_transfer(verb, path, move |mut stream, progress| {
-            async move {
-                let bytes =
-                    transfer::receive(&mut stream, &mut upload, ascii, stall, &progress).await?;
-                stream.close().await;
-                Ok(Completed::Received { upload, bytes })
-            }
-            .boxed()
-        })
+        self.start_transfer(
+            verb,
+            Direction::Upload,
+            path,
+            move |mut stream, progress| {
+                async move {
+                    let bytes =
+                        transfer::receive(&mut stream, &mut upload, ascii, stall, &progress)
+                            .await?;
+                    stream.close().await;
+                    Ok(Completed::Received { upload, bytes })
+                }
+                .boxed()
+            },
+        )
     }
 
     /// A transfer needs a prepared data connection and, where policy asks for it, PROT P.
@@ -223,7 +249,7 @@ impl Session {
                 "Use PASV, EPSV, PORT or EPRT first to set up the data connection.",
             ));
         }
-        if self.data_tls().is_none() && self.tls_requirement().data() {
+        if self.data_tls(Direction::Upload).is_none() && self.tls_requirement().data() {
             return Err(Reply::new(
                 ReplyCode::DATA_PROTECTION_REQUIRED,
                 "Data connections must be encrypted here: send PBSZ 0 and PROT P first.",
@@ -244,6 +270,7 @@ impl Session {
     pub(crate) fn start_transfer(
         &mut self,
         verb: &'static str,
+        direction: Direction,
         path: VirtualPath,
         body: impl FnOnce(
             DataStream,
@@ -254,7 +281,7 @@ impl Session {
         + 'static,
     ) -> Transfer {
         let setup = std::mem::take(&mut self.data);
-        let params = self.data_params();
+        let params = self.data_params(direction);
         let progress = Arc::new(AtomicU64::new(0));
         let body_progress = Arc::clone(&progress);
         let future = async move {
@@ -269,6 +296,7 @@ impl Session {
                 verb,
                 path,
                 started: Instant::now(),
+                replaces_file: false,
             },
         }
     }

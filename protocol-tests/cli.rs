@@ -1,0 +1,597 @@
+//! The `ferry` binary as operators and scripts run it: `user`, `group` and `serve` with the exact
+//! commands and flags of the CLI contract, in temporary working directories.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::dialogue::{Dialogue, eventually, free_port_range};
+use crate::support::*;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// `ferry ARGS` in `dir`, with no `FERRY_*` variable inherited from the test's environment.
+fn ferry(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command.current_dir(dir).args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("FERRY_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// Runs `command` with `stdin` as its standard input.
+fn run_with_input(command: &mut Command, stdin: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting ferry");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let deadline = Instant::now() + LIMIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{command:?} did not finish within {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn run(command: &mut Command) -> Output {
+    run_with_timeout(command, LIMIT)
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Runs a command that must fail, and returns what it said on standard error.
+#[track_caller]
+fn fails(command: &mut Command) -> String {
+    let output = run(command);
+    assert!(
+        !output.status.success(),
+        "{command:?} succeeded: {}",
+        stdout(&output)
+    );
+    stderr(&output)
+}
+
+/// A running `ferry serve` process; killed when dropped.
+struct Serve {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Serve {
+    /// Starts `command` (a `ferry serve`) and waits for its "listening" log line.
+    fn start(command: &mut Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting ferry serve");
+        let log = Arc::new(Mutex::new(String::new()));
+        let reader = BufReader::new(child.stderr.take().unwrap());
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in reader.lines() {
+                let Ok(line) = line else { break };
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let deadline = Instant::now() + LIMIT;
+        let addr = loop {
+            let text = log.lock().unwrap().clone();
+            if let Some(line) = text.lines().find(|l| l.contains("listening")) {
+                let value = line
+                    .split_whitespace()
+                    .find_map(|word| word.strip_prefix("listen="))
+                    .unwrap_or_else(|| panic!("no listen= in {line:?}"));
+                break value.parse().unwrap();
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("ferry serve exited ({status}) before listening:\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ferry serve never listened:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Self { child, addr, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn connect(&self) -> Dialogue {
+        let (dialogue, greeting) = Dialogue::open(self.addr);
+        assert_eq!(greeting.code, 220, "{greeting:?}");
+        dialogue
+    }
+
+    /// Sends SIGTERM (the first asks for a graceful stop; a second would stop at once).
+    fn signal_terminate(&self) {
+        // The shell's built-in kill: no procps needed.
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", self.child.id())])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to end.
+    fn wait(mut self) -> ExitStatus {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "ferry serve did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the process to end.
+    fn terminate(self) -> ExitStatus {
+        self.signal_terminate();
+        self.wait()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn login(ftp: &mut Dialogue, user: &str, password: &str) -> u16 {
+    ftp.expect(&format!("USER {user}"), 331);
+    ftp.command(&format!("PASS {password}")).code
+}
+
+fn add_user(dir: &Path, db: &str, args: &[&str], password: &str) {
+    let mut all = vec!["--db", db, "user", "add"];
+    all.extend_from_slice(args);
+    all.push("--password-stdin");
+    let output = run_with_input(&mut ferry(dir, &all), &format!("{password}\n"));
+    assert_success(&output);
+}
+
+#[test]
+fn user_and_group_commands_manage_the_accounts_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = "accounts.db";
+    let output = run(&mut ferry(
+        d,
+        &[
+            "--db",
+            db,
+            "group",
+            "add",
+            "web",
+            "--home",
+            "sites/web",
+            "--perms",
+            "elr",
+        ],
+    ));
+    assert_success(&output);
+    assert!(stdout(&output).contains("group web added"));
+    let groups = stdout(&run(&mut ferry(d, &["--db", db, "group", "list"])));
+    let web = groups
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .expect(&groups);
+    assert!(web.contains("elr") && web.contains("sites/web"), "{web}");
+
+    add_user(d, db, &["bob", "--group", "web"], "bob's pass");
+    add_user(
+        d,
+        db,
+        &[
+            "carol",
+            "--home",
+            "carol-home",
+            "--perms",
+            "elradfmw",
+            "--admin",
+        ],
+        "old pass",
+    );
+    let users = stdout(&run(&mut ferry(d, &["--db", db, "user", "list"])));
+    let bob = users.lines().find(|l| l.starts_with("bob ")).expect(&users);
+    assert!(
+        bob.contains("web") && bob.contains("elr") && bob.contains("sites/web"),
+        "{bob}"
+    );
+    let carol = users
+        .lines()
+        .find(|l| l.starts_with("carol "))
+        .expect(&users);
+    assert!(carol.contains("elradfmw") && carol.contains("yes") && carol.contains("carol-home"));
+
+    // Mistakes say what is wrong.
+    let again = run_with_input(
+        &mut ferry(d, &["--db", db, "user", "add", "bob", "--password-stdin"]),
+        "x\n",
+    );
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("bob"), "{}", stderr(&again));
+    let no_stdin = fails(&mut ferry(d, &["--db", db, "user", "add", "dave"]));
+    assert!(no_stdin.contains("--password-stdin"), "{no_stdin}");
+    let empty = run_with_input(
+        &mut ferry(d, &["--db", db, "user", "add", "dave", "--password-stdin"]),
+        "\n",
+    );
+    assert!(!empty.status.success() && stderr(&empty).contains("empty"));
+    let bad_perms = run_with_input(
+        &mut ferry(
+            d,
+            &[
+                "--db",
+                db,
+                "user",
+                "add",
+                "eve",
+                "--perms",
+                "xyz",
+                "--password-stdin",
+            ],
+        ),
+        "pw\n",
+    );
+    assert!(!bad_perms.status.success(), "{}", stdout(&bad_perms));
+    assert!(!stderr(&bad_perms).is_empty());
+    let in_use = fails(&mut ferry(d, &["--db", db, "group", "del", "web"]));
+    assert!(in_use.contains("web"), "{in_use}");
+    assert!(fails(&mut ferry(d, &["--db", db, "user", "del", "nobody"])).contains("nobody"));
+
+    // A new password replaces the old one: checked by logging in for real.
+    let output = run_with_input(
+        &mut ferry(
+            d,
+            &["--db", db, "user", "passwd", "carol", "--password-stdin"],
+        ),
+        "new pass\n",
+    );
+    assert_success(&output);
+    let server = Serve::start(&mut ferry(
+        d,
+        &["--db", db, "serve", "127.0.0.1:0", "--root", "homes"],
+    ));
+    let mut ftp = server.connect();
+    assert_eq!(login(&mut ftp, "carol", "old pass"), 530);
+    assert_eq!(login(&mut ftp, "carol", "new pass"), 230);
+    ftp.expect("MKD made-by-carol", 257);
+    assert!(d.join("homes/carol-home/made-by-carol").is_dir());
+    // bob's home and permissions come from his group.
+    let mut ftp = server.connect();
+    assert_eq!(login(&mut ftp, "bob", "bob's pass"), 230);
+    ftp.expect("MKD nope", 550);
+    assert!(d.join("homes/sites/web").is_dir());
+    drop(server);
+
+    assert_success(&run(&mut ferry(d, &["--db", db, "user", "del", "bob"])));
+    assert_success(&run(&mut ferry(d, &["--db", db, "group", "del", "web"])));
+    let users = stdout(&run(&mut ferry(d, &["--db", db, "user", "list"])));
+    assert!(!users.contains("bob") && users.contains("carol"), "{users}");
+    let groups = stdout(&run(&mut ferry(d, &["--db", db, "group", "list"])));
+    assert!(!groups.contains("web"), "{groups}");
+    // Without --db the database is ./ferry.db.
+    assert!(!d.join("ferry.db").exists());
+    assert_success(&run(&mut ferry(d, &["group", "list"])));
+    assert!(d.join("ferry.db").exists());
+}
+
+#[test]
+fn serve_without_configuration_creates_its_files_and_says_how_to_add_a_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = Serve::start(&mut ferry(d, &["serve", "127.0.0.1:0"]));
+    assert!(d.join("ferry.db").is_file());
+    assert!(d.join("ftp-root").is_dir());
+    let log = server.log();
+    assert!(log.contains("user add NAME --password-stdin"), "{log}");
+
+    // The first user, added next to the running server, can log in at once.
+    let output = run_with_input(
+        &mut ferry(d, &["user", "add", "first", "--password-stdin"]),
+        "first pass\n",
+    );
+    assert_success(&output);
+    let mut ftp = server.connect();
+    assert_eq!(login(&mut ftp, "first", "first pass"), 230);
+    let (_, done) = ftp.upload("STOR hello.txt", b"hello");
+    assert_eq!(done.code, 226);
+    assert_eq!(
+        std::fs::read(d.join("ftp-root/first/hello.txt")).unwrap(),
+        b"hello"
+    );
+    // One log line per transfer: user, path, bytes, duration and result.
+    let log = eventually(Duration::from_secs(10), || {
+        let log = server.log();
+        log.lines()
+            .find(|l| l.contains(" transfer ") && l.contains("hello.txt"))
+            .map(str::to_owned)
+    });
+    eprintln!("{log}");
+    for field in [
+        "first",
+        "STOR",
+        "/hello.txt",
+        "bytes=5",
+        "duration_ms=",
+        "ok",
+    ] {
+        assert!(log.contains(field), "{field} missing from {log}");
+    }
+
+    // SIGTERM: the idle session is told, new connections are refused, the exit is clean.
+    let addr = server.addr;
+    let status = server.terminate();
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(ftp.reply().code, 421);
+    assert!(std::net::TcpStream::connect(addr).is_err());
+}
+
+#[test]
+fn serve_reads_a_toml_configuration_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ports = free_port_range(3);
+    let config = format!(
+        r#"
+db = "conf.db"
+
+[serve]
+listen = "127.0.0.1:0"
+root = "served"
+passive_ports = "{ports}"
+banner = "Welcome to the configured server."
+masquerade_map = "127.0.0.0/8=10.1.2.3,0.0.0.0/0=203.0.113.1"
+active_mode = false
+max_per_ip = 1
+
+[serve.timeouts]
+idle = 60
+"#
+    );
+    std::fs::write(d.join("ferry.toml"), config).unwrap();
+    add_user(d, "conf.db", &["conf"], "conf pass");
+    let server = Serve::start(&mut ferry(d, &["serve", "--config", "ferry.toml"]));
+    let (mut ftp, greeting) = Dialogue::open(server.addr);
+    assert_eq!(greeting.lines, ["220 Welcome to the configured server."]);
+    assert_eq!(login(&mut ftp, "conf", "conf pass"), 230);
+    let pasv = ftp.expect("PASV", 227);
+    assert!(pasv.lines[0].contains("(10,1,2,3,"), "{pasv:?}");
+    let port = ferry::protocol::address::parse_pasv_reply(&pasv.lines[0][4..])
+        .unwrap()
+        .port();
+    let text = ports.to_string();
+    let (low, high) = text.split_once('-').unwrap();
+    assert!(
+        (low.parse().unwrap()..=high.parse().unwrap()).contains(&port),
+        "{port} not in {ports}"
+    );
+    ftp.expect("PORT 127,0,0,1,200,10", 502);
+    let (_, second) = Dialogue::open(server.addr);
+    assert_eq!(second.code, 421, "{second:?}");
+    assert!(d.join("served/conf").is_dir());
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn serve_reads_ferry_environment_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ports = free_port_range(2);
+    add_user(d, "env.db", &["envuser"], "env pass");
+    let server = Serve::start(
+        ferry(d, &["serve"])
+            .env("FERRY_DB", "env.db")
+            .env("FERRY_LISTEN", "127.0.0.1:0")
+            .env("FERRY_ROOT", "env-root")
+            .env("FERRY_PASSIVE_PORTS", ports.to_string())
+            .env("FERRY_MASQUERADE_ADDRESS", "203.0.113.7")
+            .env("FERRY_NO_ACTIVE_MODE", "true")
+            .env("FERRY_MAX_PER_IP", "1"),
+    );
+    let mut ftp = server.connect();
+    assert_eq!(login(&mut ftp, "envuser", "env pass"), 230);
+    let reply = ftp.expect("PASV", 227);
+    assert!(reply.lines[0].contains("(203,0,113,7,"), "{reply:?}");
+    let port = ferry::protocol::address::parse_pasv_reply(&reply.lines[0][4..])
+        .unwrap()
+        .port();
+    let text = ports.to_string();
+    let (low, _) = text.split_once('-').unwrap();
+    assert!(port == low.parse::<u16>().unwrap() || port == low.parse::<u16>().unwrap() + 1);
+    assert!(d.join("env-root/envuser").is_dir());
+    ftp.expect("EPRT |1|127.0.0.1|50000|", 502);
+    let (_, second) = Dialogue::open(server.addr);
+    assert_eq!(second.code, 421, "{second:?}");
+    // A flag wins over its environment variable.
+    drop(server);
+    let server = Serve::start(
+        ferry(d, &["serve", "--root", "flag-root"])
+            .env("FERRY_DB", "env.db")
+            .env("FERRY_LISTEN", "127.0.0.1:0")
+            .env("FERRY_ROOT", "env-root"),
+    );
+    let mut ftp = server.connect();
+    assert_eq!(login(&mut ftp, "envuser", "env pass"), 230);
+    assert!(d.join("flag-root/envuser").is_dir());
+}
+
+#[test]
+fn bad_flags_and_configuration_are_reported_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let serve = |extra: &[&str]| {
+        let mut args = vec!["serve", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        fails(&mut ferry(d, &args))
+    };
+    assert!(serve(&["--passive-ports", "9-1"]).contains("backwards"));
+    let message = serve(&["--passive-ports", "lots"]);
+    assert!(
+        message.contains("\"lots\" is not a port number"),
+        "{message}"
+    );
+    assert!(serve(&["--passive-ports", "0-10"]).contains("not a port number"));
+    assert!(serve(&["--masquerade-map", "10.0.0.0/8"]).contains("CIDR=ADDRESS"));
+    assert!(serve(&["--masquerade-map", "lan=10.0.0.5"]).contains("not a network"));
+    let message = serve(&["--max-connections", "many"]);
+    assert!(message.contains("--max-connections"), "{message}");
+    assert!(serve(&["--certfile", "cert.pem"]).contains("--keyfile"));
+    assert!(serve(&["--tls-required", "all"]).contains("certificate"));
+    assert!(serve(&["--tls-required", "sometimes"]).contains("sometimes"));
+    assert!(serve(&["--no-such-flag"]).contains("--no-such-flag"));
+    let message = serve(&["--config", "missing.toml"]);
+    assert!(message.contains("missing.toml"), "{message}");
+    std::fs::write(
+        d.join("typo.toml"),
+        "[serve]\nlisten_on = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let message = serve(&["--config", "typo.toml"]);
+    assert!(message.contains("listen_on"), "{message}");
+    let message = fails(&mut ferry(d, &["serve", "not-an-address"]));
+    assert!(message.contains("not-an-address"), "{message}");
+    // Nothing was left behind by the refused starts but the database they may open.
+    assert!(!d.join("ftp-root").exists());
+}
+
+#[test]
+fn sigterm_lets_a_running_transfer_finish_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    add_user(d, "ferry.db", &["mover"], "mover pass");
+    let content = pattern(16 << 20, 21);
+    std::fs::create_dir_all(d.join("ftp-root/mover")).unwrap();
+    std::fs::write(d.join("ftp-root/mover/big.bin"), &content).unwrap();
+    let server = Serve::start(&mut ferry(d, &["serve", "127.0.0.1:0"]));
+    let mut ftp = server.connect();
+    assert_eq!(login(&mut ftp, "mover", "mover pass"), 230);
+    ftp.expect("TYPE I", 200);
+    let mut data = ftp.pasv_connect();
+    ftp.expect("RETR big.bin", 150);
+    let mut got = vec![0u8; 64 * 1024];
+    std::io::Read::read_exact(&mut data, &mut got).unwrap();
+    let addr = server.addr;
+    server.signal_terminate();
+    eventually(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(addr).is_err().then_some(())
+    });
+    std::io::Read::read_to_end(&mut data, &mut got).unwrap();
+    assert_eq!(sha256(&got), sha256(&content));
+    assert_eq!(ftp.reply().code, 226);
+    let status = server.wait();
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn serve_on_ipv6_answers_epsv_and_eprt() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: this machine has no IPv6 loopback");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    add_user(d, "ferry.db", &["six"], "six pass");
+    std::fs::create_dir_all(d.join("ftp-root/six")).unwrap();
+    std::fs::write(d.join("ftp-root/six/f"), b"over ipv6").unwrap();
+    let server = Serve::start(&mut ferry(d, &["serve", "[::1]:0"]));
+    assert!(server.addr.is_ipv6());
+    let mut ftp = server.connect();
+    assert_eq!(login(&mut ftp, "six", "six pass"), 230);
+    let pasv = ftp.expect("PASV", 425);
+    assert!(pasv.text().contains("EPSV"), "{pasv:?}");
+    let wrong = ftp.expect("EPSV 1", 522);
+    assert!(wrong.text().contains("(2)"), "{wrong:?}");
+    ftp.expect("EPSV 2", 229);
+    let port = ftp.epsv();
+    let mut data = std::net::TcpStream::connect(("::1", port)).unwrap();
+    ftp.expect("RETR f", 150);
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut data, &mut got).unwrap();
+    assert_eq!(ftp.reply().code, 226);
+    assert_eq!(got, b"over ipv6");
+
+    let listener = std::net::TcpListener::bind("[::1]:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    ftp.expect(&format!("EPRT |1|127.0.0.1|{port}|"), 501);
+    ftp.expect(&format!("EPRT |2|::1|{port}|"), 200);
+    ftp.expect("RETR f", 150);
+    let (mut data, _) = listener.accept().unwrap();
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut data, &mut got).unwrap();
+    assert_eq!(ftp.reply().code, 226);
+    assert_eq!(got, b"over ipv6");
+}
+
+#[test]
+fn serve_with_no_arguments_listens_on_127_0_0_1_port_2121() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Only where the default port is free; another server on it is not ours to stop.
+    if std::net::TcpListener::bind("127.0.0.1:2121").is_err() {
+        eprintln!("skipped: 127.0.0.1:2121 is in use");
+        return;
+    }
+    let server = Serve::start(&mut ferry(d, &["serve"]));
+    assert_eq!(server.addr, "127.0.0.1:2121".parse().unwrap());
+    assert!(d.join("ferry.db").is_file() && d.join("ftp-root").is_dir());
+    let mut ftp = server.connect();
+    ftp.expect("USER nobody", 331);
+    ftp.expect("PASS nothing", 530);
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn passwords_never_reach_the_log_even_at_debug_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    add_user(d, "ferry.db", &["quiet"], "hunter2 right");
+    let server = Serve::start(ferry(d, &["serve", "127.0.0.1:0"]).env("FERRY_LOG", "debug"));
+    let mut ftp = server.connect();
+    assert_eq!(login(&mut ftp, "quiet", "hunter2 wrong"), 530);
+    assert_eq!(login(&mut ftp, "quiet", "hunter2 right"), 230);
+    ftp.expect("NOOP", 200);
+    ftp.expect("QUIT", 221);
+    let log = eventually(Duration::from_secs(10), || {
+        let log = server.log();
+        log.contains("disconnected").then_some(log)
+    });
+    assert!(
+        log.contains("command=NOOP"),
+        "debug logging is not on:\n{log}"
+    );
+    assert!(!log.contains("hunter2"), "a password was logged:\n{log}");
+}
