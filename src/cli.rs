@@ -15,7 +15,7 @@ use crate::auth::store::{AccountStore, NewAccount};
 use crate::auth::{Permissions, SqliteAuthenticator};
 use crate::client::Verification;
 use crate::config::{DEFAULT_DB, FileConfig, ServeArgs, ServeSettings};
-use crate::deploy::executor::RetryPolicy;
+use crate::deploy::executor::default_retry_policy;
 use crate::deploy::journal::default_state_dir;
 use crate::deploy::marker::MARKER_NAME;
 use crate::deploy::plan::human_bytes;
@@ -491,7 +491,7 @@ impl DeployTargetArgs {
             jobs: usize::from(self.jobs),
             init,
             state_dir: default_state_dir(),
-            retry: RetryPolicy::default(),
+            retry: default_retry_policy(),
             keepalive: Duration::from_secs_f64(self.keepalive),
         })
     }

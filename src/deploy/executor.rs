@@ -22,33 +22,31 @@ use super::ignore_rules::{IgnoreRules, TEMP_PREFIX};
 use super::journal::Journal;
 use super::marker::{MARKER_NAME, MarkerFile};
 use super::plan::{DeployPlan, RemoteTree, Upload, human_bytes};
-use crate::client::{ClientConfig, ClientError, FtpClient, RemoteKind, StoreMode};
+use crate::client::{Backoff, ClientConfig, ClientError, FtpClient, RemoteKind, StoreMode};
 use crate::protocol::ReplyCode;
 
-/// How often and how patiently failed operations are tried again.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Tries per operation, the first included.
-    pub attempts: u32,
-    pub first_backoff: Duration,
-    pub max_backoff: Duration,
-}
+/// How often and how patiently failed operations are tried again: the client's [`Backoff`],
+/// with shorter waits than its defaults (a deploy has many small steps, and a server that is
+/// gone should fail the run in seconds, not minutes; the journal makes the rerun cheap).
+pub type RetryPolicy = Backoff;
 
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            attempts: 5,
-            first_backoff: Duration::from_millis(250),
-            max_backoff: Duration::from_secs(8),
-        }
+/// The deploy's retry policy: 5 tries, 250 ms doubling up to 8 s.
+pub fn default_retry_policy() -> RetryPolicy {
+    Backoff {
+        attempts: 5,
+        first_delay: Duration::from_millis(250),
+        max_delay: Duration::from_secs(8),
     }
 }
 
-impl RetryPolicy {
-    fn backoff(&self, retry: u32) -> Duration {
-        let factor = 1u32 << retry.saturating_sub(1).min(16);
-        (self.first_backoff * factor).min(self.max_backoff)
-    }
+/// The wait before retry number `retry` (1 for the first), with ±25 % jitter so that parallel
+/// sessions do not all come back at the same instant.
+fn retry_delay(policy: &RetryPolicy, retry: u32) -> Duration {
+    use rand::Rng as _;
+    policy
+        .delay(retry.saturating_sub(1))
+        .mul_f64(rand::thread_rng().gen_range(0.75..=1.25))
+        .min(policy.max_delay)
 }
 
 /// A failure inside one step: a client error may be retried, anything else ends the deploy.
@@ -91,7 +89,7 @@ macro_rules! with_retry {
                 Err(StepError::Client(error) | StepError::Reconnect(error))
                     if error.is_transient() && attempt < policy.attempts =>
                 {
-                    let delay = policy.backoff(attempt);
+                    let delay = retry_delay(policy, attempt);
                     warn!(%error, attempt, "{} failed; retrying in {delay:?} on a new connection", $what);
                     tokio::time::sleep(delay).await;
                     attempt += 1;
@@ -830,13 +828,18 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_up_to_the_limit() {
+    fn retry_delays_double_up_to_the_limit_with_jitter() {
         let policy = RetryPolicy {
             attempts: 6,
-            first_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(500),
+            first_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(500),
         };
-        let delays: Vec<u128> = (1..=5).map(|r| policy.backoff(r).as_millis()).collect();
-        assert_eq!(delays, [100, 200, 400, 500, 500]);
+        for (retry, base) in [(1, 100.0), (2, 200.0), (3, 400.0)] {
+            let ms = retry_delay(&policy, retry).as_secs_f64() * 1000.0;
+            assert!((base * 0.75..=base * 1.25).contains(&ms), "{retry}: {ms}");
+        }
+        for retry in [4, 5, 30] {
+            assert!(retry_delay(&policy, retry) <= Duration::from_millis(500));
+        }
     }
 }
