@@ -1,6 +1,6 @@
 //! `ferry deploy` end to end: real git repositories built with the `git` command in temp dirs,
-//! the real `ferry` binary, and real servers as targets — ferry (FTP and explicit FTPS) and
-//! pyftpdlib. After every push the target directory on disk must equal `git archive` of the
+//! the real `ferry` binary, and real servers as targets — ferry and pyftpdlib, each over FTP and
+//! explicit FTPS. After every push the target directory on disk must equal `git archive` of the
 //! deployed commit, byte for byte, minus ignored files and the marker.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -219,7 +219,9 @@ impl Deployer {
     }
 }
 
-/// pyftpdlib serving `root` for [`USER`], as a python3 subprocess.
+/// pyftpdlib serving `root` for [`USER`], as a python3 subprocess (the launcher the client tests
+/// use too); with `tls`, explicit FTPS required on control and data with the development
+/// certificate.
 struct PyFtpd {
     child: Child,
     port: u16,
@@ -227,24 +229,21 @@ struct PyFtpd {
 }
 
 impl PyFtpd {
-    fn start() -> Self {
+    fn start(tls: bool) -> Self {
         let root = tempfile::tempdir().unwrap();
-        let script = r#"
-import logging, sys
-from pyftpdlib.authorizers import DummyAuthorizer
-from pyftpdlib.handlers import FTPHandler
-from pyftpdlib.servers import FTPServer
-logging.basicConfig(level=logging.WARNING)
-authorizer = DummyAuthorizer()
-authorizer.add_user(sys.argv[1], sys.argv[2], sys.argv[3], perm="elradfmwMT")
-FTPHandler.authorizer = authorizer
-server = FTPServer(("127.0.0.1", 0), FTPHandler)
-print(server.socket.getsockname()[1], flush=True)
-server.serve_forever()
-"#;
-        let mut child = Command::new("python3")
-            .args(["-c", script, USER, PASSWORD])
-            .arg(root.path())
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut command = Command::new("python3");
+        command
+            .arg(manifest.join("protocol-tests/python/pyftpdlib_server.py"))
+            .args(["--user", USER, "--password", PASSWORD, "--home"])
+            .arg(root.path());
+        if tls {
+            command
+                .arg("--tls")
+                .arg(manifest.join("certs-dev/cert.pem"))
+                .arg(manifest.join("certs-dev/key.pem"));
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -254,10 +253,14 @@ server.serve_forever()
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let port = line.trim().parse().unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("pyftpdlib did not start (is it installed?): {line:?}")
-        });
+        let port = line
+            .trim()
+            .strip_prefix("READY ")
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                panic!("pyftpdlib did not start (is it installed?): {line:?}")
+            });
         Self { child, port, root }
     }
 }
@@ -380,9 +383,30 @@ fn deploy_to_ferry_over_ftp_mirrors_every_kind_of_change() {
 
 #[test]
 fn deploy_to_pyftpdlib_mirrors_every_kind_of_change() {
-    let server = PyFtpd::start();
+    let server = PyFtpd::start(false);
     let url = format!("ftp://{USER}@127.0.0.1:{}/site", server.port);
     let deployer = Deployer::new(url, &["--jobs", "2", "--exclude", "*.tmp"]);
+    let target = server.root.path().join("site");
+    std::fs::create_dir_all(&target).unwrap();
+    deploy_story(&deployer, &target);
+}
+
+#[test]
+fn deploy_to_pyftpdlib_over_explicit_ftps_mirrors_every_kind_of_change() {
+    let server = PyFtpd::start(true);
+    let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs-dev/cert.pem");
+    let url = format!("ftps://{USER}@localhost:{}/site", server.port);
+    let deployer = Deployer::new(
+        url,
+        &[
+            "--jobs",
+            "2",
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--exclude",
+            "*.tmp",
+        ],
+    );
     let target = server.root.path().join("site");
     std::fs::create_dir_all(&target).unwrap();
     deploy_story(&deployer, &target);
