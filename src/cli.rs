@@ -421,6 +421,17 @@ async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> 
     if let Some(tls) = tls {
         tokio::spawn(reload_certificate_on_sighup(tls));
     }
+    if let Some(addr) = settings.metrics_listen {
+        let http = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for /metrics on {addr}"))?;
+        info!(listen = %http.local_addr()?, "serving /metrics and /healthz");
+        tokio::spawn(server::serve_http(
+            http,
+            Arc::clone(&server),
+            shutdown.clone(),
+        ));
+    }
     systemd::ready(&format!("accepting FTP connections on {local}"));
     tokio::spawn(systemd::keep_watchdog_fed());
     server::serve(listener, implicit, server, shutdown).await;

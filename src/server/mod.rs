@@ -8,8 +8,10 @@
 mod commands;
 mod control;
 mod data;
+mod http;
 mod limits;
 pub mod masquerade;
+pub mod metrics;
 pub mod passive;
 mod session;
 pub mod tls;
@@ -28,8 +30,10 @@ use crate::auth::Authenticator;
 use crate::auth::throttle::{LoginThrottle, ThrottleConfig};
 use crate::storage::StorageProvider;
 
+pub use http::serve_http;
 pub use limits::ConnectionLimits;
 pub use masquerade::Masquerade;
+pub use metrics::ServerMetrics;
 pub use passive::{PassivePortPool, PortRanges};
 use session::ListenerKind;
 pub use session::Shutdown;
@@ -107,6 +111,7 @@ pub struct Server {
     pub(crate) passive_pool: PassivePortPool,
     pub(crate) limits: ConnectionLimits,
     pub(crate) throttle: LoginThrottle,
+    pub(crate) metrics: Arc<ServerMetrics>,
     next_session_id: AtomicU64,
 }
 
@@ -120,6 +125,7 @@ impl Server {
             passive_pool: PassivePortPool::new(&config.passive_ports),
             limits: ConnectionLimits::new(config.max_connections, config.max_connections_per_ip),
             throttle: LoginThrottle::new(config.login_throttle.clone()),
+            metrics: Arc::default(),
             config,
             authenticator,
             storage,
@@ -129,6 +135,12 @@ impl Server {
 
     pub fn config(&self) -> &ServerConfig {
         &self.config
+    }
+
+    /// The Prometheus exposition text of this server's counters.
+    pub fn render_metrics(&self) -> String {
+        self.metrics
+            .render(self.passive_pool.size(), self.passive_pool.available())
     }
 }
 
