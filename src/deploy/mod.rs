@@ -2,4 +2,7 @@
 //! client. This module owns what a deploy service knows; it never talks FTP itself (that is
 //! [`crate::client`]) and never serves HTTP (that is the web layer).
 
+pub mod secret_key;
+pub mod store;
+pub mod target;
 pub mod webhook;
