@@ -42,6 +42,17 @@ pub enum Command {
     /// Certificates for FTPS.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Git-to-FTP deploys.
+    Deploy {
+        #[command(subcommand)]
+        command: DeployCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeployCommand {
+    /// Manage deploy services: a repository branch deployed to an FTP target on each push.
+    Service(crate::deploy::service_cli::ServiceArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +129,9 @@ impl Cli {
                 let store = open_store(&db_path(self.db, None))?;
                 group_command(&store, command)
             }
+            Command::Deploy {
+                command: DeployCommand::Service(args),
+            } => crate::deploy::service_cli::run(&db_path(self.db, None), args),
             Command::Certs(CertsCommand::Dev { dir }) => {
                 let (cert, key) = write_development_certificate(&dir).with_context(|| {
                     format!("cannot write a certificate into {}", dir.display())

@@ -3,6 +3,7 @@
 //! [`crate::client`]) and never serves HTTP (that is the web layer).
 
 pub mod secret_key;
+pub mod service_cli;
 pub mod store;
 pub mod target;
 pub mod webhook;
