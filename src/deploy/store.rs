@@ -85,8 +85,10 @@ const MIGRATIONS: &[&str] = &[r#"
     ) STRICT;
 
     CREATE INDEX deploy_deploys_service ON deploy_deploys (service_id, id);
-    -- A host retries a delivery with the same id: it must not deploy twice.
-    CREATE UNIQUE INDEX deploy_deploys_delivery ON deploy_deploys (service_id, delivery_id)
+    -- A host retries a delivery with the same id: it must not deploy twice. One Bitbucket
+    -- delivery may update several branches a glob matches: each commit deploys once.
+    CREATE UNIQUE INDEX deploy_deploys_delivery
+        ON deploy_deploys (service_id, delivery_id, commit_to)
         WHERE delivery_id IS NOT NULL;
 "#];
 
@@ -635,8 +637,8 @@ impl ServiceStore {
 
     // ---- deploys ----
 
-    /// Queues a deploy. `None` when the service already has one for this delivery id (a host
-    /// retrying a delivery).
+    /// Queues a deploy. `None` when the service already has one for this delivery id and
+    /// commit (a host retrying a delivery).
     pub fn queue_deploy(
         &self,
         service: &str,

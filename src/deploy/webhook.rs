@@ -171,7 +171,8 @@ pub struct PushEvent {
     pub before: String,
     pub after: String,
     pub is_tag: bool,
-    /// The ref was deleted (`after` is all zeros): never a reason to delete a site.
+    /// A branch was deleted (`after` is all zeros): never a reason to delete a site. A deleted
+    /// tag is a tag push with a zero `after`, not a branch deletion.
     pub is_branch_deletion: bool,
     pub pusher: String,
     /// Oldest first.
@@ -515,7 +516,7 @@ fn github_push(
         delivery_id,
         branch,
         is_tag,
-        is_branch_deletion: push.deleted || is_zero(&push.after),
+        is_branch_deletion: !is_tag && (push.deleted || is_zero(&push.after)),
         git_ref: push.git_ref,
         before: push.before,
         after: push.after,
@@ -544,7 +545,7 @@ fn gitea_push(delivery_id: String, json: &serde_json::Value) -> Result<PushEvent
         delivery_id,
         branch,
         is_tag,
-        is_branch_deletion: is_zero(&push.after),
+        is_branch_deletion: !is_tag && is_zero(&push.after),
         git_ref: push.git_ref,
         before: push.before,
         after: push.after,
@@ -586,12 +587,13 @@ fn gitlab_push(
         }
     }
     let (branch, is_tag) = classify_ref(&push.git_ref);
+    let is_tag = is_tag || push.object_kind.as_deref() == Some("tag_push");
     Ok(WebhookEvent::Push(vec![PushEvent {
         provider: Provider::Gitlab,
         delivery_id,
         branch,
-        is_tag: is_tag || push.object_kind.as_deref() == Some("tag_push"),
-        is_branch_deletion: is_zero(&push.after),
+        is_tag,
+        is_branch_deletion: !is_tag && is_zero(&push.after),
         git_ref: push.git_ref,
         before: push.before,
         after: push.after,
@@ -734,7 +736,7 @@ fn bitbucket_push(
             delivery_id: delivery_id.clone(),
             branch: (!is_tag).then(|| state.name.clone()),
             is_tag,
-            is_branch_deletion: change.closed || change.new.is_none(),
+            is_branch_deletion: !is_tag && (change.closed || change.new.is_none()),
             git_ref,
             before: sha(&change.old),
             after: sha(&change.new),

@@ -279,6 +279,13 @@ fn deploys_are_logged_deduplicated_by_delivery_and_set_the_last_commit() {
         None,
         "a retried delivery"
     );
+    // One Bitbucket delivery updating two matching branches: each commit once.
+    let other_branch = NewDeploy {
+        branch: Some("release/2".into()),
+        commit_to: "e".repeat(40),
+        ..push.clone()
+    };
+    assert!(store.queue_deploy("site", &other_branch).unwrap().is_some());
     let manual = store
         .queue_deploy(
             "site",
@@ -339,7 +346,7 @@ fn deploys_are_logged_deduplicated_by_delivery_and_set_the_last_commit() {
     );
 
     let log = store.list_deploys("site", 10).unwrap();
-    assert_eq!(log.len(), 3);
+    assert_eq!(log.len(), 4);
     assert_eq!(log[1].id, manual, "newest first");
     assert_eq!(log[1].error.as_deref(), Some("550 Permission denied"));
     assert_eq!(store.list_deploys("site", 1).unwrap().len(), 1);

@@ -132,6 +132,11 @@ fn github_tag_deletion_is_a_tag_without_branch() {
     assert!(push.is_tag);
     assert_eq!(push.branch, None);
     assert_eq!(push.git_ref, "refs/tags/simple-tag");
+    assert!(
+        !push.is_branch_deletion,
+        "a deleted tag is not a deleted branch"
+    );
+    assert_eq!(push.after, ZERO_SHA);
     assert!(push.commits.is_empty());
 }
 
