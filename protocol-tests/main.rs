@@ -8,6 +8,7 @@ mod contrib;
 mod curl;
 mod data_channel;
 mod deploy;
+mod deploy_service_cli;
 #[allow(
     dead_code,
     reason = "the dialogue helper serves several suites, each using part of it"

@@ -93,6 +93,8 @@ pub enum DeployCommand {
         #[command(flatten)]
         target: DeployTargetArgs,
     },
+    /// Manage deploy services: a repository branch deployed to an FTP target on each push.
+    Service(crate::deploy::service_cli::ServiceArgs),
 }
 
 /// Where from and where to, shared by the deploy commands.
@@ -221,7 +223,7 @@ impl Cli {
                 let store = open_store(&db_path(self.db, None))?;
                 group_command(&store, command)
             }
-            Command::Deploy(command) => deploy_command(command).await,
+            Command::Deploy(command) => deploy_command(self.db, command).await,
             Command::Certs(CertsCommand::Dev { dir }) => {
                 let (cert, key) = write_development_certificate(&dir).with_context(|| {
                     format!("cannot write a certificate into {}", dir.display())
@@ -525,8 +527,11 @@ impl DeployTargetArgs {
     }
 }
 
-async fn deploy_command(command: DeployCommand) -> anyhow::Result<()> {
+async fn deploy_command(db: Option<PathBuf>, command: DeployCommand) -> anyhow::Result<()> {
     match command {
+        DeployCommand::Service(args) => {
+            crate::deploy::service_cli::run(&db_path(db, None), args)?;
+        }
         DeployCommand::Push {
             target,
             dry_run: true,

@@ -3,8 +3,10 @@
 //! [`git`] reads the repository (the `git` command behind [`git::RepoSource`]), [`plan`] turns
 //! trees and changes into a [`plan::DeployPlan`] without any I/O, [`executor`] carries a plan out
 //! over [`crate::client::FtpClient`] connections, keeping the [`journal`] and writing the
-//! [`marker`] last. This module owns the target URL and the error type whose kind decides the exit
-//! code; it never touches the server side of the crate.
+//! [`marker`] last. The service side — [`webhook`] verification and parsing, the [`store`] of
+//! services and deploys with secrets encrypted under [`secret_key`] — builds on the same pieces.
+//! This module owns the target URL and the error type whose kind decides the exit code; it never
+//! touches the server side of the crate and never serves HTTP itself.
 
 pub mod executor;
 pub mod git;
@@ -13,7 +15,11 @@ pub mod journal;
 pub mod marker;
 pub mod plan;
 pub mod push;
+pub mod secret_key;
+pub mod service_cli;
+pub mod store;
 pub mod target;
+pub mod webhook;
 
 pub use self::target::DeployTarget;
 

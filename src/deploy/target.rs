@@ -1,8 +1,23 @@
 //! The deploy target URL: `ftp[s]://USER@HOST[:PORT]/PATH` → client settings and a remote root.
+//! `ferry deploy push --to` and the deploy service's stored targets both go through it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::client::{ClientConfig, Security, Verification};
 
 use super::DeployError;
+
+/// What must be escaped in the user name of a printed URL (RFC 3986 `unreserved` stays).
+const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+/// The same for the path, where `/` separates segments.
+const PATH: &AsciiSet = &USERINFO.remove(b'/');
 
 /// A parsed `--to` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +90,9 @@ impl DeployTarget {
         };
         format!(
             "{scheme}://{}@{host}:{}/{}",
-            self.user, self.port, self.path
+            utf8_percent_encode(&self.user, USERINFO),
+            self.port,
+            utf8_percent_encode(&self.path, PATH)
         )
     }
 
@@ -84,6 +101,21 @@ impl DeployTarget {
         config.security = self.security;
         config.verification = verification;
         config
+    }
+}
+
+/// The URL without its password; parses back to the same target.
+impl fmt::Display for DeployTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display_url())
+    }
+}
+
+impl FromStr for DeployTarget {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text).map_err(|error| error.to_string())
     }
 }
 
@@ -129,8 +161,12 @@ mod tests {
         assert_eq!(t.password, None);
         assert_eq!(
             t.display_url(),
-            "ftps://deploy@site@example.com:2121/www/my site"
+            "ftps://deploy%40site@example.com:2121/www/my%20site"
         );
+        assert_eq!(t.to_string().parse::<DeployTarget>().unwrap(), t);
+        let t = DeployTarget::parse("ftps-implicit://u@[::1]/a%23b/c").unwrap();
+        assert_eq!((t.host.as_str(), t.path.as_str()), ("::1", "a#b/c"));
+        assert_eq!(t.to_string().parse::<DeployTarget>().unwrap(), t);
 
         let t = DeployTarget::parse("ftp://u:p%20w@127.0.0.1").unwrap();
         assert_eq!((t.port, t.path.as_str()), (21, ""));

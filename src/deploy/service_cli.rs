@@ -1,0 +1,487 @@
+//! `ferry deploy service add/list/show/edit/del`: the clap types and their handlers. The command
+//! names and flags are a contract (scripts and tests drive them); extend them, never rename them.
+
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::secret_key::SecretKey;
+use super::store::{
+    DeployStatus, NewService, Secret, Service, ServiceSecrets, ServiceStore, ServiceUpdate,
+    TlsVerify, generate_webhook_secret,
+};
+use super::target::DeployTarget;
+use super::webhook::{BranchPattern, Provider};
+
+/// Where the key that encrypts deploy secrets comes from.
+#[derive(Debug, Clone, Args)]
+pub struct SecretKeyArgs {
+    /// File holding the key that encrypts deploy secrets (base64 of 32 bytes); created with
+    /// mode 0600 if missing. Default: `FERRY_SECRET_KEY` if set, else DB.secret-key beside the
+    /// database.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "FERRY_SECRET_KEY_FILE"
+    )]
+    pub secret_key_file: Option<PathBuf>,
+}
+
+impl SecretKeyArgs {
+    /// The key: the file named by the flag, else `FERRY_SECRET_KEY`, else the file beside `db`.
+    pub fn load(&self, db: &Path) -> anyhow::Result<SecretKey> {
+        if let Some(path) = &self.secret_key_file {
+            return Ok(SecretKey::load_or_create(path)?);
+        }
+        if let Ok(text) = std::env::var("FERRY_SECRET_KEY") {
+            return Ok(SecretKey::from_base64(&text, "in FERRY_SECRET_KEY")?);
+        }
+        Ok(SecretKey::load_or_create(&SecretKey::default_path(db))?)
+    }
+}
+
+/// `ferry deploy service ...`
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    #[command(flatten)]
+    pub key: SecretKeyArgs,
+    #[command(subcommand)]
+    pub command: ServiceCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Add a service: pushes to BRANCH of the repository deploy to the FTP target.
+    Add {
+        name: String,
+        #[command(flatten)]
+        settings: ServiceSettings,
+    },
+    /// List the services.
+    List,
+    /// Show one service (never its secrets).
+    Show {
+        name: String,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a service; flags not given keep their value.
+    Edit {
+        name: String,
+        #[command(flatten)]
+        settings: ServiceSettings,
+        /// Remove the provider token.
+        #[arg(long, conflicts_with = "token_stdin")]
+        clear_token: bool,
+        /// Issue a new webhook URL key; the old hook URL stops working.
+        #[arg(long)]
+        new_key: bool,
+        /// Stop deploying pushes (webhooks are still answered and recorded).
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        /// Deploy pushes again.
+        #[arg(long)]
+        enable: bool,
+    },
+    /// Delete a service and its deploy log (the files on the target stay).
+    Del { name: String },
+}
+
+/// The settings `add` requires and `edit` may change.
+#[derive(Debug, Args)]
+pub struct ServiceSettings {
+    /// The repository: any git URL, `file://` or a local path.
+    #[arg(long, value_name = "URL")]
+    pub repo: Option<String>,
+    /// The branch to deploy: a name (`main`) or a glob (`release/*`).
+    #[arg(long, value_name = "B")]
+    pub branch: Option<String>,
+    /// The FTP target: ftp[s]://USER@HOST[:PORT]/PATH (ftps = explicit TLS, ftps-implicit).
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    /// Who sends the webhooks: github, bitbucket, gitea (also Forgejo), gitlab or git. Default
+    /// for `add`: guessed from the repository host, else git.
+    #[arg(long, value_name = "NAME")]
+    pub provider: Option<String>,
+    /// The webhook secret (HMAC key, or GitLab's token). Default for `add`: a generated one.
+    #[arg(long, value_name = "S")]
+    pub secret: Option<String>,
+    /// Use no webhook secret (with `edit`: remove it): the URL key alone then authenticates
+    /// webhooks.
+    #[arg(long, conflicts_with = "secret")]
+    pub no_secret: bool,
+    /// Read the FTP password from the first line of standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Read the provider's API token from the next line of standard input.
+    #[arg(long)]
+    pub token_stdin: bool,
+    /// Check the target's certificate against this PEM file (a private CA or self-signed).
+    #[arg(long, value_name = "PEM", conflicts_with_all = ["insecure", "verify_system"])]
+    pub ca_file: Option<PathBuf>,
+    /// Do not check the target's certificate at all.
+    #[arg(long, conflicts_with = "verify_system")]
+    pub insecure: bool,
+    /// Check the target's certificate against the system's roots (the default).
+    #[arg(long)]
+    pub verify_system: bool,
+    /// The notification set to use.
+    #[arg(long, value_name = "SET", conflicts_with = "no_notify")]
+    pub notify: Option<String>,
+    /// Use no notification set.
+    #[arg(long)]
+    pub no_notify: bool,
+}
+
+impl ServiceSettings {
+    fn tls_verify(&self) -> Option<TlsVerify> {
+        if let Some(path) = &self.ca_file {
+            Some(TlsVerify::CaFile(path.clone()))
+        } else if self.insecure {
+            Some(TlsVerify::Insecure)
+        } else if self.verify_system {
+            Some(TlsVerify::SystemRoots)
+        } else {
+            None
+        }
+    }
+
+    /// The FTP password and provider token from standard input, as the flags ask.
+    fn read_stdin(&self) -> anyhow::Result<(Option<Secret>, Option<Secret>)> {
+        if !self.password_stdin && !self.token_stdin {
+            return Ok((None, None));
+        }
+        let stdin = std::io::stdin();
+        let mut lines = stdin.lock();
+        let mut next = |what: &str| -> anyhow::Result<Secret> {
+            let mut line = String::new();
+            lines
+                .read_line(&mut line)
+                .with_context(|| format!("cannot read the {what} from standard input"))?;
+            let value = line.trim_end_matches(['\r', '\n']);
+            if value.is_empty() {
+                bail!("the {what} on standard input is empty");
+            }
+            Ok(Secret::new(value))
+        };
+        let password = self
+            .password_stdin
+            .then(|| next("FTP password"))
+            .transpose()?;
+        let token = self
+            .token_stdin
+            .then(|| next("provider token"))
+            .transpose()?;
+        Ok((password, token))
+    }
+}
+
+fn parse_provider(text: &str) -> anyhow::Result<Provider> {
+    text.parse().map_err(anyhow::Error::msg)
+}
+
+fn parse_branch(text: &str) -> anyhow::Result<BranchPattern> {
+    text.parse().map_err(anyhow::Error::msg)
+}
+
+fn parse_target(text: &str) -> anyhow::Result<DeployTarget> {
+    let target: DeployTarget = text.parse().map_err(anyhow::Error::msg)?;
+    if target.password.is_some() {
+        anyhow::bail!(
+            "the target URL holds a password; leave it out and pass it on standard input with \
+             --password-stdin"
+        );
+    }
+    Ok(target)
+}
+
+/// The provider a repository URL's host suggests.
+fn guess_provider(repo: &str) -> Provider {
+    let host = url::Url::parse(repo)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        // scp-like `git@host:owner/repo.git`
+        .or_else(|| {
+            repo.split_once(':')
+                .map(|(user_host, _)| user_host.rsplit('@').next().unwrap_or("").to_owned())
+        })
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match host.as_str() {
+        "github.com" => Provider::Github,
+        "gitlab.com" => Provider::Gitlab,
+        "bitbucket.org" => Provider::Bitbucket,
+        "codeberg.org" | "gitea.com" => Provider::Gitea,
+        _ => Provider::Git,
+    }
+}
+
+/// Runs one `deploy service` command against the database at `db`.
+pub fn run(db: &Path, args: ServiceArgs) -> anyhow::Result<()> {
+    let key = args.key.load(db)?;
+    let store = ServiceStore::open(db, key)
+        .with_context(|| format!("cannot open the deploy database {}", db.display()))?;
+    match args.command {
+        ServiceCommand::Add { name, settings } => add(&store, name, settings),
+        ServiceCommand::List => list(&store),
+        ServiceCommand::Show { name, json } => show(&store, &name, json),
+        ServiceCommand::Edit {
+            name,
+            settings,
+            clear_token,
+            new_key,
+            disable,
+            enable,
+        } => {
+            let flags = EditFlags {
+                clear_token,
+                new_key,
+                disable,
+                enable,
+            };
+            edit(&store, &name, &settings, flags)
+        }
+        ServiceCommand::Del { name } => {
+            store.delete_service(&name)?;
+            println!("service {name} deleted (the files on its target are kept)");
+            Ok(())
+        }
+    }
+}
+
+fn add(store: &ServiceStore, name: String, settings: ServiceSettings) -> anyhow::Result<()> {
+    let (Some(repo), Some(branch), Some(to)) = (&settings.repo, &settings.branch, &settings.to)
+    else {
+        bail!(
+            "a service needs --repo URL, --branch B and --to ftp[s]://USER@HOST[:PORT]/PATH, \
+             as in: ferry deploy service add site --repo https://github.com/o/site.git \
+             --branch main --to ftps://deploy@ftp.example.com/www --password-stdin"
+        );
+    };
+    let provider = match &settings.provider {
+        Some(text) => parse_provider(text)?,
+        None => guess_provider(repo),
+    };
+    let branch = parse_branch(branch)?;
+    let target = parse_target(to)?;
+    let (ftp_password, provider_token) = settings.read_stdin()?;
+    if ftp_password.is_none() {
+        tracing::warn!("no FTP password given (--password-stdin); deploys will log in without one");
+    }
+    // Plain git servers send no webhooks of their own, so a secret is only generated for hosts.
+    let (webhook_secret, generated) = match (&settings.secret, settings.no_secret, provider) {
+        (Some(secret), _, _) => (Some(Secret::new(secret.as_str())), false),
+        (None, true, _) | (None, false, Provider::Git) => (None, false),
+        (None, false, _) => (Some(generate_webhook_secret()), true),
+    };
+    let service = store.add_service(&NewService {
+        name: name.clone(),
+        repo_url: repo.clone(),
+        provider,
+        branch,
+        target,
+        tls_verify: settings.tls_verify().unwrap_or(TlsVerify::SystemRoots),
+        notification_set: settings.notify.clone(),
+        secrets: ServiceSecrets {
+            ftp_password,
+            provider_token,
+            webhook_secret: webhook_secret.clone(),
+        },
+    })?;
+    println!("service {name} added ({provider})");
+    println!("hook: {}", service.hook_path());
+    if let (true, Some(secret)) = (generated, &webhook_secret) {
+        println!("secret: {}", secret.expose());
+    }
+    Ok(())
+}
+
+/// The flags only `edit` has.
+struct EditFlags {
+    clear_token: bool,
+    new_key: bool,
+    disable: bool,
+    enable: bool,
+}
+
+fn edit(
+    store: &ServiceStore,
+    name: &str,
+    settings: &ServiceSettings,
+    flags: EditFlags,
+) -> anyhow::Result<()> {
+    let (password, token) = settings.read_stdin()?;
+    let webhook_secret = if let Some(secret) = &settings.secret {
+        Some(Some(Secret::new(secret.as_str())))
+    } else if settings.no_secret {
+        Some(None)
+    } else {
+        None
+    };
+    let update = ServiceUpdate {
+        repo_url: settings.repo.clone(),
+        provider: settings
+            .provider
+            .as_deref()
+            .map(parse_provider)
+            .transpose()?,
+        branch: settings.branch.as_deref().map(parse_branch).transpose()?,
+        target: settings.to.as_deref().map(parse_target).transpose()?,
+        tls_verify: settings.tls_verify(),
+        notification_set: if settings.no_notify {
+            Some(None)
+        } else {
+            settings.notify.clone().map(Some)
+        },
+        enabled: if flags.enable {
+            Some(true)
+        } else if flags.disable {
+            Some(false)
+        } else {
+            None
+        },
+        ftp_password: password.map(Some),
+        provider_token: if flags.clear_token {
+            Some(None)
+        } else {
+            token.map(Some)
+        },
+        webhook_secret,
+        new_hook_key: flags.new_key,
+    };
+    let service = store.update_service(name, &update)?;
+    println!("service {name} changed");
+    println!("hook: {}", service.hook_path());
+    Ok(())
+}
+
+fn list(store: &ServiceStore) -> anyhow::Result<()> {
+    println!(
+        "{:<20} {:<9} {:<16} {:<12} TARGET",
+        "NAME", "PROVIDER", "BRANCH", "DEPLOYED"
+    );
+    for service in store.list_services()? {
+        println!(
+            "{:<20} {:<9} {:<16} {:<12} {}",
+            service.name,
+            service.provider,
+            service.branch,
+            service
+                .last_deployed_commit
+                .as_deref()
+                .map_or("-", |c| &c[..c.len().min(12)]),
+            service.target,
+        );
+    }
+    Ok(())
+}
+
+/// What `show` prints; `status` is the newest deploy's, or `new` before the first.
+fn service_json(service: &Service, status: &str) -> serde_json::Value {
+    json!({
+        "name": service.name,
+        "key": service.hook_key,
+        "hook_path": service.hook_path(),
+        "repo": service.repo_url,
+        "provider": service.provider.as_str(),
+        "branch": service.branch.as_str(),
+        "target": service.target.to_string(),
+        "tls_verify": match &service.tls_verify {
+            TlsVerify::SystemRoots => json!("system"),
+            TlsVerify::Insecure => json!("insecure"),
+            TlsVerify::CaFile(path) => json!({ "ca_file": path }),
+        },
+        "notification_set": service.notification_set,
+        "enabled": service.enabled,
+        "has_ftp_password": service.has_ftp_password,
+        "has_provider_token": service.has_provider_token,
+        "has_webhook_secret": service.has_webhook_secret,
+        "last_deployed_commit": service.last_deployed_commit,
+        "status": status,
+        "last_validation": service.last_validation,
+        "created_at": service.created_at,
+        "updated_at": service.updated_at,
+    })
+}
+
+fn show(store: &ServiceStore, name: &str, as_json: bool) -> anyhow::Result<()> {
+    let service = store.service(name)?;
+    let status = store
+        .list_deploys(name, 1)?
+        .first()
+        .map_or("new", |d| DeployStatus::as_str(d.status));
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&service_json(&service, status))?
+        );
+        return Ok(());
+    }
+    let set = |flag: bool| if flag { "set" } else { "not set" };
+    println!("name:        {}", service.name);
+    println!("hook:        {}", service.hook_path());
+    println!("repo:        {}", service.repo_url);
+    println!("provider:    {}", service.provider);
+    println!("branch:      {}", service.branch);
+    println!("target:      {}", service.target);
+    println!(
+        "tls verify:  {}",
+        match &service.tls_verify {
+            TlsVerify::SystemRoots => "system roots".to_owned(),
+            TlsVerify::Insecure => "off (insecure)".to_owned(),
+            TlsVerify::CaFile(path) => format!("against {}", path.display()),
+        }
+    );
+    println!(
+        "notify:      {}",
+        service.notification_set.as_deref().unwrap_or("-")
+    );
+    println!(
+        "enabled:     {}",
+        if service.enabled { "yes" } else { "no" }
+    );
+    println!("password:    {}", set(service.has_ftp_password));
+    println!("token:       {}", set(service.has_provider_token));
+    println!("secret:      {}", set(service.has_webhook_secret));
+    println!(
+        "deployed:    {}",
+        service.last_deployed_commit.as_deref().unwrap_or("-")
+    );
+    println!("status:      {status}");
+    match &service.last_validation {
+        Some(v) => println!(
+            "validation:  {} at {}: {}",
+            if v.ok { "ok" } else { "failed" },
+            v.at,
+            v.message
+        ),
+        None => println!("validation:  never run"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_is_guessed_from_the_repository_host() {
+        for (repo, provider) in [
+            ("https://github.com/o/r.git", Provider::Github),
+            ("git@github.com:o/r.git", Provider::Github),
+            ("https://GitLab.com/o/r", Provider::Gitlab),
+            ("git@bitbucket.org:team/site.git", Provider::Bitbucket),
+            ("https://codeberg.org/o/r.git", Provider::Gitea),
+            ("file:///srv/git/site.git", Provider::Git),
+            ("/srv/git/site.git", Provider::Git),
+            ("https://git.example.com/o/r.git", Provider::Git),
+        ] {
+            assert_eq!(guess_provider(repo), provider, "{repo}");
+        }
+    }
+}

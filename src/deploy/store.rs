@@ -1,0 +1,1022 @@
+//! Deploy services, their deploys and notification sets, in SQLite.
+//!
+//! The tables live in the same database file as the FTP accounts, so they keep their own schema
+//! version (the `deploy_schema` table: the accounts own `PRAGMA user_version`). Secrets — FTP
+//! password, provider token, webhook secret — are sealed with the [`SecretKey`] before they are
+//! written: the database alone reveals none of them. Methods are synchronous; async code calls
+//! them through [`tokio::task::spawn_blocking`].
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rand::Rng as _;
+use rand::distributions::Alphanumeric;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
+use serde::Serialize;
+
+use super::secret_key::{SecretKey, SecretKeyError};
+use super::target::DeployTarget;
+use super::webhook::{BranchPattern, Provider, PushCommit};
+
+/// The schema, one migration per entry: entry `i` takes the deploy schema from `i` to `i + 1`.
+/// Append new entries; never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE deploy_notification_sets (
+        id              INTEGER PRIMARY KEY,
+        name            TEXT NOT NULL UNIQUE,
+        -- JSON arrays of addresses.
+        success_emails  TEXT NOT NULL DEFAULT '[]',
+        failure_emails  TEXT NOT NULL DEFAULT '[]',
+        notify_pusher   INTEGER NOT NULL DEFAULT 0 CHECK (notify_pusher IN (0, 1)),
+        notify_authors  INTEGER NOT NULL DEFAULT 0 CHECK (notify_authors IN (0, 1)),
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL
+    ) STRICT;
+
+    CREATE TABLE deploy_services (
+        id                   INTEGER PRIMARY KEY,
+        name                 TEXT NOT NULL UNIQUE,
+        repo_url             TEXT NOT NULL,
+        provider             TEXT NOT NULL
+                             CHECK (provider IN ('github', 'bitbucket', 'gitea', 'gitlab', 'git')),
+        branch               TEXT NOT NULL,
+        -- ftp://user@host:port/path, never with a password.
+        target_url           TEXT NOT NULL,
+        tls_verify           TEXT NOT NULL DEFAULT 'system'
+                             CHECK (tls_verify IN ('system', 'ca-file', 'insecure')),
+        tls_ca_file          TEXT,
+        -- Sealed with the secret key (see secret_key.rs); NULL when not set.
+        ftp_password         BLOB,
+        provider_token       BLOB,
+        webhook_secret       BLOB,
+        hook_key             TEXT NOT NULL UNIQUE,
+        notification_set_id  INTEGER REFERENCES deploy_notification_sets (id) ON DELETE SET NULL,
+        enabled              INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+        last_deployed_commit TEXT,
+        validation_ok        INTEGER CHECK (validation_ok IN (0, 1)),
+        validation_message   TEXT,
+        validated_at         TEXT,
+        created_at           TEXT NOT NULL,
+        updated_at           TEXT NOT NULL
+    ) STRICT;
+
+    CREATE TABLE deploy_deploys (
+        id             INTEGER PRIMARY KEY,
+        service_id     INTEGER NOT NULL REFERENCES deploy_services (id) ON DELETE CASCADE,
+        status         TEXT NOT NULL
+                       CHECK (status IN ('queued', 'running', 'ok', 'failed', 'skipped')),
+        branch         TEXT,
+        commit_from    TEXT,
+        commit_to      TEXT NOT NULL,
+        delivery_id    TEXT,
+        -- Who pushed (or ran the deploy by hand).
+        user           TEXT,
+        queued_at      TEXT NOT NULL,
+        started_at     TEXT,
+        finished_at    TEXT,
+        files_added    INTEGER NOT NULL DEFAULT 0,
+        files_modified INTEGER NOT NULL DEFAULT 0,
+        files_removed  INTEGER NOT NULL DEFAULT 0,
+        bytes          INTEGER NOT NULL DEFAULT 0,
+        error          TEXT,
+        -- JSON array of {id, message, author, author_email, timestamp}.
+        commits        TEXT NOT NULL DEFAULT '[]'
+    ) STRICT;
+
+    CREATE INDEX deploy_deploys_service ON deploy_deploys (service_id, id);
+    -- A host retries a delivery with the same id: it must not deploy twice. One Bitbucket
+    -- delivery may update several branches a glob matches: each commit deploys once.
+    CREATE UNIQUE INDEX deploy_deploys_delivery
+        ON deploy_deploys (service_id, delivery_id, commit_to)
+        WHERE delivery_id IS NOT NULL;
+"#];
+
+/// SQLite's clock as an ISO 8601 UTC timestamp.
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The length of a service's URL key (`/hooks/KEY`), from 62 symbols: 178 bits.
+pub const HOOK_KEY_CHARS: usize = 30;
+
+const MAX_NAME_CHARS: usize = 64;
+
+/// The columns that hold sealed secrets; each name is also the seal's context.
+const FTP_PASSWORD: &str = "ftp_password";
+const PROVIDER_TOKEN: &str = "provider_token";
+const WEBHOOK_SECRET: &str = "webhook_secret";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployStoreError {
+    #[error("cannot open the database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the database has deploy schema version {found}, newer than this ferry knows \
+         ({supported}); upgrade ferry"
+    )]
+    SchemaTooNew { found: u32, supported: u32 },
+    #[error(
+        "invalid service name {0:?}: use 1 to {MAX_NAME_CHARS} letters, digits, '-', '_' or '.'"
+    )]
+    InvalidName(String),
+    #[error("a service named {0} already exists; `ferry deploy service edit {0}` changes it")]
+    ServiceExists(String),
+    #[error("no service named {0}; `ferry deploy service list` shows them")]
+    NoSuchService(String),
+    #[error("a notification set named {0} already exists")]
+    NotificationSetExists(String),
+    #[error("no notification set named {0}")]
+    NoSuchNotificationSet(String),
+    #[error("no deploy with id {0}")]
+    NoSuchDeploy(i64),
+    #[error("invalid value stored in the database: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Secret(#[from] SecretKeyError),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// A secret in memory: its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// How the target's TLS certificate is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsVerify {
+    SystemRoots,
+    CaFile(PathBuf),
+    Insecure,
+}
+
+impl TlsVerify {
+    fn column(&self) -> (&'static str, Option<String>) {
+        match self {
+            TlsVerify::SystemRoots => ("system", None),
+            TlsVerify::CaFile(path) => ("ca-file", Some(path.to_string_lossy().into_owned())),
+            TlsVerify::Insecure => ("insecure", None),
+        }
+    }
+
+    /// The client's setting for this choice.
+    pub fn to_client(&self) -> crate::client::Verification {
+        match self {
+            TlsVerify::SystemRoots => crate::client::Verification::SystemRoots,
+            TlsVerify::CaFile(path) => crate::client::Verification::CaFile(path.clone()),
+            TlsVerify::Insecure => crate::client::Verification::Insecure,
+        }
+    }
+}
+
+/// The outcome of the last validation of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Validation {
+    pub ok: bool,
+    pub message: String,
+    pub at: String,
+}
+
+/// A service as stored, without its secrets (only whether each is set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub id: i64,
+    pub name: String,
+    pub repo_url: String,
+    pub provider: Provider,
+    pub branch: BranchPattern,
+    pub target: DeployTarget,
+    pub tls_verify: TlsVerify,
+    pub hook_key: String,
+    pub notification_set: Option<String>,
+    pub enabled: bool,
+    pub has_ftp_password: bool,
+    pub has_provider_token: bool,
+    pub has_webhook_secret: bool,
+    pub last_deployed_commit: Option<String>,
+    pub last_validation: Option<Validation>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Service {
+    /// The webhook path the service answers on.
+    pub fn hook_path(&self) -> String {
+        format!("/hooks/{}", self.hook_key)
+    }
+}
+
+/// The decrypted secrets of one service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceSecrets {
+    pub ftp_password: Option<Secret>,
+    pub provider_token: Option<Secret>,
+    pub webhook_secret: Option<Secret>,
+}
+
+/// A service to add.
+#[derive(Debug, Clone)]
+pub struct NewService {
+    pub name: String,
+    pub repo_url: String,
+    pub provider: Provider,
+    pub branch: BranchPattern,
+    pub target: DeployTarget,
+    pub tls_verify: TlsVerify,
+    pub notification_set: Option<String>,
+    pub secrets: ServiceSecrets,
+}
+
+/// A change to a service: `None` leaves a field as it is. For secrets, `Some(None)` clears one.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceUpdate {
+    pub repo_url: Option<String>,
+    pub provider: Option<Provider>,
+    pub branch: Option<BranchPattern>,
+    pub target: Option<DeployTarget>,
+    pub tls_verify: Option<TlsVerify>,
+    pub notification_set: Option<Option<String>>,
+    pub enabled: Option<bool>,
+    pub ftp_password: Option<Option<Secret>>,
+    pub provider_token: Option<Option<Secret>>,
+    pub webhook_secret: Option<Option<Secret>>,
+    /// Issue a new URL key (the old hook URL stops working).
+    pub new_hook_key: bool,
+}
+
+/// Where a deploy stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeployStatus {
+    Queued,
+    Running,
+    Ok,
+    Failed,
+    Skipped,
+}
+
+impl DeployStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployStatus::Queued => "queued",
+            DeployStatus::Running => "running",
+            DeployStatus::Ok => "ok",
+            DeployStatus::Failed => "failed",
+            DeployStatus::Skipped => "skipped",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, DeployStoreError> {
+        Ok(match text {
+            "queued" => DeployStatus::Queued,
+            "running" => DeployStatus::Running,
+            "ok" => DeployStatus::Ok,
+            "failed" => DeployStatus::Failed,
+            "skipped" => DeployStatus::Skipped,
+            other => {
+                return Err(DeployStoreError::Corrupt(format!(
+                    "deploy status {other:?}"
+                )));
+            }
+        })
+    }
+}
+
+/// A deploy to queue.
+#[derive(Debug, Clone, Default)]
+pub struct NewDeploy {
+    pub branch: Option<String>,
+    pub commit_from: Option<String>,
+    pub commit_to: String,
+    pub delivery_id: Option<String>,
+    pub user: Option<String>,
+    pub commits: Vec<PushCommit>,
+}
+
+/// File and byte counts of a finished deploy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DeployStats {
+    pub files_added: u64,
+    pub files_modified: u64,
+    pub files_removed: u64,
+    pub bytes: u64,
+}
+
+/// One deploy, as logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deploy {
+    pub id: i64,
+    pub service: String,
+    pub status: DeployStatus,
+    pub branch: Option<String>,
+    pub commit_from: Option<String>,
+    pub commit_to: String,
+    pub delivery_id: Option<String>,
+    pub user: Option<String>,
+    pub queued_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub stats: DeployStats,
+    pub error: Option<String>,
+    pub commits: Vec<PushCommit>,
+}
+
+/// Who hears about deploys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NotificationSet {
+    pub name: String,
+    pub success_emails: Vec<String>,
+    pub failure_emails: Vec<String>,
+    /// Also the person who pushed.
+    pub notify_pusher: bool,
+    /// Also the authors of the deployed commits.
+    pub notify_authors: bool,
+}
+
+/// The deploy tables of one database.
+pub struct ServiceStore {
+    path: PathBuf,
+    key: SecretKey,
+    connection: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for ServiceStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceStore {
+    /// Opens (creating if needed) the database at `path` and migrates its deploy tables.
+    pub fn open(path: &Path, key: SecretKey) -> Result<Self, DeployStoreError> {
+        let open_error = |source| DeployStoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let connection = Connection::open(path).map_err(open_error)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        let _mode: String = connection
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(open_error)?;
+        Self::with_connection(path.to_owned(), connection, key)
+    }
+
+    pub fn open_in_memory(key: SecretKey) -> Result<Self, DeployStoreError> {
+        Self::with_connection(
+            PathBuf::from(":memory:"),
+            Connection::open_in_memory()?,
+            key,
+        )
+    }
+
+    fn with_connection(
+        path: PathBuf,
+        mut connection: Connection,
+        key: SecretKey,
+    ) -> Result<Self, DeployStoreError> {
+        connection.pragma_update(None, "foreign_keys", true)?;
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        migrate(&mut connection)?;
+        Ok(ServiceStore {
+            path,
+            key,
+            connection: Mutex::new(connection),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions roll back).
+        self.connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn seal(&self, secret: Option<&Secret>, column: &str) -> Option<Vec<u8>> {
+        secret.map(|s| self.key.seal(s.expose().as_bytes(), column))
+    }
+
+    fn unseal(
+        &self,
+        sealed: Option<Vec<u8>>,
+        column: &str,
+    ) -> Result<Option<Secret>, DeployStoreError> {
+        sealed
+            .map(|bytes| {
+                let plain = self.key.open(&bytes, column)?;
+                String::from_utf8(plain)
+                    .map(Secret)
+                    .map_err(|_| DeployStoreError::Corrupt(format!("{column} is not UTF-8")))
+            })
+            .transpose()
+    }
+
+    // ---- services ----
+
+    pub fn add_service(&self, new: &NewService) -> Result<Service, DeployStoreError> {
+        validate_name(&new.name)?;
+        let mut connection = self.lock();
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let set_id = match &new.notification_set {
+            Some(set) => Some(notification_set_id(&tx, set)?),
+            None => None,
+        };
+        let (tls_verify, tls_ca_file) = new.tls_verify.column();
+        let result = tx.execute(
+            &format!(
+                "INSERT INTO deploy_services (name, repo_url, provider, branch, target_url,
+                     tls_verify, tls_ca_file, ftp_password, provider_token, webhook_secret,
+                     hook_key, notification_set_id, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, {NOW}, {NOW})"
+            ),
+            params![
+                new.name,
+                new.repo_url,
+                new.provider.as_str(),
+                new.branch.as_str(),
+                new.target.to_string(),
+                tls_verify,
+                tls_ca_file,
+                self.seal(new.secrets.ftp_password.as_ref(), FTP_PASSWORD),
+                self.seal(new.secrets.provider_token.as_ref(), PROVIDER_TOKEN),
+                self.seal(new.secrets.webhook_secret.as_ref(), WEBHOOK_SECRET),
+                generate_hook_key(),
+                set_id,
+            ],
+        );
+        match result {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(DeployStoreError::ServiceExists(new.name.clone()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit()?;
+        drop(connection);
+        self.service(&new.name)
+    }
+
+    pub fn update_service(
+        &self,
+        name: &str,
+        update: &ServiceUpdate,
+    ) -> Result<Service, DeployStoreError> {
+        let mut connection = self.lock();
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let id: i64 = tx
+            .query_row(
+                "SELECT id FROM deploy_services WHERE name = ?1",
+                [name],
+                |row| row.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| DeployStoreError::NoSuchService(name.to_owned()))?;
+        let set = |column: &str, value: &dyn rusqlite::ToSql| {
+            tx.execute(
+                &format!("UPDATE deploy_services SET {column} = ?1 WHERE id = ?2"),
+                params![value, id],
+            )
+        };
+        if let Some(repo) = &update.repo_url {
+            set("repo_url", repo)?;
+        }
+        if let Some(provider) = update.provider {
+            set("provider", &provider.as_str())?;
+        }
+        if let Some(branch) = &update.branch {
+            set("branch", &branch.as_str())?;
+        }
+        if let Some(target) = &update.target {
+            set("target_url", &target.to_string())?;
+        }
+        if let Some(tls) = &update.tls_verify {
+            let (verify, ca_file) = tls.column();
+            set("tls_verify", &verify)?;
+            set("tls_ca_file", &ca_file)?;
+        }
+        if let Some(notification_set) = &update.notification_set {
+            let set_id = match notification_set {
+                Some(set) => Some(notification_set_id(&tx, set)?),
+                None => None,
+            };
+            set("notification_set_id", &set_id)?;
+        }
+        if let Some(enabled) = update.enabled {
+            set("enabled", &enabled)?;
+        }
+        for (column, value) in [
+            (FTP_PASSWORD, &update.ftp_password),
+            (PROVIDER_TOKEN, &update.provider_token),
+            (WEBHOOK_SECRET, &update.webhook_secret),
+        ] {
+            if let Some(secret) = value {
+                set(column, &self.seal(secret.as_ref(), column))?;
+            }
+        }
+        if update.new_hook_key {
+            set("hook_key", &generate_hook_key())?;
+        }
+        tx.execute(
+            &format!("UPDATE deploy_services SET updated_at = {NOW} WHERE id = ?1"),
+            [id],
+        )?;
+        tx.commit()?;
+        drop(connection);
+        self.service(name)
+    }
+
+    pub fn delete_service(&self, name: &str) -> Result<(), DeployStoreError> {
+        let deleted = self
+            .lock()
+            .execute("DELETE FROM deploy_services WHERE name = ?1", [name])?;
+        if deleted == 0 {
+            return Err(DeployStoreError::NoSuchService(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    pub fn service(&self, name: &str) -> Result<Service, DeployStoreError> {
+        self.find_service("s.name = ?1", name)?
+            .ok_or_else(|| DeployStoreError::NoSuchService(name.to_owned()))
+    }
+
+    /// The service a webhook URL key belongs to.
+    pub fn service_by_hook_key(&self, key: &str) -> Result<Option<Service>, DeployStoreError> {
+        self.find_service("s.hook_key = ?1", key)
+    }
+
+    pub fn list_services(&self) -> Result<Vec<Service>, DeployStoreError> {
+        let connection = self.lock();
+        let mut statement =
+            connection.prepare(&format!("{SERVICE_SELECT} ORDER BY s.name COLLATE NOCASE"))?;
+        let rows = statement.query_map([], read_service)?;
+        rows.map(|row| row?).collect()
+    }
+
+    fn find_service(
+        &self,
+        condition: &str,
+        value: &str,
+    ) -> Result<Option<Service>, DeployStoreError> {
+        let connection = self.lock();
+        connection
+            .query_row(
+                &format!("{SERVICE_SELECT} WHERE {condition}"),
+                [value],
+                read_service,
+            )
+            .optional()?
+            .transpose()
+    }
+
+    /// The service's secrets, decrypted.
+    pub fn service_secrets(&self, name: &str) -> Result<ServiceSecrets, DeployStoreError> {
+        type Sealed = Option<Vec<u8>>;
+        let sealed: Option<(Sealed, Sealed, Sealed)> = self
+            .lock()
+            .query_row(
+                "SELECT ftp_password, provider_token, webhook_secret
+                 FROM deploy_services WHERE name = ?1",
+                [name],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()?;
+        let (ftp, token, webhook) =
+            sealed.ok_or_else(|| DeployStoreError::NoSuchService(name.to_owned()))?;
+        Ok(ServiceSecrets {
+            ftp_password: self.unseal(ftp, FTP_PASSWORD)?,
+            provider_token: self.unseal(token, PROVIDER_TOKEN)?,
+            webhook_secret: self.unseal(webhook, WEBHOOK_SECRET)?,
+        })
+    }
+
+    /// Stores the outcome of a validation run, stamped with the current time.
+    pub fn record_validation(
+        &self,
+        name: &str,
+        ok: bool,
+        message: &str,
+    ) -> Result<(), DeployStoreError> {
+        let changed = self.lock().execute(
+            &format!(
+                "UPDATE deploy_services
+                 SET validation_ok = ?1, validation_message = ?2, validated_at = {NOW}
+                 WHERE name = ?3"
+            ),
+            params![ok, message, name],
+        )?;
+        if changed == 0 {
+            return Err(DeployStoreError::NoSuchService(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    // ---- deploys ----
+
+    /// Queues a deploy. `None` when the service already has one for this delivery id and
+    /// commit (a host retrying a delivery).
+    pub fn queue_deploy(
+        &self,
+        service: &str,
+        new: &NewDeploy,
+    ) -> Result<Option<i64>, DeployStoreError> {
+        let commits = serde_json::to_string(&new.commits)
+            .map_err(|e| DeployStoreError::Corrupt(e.to_string()))?;
+        let connection = self.lock();
+        let service_id = service_id(&connection, service)?;
+        let result = connection.execute(
+            &format!(
+                "INSERT INTO deploy_deploys (service_id, status, branch, commit_from, commit_to,
+                     delivery_id, user, queued_at, commits)
+                 VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, {NOW}, ?7)"
+            ),
+            params![
+                service_id,
+                new.branch,
+                new.commit_from,
+                new.commit_to,
+                new.delivery_id,
+                new.user,
+                commits
+            ],
+        );
+        match result {
+            Ok(_) => Ok(Some(connection.last_insert_rowid())),
+            Err(e) if is_unique_violation(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Marks a queued deploy as running, stamped with the current time.
+    pub fn start_deploy(&self, id: i64) -> Result<(), DeployStoreError> {
+        let changed = self.lock().execute(
+            &format!(
+                "UPDATE deploy_deploys SET status = 'running', started_at = {NOW}
+                 WHERE id = ?1 AND status = 'queued'"
+            ),
+            [id],
+        )?;
+        if changed == 0 {
+            return Err(DeployStoreError::NoSuchDeploy(id));
+        }
+        Ok(())
+    }
+
+    /// Records how a deploy ended; a successful one becomes the service's last deployed commit.
+    pub fn finish_deploy(
+        &self,
+        id: i64,
+        status: DeployStatus,
+        stats: DeployStats,
+        error: Option<&str>,
+    ) -> Result<(), DeployStoreError> {
+        let mut connection = self.lock();
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let changed = tx.execute(
+            &format!(
+                "UPDATE deploy_deploys SET status = ?1, finished_at = {NOW}, files_added = ?2,
+                     files_modified = ?3, files_removed = ?4, bytes = ?5, error = ?6
+                 WHERE id = ?7"
+            ),
+            params![
+                status.as_str(),
+                to_i64(stats.files_added),
+                to_i64(stats.files_modified),
+                to_i64(stats.files_removed),
+                to_i64(stats.bytes),
+                error,
+                id
+            ],
+        )?;
+        if changed == 0 {
+            return Err(DeployStoreError::NoSuchDeploy(id));
+        }
+        if status == DeployStatus::Ok {
+            tx.execute(
+                "UPDATE deploy_services SET last_deployed_commit =
+                     (SELECT commit_to FROM deploy_deploys WHERE id = ?1)
+                 WHERE id = (SELECT service_id FROM deploy_deploys WHERE id = ?1)",
+                [id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn deploy(&self, id: i64) -> Result<Deploy, DeployStoreError> {
+        let connection = self.lock();
+        connection
+            .query_row(
+                &format!("{DEPLOY_SELECT} WHERE d.id = ?1"),
+                [id],
+                read_deploy,
+            )
+            .optional()?
+            .transpose()?
+            .ok_or(DeployStoreError::NoSuchDeploy(id))
+    }
+
+    /// The newest `limit` deploys of a service, newest first.
+    pub fn list_deploys(&self, service: &str, limit: u32) -> Result<Vec<Deploy>, DeployStoreError> {
+        let connection = self.lock();
+        let service_id = service_id(&connection, service)?;
+        let mut statement = connection.prepare(&format!(
+            "{DEPLOY_SELECT} WHERE d.service_id = ?1 ORDER BY d.id DESC LIMIT ?2"
+        ))?;
+        let rows = statement.query_map(params![service_id, limit], read_deploy)?;
+        rows.map(|row| row?).collect()
+    }
+
+    // ---- notification sets ----
+
+    pub fn add_notification_set(&self, set: &NotificationSet) -> Result<(), DeployStoreError> {
+        validate_name(&set.name)?;
+        let result = self.lock().execute(
+            &format!(
+                "INSERT INTO deploy_notification_sets (name, success_emails, failure_emails,
+                     notify_pusher, notify_authors, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, {NOW}, {NOW})"
+            ),
+            params![
+                set.name,
+                to_json(&set.success_emails),
+                to_json(&set.failure_emails),
+                set.notify_pusher,
+                set.notify_authors
+            ],
+        );
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => {
+                Err(DeployStoreError::NotificationSetExists(set.name.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn notification_set(&self, name: &str) -> Result<NotificationSet, DeployStoreError> {
+        self.lock()
+            .query_row(
+                "SELECT name, success_emails, failure_emails, notify_pusher, notify_authors
+                 FROM deploy_notification_sets WHERE name = ?1",
+                [name],
+                read_notification_set,
+            )
+            .optional()?
+            .transpose()?
+            .ok_or_else(|| DeployStoreError::NoSuchNotificationSet(name.to_owned()))
+    }
+
+    pub fn list_notification_sets(&self) -> Result<Vec<NotificationSet>, DeployStoreError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(
+            "SELECT name, success_emails, failure_emails, notify_pusher, notify_authors
+             FROM deploy_notification_sets ORDER BY name",
+        )?;
+        let rows = statement.query_map([], read_notification_set)?;
+        rows.map(|row| row?).collect()
+    }
+
+    /// Deletes a set; services that used it notify nobody until given another.
+    pub fn delete_notification_set(&self, name: &str) -> Result<(), DeployStoreError> {
+        let deleted = self.lock().execute(
+            "DELETE FROM deploy_notification_sets WHERE name = ?1",
+            [name],
+        )?;
+        if deleted == 0 {
+            return Err(DeployStoreError::NoSuchNotificationSet(name.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+const SERVICE_SELECT: &str = "
+    SELECT s.id, s.name, s.repo_url, s.provider, s.branch, s.target_url, s.tls_verify,
+           s.tls_ca_file, s.hook_key, n.name, s.enabled, s.ftp_password IS NOT NULL,
+           s.provider_token IS NOT NULL, s.webhook_secret IS NOT NULL, s.last_deployed_commit,
+           s.validation_ok, s.validation_message, s.validated_at, s.created_at, s.updated_at
+    FROM deploy_services s
+    LEFT JOIN deploy_notification_sets n ON n.id = s.notification_set_id";
+
+/// A service row; the outer `Result` is SQLite's, the inner one says whether the values parse.
+fn read_service(row: &Row<'_>) -> rusqlite::Result<Result<Service, DeployStoreError>> {
+    let provider: String = row.get(3)?;
+    let branch: String = row.get(4)?;
+    let target: String = row.get(5)?;
+    let tls_verify: String = row.get(6)?;
+    let tls_ca_file: Option<String> = row.get(7)?;
+    let validation_ok: Option<bool> = row.get(15)?;
+    let validation = match validation_ok {
+        Some(ok) => Some(Validation {
+            ok,
+            message: row.get::<_, Option<String>>(16)?.unwrap_or_default(),
+            at: row.get::<_, Option<String>>(17)?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    let service = (|| {
+        let corrupt = DeployStoreError::Corrupt;
+        Ok(Service {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            repo_url: row.get(2)?,
+            provider: provider.parse().map_err(corrupt)?,
+            branch: branch.parse().map_err(corrupt)?,
+            target: target.parse().map_err(corrupt)?,
+            tls_verify: match (tls_verify.as_str(), tls_ca_file) {
+                ("system", _) => TlsVerify::SystemRoots,
+                ("insecure", _) => TlsVerify::Insecure,
+                ("ca-file", Some(path)) => TlsVerify::CaFile(PathBuf::from(path)),
+                (other, _) => return Err(corrupt(format!("tls_verify {other:?}"))),
+            },
+            hook_key: row.get(8)?,
+            notification_set: row.get(9)?,
+            enabled: row.get(10)?,
+            has_ftp_password: row.get(11)?,
+            has_provider_token: row.get(12)?,
+            has_webhook_secret: row.get(13)?,
+            last_deployed_commit: row.get(14)?,
+            last_validation: validation,
+            created_at: row.get(18)?,
+            updated_at: row.get(19)?,
+        })
+    })();
+    Ok(service)
+}
+
+const DEPLOY_SELECT: &str = "
+    SELECT d.id, s.name, d.status, d.branch, d.commit_from, d.commit_to, d.delivery_id, d.user,
+           d.queued_at, d.started_at, d.finished_at, d.files_added, d.files_modified,
+           d.files_removed, d.bytes, d.error, d.commits
+    FROM deploy_deploys d JOIN deploy_services s ON s.id = d.service_id";
+
+fn read_deploy(row: &Row<'_>) -> rusqlite::Result<Result<Deploy, DeployStoreError>> {
+    let status: String = row.get(2)?;
+    let commits: String = row.get(16)?;
+    let count = |i| -> rusqlite::Result<u64> { Ok(row.get::<_, i64>(i)?.max(0) as u64) };
+    let stats = DeployStats {
+        files_added: count(11)?,
+        files_modified: count(12)?,
+        files_removed: count(13)?,
+        bytes: count(14)?,
+    };
+    let parsed = (|| {
+        Ok(Deploy {
+            id: row.get(0)?,
+            service: row.get(1)?,
+            status: DeployStatus::parse(&status)?,
+            branch: row.get(3)?,
+            commit_from: row.get(4)?,
+            commit_to: row.get(5)?,
+            delivery_id: row.get(6)?,
+            user: row.get(7)?,
+            queued_at: row.get(8)?,
+            started_at: row.get(9)?,
+            finished_at: row.get(10)?,
+            stats,
+            error: row.get(15)?,
+            commits: serde_json::from_str(&commits)
+                .map_err(|e| DeployStoreError::Corrupt(format!("deploy commits: {e}")))?,
+        })
+    })();
+    Ok(parsed)
+}
+
+fn read_notification_set(
+    row: &Row<'_>,
+) -> rusqlite::Result<Result<NotificationSet, DeployStoreError>> {
+    let success: String = row.get(1)?;
+    let failure: String = row.get(2)?;
+    let parse = |text: &str| {
+        serde_json::from_str::<Vec<String>>(text)
+            .map_err(|e| DeployStoreError::Corrupt(format!("notification addresses: {e}")))
+    };
+    let name: String = row.get(0)?;
+    let notify_pusher: bool = row.get(3)?;
+    let notify_authors: bool = row.get(4)?;
+    Ok((|| {
+        Ok(NotificationSet {
+            name,
+            success_emails: parse(&success)?,
+            failure_emails: parse(&failure)?,
+            notify_pusher,
+            notify_authors,
+        })
+    })())
+}
+
+fn to_json(addresses: &[String]) -> String {
+    serde_json::to_string(addresses).expect("a list of strings serialises")
+}
+
+fn service_id(connection: &Connection, name: &str) -> Result<i64, DeployStoreError> {
+    connection
+        .query_row(
+            "SELECT id FROM deploy_services WHERE name = ?1",
+            [name],
+            |row| row.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| DeployStoreError::NoSuchService(name.to_owned()))
+}
+
+fn notification_set_id(connection: &Connection, name: &str) -> Result<i64, DeployStoreError> {
+    connection
+        .query_row(
+            "SELECT id FROM deploy_notification_sets WHERE name = ?1",
+            [name],
+            |row| row.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| DeployStoreError::NoSuchNotificationSet(name.to_owned()))
+}
+
+/// A fresh URL key: 30 characters from a CSPRNG (the thread RNG is seeded from the OS).
+pub fn generate_hook_key() -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(HOOK_KEY_CHARS)
+        .map(char::from)
+        .collect()
+}
+
+/// A fresh webhook secret to register with the git host.
+pub fn generate_webhook_secret() -> Secret {
+    Secret(
+        rand::thread_rng()
+            .sample_iter(&Alphanumeric)
+            .take(40)
+            .map(char::from)
+            .collect(),
+    )
+}
+
+fn validate_name(name: &str) -> Result<(), DeployStoreError> {
+    let ok = !name.is_empty()
+        && name.chars().count() <= MAX_NAME_CHARS
+        && !name.starts_with(['.', '-'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(DeployStoreError::InvalidName(name.to_owned()))
+    }
+}
+
+fn is_unique_violation(error: &rusqlite::Error) -> bool {
+    matches!(error, rusqlite::Error::SqliteFailure(e, _)
+        if e.code == ErrorCode::ConstraintViolation
+            && e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+fn migrate(connection: &mut Connection) -> Result<(), DeployStoreError> {
+    let supported = MIGRATIONS.len() as u32;
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS deploy_schema (
+             id      INTEGER PRIMARY KEY CHECK (id = 1),
+             version INTEGER NOT NULL
+         ) STRICT;
+         INSERT OR IGNORE INTO deploy_schema (id, version) VALUES (1, 0);",
+    )?;
+    let found: u32 = tx.query_row("SELECT version FROM deploy_schema", [], |row| row.get(0))?;
+    if found > supported {
+        return Err(DeployStoreError::SchemaTooNew { found, supported });
+    }
+    for migration in &MIGRATIONS[found as usize..] {
+        tx.execute_batch(migration)?;
+    }
+    tx.execute("UPDATE deploy_schema SET version = ?1", [supported])?;
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

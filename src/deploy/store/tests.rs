@@ -1,0 +1,442 @@
+//! The service store against real SQLite files in temporary directories.
+
+use super::*;
+
+const FTP_PASSWORD_TEXT: &str = "ftp-pa55word-XYZZY-plain";
+const TOKEN_TEXT: &str = "glpat-TOKEN-sentinel-4711";
+const WEBHOOK_TEXT: &str = "webhook-secret-sentinel-0815";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+    key: SecretKey,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    let key = SecretKey::load_or_create(&SecretKey::default_path(&db)).unwrap();
+    Fixture { _dir: dir, db, key }
+}
+
+impl Fixture {
+    fn open(&self) -> ServiceStore {
+        ServiceStore::open(&self.db, self.key.clone()).unwrap()
+    }
+}
+
+fn new_service(name: &str) -> NewService {
+    NewService {
+        name: name.into(),
+        repo_url: "https://github.com/Codertocat/Hello-World.git".into(),
+        provider: Provider::Github,
+        branch: "main".parse().unwrap(),
+        target: "ftps://deploy@ftp.example.com:2121/www".parse().unwrap(),
+        tls_verify: TlsVerify::SystemRoots,
+        notification_set: None,
+        secrets: ServiceSecrets {
+            ftp_password: Some(Secret::new(FTP_PASSWORD_TEXT)),
+            provider_token: Some(Secret::new(TOKEN_TEXT)),
+            webhook_secret: Some(Secret::new(WEBHOOK_TEXT)),
+        },
+    }
+}
+
+/// Every byte SQLite wrote for the database: the main file, its WAL and shared memory.
+fn database_bytes(db: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        if let Ok(content) = std::fs::read(&path) {
+            bytes.extend(content);
+        }
+    }
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
+}
+
+#[test]
+fn added_service_reads_back_with_a_30_character_hook_key() {
+    let f = fixture();
+    let store = f.open();
+    let service = store.add_service(&new_service("site")).unwrap();
+    assert_eq!(service.name, "site");
+    assert_eq!(service.provider, Provider::Github);
+    assert_eq!(service.branch.as_str(), "main");
+    assert_eq!(
+        service.target.to_string(),
+        "ftps://deploy@ftp.example.com:2121/www"
+    );
+    assert_eq!(service.hook_key.len(), HOOK_KEY_CHARS);
+    assert!(service.hook_key.chars().all(|c| c.is_ascii_alphanumeric()));
+    assert_eq!(service.hook_path(), format!("/hooks/{}", service.hook_key));
+    assert!(service.has_ftp_password && service.has_provider_token && service.has_webhook_secret);
+    assert_eq!(service.last_validation, None);
+    assert!(service.enabled);
+
+    let other = store.add_service(&new_service("other")).unwrap();
+    assert_ne!(other.hook_key, service.hook_key);
+    assert_eq!(
+        store.service_by_hook_key(&service.hook_key).unwrap(),
+        Some(service.clone())
+    );
+    assert_eq!(store.service_by_hook_key("nope").unwrap(), None);
+    let names: Vec<_> = store
+        .list_services()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["other", "site"]);
+}
+
+#[test]
+fn secrets_are_encrypted_at_rest_and_decrypt_with_the_key() {
+    let f = fixture();
+    {
+        let store = f.open();
+        store.add_service(&new_service("site")).unwrap();
+        store
+            .update_service(
+                "site",
+                &ServiceUpdate {
+                    ftp_password: Some(Some(Secret::new(FTP_PASSWORD_TEXT))),
+                    ..ServiceUpdate::default()
+                },
+            )
+            .unwrap();
+        // While open (WAL not yet checkpointed) and after closing.
+        let bytes = database_bytes(&f.db);
+        assert!(
+            contains(&bytes, "Hello-World"),
+            "the test reads the right file"
+        );
+        for secret in [FTP_PASSWORD_TEXT, TOKEN_TEXT, WEBHOOK_TEXT] {
+            assert!(!contains(&bytes, secret), "{secret} is in the database");
+        }
+    }
+    let bytes = database_bytes(&f.db);
+    for secret in [FTP_PASSWORD_TEXT, TOKEN_TEXT, WEBHOOK_TEXT] {
+        assert!(!contains(&bytes, secret), "{secret} is in the database");
+    }
+
+    let secrets = f.open().service_secrets("site").unwrap();
+    assert_eq!(secrets.ftp_password.unwrap().expose(), FTP_PASSWORD_TEXT);
+    assert_eq!(secrets.provider_token.unwrap().expose(), TOKEN_TEXT);
+    assert_eq!(secrets.webhook_secret.unwrap().expose(), WEBHOOK_TEXT);
+}
+
+#[test]
+fn another_key_cannot_read_the_secrets_but_still_reads_the_services() {
+    let f = fixture();
+    f.open().add_service(&new_service("site")).unwrap();
+    let (other_key, _) = SecretKey::generate();
+    let store = ServiceStore::open(&f.db, other_key).unwrap();
+    assert_eq!(store.service("site").unwrap().name, "site");
+    assert!(matches!(
+        store.service_secrets("site"),
+        Err(DeployStoreError::Secret(SecretKeyError::Decrypt))
+    ));
+}
+
+#[test]
+fn sealed_secrets_cannot_be_swapped_between_columns() {
+    let f = fixture();
+    let store = f.open();
+    store.add_service(&new_service("site")).unwrap();
+    store
+        .lock()
+        .execute(
+            "UPDATE deploy_services SET ftp_password = webhook_secret",
+            [],
+        )
+        .unwrap();
+    assert!(store.service_secrets("site").is_err());
+}
+
+#[test]
+fn edit_changes_only_what_it_names_and_can_clear_a_secret() {
+    let f = fixture();
+    let store = f.open();
+    let before = store.add_service(&new_service("site")).unwrap();
+    let after = store
+        .update_service(
+            "site",
+            &ServiceUpdate {
+                branch: Some("release/*".parse().unwrap()),
+                provider: Some(Provider::Gitea),
+                tls_verify: Some(TlsVerify::CaFile("/etc/ferry/ca.pem".into())),
+                provider_token: Some(None),
+                ..ServiceUpdate::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(after.branch.as_str(), "release/*");
+    assert_eq!(after.provider, Provider::Gitea);
+    assert_eq!(
+        after.tls_verify,
+        TlsVerify::CaFile("/etc/ferry/ca.pem".into())
+    );
+    assert_eq!(after.repo_url, before.repo_url);
+    assert_eq!(after.target, before.target);
+    assert_eq!(after.hook_key, before.hook_key);
+    assert!(!after.has_provider_token);
+    let secrets = store.service_secrets("site").unwrap();
+    assert_eq!(secrets.provider_token, None);
+    assert_eq!(secrets.ftp_password.unwrap().expose(), FTP_PASSWORD_TEXT);
+
+    let rekeyed = store
+        .update_service(
+            "site",
+            &ServiceUpdate {
+                new_hook_key: true,
+                ..ServiceUpdate::default()
+            },
+        )
+        .unwrap();
+    assert_ne!(rekeyed.hook_key, before.hook_key);
+    assert_eq!(store.service_by_hook_key(&before.hook_key).unwrap(), None);
+}
+
+#[test]
+fn duplicate_unknown_and_invalid_names_are_errors() {
+    let f = fixture();
+    let store = f.open();
+    store.add_service(&new_service("site")).unwrap();
+    assert!(matches!(
+        store.add_service(&new_service("site")),
+        Err(DeployStoreError::ServiceExists(name)) if name == "site"
+    ));
+    assert!(matches!(
+        store.service("ghost"),
+        Err(DeployStoreError::NoSuchService(_))
+    ));
+    assert!(matches!(
+        store.update_service("ghost", &ServiceUpdate::default()),
+        Err(DeployStoreError::NoSuchService(_))
+    ));
+    assert!(matches!(
+        store.delete_service("ghost"),
+        Err(DeployStoreError::NoSuchService(_))
+    ));
+    for bad in ["", "a b", "../x", "-x", &"x".repeat(65)] {
+        assert!(
+            matches!(
+                store.add_service(&new_service(bad)),
+                Err(DeployStoreError::InvalidName(_))
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn validation_results_are_kept_with_their_time() {
+    let f = fixture();
+    let store = f.open();
+    store.add_service(&new_service("site")).unwrap();
+    store
+        .record_validation("site", false, "FTP login refused: 530 Login incorrect")
+        .unwrap();
+    let validation = store.service("site").unwrap().last_validation.unwrap();
+    assert!(!validation.ok);
+    assert_eq!(validation.message, "FTP login refused: 530 Login incorrect");
+    assert!(
+        validation.at.ends_with('Z') && validation.at.len() == 20,
+        "{}",
+        validation.at
+    );
+}
+
+#[test]
+fn deploys_are_logged_deduplicated_by_delivery_and_set_the_last_commit() {
+    let f = fixture();
+    let store = f.open();
+    store.add_service(&new_service("site")).unwrap();
+    let push = NewDeploy {
+        branch: Some("main".into()),
+        commit_from: Some("a".repeat(40)),
+        commit_to: "b".repeat(40),
+        delivery_id: Some("72d3162e-cc78-11e3-81ab-4c9367dc0958".into()),
+        user: Some("Codertocat".into()),
+        commits: vec![PushCommit {
+            id: "b".repeat(40),
+            message: "Update README.md".into(),
+            author: "Mona".into(),
+            author_email: Some("mona@github.com".into()),
+            timestamp: "2019-05-15T15:20:41-05:00".into(),
+        }],
+    };
+    let id = store.queue_deploy("site", &push).unwrap().unwrap();
+    assert_eq!(
+        store.queue_deploy("site", &push).unwrap(),
+        None,
+        "a retried delivery"
+    );
+    // One Bitbucket delivery updating two matching branches: each commit once.
+    let other_branch = NewDeploy {
+        branch: Some("release/2".into()),
+        commit_to: "e".repeat(40),
+        ..push.clone()
+    };
+    assert!(store.queue_deploy("site", &other_branch).unwrap().is_some());
+    let manual = store
+        .queue_deploy(
+            "site",
+            &NewDeploy {
+                delivery_id: None,
+                ..push.clone()
+            },
+        )
+        .unwrap()
+        .unwrap();
+    // Deliveries without an id are never merged.
+    assert!(
+        store
+            .queue_deploy(
+                "site",
+                &NewDeploy {
+                    delivery_id: None,
+                    ..push.clone()
+                }
+            )
+            .unwrap()
+            .is_some()
+    );
+
+    assert_eq!(store.deploy(id).unwrap().status, DeployStatus::Queued);
+    store.start_deploy(id).unwrap();
+    assert!(
+        store.start_deploy(id).is_err(),
+        "only a queued deploy starts"
+    );
+    let stats = DeployStats {
+        files_added: 3,
+        files_modified: 1,
+        files_removed: 2,
+        bytes: 12_345,
+    };
+    store
+        .finish_deploy(id, DeployStatus::Ok, stats, None)
+        .unwrap();
+    store
+        .finish_deploy(
+            manual,
+            DeployStatus::Failed,
+            DeployStats::default(),
+            Some("550 Permission denied"),
+        )
+        .unwrap();
+
+    let done = store.deploy(id).unwrap();
+    assert_eq!(done.status, DeployStatus::Ok);
+    assert_eq!(done.stats, stats);
+    assert_eq!(done.commits, push.commits);
+    assert_eq!(done.user.as_deref(), Some("Codertocat"));
+    assert!(done.started_at.is_some() && done.finished_at.is_some());
+    assert_eq!(
+        store.service("site").unwrap().last_deployed_commit,
+        Some("b".repeat(40))
+    );
+
+    let log = store.list_deploys("site", 10).unwrap();
+    assert_eq!(log.len(), 4);
+    assert_eq!(log[1].id, manual, "newest first");
+    assert_eq!(log[1].error.as_deref(), Some("550 Permission denied"));
+    assert_eq!(store.list_deploys("site", 1).unwrap().len(), 1);
+}
+
+#[test]
+fn deleting_a_service_deletes_its_deploys() {
+    let f = fixture();
+    let store = f.open();
+    store.add_service(&new_service("site")).unwrap();
+    let id = store
+        .queue_deploy(
+            "site",
+            &NewDeploy {
+                commit_to: "c".repeat(40),
+                ..NewDeploy::default()
+            },
+        )
+        .unwrap()
+        .unwrap();
+    store.delete_service("site").unwrap();
+    assert!(matches!(
+        store.deploy(id),
+        Err(DeployStoreError::NoSuchDeploy(_))
+    ));
+}
+
+#[test]
+fn notification_sets_attach_to_services_and_detach_on_delete() {
+    let f = fixture();
+    let store = f.open();
+    let set = NotificationSet {
+        name: "web-team".into(),
+        success_emails: vec!["ops@example.com".into()],
+        failure_emails: vec!["ops@example.com".into(), "oncall@example.com".into()],
+        notify_pusher: true,
+        notify_authors: false,
+    };
+    store.add_notification_set(&set).unwrap();
+    assert!(matches!(
+        store.add_notification_set(&set),
+        Err(DeployStoreError::NotificationSetExists(_))
+    ));
+    assert_eq!(store.notification_set("web-team").unwrap(), set);
+    assert_eq!(store.list_notification_sets().unwrap(), vec![set.clone()]);
+
+    let mut new = new_service("site");
+    new.notification_set = Some("nobody".into());
+    assert!(matches!(
+        store.add_service(&new),
+        Err(DeployStoreError::NoSuchNotificationSet(_))
+    ));
+    new.notification_set = Some("web-team".into());
+    assert_eq!(
+        store.add_service(&new).unwrap().notification_set.as_deref(),
+        Some("web-team")
+    );
+    store.delete_notification_set("web-team").unwrap();
+    assert_eq!(store.service("site").unwrap().notification_set, None);
+}
+
+#[test]
+fn deploy_tables_share_the_accounts_database_without_touching_its_version() {
+    let f = fixture();
+    let accounts = crate::auth::store::AccountStore::open(&f.db).unwrap();
+    drop(accounts);
+    let user_version = |db: &Path| -> u32 {
+        Connection::open(db)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap()
+    };
+    let before = user_version(&f.db);
+    f.open().add_service(&new_service("site")).unwrap();
+    assert_eq!(user_version(&f.db), before);
+    // Both open again, in either order, and migrating twice is harmless.
+    crate::auth::store::AccountStore::open(&f.db).unwrap();
+    assert_eq!(f.open().list_services().unwrap().len(), 1);
+}
+
+#[test]
+fn a_newer_deploy_schema_is_refused() {
+    let f = fixture();
+    drop(f.open());
+    Connection::open(&f.db)
+        .unwrap()
+        .execute("UPDATE deploy_schema SET version = 99", [])
+        .unwrap();
+    assert!(matches!(
+        ServiceStore::open(&f.db, f.key.clone()),
+        Err(DeployStoreError::SchemaTooNew { found: 99, .. })
+    ));
+}
