@@ -752,3 +752,51 @@ fn metrics_and_healthz_count_what_real_clients_did() {
     assert_eq!(stdout(&missing), "404");
     assert!(serve.terminate().success());
 }
+
+#[test]
+fn sighup_reloads_the_certificate_for_new_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    add_user(d, "ferry.db", &["carol"], "pw");
+    // Two different self-signed localhost certificates, as an operator's renewal would give.
+    assert_success(&run(&mut ferry(d, &["certs", "dev", "--dir", "old"])));
+    assert_success(&run(&mut ferry(d, &["certs", "dev", "--dir", "new"])));
+    std::fs::create_dir(d.join("live")).unwrap();
+    for name in ["cert.pem", "key.pem"] {
+        std::fs::copy(d.join("old").join(name), d.join("live").join(name)).unwrap();
+    }
+    let serve = Serve::start(&mut ferry(
+        d,
+        &[
+            "serve",
+            "127.0.0.1:0",
+            "--certfile",
+            "live/cert.pem",
+            "--keyfile",
+            "live/key.pem",
+        ],
+    ));
+    let list_with = |ca: &str| {
+        run(Command::new("curl")
+            .current_dir(d)
+            .args(["-sS", "--ssl-reqd", "--cacert", ca, "-o", "/dev/null"])
+            .arg(format!("ftp://carol:pw@localhost:{}/", serve.addr.port())))
+    };
+    assert_success(&list_with("old/cert.pem"));
+    assert!(!list_with("new/cert.pem").status.success());
+
+    for name in ["cert.pem", "key.pem"] {
+        std::fs::copy(d.join("new").join(name), d.join("live").join(name)).unwrap();
+    }
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -HUP {}", serve.child.id())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    eventually(LIMIT, || {
+        serve.log().contains("certificate reloaded").then_some(())
+    });
+    assert_success(&list_with("new/cert.pem"));
+    assert!(!list_with("old/cert.pem").status.success());
+    assert!(serve.terminate().success());
+}
