@@ -19,8 +19,8 @@ const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
 /// The same for the path, where `/` separates segments.
 const PATH: &AsciiSet = &USERINFO.remove(b'/');
 
-/// A parsed `--to` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A parsed `--to` URL. Its `Debug` and `Display` never show the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct DeployTarget {
     pub security: Security,
     pub user: String,
@@ -104,6 +104,15 @@ impl DeployTarget {
     }
 }
 
+impl fmt::Debug for DeployTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeployTarget")
+            .field("url", &self.display_url())
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
 /// The URL without its password; parses back to the same target.
 impl fmt::Display for DeployTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -171,6 +180,12 @@ mod tests {
         let t = DeployTarget::parse("ftp://u:p%20w@127.0.0.1").unwrap();
         assert_eq!((t.port, t.path.as_str()), (21, ""));
         assert_eq!(t.password.as_deref(), Some("p w"));
+        for shown in [format!("{t:?}"), t.to_string()] {
+            assert!(
+                !shown.contains("p w") && !shown.contains("p%20w"),
+                "{shown}"
+            );
+        }
         assert_eq!(
             DeployTarget::parse("ftps-implicit://u@h/").unwrap().port,
             990
