@@ -7,6 +7,7 @@
 //! ([`password`]). [`Permissions`] are pyftpdlib's letters `elradfmwMT`. [`throttle`] slows down
 //! and then bans client addresses that keep failing to log in.
 
+mod checkers;
 pub mod password;
 pub mod permissions;
 pub mod store;

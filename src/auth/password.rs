@@ -11,8 +11,8 @@
 
 use std::sync::LazyLock;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rand::rngs::OsRng;
@@ -96,11 +96,50 @@ fn verify_argon2(phc: &str, password: &str) -> bool {
     // Hashes from before Argon2 1.3 carry no `v=` (Django 1.10 wrote them); the reference
     // implementation reads that as version 0x10, while the argon2 crate would assume 0x13.
     hash.version.get_or_insert(Version::V0x10.into());
-    // The algorithm, version and costs all come from the hash itself; the output comparison
-    // inside is constant-time.
-    Argon2::default()
-        .verify_password(password.as_bytes(), &hash)
-        .is_ok()
+    let (Ok(algorithm), Some(Ok(version)), Some(salt), Some(expected)) = (
+        Algorithm::try_from(hash.algorithm),
+        hash.version.map(Version::try_from),
+        hash.salt,
+        hash.hash,
+    ) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let mut computed = [0u8; 64];
+    let Some(computed) = computed.get_mut(..expected.len()) else {
+        return false;
+    };
+    // The algorithm, version and costs all come from the hash itself. The working memory (19 MiB
+    // at the default cost) is the calling thread's, reused from check to check: allocating it
+    // anew each time makes the C allocator keep every freed block, and a burst of logins would
+    // leave the process hundreds of megabytes larger.
+    let hashed = ARGON2_MEMORY.with_borrow_mut(|memory| {
+        memory.clear();
+        memory.resize(params.block_count(), Block::default());
+        let hashed = Argon2::new(algorithm, version, params.clone())
+            .hash_password_into_with_memory(
+                password.as_bytes(),
+                salt,
+                computed,
+                memory.as_mut_slice(),
+            );
+        if memory.capacity() > KEPT_ARGON2_BLOCKS {
+            *memory = Vec::new();
+        }
+        hashed
+    });
+    hashed.is_ok() && bool::from(computed.ct_eq(expected.as_bytes()))
+}
+
+/// Blocks of argon2 working memory a thread keeps between checks: the default cost's 19 MiB with
+/// room to spare. A stored hash that asks for more gets it for its check only.
+const KEPT_ARGON2_BLOCKS: usize = 32 * 1024;
+
+thread_local! {
+    static ARGON2_MEMORY: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The HMAC digest of one of Django's PBKDF2 hashers.

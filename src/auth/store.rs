@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::checkers::PasswordCheckers;
 use async_trait::async_trait;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
-use tokio::sync::Semaphore;
 
 use super::password::{DUMMY_HASH, hash_password, needs_rehash, verify_password};
 use super::{AuthError, Authenticator, Permissions, TlsRequirement, UserDetails};
@@ -704,11 +704,8 @@ impl FromSql for TlsRequirement {
 #[derive(Debug, Clone)]
 pub struct SqliteAuthenticator {
     pub store: Arc<AccountStore>,
-    /// Password checks allowed to run at once. An argon2id check takes a core and ~19 MiB for
-    /// tens of milliseconds; hundreds of simultaneous logins would otherwise occupy hundreds of
-    /// blocking-pool threads (which file I/O shares) and gigabytes of memory. Logins beyond the
-    /// bound wait their turn without holding a thread.
-    hashing: Arc<Semaphore>,
+    /// Where password checks run: one dedicated thread per core (see [`PasswordCheckers`]).
+    checkers: Arc<PasswordCheckers>,
 }
 
 impl SqliteAuthenticator {
@@ -719,7 +716,7 @@ impl SqliteAuthenticator {
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         Self {
             store,
-            hashing: Arc::new(Semaphore::new(cores)),
+            checkers: Arc::new(PasswordCheckers::new(cores)),
         }
     }
 }
@@ -735,18 +732,11 @@ impl Authenticator for SqliteAuthenticator {
         let store = Arc::clone(&self.store);
         let user = user.to_owned();
         let password = password.to_owned();
-        let permit = Arc::clone(&self.hashing)
-            .acquire_owned()
+        // Logins beyond one per core wait their turn in the checkers' queue, holding no thread.
+        self.checkers
+            .run(move || authenticate_blocking(&store, &user, &password))
             .await
-            .map_err(|_| AuthError::Unavailable("password checking has stopped".to_owned()))?;
-        // The permit moves into the blocking task: a session that goes away mid-check does not
-        // free its slot before the hash is done.
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            authenticate_blocking(&store, &user, &password)
-        })
-        .await
-        .map_err(|e| AuthError::Unavailable(format!("the login task failed: {e}")))?
+            .ok_or_else(|| AuthError::Unavailable("the password check failed".to_owned()))?
     }
 
     async fn tls_requirement(&self, user: &str) -> Option<TlsRequirement> {
