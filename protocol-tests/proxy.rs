@@ -405,6 +405,11 @@ fn login_and_transfers_through_a_real_haproxy_with_send_proxy_v2() {
         .unwrap();
     // The balancer listens on 127.0.0.5 and connects to ferry from 127.0.0.9; clients connect
     // from 127.0.0.7. Passive ports are forwarded at the TCP level (no header), as in production.
+    let (certfile, keyfile) = dev_certificate();
+    let (certfile, keyfile) = (
+        certfile.display().to_string(),
+        keyfile.display().to_string(),
+    );
     let serve = Serve::start(
         dir.path(),
         &[
@@ -414,9 +419,25 @@ fn login_and_transfers_through_a_real_haproxy_with_send_proxy_v2() {
             &passive.to_string(),
             "--masquerade-address",
             "127.0.0.5",
+            "--certfile",
+            &certfile,
+            "--keyfile",
+            &keyfile,
+            "--implicit-tls",
+            "127.0.0.1:0",
+            "--tls-required",
+            "none",
         ],
     );
-    let front = free_port_on("127.0.0.5");
+    let implicit = serve
+        .log()
+        .lines()
+        .find(|l| l.contains("listening"))
+        .and_then(|line| line.split("implicit_tls=Some(").nth(1))
+        .and_then(|rest| rest.split(')').next())
+        .map(|addr| addr.parse::<SocketAddr>().unwrap())
+        .expect("the implicit FTPS listener in the log");
+    let (front, front_tls) = two_free_ports_on("127.0.0.5");
     let config = dir.path().join("haproxy.cfg");
     std::fs::write(
         &config,
@@ -425,25 +446,34 @@ fn login_and_transfers_through_a_real_haproxy_with_send_proxy_v2() {
              defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
              frontend ftp\n  bind 127.0.0.5:{front}\n  default_backend ferry\n\
              backend ferry\n  source 127.0.0.9\n  server ferry {} send-proxy-v2\n\
+             frontend ftps\n  bind 127.0.0.5:{front_tls}\n  default_backend ferry_tls\n\
+             backend ferry_tls\n  source 127.0.0.9\n  server ferry {implicit} send-proxy-v2\n\
              frontend passive\n  bind 127.0.0.5:{first}-{last}\n  default_backend data\n\
              backend data\n  source 127.0.0.9\n  server ferry 127.0.0.1\n",
             serve.addr
         ),
     )
     .unwrap();
-    let _haproxy = Haproxy(
+    let haproxy_log = dir.path().join("haproxy.log");
+    let mut haproxy = Haproxy(
         Command::new("haproxy")
             .arg("-db")
             .arg("-f")
             .arg(&config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&haproxy_log).unwrap())
             .spawn()
             .expect("starting haproxy"),
     );
     let front_addr: SocketAddr = format!("127.0.0.5:{front}").parse().unwrap();
-    eventually(LIMIT, || TcpStream::connect(front_addr).ok());
+    eventually(LIMIT, || {
+        if let Some(status) = haproxy.0.try_wait().unwrap() {
+            let log = std::fs::read_to_string(&haproxy_log).unwrap_or_default();
+            panic!("haproxy exited ({status}):\n{log}");
+        }
+        TcpStream::connect(front_addr).ok()
+    });
 
     // A raw client from 127.0.0.7: the server sees 127.0.0.7, not HAProxy's 127.0.0.9.
     let (mut ftp, greeting) = Dialogue::open_stream(connect_from(front_addr, ip("127.0.0.7")));
@@ -488,16 +518,40 @@ fn login_and_transfers_through_a_real_haproxy_with_send_proxy_v2() {
             sha256_file(&source)
         );
     }
+    // Implicit FTPS: the header comes before the TLS handshake, which must still succeed.
+    let tls_url = format!(
+        "ftps://{USER}:{}@localhost:{front_tls}/tls.bin",
+        PASSWORD.replace(' ', "%20")
+    );
+    let connect_to = format!("localhost:{front_tls}:127.0.0.5:{front_tls}");
+    let mut upload = Command::new("curl");
+    upload.args([
+        "-sS",
+        "--interface",
+        "127.0.0.7",
+        "--connect-to",
+        &connect_to,
+    ]);
+    upload
+        .args(["--cacert", &certfile, "-T"])
+        .arg(&source)
+        .arg(&tls_url);
+    assert_success(&run_with_timeout(&mut upload, LIMIT));
+    assert_eq!(
+        sha256_file(&dir.path().join("root").join(USER).join("tls.bin")),
+        sha256_file(&source)
+    );
     let log = serve.log();
     assert!(log.contains("peer=127.0.0.7:"), "{log}");
     assert!(!log.contains("peer=127.0.0.9:"), "{log}");
 }
 
-/// A port free right now on `host`.
-fn free_port_on(host: &str) -> u16 {
-    std::net::TcpListener::bind((host, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Two different ports free right now on `host`.
+fn two_free_ports_on(host: &str) -> (u16, u16) {
+    let first = std::net::TcpListener::bind((host, 0)).unwrap();
+    let second = std::net::TcpListener::bind((host, 0)).unwrap();
+    (
+        first.local_addr().unwrap().port(),
+        second.local_addr().unwrap().port(),
+    )
 }
