@@ -595,3 +595,160 @@ fn passwords_never_reach_the_log_even_at_debug_level() {
     );
     assert!(!log.contains("hunter2"), "a password was logged:\n{log}");
 }
+
+#[test]
+fn accounts_and_groups_can_require_tls_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    let db = db.to_str().unwrap();
+    assert_success(&run(&mut ferry(
+        dir.path(),
+        &[
+            "--db",
+            db,
+            "group",
+            "add",
+            "secure",
+            "--tls-required",
+            "control",
+        ],
+    )));
+    assert_success(&run_with_input(
+        &mut ferry(
+            dir.path(),
+            &[
+                "--db",
+                db,
+                "user",
+                "add",
+                "carol",
+                "--tls-required",
+                "all",
+                "--password-stdin",
+            ],
+        ),
+        "pw",
+    ));
+    assert_success(&run_with_input(
+        &mut ferry(
+            dir.path(),
+            &[
+                "--db",
+                db,
+                "user",
+                "add",
+                "dave",
+                "--group",
+                "secure",
+                "--password-stdin",
+            ],
+        ),
+        "pw",
+    ));
+    let groups = stdout(&run(&mut ferry(dir.path(), &["--db", db, "group", "list"])));
+    assert!(
+        groups
+            .lines()
+            .any(|l| l.starts_with("secure") && l.contains(" control ")),
+        "{groups}"
+    );
+    // The store is what the server consults at login (the FTPS suite shows it enforced).
+    let store = ferry::auth::store::AccountStore::open(Path::new(db)).unwrap();
+    let users = store.list_users().unwrap();
+    let requirement = |name: &str| {
+        users
+            .iter()
+            .find(|u| u.name == name)
+            .and_then(|u| u.effective_tls_required())
+            .map(|t| t.as_str())
+    };
+    assert_eq!(requirement("carol"), Some("all"));
+    assert_eq!(requirement("dave"), Some("control"));
+    let listed = stdout(&run(&mut ferry(dir.path(), &["--db", db, "user", "list"])));
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("carol") && l.contains(" all ")),
+        "{listed}"
+    );
+    let refused = fails(&mut ferry(
+        dir.path(),
+        &[
+            "--db",
+            db,
+            "group",
+            "add",
+            "bad",
+            "--tls-required",
+            "sometimes",
+        ],
+    ));
+    assert!(refused.contains("sometimes"), "{refused}");
+}
+
+#[test]
+fn metrics_and_healthz_count_what_real_clients_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    add_user(d, "ferry.db", &["carol"], "pw");
+    let serve = Serve::start(&mut ferry(
+        d,
+        &["serve", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
+    ));
+    let http = eventually(LIMIT, || {
+        serve
+            .log()
+            .lines()
+            .find(|l| l.contains("serving /metrics"))
+            .and_then(|l| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix("listen="))
+                    .map(str::to_owned)
+            })
+    });
+    let ftp = format!("ftp://carol:pw@{}/", serve.addr);
+    let upload = d.join("up.bin");
+    std::fs::write(&upload, pattern(10_000, 3)).unwrap();
+    assert_success(&run(Command::new("curl")
+        .args(["-sS", "-T"])
+        .arg(&upload)
+        .arg(format!("{ftp}up.bin"))));
+    assert_success(&run(Command::new("curl")
+        .args(["-sS", "-o", "/dev/null"])
+        .arg(format!("{ftp}up.bin"))));
+    // A wrong password counts as a failed login (curl exits 67).
+    let refused = run(Command::new("curl")
+        .args(["-sS", "-o", "/dev/null"])
+        .arg(format!("ftp://carol:nope@{}/up.bin", serve.addr)));
+    assert_eq!(refused.status.code(), Some(67));
+
+    let scrape = run(Command::new("curl").args(["-sS", "-i", &format!("http://{http}/metrics")]));
+    assert_success(&scrape);
+    let text = stdout(&scrape);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    for line in [
+        "ferry_logins_total{result=\"ok\"} 2",
+        "ferry_logins_total{result=\"failed\"} 1",
+        "ferry_transfer_bytes_total{direction=\"in\"} 10000",
+        "ferry_transfer_bytes_total{direction=\"out\"} 10000",
+        "ferry_transfers_total{direction=\"in\",result=\"ok\"} 1",
+        "ferry_transfers_total{direction=\"out\",result=\"ok\"} 1",
+        "ferry_commands_total{verb=\"STOR\"} 1",
+        "ferry_commands_total{verb=\"RETR\"} 1",
+        "ferry_sessions_total 3",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+    let health = run(Command::new("curl").args(["-sS", &format!("http://{http}/healthz")]));
+    assert_eq!(stdout(&health), "ok\n");
+    let missing = run(Command::new("curl").args([
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("http://{http}/nothing"),
+    ]));
+    assert_eq!(stdout(&missing), "404");
+    assert!(serve.terminate().success());
+}

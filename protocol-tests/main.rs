@@ -7,6 +7,7 @@ mod client;
 mod contrib;
 mod curl;
 mod data_channel;
+mod deploy;
 #[allow(
     dead_code,
     reason = "the dialogue helper serves several suites, each using part of it"

@@ -1,18 +1,26 @@
-//! The command line: `ferry serve`, `ferry user ...`, `ferry group ...` — parsed with clap and
-//! carried out here. The subcommand names and flags are a contract (scripts and tests drive them);
+//! The command line: `ferry serve`, `ferry user ...`, `ferry group ...`, `ferry deploy ...` —
+//! parsed with clap and carried out here. The subcommand names and flags are a contract (scripts and tests drive them);
 //! extend them, never rename them.
 
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use tracing::{info, warn};
 
 use crate::auth::store::{AccountStore, NewAccount};
-use crate::auth::{Permissions, SqliteAuthenticator};
+use crate::auth::{Permissions, SqliteAuthenticator, TlsRequirement};
+use crate::client::Verification;
 use crate::config::{DEFAULT_DB, FileConfig, ServeArgs, ServeSettings};
+use crate::deploy::executor::default_retry_policy;
+use crate::deploy::journal::default_state_dir;
+use crate::deploy::marker::MARKER_NAME;
+use crate::deploy::plan::human_bytes;
+use crate::deploy::push::{self, DeployRequest, Revision};
+use crate::deploy::{DeployError, DeployTarget};
 use crate::server::tls::write_development_certificate;
 use crate::server::{self, Server, Shutdown, TlsContext};
 use crate::storage::fs::FsProvider;
@@ -42,6 +50,95 @@ pub enum Command {
     /// Certificates for FTPS.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Mirror a git commit onto an FTP/FTPS server.
+    #[command(subcommand)]
+    Deploy(DeployCommand),
+}
+
+const DEPLOY_EXIT_CODES: &str = "\
+Exit codes:
+  0  done (or nothing to do)
+  1  any other error
+  2  usage: bad arguments, target URL or ignore pattern
+  3  connection: cannot reach the server, log in, or set up TLS
+  4  transfer: an upload, delete or other file operation failed
+  5  git: the repository or the revision cannot be read
+
+The password comes from --password-stdin, else FERRY_FTP_PASSWORD.";
+
+#[derive(Debug, Subcommand)]
+pub enum DeployCommand {
+    /// Upload what changed since the deployed commit, delete what was removed, then move the
+    /// marker. A failed push resumes where it stopped when run again.
+    #[command(after_help = DEPLOY_EXIT_CODES)]
+    Push {
+        #[command(flatten)]
+        target: DeployTargetArgs,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Upload the whole tree, whatever the target's marker says (first deploy).
+        #[arg(long)]
+        init: bool,
+    },
+    /// Record a commit as deployed without uploading anything (adopting an existing site).
+    #[command(after_help = DEPLOY_EXIT_CODES)]
+    Catchup {
+        #[command(flatten)]
+        target: DeployTargetArgs,
+    },
+    /// Show the deployed commit and what a push would change.
+    #[command(after_help = DEPLOY_EXIT_CODES)]
+    Status {
+        #[command(flatten)]
+        target: DeployTargetArgs,
+    },
+}
+
+/// Where from and where to, shared by the deploy commands.
+#[derive(Debug, clap::Args)]
+pub struct DeployTargetArgs {
+    /// The git repository (a work tree or a bare repository).
+    #[arg(value_name = "REPO_DIR", default_value = ".")]
+    pub repo_dir: PathBuf,
+    /// ftp://USER@HOST[:PORT]/PATH, or ftps:// for explicit FTPS (AUTH TLS); PATH is relative
+    /// to the login directory.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// Deploy the tip of this branch (default: HEAD).
+    #[arg(long, value_name = "B", conflicts_with = "commit")]
+    pub branch: Option<String>,
+    /// Deploy this commit.
+    #[arg(long, value_name = "SHA")]
+    pub commit: Option<String>,
+    /// Do not verify the server's TLS certificate (the connection can then be read and changed
+    /// by anyone on the path).
+    #[arg(long, conflicts_with = "ca_file")]
+    pub insecure: bool,
+    /// Verify the server's certificate against this PEM file instead of the system roots.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Read the FTP password from the first line of standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Leave files matching this gitignore-style pattern alone (repeatable; adds to
+    /// .ferryignore).
+    #[arg(long, value_name = "PAT")]
+    pub exclude: Vec<String>,
+    /// Connections to upload and delete over (push).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// Seconds a connection may sit idle (waiting for the others) before it sends a NOOP, so
+    /// that the server does not time it out.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_keepalive)]
+    pub keepalive: f64,
+}
+
+fn parse_keepalive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if (0.05..=3600.0).contains(&secs) => Ok(secs),
+        _ => Err("expected seconds between 0.05 and 3600".to_owned()),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +169,9 @@ pub enum UserCommand {
         /// May log in to the deploy dashboard.
         #[arg(long)]
         admin: bool,
+        /// What this account must encrypt (none, control, data, all), beyond the server's policy.
+        #[arg(long, value_name = "WHAT")]
+        tls_required: Option<TlsRequirement>,
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
@@ -99,6 +199,9 @@ pub enum GroupCommand {
         /// Permission letters out of elradfmwMT.
         #[arg(long, value_name = "LETTERS")]
         perms: Option<String>,
+        /// What the group's accounts must encrypt (none, control, data, all).
+        #[arg(long, value_name = "WHAT")]
+        tls_required: Option<TlsRequirement>,
     },
     /// List groups.
     List,
@@ -118,6 +221,7 @@ impl Cli {
                 let store = open_store(&db_path(self.db, None))?;
                 group_command(&store, command)
             }
+            Command::Deploy(command) => deploy_command(command).await,
             Command::Certs(CertsCommand::Dev { dir }) => {
                 let (cert, key) = write_development_certificate(&dir).with_context(|| {
                     format!("cannot write a certificate into {}", dir.display())
@@ -174,6 +278,7 @@ fn user_command(store: &AccountStore, command: UserCommand) -> anyhow::Result<()
             home,
             perms,
             admin,
+            tls_required,
             password_stdin,
         } => {
             let permissions = parse_perms(perms)?;
@@ -184,23 +289,24 @@ fn user_command(store: &AccountStore, command: UserCommand) -> anyhow::Result<()
                 home: home.as_deref(),
                 permissions,
                 admin,
-                tls_required: None,
+                tls_required,
                 password: &password,
             })?;
             println!("user {name} added");
         }
         UserCommand::List => {
             println!(
-                "{:<24} {:<16} {:<12} {:<6} HOME",
-                "NAME", "GROUP", "PERMS", "ADMIN"
+                "{:<24} {:<16} {:<12} {:<6} {:<8} HOME",
+                "NAME", "GROUP", "PERMS", "ADMIN", "TLS"
             );
             for user in store.list_users()? {
                 println!(
-                    "{:<24} {:<16} {:<12} {:<6} {}",
+                    "{:<24} {:<16} {:<12} {:<6} {:<8} {}",
                     user.name,
                     user.group.as_deref().unwrap_or("-"),
                     user.effective_permissions().to_string(),
                     if user.admin { "yes" } else { "no" },
+                    user.effective_tls_required().map_or("-", |t| t.as_str()),
                     user.effective_home(),
                 );
             }
@@ -223,18 +329,27 @@ fn user_command(store: &AccountStore, command: UserCommand) -> anyhow::Result<()
 
 fn group_command(store: &AccountStore, command: GroupCommand) -> anyhow::Result<()> {
     match command {
-        GroupCommand::Add { name, home, perms } => {
+        GroupCommand::Add {
+            name,
+            home,
+            perms,
+            tls_required,
+        } => {
             let permissions = parse_perms(perms)?;
             store.add_group(&name, home.as_deref(), permissions)?;
+            if tls_required.is_some() {
+                store.set_group_tls_required(&name, tls_required)?;
+            }
             println!("group {name} added");
         }
         GroupCommand::List => {
-            println!("{:<24} {:<12} HOME", "NAME", "PERMS");
+            println!("{:<24} {:<12} {:<8} HOME", "NAME", "PERMS", "TLS");
             for group in store.list_groups()? {
                 println!(
-                    "{:<24} {:<12} {}",
+                    "{:<24} {:<12} {:<8} {}",
                     group.name,
                     group.permissions.to_string(),
+                    group.tls_required.map_or("-", |t| t.as_str()),
                     group.home.as_deref().unwrap_or("-"),
                 );
             }
@@ -307,6 +422,17 @@ async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> 
     if let Some(tls) = tls {
         tokio::spawn(reload_certificate_on_sighup(tls));
     }
+    if let Some(addr) = settings.metrics_listen {
+        let http = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for /metrics on {addr}"))?;
+        info!(listen = %http.local_addr()?, "serving /metrics and /healthz");
+        tokio::spawn(server::serve_http(
+            http,
+            Arc::clone(&server),
+            shutdown.clone(),
+        ));
+    }
     systemd::ready(&format!("accepting FTP connections on {local}"));
     tokio::spawn(systemd::keep_watchdog_fed());
     server::serve(listener, implicit, server, shutdown).await;
@@ -353,4 +479,130 @@ async fn watch_signals(shutdown: Shutdown) {
         _ = interrupt.recv() => {}
     }
     shutdown.immediate.cancel();
+}
+
+impl DeployTargetArgs {
+    fn request(&self, init: bool) -> Result<DeployRequest, DeployError> {
+        let target = DeployTarget::parse(&self.to)?;
+        let password = if self.password_stdin {
+            read_password(true).map_err(|e| DeployError::Usage(format!("{e:#}")))?
+        } else if let Some(password) = std::env::var("FERRY_FTP_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty())
+        {
+            password
+        } else if let Some(password) = target.password.clone() {
+            warn!(
+                "the password is in the --to URL, where other users may read it; prefer FERRY_FTP_PASSWORD or --password-stdin"
+            );
+            password
+        } else {
+            return Err(DeployError::Usage(
+                "no FTP password: set FERRY_FTP_PASSWORD or pass --password-stdin".to_owned(),
+            ));
+        };
+        let verification = match (&self.ca_file, self.insecure) {
+            (Some(path), _) => Verification::CaFile(path.clone()),
+            (None, true) => Verification::Insecure,
+            (None, false) => Verification::SystemRoots,
+        };
+        let revision = match (&self.branch, &self.commit) {
+            (Some(branch), _) => Revision::Branch(branch.clone()),
+            (None, Some(commit)) => Revision::Commit(commit.clone()),
+            (None, None) => Revision::Head,
+        };
+        Ok(DeployRequest {
+            repo_dir: self.repo_dir.clone(),
+            client: target.client_config(password, verification),
+            target,
+            revision,
+            excludes: self.exclude.clone(),
+            jobs: usize::from(self.jobs),
+            init,
+            state_dir: default_state_dir(),
+            retry: default_retry_policy(),
+            keepalive: Duration::from_secs_f64(self.keepalive),
+        })
+    }
+}
+
+async fn deploy_command(command: DeployCommand) -> anyhow::Result<()> {
+    match command {
+        DeployCommand::Push {
+            target,
+            dry_run: true,
+            init,
+        } => {
+            let request = target.request(init)?;
+            let prepared = push::dry_run(&request).await?;
+            print_state(&request, &prepared);
+            println!("dry run: nothing was changed");
+            for step in prepared.plan.steps() {
+                println!("  {step}");
+            }
+            prepared.close().await;
+        }
+        DeployCommand::Push {
+            target,
+            dry_run: false,
+            init,
+        } => {
+            let request = target.request(init)?;
+            let outcome = push::push(&request).await?;
+            let url = request.target.display_url();
+            if outcome.up_to_date {
+                println!("{url} is up to date at {}", outcome.plan.to);
+            } else {
+                let report = outcome.report.unwrap_or_default();
+                println!(
+                    "deployed {} to {url}: {} uploaded ({}), {} deleted, {} directories created, {} removed",
+                    outcome.plan.to,
+                    report.uploaded,
+                    human_bytes(report.bytes),
+                    report.deleted,
+                    report.dirs_created,
+                    report.dirs_removed,
+                );
+            }
+        }
+        DeployCommand::Catchup { target } => {
+            let request = target.request(false)?;
+            let marker = push::catchup(&request).await?;
+            println!(
+                "recorded {} as deployed on {} (nothing uploaded)",
+                marker.commit,
+                request.target.display_url()
+            );
+        }
+        DeployCommand::Status { target } => {
+            let request = target.request(false)?;
+            let prepared = push::dry_run(&request).await?;
+            print_state(&request, &prepared);
+            prepared.close().await;
+        }
+    }
+    Ok(())
+}
+
+fn print_state(request: &DeployRequest, prepared: &push::Prepared) {
+    println!("target:   {}", request.target.display_url());
+    match &prepared.marker {
+        Some(marker) => println!(
+            "deployed: {} ({} by {})",
+            marker.commit, marker.time, marker.who
+        ),
+        None => println!("deployed: nothing (no {MARKER_NAME} on the target)"),
+    }
+    println!("to push:  {}", prepared.target_commit);
+    if prepared.journaled > 0 {
+        println!(
+            "an unfinished deploy completed {} operations; a push resumes it",
+            prepared.journaled
+        );
+    }
+    if prepared.plan.is_empty() {
+        println!("changes:  none");
+    } else {
+        println!("changes:  {}", prepared.plan.summary());
+    }
 }

@@ -65,6 +65,9 @@ pub struct ServeArgs {
     /// Allow CCC (clear command channel after login).
     #[arg(long, env = "FERRY_ALLOW_CCC")]
     pub allow_ccc: bool,
+    /// Serve GET /metrics (Prometheus) and GET /healthz over HTTP on this address.
+    #[arg(long, value_name = "HOST:PORT", env = "FERRY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// A TOML configuration file (see contrib/ferry.toml).
     #[arg(long, value_name = "FILE", env = "FERRY_CONFIG")]
     pub config: Option<PathBuf>,
@@ -87,6 +90,8 @@ pub struct FileServe {
     pub max_per_ip: Option<usize>,
     /// Home of the anonymous user; absent means no anonymous logins.
     pub anonymous_home: Option<String>,
+    /// HTTP address for /metrics and /healthz.
+    pub metrics_listen: Option<SocketAddr>,
     pub timeouts: Option<FileTimeouts>,
     pub tls: Option<FileTls>,
 }
@@ -182,6 +187,8 @@ pub struct ServeSettings {
     pub tls: Option<TlsSettings>,
     /// The implicit FTPS listener, if any.
     pub implicit_listen: Option<SocketAddr>,
+    /// The HTTP listener for /metrics and /healthz, if any.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2121";
@@ -306,6 +313,7 @@ impl ServeSettings {
             server,
             tls,
             implicit_listen,
+            metrics_listen: args.metrics_listen.or(file.metrics_listen),
         })
     }
 }

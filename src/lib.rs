@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod deploy;
 pub mod protocol;
 pub mod server;
 pub mod storage;

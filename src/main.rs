@@ -33,8 +33,17 @@ fn main() -> ExitCode {
     match runtime.block_on(cli.run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            // Deploy failures tell usage, connection, transfer and git errors apart.
+            match error.downcast_ref::<ferry::deploy::DeployError>() {
+                Some(deploy) => {
+                    eprintln!("error: {deploy}");
+                    ExitCode::from(deploy.exit_code())
+                }
+                None => {
+                    eprintln!("error: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

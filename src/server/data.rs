@@ -22,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::warn;
 
+use super::metrics::ServerMetrics;
 use super::passive::PortLease;
 
 /// How the next data connection will be made.
@@ -84,6 +85,7 @@ pub(crate) struct DataTls {
     /// The session's data configuration: it can resume the control connection's TLS session.
     pub(crate) config: Arc<rustls::ServerConfig>,
     pub(crate) require_resumption: bool,
+    pub(crate) metrics: Arc<ServerMetrics>,
 }
 
 /// Why the data connection could not be opened.
@@ -161,7 +163,9 @@ impl DataSetup {
                     ),
                 ))
             })?
-            .map_err(DataError::Tls)?;
+            .map_err(DataError::Tls);
+        tls.metrics.tls_handshake("data", stream.is_ok());
+        let stream = stream?;
         let resumed = stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
         if tls.require_resumption && !resumed {
             warn!("refused a TLS data connection that did not resume the control session");

@@ -8,8 +8,10 @@
 mod commands;
 mod control;
 mod data;
+mod http;
 mod limits;
 pub mod masquerade;
+pub mod metrics;
 pub mod passive;
 pub mod proxy;
 mod session;
@@ -30,8 +32,10 @@ use crate::auth::Authenticator;
 use crate::auth::throttle::{LoginThrottle, ThrottleConfig};
 use crate::storage::StorageProvider;
 
+pub use http::serve_http;
 pub use limits::ConnectionLimits;
 pub use masquerade::Masquerade;
+pub use metrics::ServerMetrics;
 pub use passive::{PassivePortPool, PortRanges};
 use session::ListenerKind;
 pub use session::Shutdown;
@@ -113,6 +117,7 @@ pub struct Server {
     pub(crate) passive_pool: PassivePortPool,
     pub(crate) limits: ConnectionLimits,
     pub(crate) throttle: LoginThrottle,
+    pub(crate) metrics: Arc<ServerMetrics>,
     next_session_id: AtomicU64,
 }
 
@@ -126,6 +131,7 @@ impl Server {
             passive_pool: PassivePortPool::new(&config.passive_ports),
             limits: ConnectionLimits::new(config.max_connections, config.max_connections_per_ip),
             throttle: LoginThrottle::new(config.login_throttle.clone()),
+            metrics: Arc::default(),
             config,
             authenticator,
             storage,
@@ -135,6 +141,12 @@ impl Server {
 
     pub fn config(&self) -> &ServerConfig {
         &self.config
+    }
+
+    /// The Prometheus exposition text of this server's counters.
+    pub fn render_metrics(&self) -> String {
+        self.metrics
+            .render(self.passive_pool.size(), self.passive_pool.available())
     }
 }
 

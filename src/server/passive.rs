@@ -139,6 +139,11 @@ impl PassivePortPool {
         }
     }
 
+    /// Ports in the configured range (0 when the system picks ports).
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
     /// Ports not leased right now (`None` when the system picks ports).
     pub fn available(&self) -> Option<usize> {
         self.free

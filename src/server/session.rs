@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use super::control::{ControlConnection, ControlStream, Incoming};
 use super::data::{DataParams, DataSetup, DataTls};
+use super::metrics::Direction as TransferDirection;
 use super::tls::{Direction, SessionTls};
 use super::transfer::TransferError;
 use super::{Server, proxy};
@@ -219,7 +220,9 @@ pub(crate) async fn run(
         (ListenerKind::ImplicitTls, Some(context)) => {
             let tls = context.session();
             let limit = server.config.timeouts.data_accept;
-            match ControlStream::accept_tls(stream, Arc::clone(&tls.control), limit).await {
+            let accepted = ControlStream::accept_tls(stream, Arc::clone(&tls.control), limit).await;
+            server.metrics.tls_handshake("control", accepted.is_ok());
+            match accepted {
                 Ok(stream) => (stream, Some(tls)),
                 Err(error) => {
                     debug!(%error, "implicit TLS handshake failed");
@@ -236,6 +239,7 @@ pub(crate) async fn run(
         Err(refusal) => {
             warn!(%refusal, "connection refused");
             let reply = Reply::new(ReplyCode::SERVICE_NOT_AVAILABLE, format!("{refusal}."));
+            server.metrics.reply(reply.code.get());
             let _ = control.send(&reply).await;
             control.shutdown().await;
             return;
@@ -267,17 +271,20 @@ pub(crate) async fn run(
         shutdown,
     };
     debug!("connected");
+    let metrics = Arc::clone(&session.server.metrics);
+    metrics.session_opened();
     if let Err(error) = session.serve().await {
         debug!(%error, "control connection ended with an error");
     }
     session.control.shutdown().await;
+    metrics.session_closed();
     debug!("disconnected");
 }
 
 impl Session {
     async fn serve(&mut self) -> std::io::Result<()> {
         let banner = Reply::new(ReplyCode::SERVICE_READY, self.server.config.banner.clone());
-        self.control.send(&banner).await?;
+        self.send_reply(&banner).await?;
         let mut transfer: Option<Transfer> = None;
         // A command that arrived during a transfer and must wait for its end.
         let mut deferred: Option<Bytes> = None;
@@ -286,7 +293,7 @@ impl Session {
             if transfer.is_none() {
                 if quit_after_transfer {
                     let bye = Reply::new(ReplyCode::CLOSING_CONTROL, "Goodbye.");
-                    return self.control.send(&bye).await;
+                    return self.send_reply(&bye).await;
                 }
                 if let Some(line) = deferred.take() {
                     let flow = self.execute(&line).await;
@@ -336,7 +343,7 @@ impl Session {
                                     crate::protocol::MAX_LINE_LEN
                                 ),
                             );
-                            self.control.send(&reply).await?;
+                            self.send_reply(&reply).await?;
                             continue;
                         }
                         Incoming::Closed => {
@@ -386,7 +393,7 @@ impl Session {
                                     running.verb, running.path
                                 ),
                             );
-                            self.control.send(&reply).await?;
+                            self.send_reply(&reply).await?;
                         }
                         Ok(Command::Quit) => quit_after_transfer = true,
                         _ => deferred = Some(line),
@@ -396,7 +403,7 @@ impl Session {
                     let finished = transfer.take().expect("a transfer was running");
                     let reply = self.finish_transfer(&finished.info, outcome).await;
                     match reply {
-                        Some(reply) => self.control.send(&reply).await?,
+                        Some(reply) => self.send_reply(&reply).await?,
                         None => return Ok(()),
                     }
                 }
@@ -423,7 +430,7 @@ impl Session {
                         }
                     };
                     let reply = Reply::new(ReplyCode::SERVICE_NOT_AVAILABLE, text);
-                    return self.control.send(&reply).await;
+                    return self.send_reply(&reply).await;
                 }
                 Event::Shutdown => {
                     if let Some(running) = transfer.take() {
@@ -434,7 +441,7 @@ impl Session {
                         ReplyCode::SERVICE_NOT_AVAILABLE,
                         "The server is shutting down; please reconnect later.",
                     );
-                    return self.control.send(&reply).await;
+                    return self.send_reply(&reply).await;
                 }
             }
         }
@@ -447,30 +454,34 @@ impl Session {
         transfer: &mut Option<Transfer>,
     ) -> std::io::Result<bool> {
         match flow {
-            Flow::Reply(reply) => self.control.send(&reply).await?,
+            Flow::Reply(reply) => self.send_reply(&reply).await?,
             Flow::Transfer(preliminary, started) => {
-                self.control.send(&preliminary).await?;
+                self.send_reply(&preliminary).await?;
                 *transfer = Some(started);
             }
             Flow::Close(reply) => {
-                self.control.send(&reply).await?;
+                self.send_reply(&reply).await?;
                 return Ok(false);
             }
             Flow::StartTls(reply) => {
-                self.control.send(&reply).await?;
+                self.send_reply(&reply).await?;
                 let config = match &self.tls {
                     Some(tls) => Arc::clone(&tls.control),
                     None => return Ok(false),
                 };
                 let limit = self.server.config.timeouts.data_accept;
-                if let Err(error) = self.control.start_tls(config, limit).await {
+                let started = self.control.start_tls(config, limit).await;
+                self.server
+                    .metrics
+                    .tls_handshake("control", started.is_ok());
+                if let Err(error) = started {
                     info!(%error, "TLS handshake on the control connection failed");
                     return Ok(false);
                 }
                 debug!("control connection is now TLS");
             }
             Flow::ClearTls(reply) => {
-                self.control.send(&reply).await?;
+                self.send_reply(&reply).await?;
                 let limit = self.server.config.timeouts.data_accept;
                 if let Err(error) = self.control.clear_tls(limit).await {
                     info!(%error, "CCC: TLS close on the control connection failed");
@@ -501,7 +512,10 @@ impl Session {
     /// Parses and runs one command line.
     async fn execute(&mut self, line: &[u8]) -> Flow {
         let command = match parse_command(line) {
-            Ok(command) => command,
+            Ok(command) => {
+                self.server.metrics.command(command.verb());
+                command
+            }
             Err(error) => {
                 debug!(%error, "unparsable command");
                 return error.reply().into();
@@ -586,7 +600,27 @@ impl Session {
         }
     }
 
+    /// Sends one reply on the control connection, counted by class.
+    async fn send_reply(&mut self, reply: &Reply) -> std::io::Result<()> {
+        self.server.metrics.reply(reply.code.get());
+        self.control.send(reply).await
+    }
+
     fn log_transfer(&self, running: &TransferInfo, result: &str, bytes: u64) {
+        let direction = match running.verb {
+            "STOR" | "APPE" | "STOU" => TransferDirection::In,
+            _ => TransferDirection::Out,
+        };
+        let outcome = if result == "ok" {
+            "ok"
+        } else if result.starts_with("aborted") {
+            "aborted"
+        } else if result.starts_with("discarded") {
+            "discarded"
+        } else {
+            "failed"
+        };
+        self.server.metrics.transfer(direction, outcome, bytes);
         let user = match &self.login {
             Login::LoggedIn(logged_in) => logged_in.details.name.as_str(),
             _ => "-",
@@ -628,6 +662,7 @@ impl Session {
         Some(DataTls {
             config: Arc::clone(tls.data(direction)),
             require_resumption,
+            metrics: Arc::clone(&self.server.metrics),
         })
     }
 

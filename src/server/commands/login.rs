@@ -87,6 +87,7 @@ impl Session {
             }
             Err(error) => {
                 warn!(user, %error, "login failed");
+                self.server.metrics.login(false);
                 throttle.record_failure(ip);
                 tokio::time::sleep(throttle.failure_delay(ip)).await;
                 if throttle.is_blocked(ip) {
@@ -109,6 +110,7 @@ impl Session {
             }
         };
         throttle.record_success(ip);
+        self.server.metrics.login(true);
         tracing::Span::current().record("user", details.name.as_str());
         info!(home = details.home, "logged in");
         let welcome = format!("User {} logged in.", details.name);
