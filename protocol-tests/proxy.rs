@@ -377,6 +377,25 @@ fn ferry_serve_logs_the_claimed_client_and_the_balancer() {
         (log.matches("logged in").count() == 2).then_some(log)
     });
     assert!(!lines.contains("192.0.2.9"), "{lines}");
+    // A balancer-network connection without a header is closed, and the log says why.
+    let mut stream = connect_from(serve.addr, ip("127.0.0.2"));
+    stream
+        .write_all(format!("USER {USER}\r\n").as_bytes())
+        .unwrap();
+    assert!(closed_without_greeting(stream));
+    let line = eventually(LIMIT, || {
+        serve
+            .log()
+            .lines()
+            .find(|l| l.contains("closed a connection from a balancer network"))
+            .map(str::to_owned)
+    });
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("balancer=127.0.0.2:"), "{line}");
+    assert!(
+        line.contains("does not start with a PROXY protocol header"),
+        "{line}"
+    );
 }
 
 /// HAProxy on the given config, stopped (by its own pid) when dropped.

@@ -36,6 +36,9 @@ pub(crate) struct ControlPeer {
 pub(crate) enum ProxyReadError {
     #[error("no PROXY header within {} s", HEADER_TIMEOUT.as_secs())]
     Timeout,
+    /// Closed before sending a byte: what a balancer's plain TCP health check does.
+    #[error("the connection closed before sending anything (a health check?)")]
+    Silent,
     #[error("the connection closed before a whole PROXY header arrived")]
     Closed,
     #[error(transparent)]
@@ -83,7 +86,7 @@ async fn read_header(stream: &mut TcpStream) -> Result<ProxyHeader, ProxyReadErr
     let mut first = [0u8; PEEK_LEN];
     let seen = stream.peek(&mut first).await?;
     if seen == 0 {
-        return Err(ProxyReadError::Closed);
+        return Err(ProxyReadError::Silent);
     }
     let mut at_least = match proxy::parse(&first[..seen])? {
         Parsed::Complete { header, len } => {

@@ -205,6 +205,10 @@ pub(crate) async fn run(
     let peer =
         match proxy::identify(&mut stream, tcp_peer, &server.config.proxy_protocol_from).await {
             Ok(peer) => peer,
+            Err(error @ proxy::ProxyReadError::Silent) => {
+                debug!(balancer = %tcp_peer, %error, "closed a connection from a balancer network");
+                return;
+            }
             Err(error) => {
                 warn!(balancer = %tcp_peer, %error, "closed a connection from a balancer network");
                 return;
