@@ -44,7 +44,8 @@ impl Dialogue {
         Self::open_stream(connect_from(addr, local))
     }
 
-    fn open_stream(stream: TcpStream) -> (Self, Reply) {
+    /// Takes over a connected stream and reads the greeting.
+    pub fn open_stream(stream: TcpStream) -> (Self, Reply) {
         stream.set_read_timeout(Some(READ_LIMIT)).unwrap();
         let mut dialogue = Self {
             reader: BufReader::new(stream.try_clone().unwrap()),

@@ -17,6 +17,7 @@ mod dialogue;
 mod ftplib;
 mod lftp;
 mod limits;
+mod proxy;
 mod smoke;
 mod suppaftp_client;
 #[allow(

@@ -40,7 +40,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the FTP server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage FTP accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -214,7 +214,7 @@ pub enum GroupCommand {
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Serve(args) => serve(self.db, args).await,
+            Command::Serve(args) => serve(self.db, *args).await,
             Command::User(command) => {
                 let store = open_store(&db_path(self.db, None))?;
                 user_command(&store, command)
@@ -416,6 +416,7 @@ async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> 
         db = %db.display(),
         passive_ports = %settings.server.passive_ports,
         masquerade = %settings.server.masquerade,
+        proxy_protocol_from = ?settings.server.proxy_protocol_from,
         "ferry FTP server listening"
     );
     let shutdown = Shutdown::default();

@@ -10,6 +10,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::auth::TlsRequirement;
+use crate::server::proxy;
 use crate::server::{Masquerade, PortRanges, ServerConfig, Timeouts, TlsSettings};
 
 /// `ferry serve` flags; each can also come from the environment or the config file.
@@ -30,6 +31,10 @@ pub struct ServeArgs {
     /// Per-client-network PASV addresses, as in 10.0.0.0/8=10.0.0.5,0.0.0.0/0=203.0.113.10.
     #[arg(long, value_name = "CIDR=ADDR,...", env = "FERRY_MASQUERADE_MAP")]
     pub masquerade_map: Option<String>,
+    /// Load-balancer networks (CIDRs or addresses, comma-separated) whose connections must open
+    /// with a PROXY protocol v1/v2 header naming the real client.
+    #[arg(long, value_name = "CIDR,...", env = "FERRY_PROXY_PROTOCOL_FROM")]
+    pub proxy_protocol_from: Option<String>,
     /// Refuse PORT and EPRT (active mode).
     #[arg(long, env = "FERRY_NO_ACTIVE_MODE")]
     pub no_active_mode: bool,
@@ -77,6 +82,8 @@ pub struct FileServe {
     pub passive_ports: Option<String>,
     pub masquerade_address: Option<String>,
     pub masquerade_map: Option<String>,
+    /// A list of CIDRs, or one comma-separated string as on the command line.
+    pub proxy_protocol_from: Option<NetworkList>,
     pub active_mode: Option<bool>,
     pub banner: Option<String>,
     pub max_connections: Option<usize>,
@@ -87,6 +94,23 @@ pub struct FileServe {
     pub metrics_listen: Option<SocketAddr>,
     pub timeouts: Option<FileTimeouts>,
     pub tls: Option<FileTls>,
+}
+
+/// Networks in the configuration file: `["10.0.0.0/8", "192.0.2.10"]` or `"10.0.0.0/8,192.0.2.10"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum NetworkList {
+    Many(Vec<String>),
+    One(String),
+}
+
+impl NetworkList {
+    fn joined(&self) -> String {
+        match self {
+            Self::Many(entries) => entries.join(","),
+            Self::One(text) => text.clone(),
+        }
+    }
 }
 
 /// `[serve.tls]`.
@@ -202,6 +226,14 @@ impl ServeSettings {
             Some(text) => Masquerade::parse_map(text).map_err(ConfigError::Invalid)?,
             None => Vec::new(),
         };
+        let proxy_protocol_from = match &args.proxy_protocol_from {
+            Some(text) => proxy::parse_networks(text),
+            None => file
+                .proxy_protocol_from
+                .as_ref()
+                .map_or(Ok(Vec::new()), |list| proxy::parse_networks(&list.joined())),
+        }
+        .map_err(ConfigError::Invalid)?;
         let defaults = ServerConfig::default();
         let file_timeouts = file.timeouts.clone().unwrap_or_default();
         let secs =
@@ -238,6 +270,7 @@ impl ServeSettings {
             anonymous_home: file.anonymous_home.clone(),
             shutdown_grace: secs(file_timeouts.shutdown_grace, defaults.shutdown_grace),
             tls: None,
+            proxy_protocol_from,
         };
         let file_tls = file.tls.clone().unwrap_or_default();
         let certfile = args.certfile.clone().or(file_tls.certfile);
@@ -348,6 +381,37 @@ mod tests {
             masquerade.address_for("192.0.2.1".parse().unwrap()),
             Some("203.0.113.10".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn balancer_networks_come_from_a_list_a_string_or_the_flag() {
+        let list =
+            FileConfig::parse("[serve]\nproxy_protocol_from = [\"10.0.0.0/8\", \"192.0.2.10\"]")
+                .unwrap();
+        let settings = ServeSettings::resolve(&ServeArgs::default(), &list).unwrap();
+        let expected: Vec<ipnet::IpNet> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "192.0.2.10/32".parse().unwrap(),
+        ];
+        assert_eq!(settings.server.proxy_protocol_from, expected);
+        let text =
+            FileConfig::parse("[serve]\nproxy_protocol_from = \"10.0.0.0/8, 192.0.2.10\"").unwrap();
+        let settings = ServeSettings::resolve(&ServeArgs::default(), &text).unwrap();
+        assert_eq!(settings.server.proxy_protocol_from, expected);
+        let args = ServeArgs {
+            proxy_protocol_from: Some("127.0.0.0/8".into()),
+            ..ServeArgs::default()
+        };
+        let settings = ServeSettings::resolve(&args, &list).unwrap();
+        assert_eq!(
+            settings.server.proxy_protocol_from,
+            vec!["127.0.0.0/8".parse::<ipnet::IpNet>().unwrap()]
+        );
+        let bad = FileConfig::parse("[serve]\nproxy_protocol_from = [\"10.0.0.0/40\"]").unwrap();
+        let error = ServeSettings::resolve(&ServeArgs::default(), &bad).unwrap_err();
+        assert!(error.to_string().contains("10.0.0.0/40"), "{error}");
+        let defaults = ServeSettings::resolve(&ServeArgs::default(), &FileConfig::default());
+        assert!(defaults.unwrap().server.proxy_protocol_from.is_empty());
     }
 
     #[test]

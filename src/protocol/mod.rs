@@ -10,6 +10,7 @@
 //! - [`address`]: PORT/EPRT/PASV/EPSV argument and reply codecs (RFC 959, RFC 2428);
 //! - [`path`]: virtual path normalisation that never climbs above `/`, and `257` quoting;
 //! - [`listing`]: LIST, NLST and MLSD/MLST line formatting (RFC 3659);
+//! - [`proxy`]: the PROXY protocol v1/v2 header a TCP load balancer sends ahead of a connection;
 //! - [`time`]: the UTC timestamps of MDTM, MFMT and MLSD `modify` facts.
 
 pub mod address;
@@ -17,6 +18,7 @@ pub mod command;
 pub mod line;
 pub mod listing;
 pub mod path;
+pub mod proxy;
 pub mod reply;
 pub mod time;
 

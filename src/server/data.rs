@@ -108,8 +108,16 @@ pub(crate) enum DataError {
 /// What opening a data connection needs to know about the session.
 #[derive(Debug, Clone)]
 pub(crate) struct DataParams {
-    /// The client's address on the control connection.
+    /// The client's address on the control connection (behind a balancer: from its PROXY header).
     pub(crate) peer_ip: IpAddr,
+    /// The balancer the control connection came through, if it did.
+    ///
+    /// Balancers forward the passive port range at the TCP level, without a PROXY header (FTP
+    /// data connections carry none). One that NATs presents its own address as the source of
+    /// the data connection; one that routes transparently presents the client's. Both must pass
+    /// the peer check, but the balancer's address only for a session whose control connection
+    /// came through it: a direct client never gets the balancer accepted on its behalf.
+    pub(crate) balancer_ip: Option<IpAddr>,
     /// The server's address on the control connection.
     pub(crate) local_ip: IpAddr,
     pub(crate) timeout: Duration,
@@ -173,13 +181,15 @@ async fn accept_from_peer(
 ) -> Result<TcpStream, DataError> {
     let deadline = Instant::now() + params.timeout;
     let peer_ip = params.peer_ip.to_canonical();
+    let balancer_ip = params.balancer_ip.map(|ip| ip.to_canonical());
     loop {
         let accepted = tokio::time::timeout_at(deadline, endpoint.listener.accept()).await;
         let (stream, from) = match accepted {
             Err(_) => return Err(DataError::AcceptTimeout(params.timeout)),
             Ok(result) => result?,
         };
-        if from.ip().to_canonical() == peer_ip {
+        let from_ip = from.ip().to_canonical();
+        if from_ip == peer_ip || Some(from_ip) == balancer_ip {
             // The connection has arrived: the port goes back to the pool now.
             drop(endpoint.listener);
             drop(endpoint.lease);
@@ -336,6 +346,7 @@ mod tests {
         let params = DataParams {
             // Pretend the control connection came from 127.0.0.2.
             peer_ip: "127.0.0.2".parse().unwrap(),
+            balancer_ip: None,
             local_ip: "127.0.0.1".parse().unwrap(),
             timeout: Duration::from_secs(5),
             tls: None,
@@ -352,6 +363,40 @@ mod tests {
         let socket = TcpSocket::new_v4().unwrap();
         socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
         let _client = socket
+            .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+            .await
+            .unwrap();
+        assert!(opened.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn passive_port_accepts_the_balancer_only_for_a_session_that_came_through_it() {
+        let pool = super::super::passive::PassivePortPool::new(&super::super::PortRanges::any());
+        let (listener, lease) = pool.listen("127.0.0.1".parse().unwrap()).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let setup = DataSetup::Passive(PassiveEndpoint {
+            listener,
+            lease,
+            expires: Instant::now() + Duration::from_secs(5),
+        });
+        let params = DataParams {
+            // A client at 192.0.2.7 behind a NATing balancer at 127.0.0.3.
+            peer_ip: "192.0.2.7".parse().unwrap(),
+            balancer_ip: Some("127.0.0.3".parse().unwrap()),
+            local_ip: "127.0.0.1".parse().unwrap(),
+            timeout: Duration::from_secs(5),
+            tls: None,
+        };
+        let opened = tokio::spawn(setup.open(params));
+        let mut stranger = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut byte = [0u8; 1];
+        let n = tokio::io::AsyncReadExt::read(&mut stranger, &mut byte)
+            .await
+            .unwrap_or(0);
+        assert_eq!(n, 0, "a connection from neither address must be closed");
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+        let _balancer = socket
             .connect(SocketAddr::from(([127, 0, 0, 1], port)))
             .await
             .unwrap();

@@ -13,6 +13,7 @@ mod limits;
 pub mod masquerade;
 pub mod metrics;
 pub mod passive;
+pub mod proxy;
 mod session;
 pub mod tls;
 mod transfer;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
@@ -58,6 +60,9 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// FTPS: certificate and policies; `None` serves plain FTP only.
     pub tls: Option<Arc<TlsContext>>,
+    /// Load-balancer networks whose connections must open with a PROXY protocol header naming the
+    /// real client; empty turns the PROXY protocol off.
+    pub proxy_protocol_from: Vec<IpNet>,
 }
 
 /// Timeouts of a session.
@@ -98,6 +103,7 @@ impl Default for ServerConfig {
             anonymous_home: None,
             shutdown_grace: Duration::from_secs(30),
             tls: None,
+            proxy_protocol_from: Vec::new(),
         }
     }
 }
@@ -187,7 +193,15 @@ pub async fn serve(
             warn!(%error, "cannot set SO_OOBINLINE on a control connection");
         }
         let id = server.next_session_id.fetch_add(1, Ordering::Relaxed);
-        let span = info_span!("session", id, peer = %peer, user = tracing::field::Empty);
+        // `peer` is recorded once the session knows the client: behind a balancer, from the PROXY
+        // header (read in the session's task, so a slow balancer never holds up the accept loop).
+        let span = info_span!(
+            "session",
+            id,
+            peer = tracing::field::Empty,
+            balancer = tracing::field::Empty,
+            user = tracing::field::Empty
+        );
         let server = Arc::clone(&server);
         let shutdown = shutdown.clone();
         sessions.spawn(session::run(stream, peer, server, shutdown, kind).instrument(span));

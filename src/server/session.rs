@@ -7,7 +7,7 @@
 //! the `226` would be taken as the transfer's end. State is split into small independent parts
 //! (login, working directory, data setup, pending REST/RNFR) rather than one big state enum.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -18,12 +18,12 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::Server;
 use super::control::{ControlConnection, ControlStream, Incoming};
 use super::data::{DataParams, DataSetup, DataTls};
 use super::metrics::Direction as TransferDirection;
 use super::tls::{Direction, SessionTls};
 use super::transfer::TransferError;
+use super::{Server, proxy};
 use crate::auth::{TlsRequirement, UserDetails};
 use crate::protocol::command::{Command, ProtectionLevel, TransferType, parse_command};
 use crate::protocol::listing::MlstFacts;
@@ -132,7 +132,10 @@ pub(crate) struct TransferInfo {
 /// One control connection's state.
 pub(crate) struct Session {
     pub(crate) server: Arc<Server>,
+    /// The client: the TCP peer, or the address a trusted balancer's PROXY header names.
     pub(crate) peer: SocketAddr,
+    /// The balancer the control connection came through, if it did (see [`DataParams`]).
+    pub(crate) balancer: Option<IpAddr>,
     pub(crate) local: SocketAddr,
     pub(crate) control: ControlConnection,
     pub(crate) login: Login,
@@ -186,8 +189,8 @@ pub(crate) enum ListenerKind {
 
 /// Runs one control connection to its end.
 pub(crate) async fn run(
-    stream: TcpStream,
-    peer: SocketAddr,
+    mut stream: TcpStream,
+    tcp_peer: SocketAddr,
     server: Arc<Server>,
     shutdown: Shutdown,
     kind: ListenerKind,
@@ -199,6 +202,24 @@ pub(crate) async fn run(
             return;
         }
     };
+    let peer =
+        match proxy::identify(&mut stream, tcp_peer, &server.config.proxy_protocol_from).await {
+            Ok(peer) => peer,
+            Err(error @ proxy::ProxyReadError::Silent) => {
+                debug!(balancer = %tcp_peer, %error, "closed a connection from a balancer network");
+                return;
+            }
+            Err(error) => {
+                warn!(balancer = %tcp_peer, %error, "closed a connection from a balancer network");
+                return;
+            }
+        };
+    let span = tracing::Span::current();
+    span.record("peer", tracing::field::display(peer.client));
+    if let Some(balancer) = peer.balancer {
+        span.record("balancer", tracing::field::display(balancer));
+    }
+    let (balancer, peer) = (peer.balancer.map(|b| b.ip()), peer.client);
     let (control_stream, tls) = match (kind, &server.config.tls) {
         (ListenerKind::ImplicitTls, Some(context)) => {
             let tls = context.session();
@@ -231,6 +252,7 @@ pub(crate) async fn run(
     let mut session = Session {
         server,
         peer,
+        balancer,
         local,
         control,
         login: Login::AwaitingUser,
@@ -622,6 +644,7 @@ impl Session {
     pub(crate) fn data_params(&self, direction: Direction) -> DataParams {
         DataParams {
             peer_ip: self.peer.ip(),
+            balancer_ip: self.balancer,
             local_ip: self.local.ip(),
             timeout: self.server.config.timeouts.data_accept,
             tls: self.data_tls(direction),
