@@ -161,8 +161,9 @@ struct DeployServer {
 }
 
 impl DeployServer {
-    fn start(db: &Path) -> Self {
+    fn start(db: &Path, extra: &[&str]) -> Self {
         let mut child = ferry(db, &["deploy", "serve", "127.0.0.1:0"])
+            .args(extra)
             .env("FERRY_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -333,21 +334,10 @@ fn wait_for_deploy(server: &DeployServer, id: i64) -> Value {
     }
 }
 
-#[test]
-fn signed_push_webhooks_deploy_the_pushed_commit_and_refusals_get_their_status() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("ferry.db");
-    let repos = Repos::new(dir.path());
-    repos.write("index.html", b"<h1>hello</h1>\n");
-    repos.write("css/site.css", b"body { margin: 0 }\n");
-    repos.write("img/logo.bin", &pattern(200_000, 7));
-    let first = repos.commit_and_push("first", "main");
-
-    let ftp = TestServer::start();
-    let target = ftp.home().join("site");
-    let to = format!("ftp://{USER}@127.0.0.1:{}/site", ftp.port());
+/// `ferry deploy service add site ...` for `repos` onto `to`; the hook key it prints.
+fn add_service(db: &Path, repos: &Repos, to: &str) -> String {
     let mut add = ferry(
-        &db,
+        db,
         &[
             "deploy",
             "service",
@@ -358,7 +348,7 @@ fn signed_push_webhooks_deploy_the_pushed_commit_and_refusals_get_their_status()
             "--branch",
             "main",
             "--to",
-            &to,
+            to,
             "--provider",
             "github",
             "--secret",
@@ -376,13 +366,29 @@ fn signed_push_webhooks_deploy_the_pushed_commit_and_refusals_get_their_status()
     let output = child.wait_with_output().unwrap();
     assert_success(&output);
     let stdout = String::from_utf8(output.stdout).unwrap();
-    let key = stdout
+    stdout
         .lines()
         .find_map(|l| l.strip_prefix("hook: /hooks/"))
         .unwrap_or_else(|| panic!("no hook line in {stdout:?}"))
-        .to_owned();
+        .to_owned()
+}
 
-    let server = DeployServer::start(&db);
+#[test]
+fn signed_push_webhooks_deploy_the_pushed_commit_and_refusals_get_their_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    let repos = Repos::new(dir.path());
+    repos.write("index.html", b"<h1>hello</h1>\n");
+    repos.write("css/site.css", b"body { margin: 0 }\n");
+    repos.write("img/logo.bin", &pattern(200_000, 7));
+    let first = repos.commit_and_push("first", "main");
+
+    let ftp = TestServer::start();
+    let target = ftp.home().join("site");
+    let to = format!("ftp://{USER}@127.0.0.1:{}/site", ftp.port());
+    let key = add_service(&db, &repos, &to);
+
+    let server = DeployServer::start(&db, &["--max-body-bytes", "65536"]);
     let (status, body) = curl(&[&server.url("/healthz")]);
     assert_eq!((status, body.trim()), (200, "ok"));
 
@@ -395,6 +401,10 @@ fn signed_push_webhooks_deploy_the_pushed_commit_and_refusals_get_their_status()
     assert_eq!(status, 404, "{text}");
     let (status, text) = post_hook(&server, &key, "push", "d-junk", b"{not json", SECRET);
     assert_eq!(status, 400, "{text}");
+    let mut huge = push_body("main", &"0".repeat(40), &first, "first");
+    huge.extend(std::iter::repeat_n(b' ', 70_000));
+    let (status, text) = post_hook(&server, &key, "push", "d-huge", &huge, SECRET);
+    assert_eq!(status, 413, "{text}");
     // A ping, a push to another branch: answered, nothing queued.
     let ping =
         serde_json::to_vec(&json!({ "zen": "Keep it logically awesome.", "hook_id": 1 })).unwrap();
@@ -459,4 +469,60 @@ fn signed_push_webhooks_deploy_the_pushed_commit_and_refusals_get_their_status()
     assert!(service.get("key").is_none(), "the API never shows the key");
     let (status, _) = curl(&[&server.url("/api/deploys/999999")]);
     assert_eq!(status, 404);
+}
+
+#[test]
+fn a_deploy_a_crash_left_running_is_resumed_on_start_and_an_unknown_commit_fails() {
+    use ferry::deploy::secret_key::SecretKey;
+    use ferry::deploy::store::{NewDeploy, ServiceStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    let repos = Repos::new(dir.path());
+    repos.write("index.html", b"<h1>resumed</h1>\n");
+    repos.write("data/blob.bin", &pattern(50_000, 3));
+    let commit = repos.commit_and_push("first", "main");
+    let ftp = TestServer::start();
+    let to = format!("ftp://{USER}@127.0.0.1:{}/site", ftp.port());
+    let key = add_service(&db, &repos, &to);
+
+    // What a server killed mid-deploy leaves behind: a deploy marked running.
+    let id = {
+        let secret_key = SecretKey::load_or_create(&SecretKey::default_path(&db)).unwrap();
+        let store = ServiceStore::open(&db, secret_key).unwrap();
+        let new = NewDeploy {
+            branch: Some("main".into()),
+            commit_to: commit.clone(),
+            delivery_id: Some("d-crash".into()),
+            ..NewDeploy::default()
+        };
+        let id = store.queue_deploy("site", &new).unwrap().unwrap();
+        assert_eq!(store.claim_next_deploy("site").unwrap().unwrap().id, id);
+        id
+    };
+    let server = DeployServer::start(&db, &[]);
+    let deploy = wait_for_deploy(&server, id);
+    assert_eq!(deploy["status"], "ok", "{deploy}\n{}", server.log());
+    assert_target_is(&ftp.home().join("site"), &repos.archive(&commit));
+    assert!(server.log().contains("queued again"), "{}", server.log());
+
+    // A push naming a commit the repository does not have fails, with git's word for it.
+    let missing = "1234567890abcdef1234567890abcdef12345678";
+    let body = push_body("main", &commit, missing, "ghost");
+    let (status, text) = post_hook(&server, &key, "push", "d-ghost", &body, SECRET);
+    assert_eq!(status, 202, "{text}");
+    let deploy = wait_for_deploy(&server, queued_id(&text));
+    assert_eq!(deploy["status"], "failed", "{deploy}");
+    assert!(
+        deploy["error"].as_str().unwrap().contains("git"),
+        "{deploy}"
+    );
+    assert_eq!(deploy["progress"], Value::Null);
+    let services = get_json(&server, "/api/services");
+    assert_eq!(services["services"][0]["status"], "failed", "{services}");
+    assert_eq!(
+        services["services"][0]["last_deployed_commit"],
+        commit.as_str(),
+        "a failed deploy leaves the deployed commit alone"
+    );
 }

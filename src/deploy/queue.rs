@@ -232,10 +232,13 @@ impl DeployQueue {
             .join(format!("{}.git", service.id));
         let mut command = tokio::process::Command::new("git");
         if dir.join("HEAD").exists() {
+            // From the service's current URL, which an edit may have changed since the clone.
             command
                 .arg("-C")
                 .arg(&dir)
-                .args(["fetch", "--prune", "--quiet", "origin"]);
+                .args(["fetch", "--prune", "--quiet", "--"])
+                .arg(&service.repo_url)
+                .arg("+refs/*:refs/*");
         } else {
             if let Some(parent) = dir.parent() {
                 tokio::fs::create_dir_all(parent)
