@@ -206,6 +206,25 @@ impl DeployServer {
     }
 }
 
+impl DeployServer {
+    /// SIGTERM, then the exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for DeployServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -525,4 +544,7 @@ fn a_deploy_a_crash_left_running_is_resumed_on_start_and_an_unknown_commit_fails
         commit.as_str(),
         "a failed deploy leaves the deployed commit alone"
     );
+    let mut server = server;
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}\n{}", server.log());
 }

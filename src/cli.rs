@@ -482,6 +482,23 @@ async fn reload_certificate_on_sighup(tls: Arc<TlsContext>) {
 }
 
 /// SIGTERM or SIGINT: stop accepting and let transfers finish; a second one stops at once.
+/// Completes on SIGTERM or SIGINT (never, if the handlers cannot be installed).
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        warn!("cannot install signal handlers; stop the service with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    info!("stop requested");
+}
+
 async fn watch_signals(shutdown: Shutdown) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut terminate), Ok(mut interrupt)) = (
@@ -638,6 +655,7 @@ async fn deploy_serve(db: &Path, args: DeployServeArgs) -> anyhow::Result<()> {
             queue,
             max_body_bytes: args.max_body_bytes,
         },
+        stop_signal(),
     )
     .await
     .context("the deploy service stopped")

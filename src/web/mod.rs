@@ -33,12 +33,23 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the application on `listener` and runs the queue, until the process ends.
-pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+/// Serves the application on `listener` and runs the queue until `stop` completes. A deploy
+/// still running then is cut short: the next start queues it again and it resumes from its
+/// journal.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let address = listener.local_addr()?;
     info!(listen = %address, "ferry deploy service listening");
-    tokio::spawn(Arc::clone(&state.queue).run());
-    axum::serve(listener, router(state)).await
+    let queue = tokio::spawn(Arc::clone(&state.queue).run());
+    let served = axum::serve(listener, router(state))
+        .with_graceful_shutdown(stop)
+        .await;
+    queue.abort();
+    info!("ferry deploy service stopped");
+    served
 }
 
 async fn healthz() -> &'static str {
