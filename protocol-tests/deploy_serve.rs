@@ -548,3 +548,157 @@ fn a_deploy_a_crash_left_running_is_resumed_on_start_and_an_unknown_commit_fails
     let status = server.terminate();
     assert!(status.success(), "{status:?}\n{}", server.log());
 }
+
+/// A control-connection proxy in front of the FTP server that lets `pass` STOR commands
+/// through, then holds every further one (the deploy stalls mid-way) until released; held
+/// commands are never delivered, their connections are closed.
+struct StorGate {
+    addr: std::net::SocketAddr,
+    stors: Arc<std::sync::atomic::AtomicUsize>,
+    released: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StorGate {
+    fn start(upstream: std::net::SocketAddr, pass: usize) -> Self {
+        use std::io::Read as _;
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stors = Arc::new(AtomicUsize::new(0));
+        let released = Arc::new(AtomicBool::new(false));
+        let (stors2, released2) = (Arc::clone(&stors), Arc::clone(&released));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(mut server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let mut server_read = server.try_clone().unwrap();
+                let mut client_write = client.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut server_read, &mut client_write);
+                    let _ = client_write.shutdown(Shutdown::Both);
+                });
+                let (stors, released) = (Arc::clone(&stors2), Arc::clone(&released2));
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(client);
+                    loop {
+                        let mut line = Vec::new();
+                        match reader.read_until(b'\n', &mut line) {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                        if line.len() >= 5 && line[..5].eq_ignore_ascii_case(b"STOR ") {
+                            let count = stors.fetch_add(1, Ordering::SeqCst) + 1;
+                            if count > pass && !released.load(Ordering::SeqCst) {
+                                while !released.load(Ordering::SeqCst) {
+                                    std::thread::sleep(Duration::from_millis(20));
+                                }
+                                break;
+                            }
+                        }
+                        if server.write_all(&line).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server.shutdown(Shutdown::Both);
+                    let _ = reader.get_ref().shutdown(Shutdown::Both);
+                    drop(reader.into_inner().read(&mut [0u8; 1]));
+                });
+            }
+        });
+        Self {
+            addr,
+            stors,
+            released,
+        }
+    }
+
+    /// Lets every STOR through from now on; the count starts over.
+    fn release(&self) {
+        use std::sync::atomic::Ordering;
+        self.released.store(true, Ordering::SeqCst);
+        self.stors.store(0, Ordering::SeqCst);
+    }
+
+    fn stors(&self) -> usize {
+        self.stors.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn a_deploy_killed_mid_way_shows_progress_then_resumes_after_a_restart() {
+    const FILES: usize = 12;
+    const PASS: usize = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    let repos = Repos::new(dir.path());
+    for i in 0..FILES {
+        repos.write(
+            &format!("page-{i:02}.html"),
+            &pattern(30_000 + i * 7, i as u64),
+        );
+    }
+    let commit = repos.commit_and_push("many files", "main");
+    let ftp = TestServer::start();
+    let gate = StorGate::start(format!("127.0.0.1:{}", ftp.port()).parse().unwrap(), PASS);
+    let to = format!("ftp://{USER}@127.0.0.1:{}/site", gate.addr.port());
+    let key = add_service(&db, &repos, &to);
+
+    let server = DeployServer::start(&db, &[]);
+    let body = push_body("main", &"0".repeat(40), &commit, "many files");
+    let (status, text) = post_hook(&server, &key, "push", "d-kill", &body, SECRET);
+    assert_eq!(status, 202, "{text}");
+    let id = queued_id(&text);
+
+    // The deploy stalls at the gate: the API shows it running, part done.
+    let deadline = Instant::now() + LIMIT;
+    let progress = loop {
+        let deploy = get_json(&server, &format!("/api/deploys/{id}"));
+        assert_ne!(
+            deploy["status"], "ok",
+            "the gate holds the deploy: {deploy}"
+        );
+        assert_ne!(deploy["status"], "failed", "{deploy}\n{}", server.log());
+        let progress = &deploy["progress"];
+        if progress["files_done"]
+            .as_u64()
+            .is_some_and(|n| n >= PASS as u64)
+        {
+            break progress.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no progress: {deploy}\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(progress["files_total"], FILES, "{progress}");
+    assert!(progress["bytes_done"].as_u64().unwrap() > 0, "{progress}");
+    assert!(
+        progress["current"].as_str().unwrap().starts_with("page-"),
+        "{progress}"
+    );
+    let services = get_json(&server, "/api/services");
+    assert_eq!(services["services"][0]["status"], "running", "{services}");
+    assert_eq!(services["services"][0]["last_deploy"]["id"], id);
+
+    // Killed without warning; the target is released; a restart finishes the same deploy,
+    // sending only what the first run did not complete.
+    drop(server);
+    let done_before = progress["files_done"].as_u64().unwrap() as usize;
+    gate.release();
+    let server = DeployServer::start(&db, &[]);
+    let deploy = wait_for_deploy(&server, id);
+    assert_eq!(deploy["status"], "ok", "{deploy}\n{}", server.log());
+    assert_target_is(&ftp.home().join("site"), &repos.archive(&commit));
+    // The files left plus the marker, at most.
+    assert!(
+        gate.stors() <= FILES - done_before + 1,
+        "{} STORs after the restart, {done_before} files were done before",
+        gate.stors()
+    );
+}
