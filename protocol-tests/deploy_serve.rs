@@ -355,13 +355,17 @@ fn wait_for_deploy(server: &DeployServer, id: i64) -> Value {
 
 /// `ferry deploy service add site ...` for `repos` onto `to`; the hook key it prints.
 fn add_service(db: &Path, repos: &Repos, to: &str) -> String {
+    add_named_service(db, "site", repos, to)
+}
+
+fn add_named_service(db: &Path, name: &str, repos: &Repos, to: &str) -> String {
     let mut add = ferry(
         db,
         &[
             "deploy",
             "service",
             "add",
-            "site",
+            name,
             "--repo",
             repos.bare.to_str().unwrap(),
             "--branch",
@@ -701,4 +705,86 @@ fn a_deploy_killed_mid_way_shows_progress_then_resumes_after_a_restart() {
         "{} STORs after the restart, {done_before} files were done before",
         gate.stors()
     );
+}
+
+/// The status of each service, by name.
+fn statuses(server: &DeployServer) -> BTreeMap<String, String> {
+    let services = get_json(server, "/api/services");
+    services["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn services_deploy_in_parallel_up_to_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    let repos = Repos::new(dir.path());
+    repos.write("index.html", b"<h1>both</h1>\n");
+    let commit = repos.commit_and_push("first", "main");
+    let ftp = TestServer::start();
+    // Every STOR is held: a deploy that starts stays running until the gate opens.
+    let gate = StorGate::start(format!("127.0.0.1:{}", ftp.port()).parse().unwrap(), 0);
+    let mut keys = Vec::new();
+    for name in ["one", "two"] {
+        let to = format!("ftp://{USER}@127.0.0.1:{}/{name}", gate.addr.port());
+        keys.push(add_named_service(&db, name, &repos, &to));
+    }
+    let body = push_body("main", &"0".repeat(40), &commit, "first");
+
+    // One at a time: the second service waits while the first is stuck.
+    let server = DeployServer::start(&db, &["--parallel", "1"]);
+    for key in &keys {
+        let (status, text) = post_hook(&server, key, "push", "d-both", &body, SECRET);
+        assert_eq!(status, 202, "{text}");
+    }
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let statuses = statuses(&server);
+        let running = statuses.values().filter(|s| *s == "running").count();
+        let queued = statuses.values().filter(|s| *s == "queued").count();
+        assert!(running <= 1, "{statuses:?}");
+        if (running, queued) == (1, 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{statuses:?}\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(server);
+
+    // Two at a time: both run at once (the interrupted one is queued again on start).
+    let server = DeployServer::start(&db, &["--parallel", "2"]);
+    let deadline = Instant::now() + LIMIT;
+    while statuses(&server).values().any(|s| s != "running") {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}\n{}",
+            statuses(&server),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    gate.release();
+    let deadline = Instant::now() + LIMIT;
+    while statuses(&server).values().any(|s| s != "ok") {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}\n{}",
+            statuses(&server),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let expected = repos.archive(&commit);
+    for name in ["one", "two"] {
+        assert_target_is(&ftp.home().join(name), &expected);
+    }
 }
