@@ -492,6 +492,25 @@ fn signed_push_webhooks_deploy_the_pushed_commit_and_refusals_get_their_status()
     assert!(service.get("key").is_none(), "the API never shows the key");
     let (status, _) = curl(&[&server.url("/api/deploys/999999")]);
     assert_eq!(status, 404);
+    let (status, _) = curl(&[&server.url("/api/services/nope/deploys")]);
+    assert_eq!(status, 404);
+    // Every push deployed or coalesced is in the service's log, newest first.
+    let listed = get_json(&server, "/api/services/site/deploys");
+    let ids: Vec<i64> = listed["deploys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [id3, id2, id], "{listed}");
+    // The pushed commits (the second's too, if its push was coalesced into the third).
+    let commits: Vec<&str> = listed["deploys"][0]["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(commits.last(), Some(&third.as_str()), "{listed}");
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! The JSON API: `GET /api/services` (every service with its newest deploy) and
-//! `GET /api/deploys/{id}`; a running deploy carries its live `progress` (files done/total,
+//! The JSON API: `GET /api/services` (every service with its newest deploy),
+//! `GET /api/services/{name}/deploys` (its newest 100, newest first) and `GET /api/deploys/{id}`; a running deploy carries its live `progress` (files done/total,
 //! bytes done/total, the current file). Secrets and hook keys are never shown.
 
 use std::sync::Arc;
@@ -15,6 +15,9 @@ use super::AppState;
 use crate::deploy::queue::DeployQueue;
 use crate::deploy::service_cli::service_json;
 use crate::deploy::store::{Deploy, DeployStatus, DeployStoreError};
+
+/// How many deploys a service's list shows.
+const DEPLOYS_LISTED: u32 = 100;
 
 pub async fn services(State(state): State<AppState>) -> Response {
     let queue = Arc::clone(&state.queue);
@@ -40,6 +43,30 @@ pub async fn services(State(state): State<AppState>) -> Response {
     .await;
     match result {
         Ok(Ok(services)) => Json(json!({ "services": services })).into_response(),
+        Ok(Err(error)) => internal(&error),
+        Err(error) => internal(&error),
+    }
+}
+
+pub async fn service_deploys(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    let queue = Arc::clone(&state.queue);
+    let result = tokio::task::spawn_blocking(move || {
+        let deploys = queue.store().list_deploys(&name, DEPLOYS_LISTED)?;
+        Ok::<_, DeployStoreError>(
+            deploys
+                .iter()
+                .map(|deploy| deploy_json(&queue, deploy))
+                .collect::<Vec<_>>(),
+        )
+    })
+    .await;
+    match result {
+        Ok(Ok(deploys)) => Json(json!({ "deploys": deploys })).into_response(),
+        Ok(Err(DeployStoreError::NoSuchService(_))) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no such service" })),
+        )
+            .into_response(),
         Ok(Err(error)) => internal(&error),
         Err(error) => internal(&error),
     }

@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/hooks/{key}", post(hooks::receive))
         .route("/api/services", get(api::services))
+        .route("/api/services/{name}/deploys", get(api::service_deploys))
         .route("/api/deploys/{id}", get(api::deploy))
         .route("/healthz", get(healthz))
         .with_state(state)
