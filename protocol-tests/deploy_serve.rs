@@ -437,8 +437,27 @@ fn signed_push_webhooks_deploy_the_pushed_commit_and_refusals_get_their_status()
     let (status, text) = post_hook(&server, &key, "push", "d-other", &other, SECRET);
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("ignored"), "{text}");
+    // A tag push and the branch's deletion: answered, ignored (a deletion never empties the
+    // site).
+    let mut tag: Value = serde_json::from_slice(&body1).unwrap();
+    tag["ref"] = json!("refs/tags/v1.0");
+    let tag = serde_json::to_vec(&tag).unwrap();
+    let (status, text) = post_hook(&server, &key, "push", "d-tag", &tag, SECRET);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("ignored: tag push"), "{text}");
+    let mut deletion: Value = serde_json::from_slice(&body1).unwrap();
+    deletion["before"] = json!(first);
+    deletion["after"] = json!("0".repeat(40));
+    deletion["deleted"] = json!(true);
+    deletion["commits"] = json!([]);
+    let deletion = serde_json::to_vec(&deletion).unwrap();
+    let (status, text) = post_hook(&server, &key, "push", "d-del", &deletion, SECRET);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("ignored: branch deletion"), "{text}");
     let services = get_json(&server, "/api/services");
     assert_eq!(services["services"][0]["status"], "new", "{services}");
+    let listed = get_json(&server, "/api/services/site/deploys");
+    assert_eq!(listed["deploys"], json!([]), "nothing was queued");
 
     // The first push deploys the whole tree.
     let (status, text) = post_hook(&server, &key, "push", "d-1", &body1, SECRET);
