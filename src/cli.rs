@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use tracing::{info, warn};
 
 use crate::auth::store::{AccountStore, NewAccount};
@@ -95,6 +95,29 @@ pub enum DeployCommand {
     },
     /// Manage deploy services: a repository branch deployed to an FTP target on each push.
     Service(crate::deploy::service_cli::ServiceArgs),
+    /// Run the deploy service: webhooks on `POST /hooks/KEY`, a durable queue deploying each
+    /// matching push in the background, a JSON API under `/api/`, and `/healthz`.
+    Serve(DeployServeArgs),
+}
+
+/// `ferry deploy serve`
+#[derive(Debug, Args)]
+pub struct DeployServeArgs {
+    /// Address to listen on (port 0 picks a free port; the log names it).
+    #[arg(value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    #[command(flatten)]
+    pub key: crate::deploy::service_cli::SecretKeyArgs,
+    /// Services deploying at the same time.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
+    /// Refuse webhook bodies larger than this many bytes (413).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::deploy::webhook::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// Where repository mirrors and deploy journals live (default: DB.state beside the
+    /// database).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Where from and where to, shared by the deploy commands.
@@ -460,6 +483,23 @@ async fn reload_certificate_on_sighup(tls: Arc<TlsContext>) {
 }
 
 /// SIGTERM or SIGINT: stop accepting and let transfers finish; a second one stops at once.
+/// Completes on SIGTERM or SIGINT (never, if the handlers cannot be installed).
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        warn!("cannot install signal handlers; stop the service with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    info!("stop requested");
+}
+
 async fn watch_signals(shutdown: Shutdown) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut terminate), Ok(mut interrupt)) = (
@@ -533,6 +573,7 @@ async fn deploy_command(db: Option<PathBuf>, command: DeployCommand) -> anyhow::
         DeployCommand::Service(args) => {
             crate::deploy::service_cli::run(&db_path(db, None), args)?;
         }
+        DeployCommand::Serve(args) => deploy_serve(&db_path(db, None), args).await?,
         DeployCommand::Push {
             target,
             dry_run: true,
@@ -587,6 +628,38 @@ async fn deploy_command(db: Option<PathBuf>, command: DeployCommand) -> anyhow::
         }
     }
     Ok(())
+}
+
+async fn deploy_serve(db: &Path, args: DeployServeArgs) -> anyhow::Result<()> {
+    use crate::deploy::queue::{DeployQueue, QueueConfig};
+    use crate::deploy::store::ServiceStore;
+
+    let key = args.key.load(db)?;
+    let store = ServiceStore::open(db, key)
+        .with_context(|| format!("cannot open the deploy database {}", db.display()))?;
+    let state_dir = args
+        .state_dir
+        .unwrap_or_else(|| QueueConfig::default_state_dir(db));
+    let queue = DeployQueue::new(
+        Arc::new(store),
+        QueueConfig {
+            parallel: usize::from(args.parallel),
+            state_dir,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    crate::web::serve(
+        listener,
+        crate::web::AppState {
+            queue,
+            max_body_bytes: args.max_body_bytes,
+        },
+        stop_signal(),
+    )
+    .await
+    .context("the deploy service stopped")
 }
 
 fn print_state(request: &DeployRequest, prepared: &push::Prepared) {

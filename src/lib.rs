@@ -13,6 +13,7 @@ pub mod protocol;
 pub mod server;
 pub mod storage;
 pub mod systemd;
+pub mod web;
 
 // Unit tests count heap allocations inside `assert_no_alloc` blocks (the allocator only counts;
 // outside those blocks it is the system allocator), to keep the per-command path allocation-free.

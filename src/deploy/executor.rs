@@ -274,6 +274,17 @@ pub struct ExecutionReport {
     pub dirs_kept: usize,
 }
 
+/// A copy of a [`Progress`] at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ProgressSnapshot {
+    pub files_done: u64,
+    pub files_total: u64,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    /// What is being done now (the file being sent or deleted).
+    pub current: String,
+}
+
 /// Files and bytes done, for the progress line or the log.
 pub struct Progress {
     files_total: u64,
@@ -296,6 +307,17 @@ impl Progress {
             started: Instant::now(),
             terminal: std::io::stderr().is_terminal(),
         })
+    }
+
+    /// Where the run stands, for an API or a log line.
+    pub fn snapshot(&self) -> ProgressSnapshot {
+        ProgressSnapshot {
+            files_done: self.files_done.load(Ordering::Relaxed),
+            files_total: self.files_total,
+            bytes_done: self.bytes_done.load(Ordering::Relaxed),
+            bytes_total: self.bytes_total,
+            current: self.current.lock().map(|c| c.clone()).unwrap_or_default(),
+        }
     }
 
     fn start(&self, what: &str) {

@@ -15,6 +15,7 @@ pub mod journal;
 pub mod marker;
 pub mod plan;
 pub mod push;
+pub mod queue;
 pub mod secret_key;
 pub mod service_cli;
 pub mod store;

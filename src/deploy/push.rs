@@ -235,6 +235,15 @@ impl Prepared {
 
 /// `ferry deploy push`: plan, execute, write the marker.
 pub async fn push(request: &DeployRequest) -> Result<PushOutcome, DeployError> {
+    push_watched(request, |_| {}).await
+}
+
+/// [`push`], handing the run's [`Progress`] to `watch` once the plan is made (not called when
+/// the target is already up to date).
+pub async fn push_watched(
+    request: &DeployRequest,
+    watch: impl FnOnce(Arc<Progress>),
+) -> Result<PushOutcome, DeployError> {
     let prepared = prepare(request, true).await?;
     let Prepared {
         target_commit,
@@ -291,6 +300,7 @@ pub async fn push(request: &DeployRequest) -> Result<PushOutcome, DeployError> {
         journal: Arc::clone(&journal),
         progress: Progress::new(&plan),
     };
+    watch(Arc::clone(&executor.progress));
     let (result, mut sessions) = executor.run(&plan, sessions).await;
     let report = match result {
         Ok(report) => report,

@@ -382,7 +382,7 @@ fn list(store: &ServiceStore) -> anyhow::Result<()> {
 }
 
 /// What `show` prints; `status` is the newest deploy's, or `new` before the first.
-fn service_json(service: &Service, status: &str) -> serde_json::Value {
+pub fn service_json(service: &Service, status: &str) -> serde_json::Value {
     json!({
         "name": service.name,
         "key": service.hook_key,

@@ -752,6 +752,93 @@ impl ServiceStore {
         rows.map(|row| row?).collect()
     }
 
+    // ---- the queue (see `queue.rs`) ----
+
+    /// Puts deploys a crash left `running` back in the queue; their journal makes them resume.
+    /// Returns how many there were.
+    pub fn requeue_interrupted(&self) -> Result<usize, DeployStoreError> {
+        Ok(self.lock().execute(
+            "UPDATE deploy_deploys SET status = 'queued', started_at = NULL
+             WHERE status = 'running'",
+            [],
+        )?)
+    }
+
+    /// The services with queued deploys, by name.
+    pub fn services_with_queued_deploys(&self) -> Result<Vec<String>, DeployStoreError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(
+            "SELECT DISTINCT s.name FROM deploy_deploys d
+             JOIN deploy_services s ON s.id = d.service_id
+             WHERE d.status = 'queued' ORDER BY s.name",
+        )?;
+        let rows = statement.query_map([], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Takes the service's newest queued deploy and marks it running; older queued ones are
+    /// coalesced into it (marked skipped, their commits carried over). `None` when nothing is
+    /// queued.
+    pub fn claim_next_deploy(&self, service: &str) -> Result<Option<Deploy>, DeployStoreError> {
+        let mut connection = self.lock();
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let service_id = service_id(&tx, service)?;
+        let queued: Vec<(i64, String)> = {
+            let mut statement = tx.prepare(
+                "SELECT id, commits FROM deploy_deploys
+                 WHERE service_id = ?1 AND status = 'queued' ORDER BY id",
+            )?;
+            let rows = statement.query_map([service_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let Some(((newest, _), older)) = queued.split_last() else {
+            return Ok(None);
+        };
+        if !older.is_empty() {
+            let mut commits: Vec<PushCommit> = Vec::new();
+            for (_, json) in queued.iter() {
+                let more: Vec<PushCommit> = serde_json::from_str(json)
+                    .map_err(|e| DeployStoreError::Corrupt(format!("deploy commits: {e}")))?;
+                for commit in more {
+                    if !commits.iter().any(|c| c.id == commit.id) {
+                        commits.push(commit);
+                    }
+                }
+            }
+            let commits = serde_json::to_string(&commits)
+                .map_err(|e| DeployStoreError::Corrupt(e.to_string()))?;
+            tx.execute(
+                "UPDATE deploy_deploys SET commits = ?1 WHERE id = ?2",
+                params![commits, newest],
+            )?;
+            for (id, _) in older {
+                tx.execute(
+                    &format!(
+                        "UPDATE deploy_deploys SET status = 'skipped', finished_at = {NOW},
+                             error = ?1 WHERE id = ?2"
+                    ),
+                    params![
+                        format!("superseded by the newer push of deploy {newest}"),
+                        id
+                    ],
+                )?;
+            }
+        }
+        tx.execute(
+            &format!(
+                "UPDATE deploy_deploys SET status = 'running', started_at = {NOW} WHERE id = ?1"
+            ),
+            [newest],
+        )?;
+        let deploy = tx.query_row(
+            &format!("{DEPLOY_SELECT} WHERE d.id = ?1"),
+            [newest],
+            read_deploy,
+        )??;
+        tx.commit()?;
+        Ok(Some(deploy))
+    }
+
     // ---- notification sets ----
 
     pub fn add_notification_set(&self, set: &NotificationSet) -> Result<(), DeployStoreError> {

@@ -440,3 +440,103 @@ fn a_newer_deploy_schema_is_refused() {
         Err(DeployStoreError::SchemaTooNew { found: 99, .. })
     ));
 }
+
+fn queued(commit: &str, delivery: &str, message: &str) -> NewDeploy {
+    NewDeploy {
+        branch: Some("main".into()),
+        commit_to: commit.into(),
+        delivery_id: Some(delivery.into()),
+        user: Some("octocat".into()),
+        commits: vec![PushCommit {
+            id: commit.into(),
+            message: message.into(),
+            author: "Mona".into(),
+            author_email: None,
+            timestamp: "2019-05-15T15:20:41-05:00".into(),
+        }],
+        ..NewDeploy::default()
+    }
+}
+
+#[test]
+fn claiming_takes_the_newest_queued_deploy_and_coalesces_the_older_into_it() {
+    let fx = fixture();
+    let store = fx.open();
+    store.add_service(&new_service("site")).unwrap();
+    store.add_service(&new_service("other")).unwrap();
+    let a = store
+        .queue_deploy("site", &queued("aaa", "d1", "one"))
+        .unwrap()
+        .unwrap();
+    let b = store
+        .queue_deploy("site", &queued("bbb", "d2", "two"))
+        .unwrap()
+        .unwrap();
+    let c = store
+        .queue_deploy("site", &queued("ccc", "d3", "three"))
+        .unwrap()
+        .unwrap();
+    let o = store
+        .queue_deploy("other", &queued("ooo", "d1", "x"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.services_with_queued_deploys().unwrap(),
+        vec!["other".to_owned(), "site".to_owned()]
+    );
+
+    let claimed = store.claim_next_deploy("site").unwrap().unwrap();
+    assert_eq!(claimed.id, c);
+    assert_eq!(claimed.status, DeployStatus::Running);
+    assert!(claimed.started_at.is_some());
+    let ids: Vec<&str> = claimed.commits.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["aaa", "bbb", "ccc"],
+        "the coalesced pushes' commits are kept"
+    );
+    for older in [a, b] {
+        let deploy = store.deploy(older).unwrap();
+        assert_eq!(deploy.status, DeployStatus::Skipped);
+        assert!(deploy.error.unwrap().contains(&c.to_string()));
+    }
+    assert!(store.claim_next_deploy("site").unwrap().is_none());
+    assert_eq!(store.deploy(o).unwrap().status, DeployStatus::Queued);
+    assert_eq!(
+        store.services_with_queued_deploys().unwrap(),
+        vec!["other".to_owned()]
+    );
+}
+
+#[test]
+fn deploys_left_running_by_a_crash_are_queued_again_on_reopen() {
+    let fx = fixture();
+    let id = {
+        let store = fx.open();
+        store.add_service(&new_service("site")).unwrap();
+        store
+            .queue_deploy("site", &queued("aaa", "d1", "one"))
+            .unwrap()
+            .unwrap();
+        let claimed = store.claim_next_deploy("site").unwrap().unwrap();
+        claimed.id
+    };
+    let store = fx.open();
+    assert_eq!(store.deploy(id).unwrap().status, DeployStatus::Running);
+    assert_eq!(store.requeue_interrupted().unwrap(), 1);
+    assert_eq!(store.deploy(id).unwrap().status, DeployStatus::Queued);
+    let again = store.claim_next_deploy("site").unwrap().unwrap();
+    assert_eq!(again.id, id);
+    store
+        .finish_deploy(id, DeployStatus::Ok, DeployStats::default(), None)
+        .unwrap();
+    assert_eq!(store.requeue_interrupted().unwrap(), 0);
+    assert_eq!(
+        store
+            .service("site")
+            .unwrap()
+            .last_deployed_commit
+            .as_deref(),
+        Some("aaa")
+    );
+}

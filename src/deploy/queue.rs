@@ -1,0 +1,307 @@
+//! The deploy queue: deploys wait in SQLite (the store's `deploy_deploys` rows, `queued` →
+//! `running` → `ok`/`failed`), so a restart loses nothing. One deploy runs at a time per
+//! service, services run in parallel up to a limit, and pushes queued for a busy service
+//! coalesce into the newest. Each deploy fetches the service's repository into a local mirror
+//! and runs [`push::push_watched`] for the pushed commit; a deploy a crash interrupted is queued
+//! again on start-up and resumes from its journal.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tracing::{error, info, warn};
+
+use super::DeployError;
+use super::executor::{Progress, ProgressSnapshot, default_retry_policy};
+use super::git::{GitCli, RepoSource};
+use super::push::{self, DeployRequest, PushOutcome, Revision};
+use super::store::{Deploy, DeployStats, DeployStatus, DeployStoreError, Service, ServiceStore};
+
+/// How long a `git clone` or `git fetch` of a mirror may take.
+const GIT_TIMEOUT: Duration = Duration::from_secs(600);
+/// How often the dispatcher looks at the queue without being woken (a safety net).
+const POLL: Duration = Duration::from_secs(5);
+/// Connections per deploy.
+const JOBS: usize = 4;
+
+/// Queue settings.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// Services deploying at the same time.
+    pub parallel: usize,
+    /// Mirrors and journals live here.
+    pub state_dir: PathBuf,
+}
+
+impl QueueConfig {
+    /// The state directory for a database: beside it, named after it.
+    pub fn default_state_dir(db: &Path) -> PathBuf {
+        let mut name = db.file_name().unwrap_or_default().to_os_string();
+        name.push(".state");
+        db.with_file_name(name)
+    }
+}
+
+/// The queue and its workers, shared with the web handlers.
+pub struct DeployQueue {
+    store: Arc<ServiceStore>,
+    config: QueueConfig,
+    wake: Notify,
+    slots: Arc<Semaphore>,
+    /// Services with a worker.
+    active: Mutex<HashSet<String>>,
+    /// Progress of running deploys, by deploy id.
+    progress: Mutex<HashMap<i64, Arc<Progress>>>,
+}
+
+impl std::fmt::Debug for DeployQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeployQueue")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeployQueue {
+    pub fn new(store: Arc<ServiceStore>, config: QueueConfig) -> Arc<Self> {
+        Arc::new(Self {
+            slots: Arc::new(Semaphore::new(config.parallel.max(1))),
+            store,
+            config,
+            wake: Notify::new(),
+            active: Mutex::new(HashSet::new()),
+            progress: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<ServiceStore> {
+        &self.store
+    }
+
+    /// Tells the dispatcher that something was queued.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The live progress of a running deploy.
+    pub fn progress(&self, deploy: i64) -> Option<ProgressSnapshot> {
+        lock(&self.progress).get(&deploy).map(|p| p.snapshot())
+    }
+
+    /// Re-queues what a crash interrupted, then dispatches queued deploys until the process
+    /// ends.
+    pub async fn run(self: Arc<Self>) {
+        let store = Arc::clone(&self.store);
+        match blocking(move || store.requeue_interrupted()).await {
+            Ok(0) => {}
+            Ok(n) => info!(deploys = n, "queued again the deploys a stop interrupted"),
+            Err(error) => error!(%error, "cannot re-queue interrupted deploys"),
+        }
+        loop {
+            let store = Arc::clone(&self.store);
+            match blocking(move || store.services_with_queued_deploys()).await {
+                Ok(services) => {
+                    for service in services {
+                        if !lock(&self.active).insert(service.clone()) {
+                            continue;
+                        }
+                        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+                            // Every slot is busy: a finishing worker wakes us again.
+                            lock(&self.active).remove(&service);
+                            break;
+                        };
+                        tokio::spawn(Arc::clone(&self).work(service, slot));
+                    }
+                }
+                Err(error) => error!(%error, "cannot read the deploy queue"),
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    /// Runs the service's queued deploys one after the other.
+    async fn work(self: Arc<Self>, service: String, slot: OwnedSemaphorePermit) {
+        loop {
+            let store = Arc::clone(&self.store);
+            let name = service.clone();
+            let deploy = match blocking(move || store.claim_next_deploy(&name)).await {
+                Ok(Some(deploy)) => deploy,
+                Ok(None) => break,
+                Err(error) => {
+                    error!(service, %error, "cannot take the next deploy");
+                    break;
+                }
+            };
+            self.run_one(deploy).await;
+        }
+        lock(&self.active).remove(&service);
+        drop(slot);
+        self.wake();
+    }
+
+    async fn run_one(&self, deploy: Deploy) {
+        let id = deploy.id;
+        let started = Instant::now();
+        info!(
+            deploy = id,
+            service = deploy.service,
+            commit = deploy.commit_to,
+            "deploy started"
+        );
+        let result = self.deploy(&deploy).await;
+        lock(&self.progress).remove(&id);
+        let (status, stats, message) = match result {
+            Ok(stats) => {
+                info!(
+                    deploy = id,
+                    service = deploy.service,
+                    files_added = stats.files_added,
+                    files_modified = stats.files_modified,
+                    files_removed = stats.files_removed,
+                    bytes = stats.bytes,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "deploy succeeded"
+                );
+                (DeployStatus::Ok, stats, None)
+            }
+            Err(error) => {
+                warn!(deploy = id, service = deploy.service, %error, "deploy failed");
+                (DeployStatus::Failed, DeployStats::default(), Some(error))
+            }
+        };
+        let store = Arc::clone(&self.store);
+        if let Err(error) =
+            blocking(move || store.finish_deploy(id, status, stats, message.as_deref())).await
+        {
+            error!(deploy = id, %error, "cannot record how the deploy ended");
+        }
+    }
+
+    /// Mirror, then push; the error is the text to record.
+    async fn deploy(&self, deploy: &Deploy) -> Result<DeployStats, String> {
+        let store = Arc::clone(&self.store);
+        let name = deploy.service.clone();
+        let (service, secrets) = blocking(move || {
+            let service = store.service(&name)?;
+            let secrets = store.service_secrets(&name)?;
+            Ok::<_, DeployStoreError>((service, secrets))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let password = secrets
+            .ftp_password
+            .map(|p| p.expose().to_owned())
+            .ok_or_else(|| "the service has no FTP password".to_owned())?;
+        let mirror = self.mirror(&service).await?;
+        let request = DeployRequest {
+            repo_dir: mirror.clone(),
+            client: service
+                .target
+                .client_config(password, service.tls_verify.to_client()),
+            target: service.target.clone(),
+            revision: Revision::Commit(deploy.commit_to.clone()),
+            excludes: Vec::new(),
+            jobs: JOBS,
+            init: false,
+            state_dir: self.config.state_dir.join("journals"),
+            retry: default_retry_policy(),
+            keepalive: Duration::from_secs(30),
+        };
+        let id = deploy.id;
+        let outcome = push::push_watched(&request, |progress| {
+            lock(&self.progress).insert(id, progress);
+        })
+        .await
+        .map_err(|e: DeployError| e.to_string())?;
+        tokio::task::spawn_blocking(move || stats(&mirror, &outcome))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Clones the service's repository as a mirror on first use, fetches into it afterwards.
+    async fn mirror(&self, service: &Service) -> Result<PathBuf, String> {
+        let dir = self
+            .config
+            .state_dir
+            .join("mirrors")
+            .join(format!("{}.git", service.id));
+        let mut command = tokio::process::Command::new("git");
+        if dir.join("HEAD").exists() {
+            // From the service's current URL, which an edit may have changed since the clone.
+            command
+                .arg("-C")
+                .arg(&dir)
+                .args(["fetch", "--prune", "--quiet", "--"])
+                .arg(&service.repo_url)
+                .arg("+refs/*:refs/*");
+        } else {
+            if let Some(parent) = dir.parent() {
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
+            // A clone a crash cut short is started over.
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            command
+                .args(["clone", "--mirror", "--quiet", "--"])
+                .arg(&service.repo_url)
+                .arg(&dir);
+        }
+        command
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("LC_ALL", "C")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let output = tokio::time::timeout(GIT_TIMEOUT, command.output())
+            .await
+            .map_err(|_| format!("git did not finish within {GIT_TIMEOUT:?}"))?
+            .map_err(|e| format!("cannot run git: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "git: cannot fetch {}: {}",
+                service.repo_url,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(dir)
+    }
+}
+
+/// Files added, modified and removed, and bytes sent.
+fn stats(repo: &Path, outcome: &PushOutcome) -> DeployStats {
+    let plan = &outcome.plan;
+    let before: HashSet<String> = plan
+        .from
+        .as_deref()
+        .and_then(|from| GitCli::new(repo).tree(from).ok())
+        .map(|tree| tree.into_iter().map(|e| e.path).collect())
+        .unwrap_or_default();
+    let added = plan
+        .uploads
+        .iter()
+        .filter(|u| !before.contains(&u.path))
+        .count();
+    DeployStats {
+        files_added: added as u64,
+        files_modified: (plan.uploads.len() - added) as u64,
+        files_removed: plan.deletes.len() as u64,
+        bytes: outcome.report.as_ref().map_or(0, |r| r.bytes),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DeployStoreError> + Send + 'static,
+) -> Result<T, DeployStoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DeployStoreError::Corrupt(format!("a store task failed: {e}")))?
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,58 @@
+//! `ferry deploy serve`: the HTTP side of the deploy service (axum). Webhooks come in on
+//! `POST /hooks/{key}` ([`hooks`]), deploys are queued in SQLite and run in the background by the
+//! [`DeployQueue`]; the JSON API under `/api/` ([`api`]) shows services, deploys and live
+//! progress; `/healthz` answers `ok`.
+
+pub mod api;
+pub mod hooks;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::deploy::queue::DeployQueue;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub queue: Arc<DeployQueue>,
+    /// Webhook bodies larger than this are refused with `413`.
+    pub max_body_bytes: usize,
+}
+
+/// The whole application's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/hooks/{key}", post(hooks::receive))
+        .route("/api/services", get(api::services))
+        .route("/api/services/{name}/deploys", get(api::service_deploys))
+        .route("/api/deploys/{id}", get(api::deploy))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+/// Serves the application on `listener` and runs the queue until `stop` completes. A deploy
+/// still running then is cut short: the next start queues it again and it resumes from its
+/// journal.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let address = listener.local_addr()?;
+    info!(listen = %address, "ferry deploy service listening");
+    let queue = tokio::spawn(Arc::clone(&state.queue).run());
+    let served = axum::serve(listener, router(state))
+        .with_graceful_shutdown(stop)
+        .await;
+    queue.abort();
+    info!("ferry deploy service stopped");
+    served
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
