@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::support::{PASSWORD, TestServer, USER};
+
 const LIMIT: Duration = Duration::from_secs(60);
 const FTP_PASSWORD: &str = "ftp pass-sentinel 9f3k";
 
@@ -428,4 +430,113 @@ fn bad_input_is_refused_with_a_message_that_says_what_to_do() {
     // Nothing half-made was left behind.
     let list = succeeds(&mut ferry(dir.path(), &["deploy", "service", "list"]), "");
     assert_eq!(list.lines().count(), 2, "{list}");
+}
+
+/// A bare repository with one commit on `main`, built with the `git` command.
+fn bare_repo(dir: &Path) -> PathBuf {
+    let work = dir.join("work");
+    let bare = dir.join("site.git");
+    let git = |cwd: &Path, args: &[&str]| {
+        let output = Command::new("git")
+            .current_dir(cwd)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "git {args:?}: {output:?}");
+    };
+    std::fs::create_dir_all(&work).unwrap();
+    git(dir, &["init", "-q", "--bare", bare.to_str().unwrap()]);
+    git(&work, &["init", "-q", "-b", "main"]);
+    std::fs::write(work.join("index.html"), "hello").unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "one"]);
+    git(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
+    bare
+}
+
+#[test]
+fn validate_checks_repository_login_directory_and_write_access_and_records_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = TestServer::start();
+    std::fs::create_dir_all(server.home().join("www")).unwrap();
+    let repo = bare_repo(d);
+    let to = format!("ftp://{USER}@127.0.0.1:{}/www", server.port());
+    let add = [
+        "deploy",
+        "service",
+        "add",
+        "site",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--branch",
+        "main",
+        "--to",
+        &to,
+        "--provider",
+        "git",
+        "--password-stdin",
+    ];
+    succeeds(&mut ferry(d, &add), &format!("{PASSWORD}\n"));
+
+    let report = succeeds(
+        &mut ferry(d, &["deploy", "service", "validate", "site"]),
+        "",
+    );
+    for check in [
+        "repository",
+        "ftp login",
+        "target directory",
+        "write access",
+    ] {
+        assert!(
+            report
+                .lines()
+                .any(|l| l.starts_with("ok") && l.contains(check)),
+            "{check} not ok in:\n{report}"
+        );
+    }
+    // The probe file was written and removed again.
+    let left: Vec<_> = std::fs::read_dir(server.home().join("www"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let shown = show_json(d, "site");
+    assert_eq!(shown["last_validation"]["ok"], Value::Bool(true), "{shown}");
+
+    // A branch the repository does not have, and a wrong password: both reported and recorded.
+    succeeds(
+        &mut ferry(
+            d,
+            &[
+                "deploy",
+                "service",
+                "edit",
+                "site",
+                "--branch",
+                "release/*",
+                "--password-stdin",
+            ],
+        ),
+        "wrong password\n",
+    );
+    let err = fails(
+        &mut ferry(d, &["deploy", "service", "validate", "site"]),
+        "",
+    );
+    assert!(err.contains("no branch matching"), "{err}");
+    assert!(err.contains("ftp login"), "{err}");
+    let shown = show_json(d, "site");
+    assert_eq!(
+        shown["last_validation"]["ok"],
+        Value::Bool(false),
+        "{shown}"
+    );
+    assert!(
+        shown["last_validation"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("release/*")),
+        "{shown}"
+    );
 }

@@ -571,7 +571,7 @@ impl DeployTargetArgs {
 async fn deploy_command(db: Option<PathBuf>, command: DeployCommand) -> anyhow::Result<()> {
     match command {
         DeployCommand::Service(args) => {
-            crate::deploy::service_cli::run(&db_path(db, None), args)?;
+            crate::deploy::service_cli::run(&db_path(db, None), args).await?;
         }
         DeployCommand::Serve(args) => deploy_serve(&db_path(db, None), args).await?,
         DeployCommand::Push {

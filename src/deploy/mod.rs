@@ -20,6 +20,7 @@ pub mod secret_key;
 pub mod service_cli;
 pub mod store;
 pub mod target;
+pub mod validate;
 pub mod webhook;
 
 pub use self::target::DeployTarget;

@@ -90,6 +90,10 @@ pub enum ServiceCommand {
     },
     /// Delete a service and its deploy log (the files on the target stay).
     Del { name: String },
+    /// Check that the service can deploy: the repository and branch, the FTP login, the target
+    /// directory and write access (a probe file is written and removed). The result is stored
+    /// and shown by `show`; the exit code is 1 when a check fails.
+    Validate { name: String },
 }
 
 /// The settings `add` requires and `edit` may change.
@@ -222,7 +226,7 @@ fn guess_provider(repo: &str) -> Provider {
 }
 
 /// Runs one `deploy service` command against the database at `db`.
-pub fn run(db: &Path, args: ServiceArgs) -> anyhow::Result<()> {
+pub async fn run(db: &Path, args: ServiceArgs) -> anyhow::Result<()> {
     let key = args.key.load(db)?;
     let store = ServiceStore::open(db, key)
         .with_context(|| format!("cannot open the deploy database {}", db.display()))?;
@@ -251,7 +255,33 @@ pub fn run(db: &Path, args: ServiceArgs) -> anyhow::Result<()> {
             println!("service {name} deleted (the files on its target are kept)");
             Ok(())
         }
+        ServiceCommand::Validate { name } => validate_service(&store, &name).await,
     }
+}
+
+async fn validate_service(store: &ServiceStore, name: &str) -> anyhow::Result<()> {
+    let service = store.service(name)?;
+    let secrets = store.service_secrets(name)?;
+    let checks = crate::deploy::validate::validate(&service, &secrets).await;
+    for check in &checks {
+        let mark = if check.ok { "ok  " } else { "FAIL" };
+        println!("{mark} {:<17} {}", check.name, check.detail);
+    }
+    let problems: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    let message = if problems.is_empty() {
+        "all checks passed".to_owned()
+    } else {
+        problems.join("; ")
+    };
+    store.record_validation(name, problems.is_empty(), &message)?;
+    if !problems.is_empty() {
+        bail!("service {name} cannot deploy: {message}");
+    }
+    Ok(())
 }
 
 fn add(store: &ServiceStore, name: String, settings: ServiceSettings) -> anyhow::Result<()> {
