@@ -1,7 +1,7 @@
 //! The `ferry` binary as operators and scripts run it: `user`, `group` and `serve` with the exact
 //! commands and flags of the CLI contract, in temporary working directories.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -26,28 +26,8 @@ fn ferry(dir: &Path, args: &[&str]) -> Command {
 }
 
 /// Runs `command` with `stdin` as its standard input.
-fn run_with_input(command: &mut Command, stdin: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting ferry");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let deadline = Instant::now() + LIMIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{command:?} did not finish within {LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
+fn run_with_stdin(command: &mut Command, stdin: &str) -> Output {
+    run_with_input(command, stdin, LIMIT)
 }
 
 fn run(command: &mut Command) -> Output {
@@ -178,7 +158,7 @@ fn add_user(dir: &Path, db: &str, args: &[&str], password: &str) {
     let mut all = vec!["--db", db, "user", "add"];
     all.extend_from_slice(args);
     all.push("--password-stdin");
-    let output = run_with_input(&mut ferry(dir, &all), &format!("{password}\n"));
+    let output = run_with_stdin(&mut ferry(dir, &all), &format!("{password}\n"));
     assert_success(&output);
 }
 
@@ -237,7 +217,7 @@ fn user_and_group_commands_manage_the_accounts_database() {
     assert!(carol.contains("elradfmw") && carol.contains("yes") && carol.contains("carol-home"));
 
     // Mistakes say what is wrong.
-    let again = run_with_input(
+    let again = run_with_stdin(
         &mut ferry(d, &["--db", db, "user", "add", "bob", "--password-stdin"]),
         "x\n",
     );
@@ -245,12 +225,12 @@ fn user_and_group_commands_manage_the_accounts_database() {
     assert!(stderr(&again).contains("bob"), "{}", stderr(&again));
     let no_stdin = fails(&mut ferry(d, &["--db", db, "user", "add", "dave"]));
     assert!(no_stdin.contains("--password-stdin"), "{no_stdin}");
-    let empty = run_with_input(
+    let empty = run_with_stdin(
         &mut ferry(d, &["--db", db, "user", "add", "dave", "--password-stdin"]),
         "\n",
     );
     assert!(!empty.status.success() && stderr(&empty).contains("empty"));
-    let bad_perms = run_with_input(
+    let bad_perms = run_with_stdin(
         &mut ferry(
             d,
             &[
@@ -273,7 +253,7 @@ fn user_and_group_commands_manage_the_accounts_database() {
     assert!(fails(&mut ferry(d, &["--db", db, "user", "del", "nobody"])).contains("nobody"));
 
     // A new password replaces the old one: checked by logging in for real.
-    let output = run_with_input(
+    let output = run_with_stdin(
         &mut ferry(
             d,
             &["--db", db, "user", "passwd", "carol", "--password-stdin"],
@@ -320,7 +300,7 @@ fn serve_without_configuration_creates_its_files_and_says_how_to_add_a_user() {
     assert!(log.contains("user add NAME --password-stdin"), "{log}");
 
     // The first user, added next to the running server, can log in at once.
-    let output = run_with_input(
+    let output = run_with_stdin(
         &mut ferry(d, &["user", "add", "first", "--password-stdin"]),
         "first pass\n",
     );
@@ -613,7 +593,7 @@ fn accounts_and_groups_can_require_tls_from_the_command_line() {
             "control",
         ],
     )));
-    assert_success(&run_with_input(
+    assert_success(&run_with_stdin(
         &mut ferry(
             dir.path(),
             &[
@@ -629,7 +609,7 @@ fn accounts_and_groups_can_require_tls_from_the_command_line() {
         ),
         "pw",
     ));
-    assert_success(&run_with_input(
+    assert_success(&run_with_stdin(
         &mut ferry(
             dir.path(),
             &[

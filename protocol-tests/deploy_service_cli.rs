@@ -1,14 +1,13 @@
 //! `ferry deploy service add/list/show/edit/del` as operators and scripts run them: the built
 //! binary in a temporary directory, with the commands and flags of the CLI contract.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{PASSWORD, TestServer, USER};
+use crate::support::{PASSWORD, TestServer, USER, run_with_input};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const FTP_PASSWORD: &str = "ftp pass-sentinel 9f3k";
@@ -31,27 +30,7 @@ fn db(dir: &Path) -> PathBuf {
 
 /// Runs `command` with `stdin` as its whole standard input.
 fn run(command: &mut Command, stdin: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting ferry");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let deadline = Instant::now() + LIMIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{command:?} did not finish within {LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
+    run_with_input(command, stdin, LIMIT)
 }
 
 #[track_caller]

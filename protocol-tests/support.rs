@@ -253,12 +253,34 @@ pub fn sha256(bytes: &[u8]) -> String {
 
 /// Runs a client program to completion within `limit`, killing it if it hangs.
 pub fn run_with_timeout(command: &mut Command, limit: Duration) -> Output {
-    let mut child = command
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    wait_within(child, command, limit)
+}
+
+/// Like [`run_with_timeout`], with `stdin` as the program's whole standard input.
+pub fn run_with_input(command: &mut Command, stdin: &str, limit: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    // Dropping the handle at the end of the statement closes the program's standard input.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    wait_within(child, command, limit)
+}
+
+fn wait_within(mut child: std::process::Child, command: &Command, limit: Duration) -> Output {
     let deadline = Instant::now() + limit;
     loop {
         if child.try_wait().unwrap().is_some() {
