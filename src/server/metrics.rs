@@ -39,6 +39,28 @@ pub enum Direction {
     Out,
 }
 
+/// How a transfer ended, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferOutcome {
+    Ok,
+    Failed,
+    /// ABOR, a closed control connection, or a shutdown.
+    Aborted,
+    /// An upload thrown away because its client was gone.
+    Discarded,
+}
+
+impl TransferOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+            Self::Aborted => "aborted",
+            Self::Discarded => "discarded",
+        }
+    }
+}
+
 impl Default for ServerMetrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("ferry");
@@ -142,7 +164,8 @@ impl ServerMetrics {
         self.replies.get_or_create(&[("class", class)]).inc();
     }
 
-    pub(crate) fn transfer(&self, direction: Direction, result: &'static str, bytes: u64) {
+    pub(crate) fn transfer(&self, direction: Direction, outcome: TransferOutcome, bytes: u64) {
+        let result = outcome.as_str();
         let direction = match direction {
             Direction::In => "in",
             Direction::Out => "out",
@@ -189,7 +212,7 @@ mod tests {
         metrics.command("RETR");
         metrics.reply(226);
         metrics.reply(550);
-        metrics.transfer(Direction::Out, "ok", 1234);
+        metrics.transfer(Direction::Out, TransferOutcome::Ok, 1234);
         metrics.tls_handshake("data", true);
         let text = metrics.render(10, Some(7));
         for line in [

@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use super::control::{ControlConnection, ControlStream, Incoming};
 use super::data::{DataParams, DataSetup, DataTls};
-use super::metrics::Direction as TransferDirection;
+use super::metrics::{Direction as TransferDirection, TransferOutcome};
 use super::tls::{Direction, SessionTls};
 use super::transfer::TransferError;
 use super::{Server, proxy};
@@ -355,6 +355,7 @@ impl Session {
                                 let bytes = running.info.progress.load(Ordering::Relaxed);
                                 self.log_transfer(
                                     &running.info,
+                                    TransferOutcome::Aborted,
                                     "aborted: client closed the control connection",
                                     bytes,
                                 );
@@ -373,7 +374,12 @@ impl Session {
                         Ok(Command::Abor) => {
                             let aborted = transfer.take().expect("checked above");
                             let bytes = aborted.info.progress.load(Ordering::Relaxed);
-                            self.log_transfer(&aborted.info, "aborted by the client", bytes);
+                            self.log_transfer(
+                                &aborted.info,
+                                TransferOutcome::Aborted,
+                                "aborted by the client",
+                                bytes,
+                            );
                             drop(aborted);
                             self.control
                                 .send(&Reply::new(
@@ -439,7 +445,12 @@ impl Session {
                 Event::Shutdown => {
                     if let Some(running) = transfer.take() {
                         let bytes = running.info.progress.load(Ordering::Relaxed);
-                        self.log_transfer(&running.info, "aborted: server shutting down", bytes);
+                        self.log_transfer(
+                            &running.info,
+                            TransferOutcome::Aborted,
+                            "aborted: server shutting down",
+                            bytes,
+                        );
                     }
                     let reply = Reply::new(
                         ReplyCode::SERVICE_NOT_AVAILABLE,
@@ -546,7 +557,7 @@ impl Session {
     ) -> Option<Reply> {
         match outcome {
             Ok(Completed::Sent(bytes)) => {
-                self.log_transfer(running, "ok", bytes);
+                self.log_transfer(running, TransferOutcome::Ok, "ok", bytes);
                 Some(Reply::new(
                     ReplyCode::CLOSING_DATA,
                     format!("Transfer complete ({bytes} bytes)."),
@@ -557,7 +568,12 @@ impl Session {
             }
             Err(failed) => {
                 let bytes = running.progress.load(Ordering::Relaxed);
-                self.log_transfer(running, &format!("failed: {}", failed.reason), bytes);
+                self.log_transfer(
+                    running,
+                    TransferOutcome::Failed,
+                    &format!("failed: {}", failed.reason),
+                    bytes,
+                );
                 Some(failed.reply)
             }
         }
@@ -581,6 +597,7 @@ impl Session {
             drop(upload);
             self.log_transfer(
                 running,
+                TransferOutcome::Discarded,
                 "discarded: client closed the control connection",
                 bytes,
             );
@@ -588,14 +605,19 @@ impl Session {
         }
         match upload.commit().await {
             Ok(_) => {
-                self.log_transfer(running, "ok", bytes);
+                self.log_transfer(running, TransferOutcome::Ok, "ok", bytes);
                 Some(Reply::new(
                     ReplyCode::CLOSING_DATA,
                     format!("Transfer complete ({bytes} bytes)."),
                 ))
             }
             Err(error) => {
-                self.log_transfer(running, &format!("failed: {error}"), bytes);
+                self.log_transfer(
+                    running,
+                    TransferOutcome::Failed,
+                    &format!("failed: {error}"),
+                    bytes,
+                );
                 Some(Reply::new(
                     error.reply_code(),
                     format!("Could not save {}: {error}.", running.path),
@@ -610,19 +632,17 @@ impl Session {
         self.control.send(reply).await
     }
 
-    fn log_transfer(&self, running: &TransferInfo, result: &str, bytes: u64) {
+    /// Logs the one line of a finished transfer (`result` says why, for people) and counts it.
+    fn log_transfer(
+        &self,
+        running: &TransferInfo,
+        outcome: TransferOutcome,
+        result: &str,
+        bytes: u64,
+    ) {
         let direction = match running.verb {
             "STOR" | "APPE" | "STOU" => TransferDirection::In,
             _ => TransferDirection::Out,
-        };
-        let outcome = if result == "ok" {
-            "ok"
-        } else if result.starts_with("aborted") {
-            "aborted"
-        } else if result.starts_with("discarded") {
-            "discarded"
-        } else {
-            "failed"
         };
         self.server.metrics.transfer(direction, outcome, bytes);
         let user = match &self.login {
