@@ -63,8 +63,8 @@ impl TransferOutcome {
 
 impl Default for ServerMetrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("ferry");
-        let metrics = Self {
+        let mut metrics = Self {
+            registry: Registry::with_prefix("ferry"),
             sessions: Counter::default(),
             sessions_open: Gauge::default(),
             logins: Family::default(),
@@ -75,8 +75,8 @@ impl Default for ServerMetrics {
             tls_handshakes: Family::default(),
             passive_ports_total: Gauge::default(),
             passive_ports_leased: Gauge::default(),
-            registry: Registry::default(),
         };
+        let registry = &mut metrics.registry;
         registry.register(
             "sessions",
             "Control connections accepted",
@@ -127,10 +127,7 @@ impl Default for ServerMetrics {
             "Passive ports leased to sessions now",
             metrics.passive_ports_leased.clone(),
         );
-        Self {
-            registry,
-            ..metrics
-        }
+        metrics
     }
 }
 
