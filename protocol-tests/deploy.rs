@@ -85,55 +85,8 @@ impl Repo {
 
     /// The files of `commit` as `git archive` writes them.
     fn archive(&self, commit: &str) -> BTreeMap<String, Vec<u8>> {
-        let out = tempfile::tempdir().unwrap();
-        let tar = out.path().join("tree.tar");
-        self.git(&[
-            "archive",
-            "--format=tar",
-            "-o",
-            tar.to_str().unwrap(),
-            commit,
-        ]);
-        let tree = out.path().join("tree");
-        std::fs::create_dir(&tree).unwrap();
-        let status = Command::new("tar")
-            .arg("-xf")
-            .arg(&tar)
-            .arg("-C")
-            .arg(&tree)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        read_tree(&tree).0
+        git_archive(self.path(), commit)
     }
-}
-
-/// Every file (path → bytes) and directory under `root`.
-fn read_tree(root: &Path) -> (BTreeMap<String, Vec<u8>>, BTreeSet<String>) {
-    let mut files = BTreeMap::new();
-    let mut dirs = BTreeSet::new();
-    let mut pending = vec![(root.to_owned(), String::new())];
-    while let Some((dir, prefix)) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries {
-            let entry = entry.unwrap();
-            let name = entry.file_name().into_string().unwrap();
-            let relative = if prefix.is_empty() {
-                name
-            } else {
-                format!("{prefix}/{name}")
-            };
-            if entry.file_type().unwrap().is_dir() {
-                dirs.insert(relative.clone());
-                pending.push((entry.path(), relative));
-            } else {
-                files.insert(relative, std::fs::read(entry.path()).unwrap());
-            }
-        }
-    }
-    (files, dirs)
 }
 
 /// Asserts the target directory holds exactly `expected` (files and the directories they need),

@@ -77,57 +77,13 @@ impl Repos {
 
     /// The files of `commit` as `git archive` writes them.
     fn archive(&self, commit: &str) -> BTreeMap<String, Vec<u8>> {
-        let out = tempfile::tempdir().unwrap();
-        let tar = out.path().join("tree.tar");
-        git(
-            &self.bare,
-            &[
-                "archive",
-                "--format=tar",
-                "-o",
-                tar.to_str().unwrap(),
-                commit,
-            ],
-        );
-        let tree = out.path().join("tree");
-        std::fs::create_dir(&tree).unwrap();
-        let status = Command::new("tar")
-            .arg("-xf")
-            .arg(&tar)
-            .arg("-C")
-            .arg(&tree)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        files_under(&tree)
+        git_archive(&self.bare, commit)
     }
-}
-
-/// Every regular file under `root`, path → bytes.
-fn files_under(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut pending = vec![(root.to_owned(), String::new())];
-    while let Some((dir, prefix)) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries {
-            let entry = entry.unwrap();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let path = format!("{prefix}{name}");
-            if entry.file_type().unwrap().is_dir() {
-                pending.push((entry.path(), format!("{path}/")));
-            } else {
-                files.insert(path, std::fs::read(entry.path()).unwrap());
-            }
-        }
-    }
-    files
 }
 
 #[track_caller]
 fn assert_target_is(target: &Path, expected: &BTreeMap<String, Vec<u8>>) {
-    let mut files = files_under(target);
+    let mut files = read_tree(target).0;
     assert!(files.remove(MARKER).is_some(), "the marker is written");
     let got: Vec<&String> = files.keys().collect();
     let want: Vec<&String> = expected.keys().collect();

@@ -251,6 +251,64 @@ pub fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The files of `commit` in the repository at `git_dir`, as `git archive` writes them.
+pub fn git_archive(git_dir: &Path, commit: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let out = tempfile::tempdir().unwrap();
+    let tar = out.path().join("tree.tar");
+    let archived = Command::new("git")
+        .current_dir(git_dir)
+        .args(["archive", "--format=tar", "-o"])
+        .arg(&tar)
+        .arg(commit)
+        .output()
+        .unwrap();
+    assert!(archived.status.success(), "git archive: {archived:?}");
+    let tree = out.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    let status = Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&tree)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    read_tree(&tree).0
+}
+
+/// Every file (path → bytes) and directory under `root`, with `/`-separated relative paths.
+pub fn read_tree(
+    root: &Path,
+) -> (
+    std::collections::BTreeMap<String, Vec<u8>>,
+    std::collections::BTreeSet<String>,
+) {
+    let mut files = std::collections::BTreeMap::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    let mut pending = vec![(root.to_owned(), String::new())];
+    while let Some((dir, prefix)) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            let relative = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            if entry.file_type().unwrap().is_dir() {
+                dirs.insert(relative.clone());
+                pending.push((entry.path(), relative));
+            } else {
+                files.insert(relative, std::fs::read(entry.path()).unwrap());
+            }
+        }
+    }
+    (files, dirs)
+}
+
 /// Runs a client program to completion within `limit`, killing it if it hangs.
 pub fn run_with_timeout(command: &mut Command, limit: Duration) -> Output {
     let child = command
