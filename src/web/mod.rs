@@ -27,11 +27,17 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/hooks/{key}", post(hooks::receive))
-        .route("/api/services", get(api::services))
-        .route("/api/services/{name}/deploys", get(api::service_deploys))
-        .route("/api/deploys/{id}", get(api::deploy))
+        .nest("/api", api_routes())
         .route("/healthz", get(healthz))
         .with_state(state)
+}
+
+/// The JSON API, mounted under `/api`.
+fn api_routes() -> Router<AppState> {
+    Router::new()
+        .route("/services", get(api::services))
+        .route("/services/{name}/deploys", get(api::service_deploys))
+        .route("/deploys/{id}", get(api::deploy))
 }
 
 /// Serves the application on `listener` and runs the queue until `stop` completes. A deploy
