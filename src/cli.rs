@@ -95,6 +95,8 @@ pub enum DeployCommand {
     },
     /// Manage deploy services: a repository branch deployed to an FTP target on each push.
     Service(crate::deploy::service_cli::ServiceArgs),
+    /// Manage the tokens that authenticate calls to the JSON API under `/api/`.
+    Token(crate::deploy::token_cli::TokenArgs),
     /// Run the deploy service: webhooks on `POST /hooks/KEY`, a durable queue deploying each
     /// matching push in the background, a JSON API under `/api/`, and `/healthz`.
     Serve(DeployServeArgs),
@@ -574,6 +576,7 @@ async fn deploy_command(db: Option<PathBuf>, command: DeployCommand) -> anyhow::
             crate::deploy::service_cli::run(&db_path(db, None), args).await?;
         }
         DeployCommand::Serve(args) => deploy_serve(&db_path(db, None), args).await?,
+        DeployCommand::Token(args) => crate::deploy::token_cli::run(&db_path(db, None), args)?,
         DeployCommand::Push {
             target,
             dry_run: true,

@@ -1,9 +1,10 @@
 //! `ferry deploy serve`: the HTTP side of the deploy service (axum). Webhooks come in on
 //! `POST /hooks/{key}` ([`hooks`]), deploys are queued in SQLite and run in the background by the
 //! [`DeployQueue`]; the JSON API under `/api/` ([`api`]) shows services, deploys and live
-//! progress; `/healthz` answers `ok`.
+//! progress, for callers [`auth`] lets in; `/healthz` answers `ok`.
 
 pub mod api;
+pub mod auth;
 pub mod hooks;
 
 use std::sync::Arc;
@@ -27,7 +28,13 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/hooks/{key}", post(hooks::receive))
-        .nest("/api", api_routes())
+        .nest(
+            "/api",
+            api_routes().route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_api_auth,
+            )),
+        )
         .route("/healthz", get(healthz))
         .with_state(state)
 }
