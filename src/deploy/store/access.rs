@@ -221,8 +221,8 @@ impl ServiceStore {
 
 #[cfg(test)]
 mod tests {
-    use crate::deploy::secret_key::SecretKey;
     use super::*;
+    use crate::deploy::secret_key::SecretKey;
 
     fn store() -> ServiceStore {
         ServiceStore::open_in_memory(SecretKey::generate().0).unwrap()
