@@ -861,26 +861,109 @@ fn the_api_refuses_missing_wrong_and_deleted_tokens_and_session_calls_without_cs
     assert_refused(curl(&["-H", &bearer, &url]), 401);
     assert_eq!(api_curl(&server, "/api/services", &[]).0, 200);
 
-    // A dashboard session: reads with the cookie alone, changes only with its CSRF token.
-    let key = ferry::deploy::secret_key::SecretKey::load_or_create(
-        &ferry::deploy::secret_key::SecretKey::default_path(&db),
-    )
-    .unwrap();
-    let store = ferry::deploy::store::ServiceStore::open(&db, key).unwrap();
-    let (id, session) = store
-        .create_session("alice", Duration::from_secs(600))
-        .unwrap();
-    let cookie = format!("Cookie: ferry_session={}", id.expose());
-    assert_eq!(curl(&["-H", &cookie, &url]).0, 200);
-    assert_refused(curl(&["-X", "POST", "-H", &cookie, &url]), 403);
+    // A dashboard login: reads with the cookie alone, changes only with its CSRF token.
+    add_user(&db, "admin", true);
+    add_user(&db, "viewer", false);
+    let jar = dir.path().join("cookies.txt");
+    assert_eq!(
+        login(&server, &jar, "viewer", PASSWORD).0,
+        403,
+        "not an admin"
+    );
+    assert_eq!(login(&server, &jar, "admin", "wrong").0, 401);
+    let (status, page) = login(&server, &jar, "admin", PASSWORD);
+    assert_eq!(status, 200, "{page}");
+    let csrf = page_csrf(&page);
+    let jar_arg = jar.to_str().unwrap();
+    assert_eq!(curl(&["-b", jar_arg, &url]).0, 200);
+    assert_refused(curl(&["-X", "POST", "-b", jar_arg, &url]), 403);
     let wrong_csrf = format!("X-CSRF-Token: {}", "y".repeat(32));
     assert_refused(
-        curl(&["-X", "POST", "-H", &cookie, "-H", &wrong_csrf, &url]),
+        curl(&["-X", "POST", "-b", jar_arg, "-H", &wrong_csrf, &url]),
         403,
     );
-    let csrf = format!("X-CSRF-Token: {}", session.csrf_token);
-    let (status, body) = curl(&["-X", "POST", "-H", &cookie, "-H", &csrf, &url]);
+    let csrf_header = format!("X-CSRF-Token: {csrf}");
+    let (status, body) = curl(&["-X", "POST", "-b", jar_arg, "-H", &csrf_header, &url]);
     assert!(status != 401 && status != 403, "{status} {body}");
-    store.delete_session(id.expose()).unwrap();
-    assert_refused(curl(&["-H", &cookie, &url]), 401);
+    // A form without the token changes nothing: the session survives a CSRF-less logout.
+    let (status, _) = curl(&[
+        "-b",
+        jar_arg,
+        "--data",
+        "csrf=forged",
+        &server.url("/logout"),
+    ]);
+    assert_eq!(status, 403);
+    assert_eq!(curl(&["-b", jar_arg, &url]).0, 200);
+    // Taking the admin flag away ends the session at once.
+    let output = run_with_timeout(
+        &mut ferry(&db, &["user", "edit", "admin", "--no-admin"]),
+        LIMIT,
+    );
+    assert_success(&output);
+    assert_refused(curl(&["-b", jar_arg, &url]), 401);
+    let output = run_with_timeout(
+        &mut ferry(&db, &["user", "edit", "admin", "--admin"]),
+        LIMIT,
+    );
+    assert_success(&output);
+    assert_eq!(curl(&["-b", jar_arg, &url]).0, 200);
+    // Logging out ends it too.
+    let form = format!("csrf={csrf}");
+    let (status, _) = curl(&[
+        "-b",
+        jar_arg,
+        "-c",
+        jar_arg,
+        "--data",
+        &form,
+        &server.url("/logout"),
+    ]);
+    assert_eq!(status, 303);
+    assert_refused(curl(&["-b", jar_arg, &url]), 401);
+}
+
+/// `ferry user add NAME [--admin] --password-stdin` with the test password.
+fn add_user(db: &Path, name: &str, admin: bool) {
+    let mut args = vec!["user", "add", name, "--password-stdin"];
+    if admin {
+        args.push("--admin");
+    }
+    let output = run_with_input(&mut ferry(db, &args), &format!("{PASSWORD}\n"), LIMIT);
+    assert_success(&output);
+}
+
+/// The value of the hidden `csrf` field or the `csrf-token` meta tag of a page.
+fn page_csrf(page: &str) -> String {
+    let after = page
+        .split_once("name=\"csrf-token\" content=\"")
+        .or_else(|| page.split_once("name=\"csrf\" value=\""))
+        .unwrap_or_else(|| panic!("no CSRF token in {page}"))
+        .1;
+    after.split('"').next().unwrap().to_owned()
+}
+
+/// Logs in through the form as a browser does (cookies in `jar`); the final status and page.
+fn login(server: &DeployServer, jar: &Path, user: &str, password: &str) -> (u16, String) {
+    let jar = jar.to_str().unwrap();
+    let (status, page) = curl(&["-b", jar, "-c", jar, &server.url("/login")]);
+    assert_eq!(status, 200, "{page}");
+    let csrf = page_csrf(&page);
+    let user = format!("user={user}");
+    let password = format!("password={password}");
+    let csrf = format!("csrf={csrf}");
+    curl(&[
+        "-L",
+        "-b",
+        jar,
+        "-c",
+        jar,
+        "--data-urlencode",
+        &user,
+        "--data-urlencode",
+        &password,
+        "--data-urlencode",
+        &csrf,
+        &server.url("/login"),
+    ])
 }

@@ -20,8 +20,10 @@ use super::target::DeployTarget;
 use super::webhook::{BranchPattern, Provider, PushCommit};
 
 mod access;
+mod overview;
 
 pub use self::access::{API_TOKEN_CHARS, ApiToken, Session};
+pub use self::overview::{DeployCounts, LogFilter};
 
 /// The schema, one migration per entry: entry `i` takes the deploy schema from `i` to `i + 1`.
 /// Append new entries; never edit one that has shipped.

@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq as _;
 use tracing::{error, warn};
 
 use super::AppState;
-use crate::deploy::store::{ServiceStore, Session};
+use crate::deploy::store::Session;
 
 /// The dashboard's session cookie.
 pub const SESSION_COOKIE: &str = "ferry_session";
@@ -49,8 +49,7 @@ pub async fn require_api_auth(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let store = Arc::clone(state.queue.store());
-    match authenticate(store, request.method(), request.headers()).await {
+    match authenticate(&state, request.method(), request.headers()).await {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
@@ -60,10 +59,11 @@ pub async fn require_api_auth(
 }
 
 async fn authenticate(
-    store: Arc<ServiceStore>,
+    state: &AppState,
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<Caller, Response> {
+    let store = Arc::clone(state.queue.store());
     if let Some(authorization) = headers.get(header::AUTHORIZATION) {
         let token = authorization
             .to_str()
@@ -88,7 +88,7 @@ async fn authenticate(
              `ferry deploy token add NAME`) or log in to the dashboard",
         ));
     };
-    let session = blocking(move || store.session(&id))
+    let session = current_session(state, id)
         .await?
         .ok_or_else(|| unauthorized("the session has expired or ended; log in again"))?;
     if !matches!(*method, Method::GET | Method::HEAD) {
@@ -105,6 +105,30 @@ async fn authenticate(
         }
     }
     Ok(Caller::Session(session))
+}
+
+/// The live session `id` names, if its account is still an enabled admin: taking the admin flag
+/// away (or disabling or deleting the account) ends its sessions at once.
+pub async fn current_session(state: &AppState, id: String) -> Result<Option<Session>, Response> {
+    let store = Arc::clone(state.queue.store());
+    let accounts = Arc::clone(&state.dashboard.accounts.store);
+    let session = blocking(move || store.session(&id)).await?;
+    let Some(session) = session else {
+        return Ok(None);
+    };
+    let user = session.user.clone();
+    let account = match tokio::task::spawn_blocking(move || accounts.get_user(&user)).await {
+        Ok(Ok(account)) => account,
+        Ok(Err(e)) => {
+            error!(error = %e, "cannot look the session's account up");
+            return Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error"));
+        }
+        Err(e) => {
+            error!(error = %e, "the account lookup failed");
+            return Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error"));
+        }
+    };
+    Ok(account.filter(|a| a.admin && a.enabled).map(|_| session))
 }
 
 /// The value of the session cookie, if the request carries one.
