@@ -55,7 +55,7 @@ impl ServiceStore {
     }
 
     /// One page of the deploy log, newest first, and how many deploys the filter matches.
-    pub fn deploy_log(
+    pub fn deploy_log_page(
         &self,
         filter: &LogFilter,
         offset: u64,

@@ -4,7 +4,10 @@
 //! ([`Admin`]); every form carries the session's CSRF token, checked before anything changes.
 //! Live parts (progress, skip, restore) call the JSON API from the page with the same token.
 
+pub mod log;
 pub mod login;
+pub mod notifications;
+pub mod service_form;
 pub mod services;
 
 use std::sync::Arc;
@@ -93,7 +96,13 @@ fn templates() -> Environment<'static> {
     template!(env, "base.html");
     template!(env, "login.html");
     template!(env, "dashboard.html");
+    template!(env, "service_form.html");
+    template!(env, "service.html");
+    template!(env, "webhook_box.html");
     template!(env, "message.html");
+    template!(env, "notifications.html");
+    template!(env, "notification_form.html");
+    template!(env, "log.html");
     env
 }
 
@@ -103,6 +112,27 @@ pub fn page_routes() -> Router<AppState> {
         .route("/", get(services::dashboard))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
+        .route(
+            "/services/new",
+            get(services::new_form).post(services::create),
+        )
+        .route("/services/{name}", get(services::manage))
+        .route(
+            "/services/{name}/edit",
+            get(services::edit_form).post(services::update),
+        )
+        .route("/services/{name}/validate", post(services::revalidate))
+        .route(
+            "/services/{name}/notifications",
+            post(services::set_notifications),
+        )
+        .route("/notifications", get(notifications::list))
+        .route(
+            "/notifications/new",
+            get(notifications::new_form).post(notifications::create),
+        )
+        .route("/notifications/{name}/delete", post(notifications::delete))
+        .route("/log", get(log::page))
         .route("/static/ferry.css", get(stylesheet))
         .route("/static/ferry.js", get(script))
 }
