@@ -17,11 +17,11 @@ use sha2::Sha256;
 
 use crate::support::*;
 
-const LIMIT: Duration = Duration::from_secs(60);
-const SECRET: &str = "It's a Secret to Everybody";
-const MARKER: &str = ".ferry-deploy.json";
+pub(crate) const LIMIT: Duration = Duration::from_secs(60);
+pub(crate) const SECRET: &str = "It's a Secret to Everybody";
+pub(crate) const MARKER: &str = ".ferry-deploy.json";
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let output = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -39,13 +39,13 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 /// A bare repository (the service's repository URL) and a working clone that pushes to it.
-struct Repos {
-    bare: PathBuf,
-    work: PathBuf,
+pub(crate) struct Repos {
+    pub(crate) bare: PathBuf,
+    pub(crate) work: PathBuf,
 }
 
 impl Repos {
-    fn new(dir: &Path) -> Self {
+    pub(crate) fn new(dir: &Path) -> Self {
         let bare = dir.join("origin.git");
         let work = dir.join("work");
         std::fs::create_dir_all(&bare).unwrap();
@@ -58,14 +58,14 @@ impl Repos {
         Self { bare, work }
     }
 
-    fn write(&self, path: &str, content: &[u8]) {
+    pub(crate) fn write(&self, path: &str, content: &[u8]) {
         let full = self.work.join(path);
         std::fs::create_dir_all(full.parent().unwrap()).unwrap();
         std::fs::write(full, content).unwrap();
     }
 
     /// Commits everything and pushes `branch` to the bare repository; the new commit id.
-    fn commit_and_push(&self, message: &str, branch: &str) -> String {
+    pub(crate) fn commit_and_push(&self, message: &str, branch: &str) -> String {
         git(&self.work, &["add", "-A"]);
         git(&self.work, &["commit", "-q", "-m", message]);
         git(
@@ -76,13 +76,13 @@ impl Repos {
     }
 
     /// The files of `commit` as `git archive` writes them.
-    fn archive(&self, commit: &str) -> BTreeMap<String, Vec<u8>> {
+    pub(crate) fn archive(&self, commit: &str) -> BTreeMap<String, Vec<u8>> {
         git_archive(&self.bare, commit)
     }
 }
 
 #[track_caller]
-fn assert_target_is(target: &Path, expected: &BTreeMap<String, Vec<u8>>) {
+pub(crate) fn assert_target_is(target: &Path, expected: &BTreeMap<String, Vec<u8>>) {
     let mut files = read_tree(target).0;
     assert!(files.remove(MARKER).is_some(), "the marker is written");
     let got: Vec<&String> = files.keys().collect();
@@ -98,7 +98,7 @@ fn assert_target_is(target: &Path, expected: &BTreeMap<String, Vec<u8>>) {
 }
 
 /// `ferry --db DB ARGS`, with no `FERRY_*` variable inherited.
-fn ferry(db: &Path, args: &[&str]) -> Command {
+pub(crate) fn ferry(db: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
     command.arg("--db").arg(db).args(args);
     for (name, _) in std::env::vars() {
@@ -110,16 +110,16 @@ fn ferry(db: &Path, args: &[&str]) -> Command {
 }
 
 /// The running `ferry deploy serve`, killed when dropped; its log is kept for failure messages.
-struct DeployServer {
+pub(crate) struct DeployServer {
     child: Child,
     address: String,
     log: Arc<Mutex<String>>,
     /// An API token made with `ferry deploy token add` before the start.
-    token: String,
+    pub(crate) token: String,
 }
 
 /// `ferry deploy token add NAME`; the token it prints.
-fn add_token(db: &Path, name: &str) -> String {
+pub(crate) fn add_token(db: &Path, name: &str) -> String {
     let output = run_with_timeout(&mut ferry(db, &["deploy", "token", "add", name]), LIMIT);
     assert_success(&output);
     let stdout = String::from_utf8(output.stdout).unwrap();
@@ -133,7 +133,7 @@ fn add_token(db: &Path, name: &str) -> String {
 }
 
 impl DeployServer {
-    fn start(db: &Path, extra: &[&str]) -> Self {
+    pub(crate) fn start(db: &Path, extra: &[&str]) -> Self {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let token = add_token(db, &format!("tests-{n}"));
@@ -173,11 +173,11 @@ impl DeployServer {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 }
@@ -209,7 +209,7 @@ impl Drop for DeployServer {
 }
 
 /// Runs curl; the status code and the body.
-fn curl(args: &[&str]) -> (u16, String) {
+pub(crate) fn curl(args: &[&str]) -> (u16, String) {
     let out = tempfile::NamedTempFile::new().unwrap();
     let mut command = Command::new("curl");
     command
@@ -224,7 +224,7 @@ fn curl(args: &[&str]) -> (u16, String) {
 }
 
 /// Runs curl against the API with the server's token; the status code and the body.
-fn api_curl(server: &DeployServer, path: &str, args: &[&str]) -> (u16, String) {
+pub(crate) fn api_curl(server: &DeployServer, path: &str, args: &[&str]) -> (u16, String) {
     let authorization = format!("Authorization: Bearer {}", server.token);
     let url = server.url(path);
     let mut all = vec!["-H", &authorization];
@@ -233,14 +233,14 @@ fn api_curl(server: &DeployServer, path: &str, args: &[&str]) -> (u16, String) {
     curl(&all)
 }
 
-fn get_json(server: &DeployServer, path: &str) -> Value {
+pub(crate) fn get_json(server: &DeployServer, path: &str) -> Value {
     let (status, body) = api_curl(server, path, &[]);
     assert_eq!(status, 200, "GET {path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
 /// A GitHub push event, shaped as GitHub documents it.
-fn push_body(branch: &str, before: &str, after: &str, message: &str) -> Vec<u8> {
+pub(crate) fn push_body(branch: &str, before: &str, after: &str, message: &str) -> Vec<u8> {
     serde_json::to_vec_pretty(&json!({
         "ref": format!("refs/heads/{branch}"),
         "before": before,
@@ -272,14 +272,14 @@ fn push_body(branch: &str, before: &str, after: &str, message: &str) -> Vec<u8> 
     .unwrap()
 }
 
-fn hmac_sha256_hex(secret: &str, body: &[u8]) -> String {
+pub(crate) fn hmac_sha256_hex(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
 }
 
 /// POSTs `body` to `/hooks/KEY` as GitHub does, signed with `secret`.
-fn post_hook(
+pub(crate) fn post_hook(
     server: &DeployServer,
     key: &str,
     event: &str,
@@ -314,7 +314,7 @@ fn post_hook(
 }
 
 /// The deploy id in a `202` answer's `queued deploy N`.
-fn queued_id(body: &str) -> i64 {
+pub(crate) fn queued_id(body: &str) -> i64 {
     body.trim()
         .strip_prefix("queued deploy ")
         .unwrap_or_else(|| panic!("not a queued answer: {body:?}"))
@@ -323,7 +323,7 @@ fn queued_id(body: &str) -> i64 {
 }
 
 /// Polls the API until the deploy has ended; its JSON.
-fn wait_for_deploy(server: &DeployServer, id: i64) -> Value {
+pub(crate) fn wait_for_deploy(server: &DeployServer, id: i64) -> Value {
     let deadline = Instant::now() + LIMIT;
     loop {
         let deploy = get_json(server, &format!("/api/deploys/{id}"));
@@ -924,7 +924,7 @@ fn the_api_refuses_missing_wrong_and_deleted_tokens_and_session_calls_without_cs
 }
 
 /// `ferry user add NAME [--admin] --password-stdin` with the test password.
-fn add_user(db: &Path, name: &str, admin: bool) {
+pub(crate) fn add_user(db: &Path, name: &str, admin: bool) {
     let mut args = vec!["user", "add", name, "--password-stdin"];
     if admin {
         args.push("--admin");
@@ -934,7 +934,7 @@ fn add_user(db: &Path, name: &str, admin: bool) {
 }
 
 /// The value of the hidden `csrf` field or the `csrf-token` meta tag of a page.
-fn page_csrf(page: &str) -> String {
+pub(crate) fn page_csrf(page: &str) -> String {
     let after = page
         .split_once("name=\"csrf-token\" content=\"")
         .or_else(|| page.split_once("name=\"csrf\" value=\""))
@@ -944,7 +944,12 @@ fn page_csrf(page: &str) -> String {
 }
 
 /// Logs in through the form as a browser does (cookies in `jar`); the final status and page.
-fn login(server: &DeployServer, jar: &Path, user: &str, password: &str) -> (u16, String) {
+pub(crate) fn login(
+    server: &DeployServer,
+    jar: &Path,
+    user: &str,
+    password: &str,
+) -> (u16, String) {
     let jar = jar.to_str().unwrap();
     let (status, page) = curl(&["-b", jar, "-c", jar, &server.url("/login")]);
     assert_eq!(status, 200, "{page}");

@@ -93,6 +93,7 @@ macro_rules! template {
 
 fn templates() -> Environment<'static> {
     let mut env = Environment::new();
+    env.add_filter("when", when);
     template!(env, "base.html");
     template!(env, "login.html");
     template!(env, "dashboard.html");
@@ -104,6 +105,17 @@ fn templates() -> Environment<'static> {
     template!(env, "notification_form.html");
     template!(env, "log.html");
     env
+}
+
+/// A stored timestamp (`2026-01-02T03:04:05Z`) as pages show it: `2026-01-02 03:04 UTC`.
+fn when(value: Option<String>) -> String {
+    let Some(value) = value else {
+        return String::new();
+    };
+    match (value.get(..10), value.get(11..16)) {
+        (Some(day), Some(time)) if value.ends_with('Z') => format!("{day} {time} UTC"),
+        _ => value,
+    }
 }
 
 /// The page routes.
@@ -305,3 +317,20 @@ pub async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
 
 /// The shared dashboard state in the form the handlers get it.
 pub type SharedDashboard = Arc<Dashboard>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_parses_and_times_read_as_utc_minutes() {
+        let env = templates();
+        assert!(env.get_template("service.html").is_ok());
+        assert_eq!(
+            when(Some("2026-01-02T03:04:05Z".into())),
+            "2026-01-02 03:04 UTC"
+        );
+        assert_eq!(when(None), "");
+        assert_eq!(when(Some("soon".into())), "soon");
+    }
+}
