@@ -501,6 +501,11 @@ impl AccountStore {
         self.update_user(name, "enabled", &enabled)
     }
 
+    /// Gives an account the right to use the deploy dashboard, or takes it away.
+    pub fn set_user_admin(&self, name: &str, admin: bool) -> Result<(), StoreError> {
+        self.update_user(name, "admin", &admin)
+    }
+
     /// Moves an account into a group, or out of any group with `None`.
     pub fn set_user_group(&self, name: &str, group: Option<&str>) -> Result<(), StoreError> {
         let connection = self.connection();
