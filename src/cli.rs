@@ -480,7 +480,10 @@ async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> 
     config.tls = tls.clone();
     let server = Server::new(
         config,
-        Arc::new(SqliteAuthenticator::new(Arc::clone(&store))),
+        Arc::new(SqliteAuthenticator::with_hash_cost(
+            Arc::clone(&store),
+            settings.password_cost,
+        )),
         Arc::new(FsProvider::new(root.clone())),
     );
     info!(
