@@ -972,3 +972,45 @@ pub(crate) fn login(
         &server.url("/login"),
     ])
 }
+
+#[test]
+fn dashboard_cookies_are_http_only_and_secure_behind_an_https_public_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    add_user(&db, "admin", true);
+    let server = DeployServer::start(&db, &["--public-url", "https://deploy.example.com"]);
+    let jar = dir.path().join("cookies.txt");
+    let headers = dir.path().join("headers.txt");
+    let jar_arg = jar.to_str().unwrap();
+    let (status, page) = curl(&["-c", jar_arg, &server.url("/login")]);
+    assert_eq!(status, 200);
+    let csrf = format!("csrf={}", page_csrf(&page));
+    let (status, _) = curl(&[
+        "-b",
+        jar_arg,
+        "-D",
+        headers.to_str().unwrap(),
+        "--data-urlencode",
+        "user=admin",
+        "--data-urlencode",
+        &format!("password={PASSWORD}"),
+        "--data-urlencode",
+        &csrf,
+        &server.url("/login"),
+    ]);
+    assert_eq!(status, 303);
+    let headers = std::fs::read_to_string(&headers).unwrap();
+    let session = headers
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: ferry_session=")
+        })
+        .unwrap_or_else(|| panic!("no session cookie: {headers}"));
+    for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+        assert!(
+            session.contains(attribute),
+            "{attribute} missing: {session}"
+        );
+    }
+}
