@@ -80,6 +80,11 @@ impl DeployQueue {
         &self.store
     }
 
+    /// Where mirrors and journals live.
+    pub fn state_dir(&self) -> &Path {
+        &self.config.state_dir
+    }
+
     /// Tells the dispatcher that something was queued.
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -224,7 +229,7 @@ impl DeployQueue {
     }
 
     /// Clones the service's repository as a mirror on first use, fetches into it afterwards.
-    async fn mirror(&self, service: &Service) -> Result<PathBuf, String> {
+    pub async fn mirror(&self, service: &Service) -> Result<PathBuf, String> {
         let dir = self
             .config
             .state_dir
