@@ -159,7 +159,7 @@ impl DeployQueue {
             "deploy started"
         );
         let result = self.deploy(&deploy).await;
-        lock(&self.progress).remove(&id);
+        let progress = lock(&self.progress).remove(&id);
         let (status, stats, message) = match result {
             Ok(stats) => {
                 info!(
@@ -176,7 +176,12 @@ impl DeployQueue {
             }
             Err(error) => {
                 warn!(deploy = id, service = deploy.service, %error, "deploy failed");
-                (DeployStatus::Failed, DeployStats::default(), Some(error))
+                // What went out before the failure, for the log.
+                let sent = DeployStats {
+                    bytes: progress.map_or(0, |p| p.snapshot().bytes_done),
+                    ..DeployStats::default()
+                };
+                (DeployStatus::Failed, sent, Some(error))
             }
         };
         let store = Arc::clone(&self.store);

@@ -472,3 +472,126 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| RestoreError::Task(e.to_string()))?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let output = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "Mona")
+            .env("GIT_AUTHOR_EMAIL", "mona@example.com")
+            .env("GIT_COMMITTER_NAME", "Mona")
+            .env("GIT_COMMITTER_EMAIL", "mona@example.com")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
+    fn commit(dir: &Path, message: &str) -> String {
+        git(dir, &["add", "-A"]);
+        git(dir, &["commit", "-q", "-m", message]);
+        git(dir, &["rev-parse", "HEAD"])
+    }
+
+    fn lines(changes: &[ChangedFile]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|c| format!("{} {}", c.change.letter(), c.path))
+            .collect()
+    }
+
+    #[test]
+    fn the_net_change_leaves_out_a_file_added_and_removed_within_the_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo_dir = dir.path();
+        git(repo_dir, &["init", "-q", "-b", "main"]);
+        std::fs::write(repo_dir.join("a.txt"), "a1").unwrap();
+        std::fs::write(repo_dir.join("b.txt"), "b1").unwrap();
+        std::fs::write(repo_dir.join(".ferryignore"), "secret.txt\n").unwrap();
+        let c1 = commit(repo_dir, "one");
+        std::fs::create_dir(repo_dir.join("tmp")).unwrap();
+        std::fs::write(repo_dir.join("tmp/x.txt"), "x").unwrap();
+        std::fs::write(repo_dir.join("a.txt"), "a2").unwrap();
+        let c2 = commit(repo_dir, "two");
+        std::fs::remove_dir_all(repo_dir.join("tmp")).unwrap();
+        std::fs::remove_file(repo_dir.join("b.txt")).unwrap();
+        std::fs::write(repo_dir.join("new.txt"), "n").unwrap();
+        std::fs::write(repo_dir.join("secret.txt"), "ignored").unwrap();
+        let c3 = commit(repo_dir, "three");
+        let repo = GitCli::new(repo_dir);
+
+        let net = net_changes(&repo, Some(&c1), &c3).unwrap();
+        assert_eq!(lines(&net), ["M a.txt", "D b.txt", "A new.txt"]);
+        let back = net_changes(&repo, Some(&c3), &c2).unwrap();
+        assert_eq!(lines(&back), ["A b.txt", "D new.txt", "A tmp/x.txt"]);
+        let fresh = net_changes(&repo, None, &c1).unwrap();
+        assert_eq!(lines(&fresh), ["A a.txt", "A b.txt"]);
+        let unknown = net_changes(&repo, Some(&"1".repeat(40)), &c1).unwrap();
+        assert_eq!(
+            lines(&unknown),
+            lines(&fresh),
+            "an unknown commit tells nothing"
+        );
+
+        let info = commit_info(repo_dir, &c2).unwrap();
+        assert_eq!(
+            (info.id.as_str(), info.message.as_str()),
+            (c2.as_str(), "two")
+        );
+        assert_eq!(info.author_email.as_deref(), Some("mona@example.com"));
+        assert!(matches!(
+            resolve(&repo, "site", "--all"),
+            Err(RestoreError::UnknownCommit { .. })
+        ));
+        assert_eq!(resolve(&repo, "site", &c3[..8]).unwrap(), c3);
+    }
+
+    #[test]
+    fn combined_commits_keep_the_first_of_each_in_deploy_order() {
+        let commit = |id: &str| PushCommit {
+            id: id.into(),
+            message: id.into(),
+            author: "Mona".into(),
+            author_email: None,
+            timestamp: String::new(),
+        };
+        let deploy = |commits: Vec<PushCommit>| Deploy {
+            id: 1,
+            service: "site".into(),
+            status: super::super::store::DeployStatus::Failed,
+            branch: None,
+            commit_from: None,
+            commit_to: commits.last().unwrap().id.clone(),
+            delivery_id: None,
+            user: None,
+            queued_at: String::new(),
+            started_at: None,
+            finished_at: None,
+            stats: Default::default(),
+            error: None,
+            commits,
+            kind: DeployKind::Push,
+            duration_secs: None,
+            skipped: None,
+            restored_by: None,
+        };
+        let range = [
+            deploy(vec![commit("c2")]),
+            deploy(vec![commit("c2"), commit("c3")]),
+            deploy(vec![commit("c4")]),
+        ];
+        let ids: Vec<String> = combined_commits(&range).into_iter().map(|c| c.id).collect();
+        assert_eq!(ids, ["c2", "c3", "c4"]);
+    }
+}
