@@ -198,8 +198,16 @@ async fn find(browser: &Client, css: &str) -> fantoccini::elements::Element {
     }
 }
 
+/// The text of `css`; found again if a reload replaced the element meanwhile.
 async fn text(browser: &Client, css: &str) -> String {
-    find(browser, css).await.text().await.unwrap()
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        match find(browser, css).await.text().await {
+            Ok(text) => return text,
+            Err(e) => assert!(Instant::now() < deadline, "{css}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn fill(browser: &Client, css: &str, value: &str) {
@@ -444,10 +452,83 @@ async fn walk_through(
     );
     screenshot(browser, "service-failed").await;
 
+    // A second failure; the first is skipped (with a reason), then the target is repaired and
+    // restored from the preview: the combined commits and the net file changes, then the run.
+    repos.write("page-00.html", b"<h1>new front page</h1>\n");
+    let third = repos.commit_and_push("new front page", "main");
+    let body = push_body("main", &second, &third, "new front page");
+    let (status, answer) = post_hook(server, &key, "push", "delivery-3", &body, SECRET);
+    assert_eq!(status, 202, "{answer}");
+    let failed_again = queued_id(&answer);
+    assert_eq!(wait_for_deploy(server, failed_again)["status"], "failed");
+    browser.goto(&server.url("/services/site")).await.unwrap();
+    click(browser, &format!("[data-skip='{failed}']")).await;
+    browser
+        .send_alert_text("superseded by the next push")
+        .await
+        .unwrap();
+    browser.accept_alert().await.unwrap();
+    let skipped = poll_until(
+        "the skipped deploy is shown as skipped",
+        || async { text(browser, &format!("#recent-{failed}")).await },
+        |row| row.contains("skipped by admin"),
+    )
+    .await;
+    assert!(skipped.contains("superseded by the next push"), "{skipped}");
+    assert!(
+        browser
+            .find(Locator::Css(&format!("#failed-{failed}")))
+            .await
+            .is_err(),
+        "a skipped deploy is no longer restored"
+    );
+    std::fs::remove_dir_all(&blocker).unwrap();
+    click(browser, "#restore").await;
+    let files = poll_until(
+        "the restore preview lists the net changes",
+        || async { text(browser, "#restore-files").await },
+        |files| files.contains("blocker.txt"),
+    )
+    .await;
+    assert!(files.contains("A blocker.txt"), "{files}");
+    assert!(files.contains("M page-00.html"), "{files}");
+    let commits = text(browser, "#restore-commits").await;
+    assert!(commits.contains("new front page"), "{commits}");
+    screenshot(browser, "restore-preview").await;
+    let run = find(browser, "#restore-run").await;
+    poll_until(
+        "the restore can run",
+        || async { run.is_enabled().await.unwrap() },
+        |enabled| *enabled,
+    )
+    .await;
+    run.click().await.unwrap();
+    poll_until(
+        "the restore's progress reaches done",
+        || async {
+            match browser.find(Locator::Css("#live-status")).await {
+                Ok(status) => status.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            }
+        },
+        |status| status == "done",
+    )
+    .await;
+    assert_target_is(target, &repos.archive(&third));
+    let services = get_json(server, "/api/services");
+    assert_eq!(services["services"][0]["status"], "ok", "{services}");
+    let restored = get_json(server, &format!("/api/deploys/{failed_again}"));
+    assert!(restored["restored_by"].as_i64().is_some(), "{restored}");
+
     // The log: every deploy, failures only on demand, commits on a click.
     browser.goto(&server.url("/log")).await.unwrap();
     find(browser, &format!("#deploy-{id}")).await;
     find(browser, &format!("#deploy-{failed}")).await;
+    assert!(
+        text(browser, &format!("#deploy-{failed}"))
+            .await
+            .contains("skipped by admin")
+    );
     click(browser, "#log-failed").await;
     find(browser, "#log-filter button")
         .await
@@ -466,7 +547,7 @@ async fn walk_through(
         |rows| *rows == 1,
     )
     .await;
-    click(browser, &format!("#deploy-{failed} summary")).await;
+    click(browser, &format!("#deploy-{failed_again} summary")).await;
     screenshot(browser, "log").await;
 
     // Notification sets: add one, choose it for the service.

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::services::DeployView;
 use super::{Admin, AppState, blocking, internal, render};
-use crate::deploy::store::{DeployStoreError, LogFilter};
+use crate::deploy::store::{DeployFilter, DeployStoreError};
 
 const PER_PAGE: u32 = 25;
 
@@ -28,19 +28,27 @@ pub async fn page(
     Query(query): Query<LogQuery>,
 ) -> Response {
     let page = query.page.unwrap_or(1).max(1);
-    let filter = LogFilter {
+    let per_page = PER_PAGE;
+    let filter = DeployFilter {
         service: Some(query.service.trim().to_owned()).filter(|s| !s.is_empty()),
         failed_only: query
             .failed
             .as_deref()
             .is_some_and(|f| !f.is_empty() && f != "0"),
+        limit: per_page,
+        offset: u32::try_from(page - 1)
+            .unwrap_or(u32::MAX)
+            .saturating_mul(per_page),
     };
     let store = Arc::clone(state.queue.store());
-    let offset = (page - 1).saturating_mul(u64::from(PER_PAGE));
     let wanted = filter.clone();
     let found = blocking(move || {
         let services: Vec<String> = store.list_services()?.into_iter().map(|s| s.name).collect();
-        let (deploys, total) = store.deploy_log_page(&wanted, offset, PER_PAGE)?;
+        let (deploys, total) = match store.deploy_log(&wanted) {
+            // A service deleted since the link was made: nothing to show.
+            Err(DeployStoreError::NoSuchService(_)) => (Vec::new(), 0),
+            other => other?,
+        };
         Ok::<_, DeployStoreError>((services, deploys, total))
     })
     .await;

@@ -164,6 +164,10 @@ pub struct DeployView {
     pub queued_at: String,
     pub finished_at: Option<String>,
     pub error: Option<String>,
+    /// `push`, `restore` or `rollback`.
+    pub kind: &'static str,
+    /// Who skipped it and why.
+    pub skipped: Option<String>,
     pub files: String,
     pub bytes: u64,
     pub commits: Vec<CommitView>,
@@ -191,6 +195,11 @@ impl From<&Deploy> for DeployView {
             queued_at: deploy.queued_at.clone(),
             finished_at: deploy.finished_at.clone(),
             error: deploy.error.clone(),
+            kind: deploy.kind.as_str(),
+            skipped: deploy
+                .skipped
+                .as_ref()
+                .map(|skip| format!("skipped by {}: {}", skip.by, skip.reason)),
             files: format!(
                 "+{} ~{} -{}",
                 stats.files_added, stats.files_modified, stats.files_removed
@@ -636,10 +645,19 @@ async fn manage_page(
         let service = store.service(&lookup)?;
         let deploys = store.list_deploys(&lookup, RECENT_DEPLOYS)?;
         let counts = store.deploy_counts()?.remove(&lookup).unwrap_or_default();
-        Ok::<_, DeployStoreError>((service, deploys, counts, notification_set_names(&store)?))
+        let stats = store.service_stats(&lookup)?;
+        let failed = store.restore_range(&lookup)?;
+        Ok::<_, DeployStoreError>((
+            service,
+            deploys,
+            counts,
+            stats,
+            failed,
+            notification_set_names(&store)?,
+        ))
     })
     .await;
-    let (service, deploys, counts, sets) = match found {
+    let (service, deploys, counts, stats, failed, sets) = match found {
         Ok(Ok(found)) => found,
         Ok(Err(DeployStoreError::NoSuchService(_))) => return not_found(state, admin),
         Ok(Err(e)) => return internal(state, admin, &e),
@@ -650,17 +668,9 @@ async fn manage_page(
         .iter()
         .find(|d| matches!(d.status, DeployStatus::Queued | DeployStatus::Running))
         .map(|d| d.id);
-    // The failed deploys a restore would cover: those since the last successful one.
-    let failed: Vec<DeployView> = deploys
-        .iter()
-        .take_while(|d| d.status != DeployStatus::Ok)
-        .filter(|d| d.status == DeployStatus::Failed)
-        .map(DeployView::from)
-        .collect();
-    let last_done = deploys
-        .iter()
-        .find(|d| matches!(d.status, DeployStatus::Ok | DeployStatus::Failed))
-        .map(DeployView::from);
+    // The failed deploys a restore would cover, newest first.
+    let failed: Vec<DeployView> = failed.iter().rev().map(DeployView::from).collect();
+    let failure_rate = format!("{:.0}%", stats.failure_rate * 100.0);
     let recent: Vec<DeployView> = deploys.iter().map(DeployView::from).collect();
     let validation = service.last_validation.clone();
     let validation_problems: Vec<String> = validation
@@ -685,7 +695,8 @@ async fn manage_page(
             has_webhook_secret => service.has_webhook_secret,
             notification_set => service.notification_set,
             last_deployed_commit => service.last_deployed_commit,
-            validation, validation_problems, sets, failed, recent, active, last_done, created, notice,
+            validation, validation_problems, sets, failed, recent, active, created, notice,
+            stats, failure_rate,
         },
     )
 }
