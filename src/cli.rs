@@ -118,6 +118,70 @@ pub struct DeployServeArgs {
     /// database).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub mail: MailArgs,
+}
+
+/// Deploy notifications by email (`ferry deploy serve`).
+#[derive(Debug, Args)]
+pub struct MailArgs {
+    /// Mail each service's notification set after its deploys, through this server:
+    /// smtp://HOST[:PORT] (no TLS, port 25), smtp+starttls://[USER@]HOST[:PORT] (STARTTLS, port
+    /// 587) or smtps://[USER@]HOST[:PORT] (implicit TLS, port 465). The password for USER comes
+    /// from FERRY_SMTP_PASSWORD or --smtp-password-file. Without --smtp no mail is sent.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "FERRY_SMTP_URL",
+        requires = "mail_from"
+    )]
+    pub smtp: Option<String>,
+    /// The sender of notifications: `ferry@example.com` or `Ferry <ferry@example.com>`.
+    #[arg(long, value_name = "ADDR", env = "FERRY_MAIL_FROM")]
+    pub mail_from: Option<String>,
+    /// A directory whose success.subject, success.txt, success.html, failure.subject,
+    /// failure.txt and failure.html replace the built-in templates (minijinja).
+    #[arg(long, value_name = "DIR", env = "FERRY_MAIL_TEMPLATES")]
+    pub mail_templates: Option<PathBuf>,
+    /// A file holding the SMTP password (its first line).
+    #[arg(long, value_name = "FILE", env = "FERRY_SMTP_PASSWORD_FILE")]
+    pub smtp_password_file: Option<PathBuf>,
+    /// Also trust this PEM certificate for the mail server (a private CA or self-signed).
+    #[arg(long, value_name = "PEM", env = "FERRY_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
+}
+
+impl MailArgs {
+    /// The notifier the flags ask for; `None` without `--smtp`.
+    fn notifier(&self) -> anyhow::Result<Option<crate::deploy::notify::Notifier>> {
+        use crate::deploy::notify::{MailSettings, Notifier};
+        use crate::deploy::store::Secret;
+
+        let Some(smtp) = &self.smtp else {
+            return Ok(None);
+        };
+        let password = match (
+            &self.smtp_password_file,
+            std::env::var("FERRY_SMTP_PASSWORD"),
+        ) {
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the SMTP password from {}", path.display())
+                })?;
+                Some(Secret::new(text.lines().next().unwrap_or_default()))
+            }
+            (None, Ok(password)) => Some(Secret::new(password)),
+            (None, Err(_)) => None,
+        };
+        let settings = MailSettings {
+            smtp: smtp.parse()?,
+            password,
+            from: self.mail_from.clone().unwrap_or_default(),
+            templates: self.mail_templates.clone(),
+            ca_file: self.smtp_ca_file.clone(),
+        };
+        Ok(Some(Notifier::new(&settings)?))
+    }
 }
 
 /// Where from and where to, shared by the deploy commands.
@@ -640,12 +704,18 @@ async fn deploy_serve(db: &Path, args: DeployServeArgs) -> anyhow::Result<()> {
     let state_dir = args
         .state_dir
         .unwrap_or_else(|| QueueConfig::default_state_dir(db));
-    let queue = DeployQueue::new(
+    let notifier = args.mail.notifier()?.map(Arc::new);
+    match &notifier {
+        Some(notifier) => info!(smtp = %notifier.smtp(), "deploy notifications by email"),
+        None => info!("email notifications are off (no --smtp)"),
+    }
+    let queue = DeployQueue::with_notifier(
         Arc::new(store),
         QueueConfig {
             parallel: usize::from(args.parallel),
             state_dir,
         },
+        notifier,
     );
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
