@@ -95,6 +95,8 @@ pub enum DeployCommand {
     },
     /// Manage deploy services: a repository branch deployed to an FTP target on each push.
     Service(crate::deploy::service_cli::ServiceArgs),
+    /// Manage notification sets: who is mailed after a service's deploys.
+    Notify(crate::deploy::notify_cli::NotifyArgs),
     /// Run the deploy service: webhooks on `POST /hooks/KEY`, a durable queue deploying each
     /// matching push in the background, a JSON API under `/api/`, and `/healthz`.
     Serve(DeployServeArgs),
@@ -638,6 +640,7 @@ async fn deploy_command(db: Option<PathBuf>, command: DeployCommand) -> anyhow::
             crate::deploy::service_cli::run(&db_path(db, None), args).await?;
         }
         DeployCommand::Serve(args) => deploy_serve(&db_path(db, None), args).await?,
+        DeployCommand::Notify(args) => crate::deploy::notify_cli::run(&db_path(db, None), args)?,
         DeployCommand::Push {
             target,
             dry_run: true,

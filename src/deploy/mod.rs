@@ -15,6 +15,7 @@ pub mod ignore_rules;
 pub mod journal;
 pub mod marker;
 pub mod notify;
+pub mod notify_cli;
 pub mod plan;
 pub mod push;
 pub mod queue;
