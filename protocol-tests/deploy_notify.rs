@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::deploy_serve::{
-    DeployServer, LIMIT, Repos, SECRET, add_named_service, ferry, get_json, post_hook, queued_id,
-    wait_for_deploy,
+    DeployServer, LIMIT, Repos, SECRET, add_named_service, curl, ferry, get_json, post_hook,
+    queued_id, wait_for_deploy,
 };
 use crate::support::*;
 
@@ -584,4 +584,115 @@ fn notification_sets_are_managed_from_the_command_line() {
     assert!(!output.status.success());
     let list = run_ok(&mut ferry(&db, &["deploy", "notify", "list"]));
     assert_eq!(list.lines().count(), 1, "only the header: {list}");
+}
+
+/// `curl` with a JSON body (or none); the status and the parsed answer (`null` when empty).
+fn api(server: &DeployServer, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let mut args = vec!["-X", method];
+    let text = body.map(Value::to_string);
+    if let Some(text) = &text {
+        args.extend([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            text,
+        ]);
+    }
+    let url = server.url(path);
+    args.push(&url);
+    let (status, answer) = curl(&args);
+    let value = if answer.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}"))
+    };
+    (status, value)
+}
+
+#[test]
+fn the_api_manages_notification_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    let server = DeployServer::start(&db, &[]);
+    let (status, body) = api(&server, "GET", "/api/notifications", None);
+    assert_eq!((status, body), (200, json!({ "notification_sets": [] })));
+
+    let new = json!({ "name": "web", "success_emails": ["a@example.com"], "notify_authors": true });
+    let (status, created) = api(&server, "POST", "/api/notifications", Some(&new));
+    assert_eq!(status, 201, "{created}");
+    let expected = json!({
+        "name": "web",
+        "success_emails": ["a@example.com"],
+        "failure_emails": [],
+        "notify_pusher": false,
+        "notify_authors": true,
+    });
+    assert_eq!(created, expected);
+    let (status, _) = api(&server, "POST", "/api/notifications", Some(&new));
+    assert_eq!(status, 409);
+    assert_eq!(
+        api(&server, "GET", "/api/notifications/web", None),
+        (200, expected.clone())
+    );
+    let (status, body) = api(&server, "GET", "/api/notifications", None);
+    assert_eq!(
+        (status, body),
+        (200, json!({ "notification_sets": [expected] }))
+    );
+
+    let change =
+        json!({ "failure_emails": ["b@example.com", "C@example.com"], "notify_pusher": true });
+    let (status, changed) = api(&server, "PUT", "/api/notifications/web", Some(&change));
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(
+        changed["failure_emails"],
+        json!(["b@example.com", "C@example.com"])
+    );
+    assert_eq!(changed["success_emails"], json!(["a@example.com"]), "kept");
+    assert_eq!(changed["notify_pusher"], true);
+
+    // Refusals, each with a JSON error that says what is wrong; nothing changes.
+    let bad_address = json!({ "success_emails": ["not an address"] });
+    let (status, body) = api(&server, "PUT", "/api/notifications/web", Some(&bad_address));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("not an address"),
+        "{body}"
+    );
+    let (status, body) = api(
+        &server,
+        "POST",
+        "/api/notifications",
+        Some(&json!({ "name": "x", "failure_emails": ["@nowhere"] })),
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = api(
+        &server,
+        "POST",
+        "/api/notifications",
+        Some(&json!({ "name": "../etc" })),
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = api(
+        &server,
+        "PUT",
+        "/api/notifications/web",
+        Some(&json!({ "emails": [] })),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("emails"), "{body}");
+    let (status, body) = api(&server, "PUT", "/api/notifications/nope", Some(&change));
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        api(&server, "GET", "/api/notifications/web", None).1,
+        changed
+    );
+
+    let (status, _) = api(&server, "DELETE", "/api/notifications/web", None);
+    assert_eq!(status, 204);
+    let (status, body) = api(&server, "DELETE", "/api/notifications/web", None);
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].as_str().is_some(), "{body}");
+    let (status, body) = api(&server, "GET", "/api/notifications", None);
+    assert_eq!((status, body), (200, json!({ "notification_sets": [] })));
 }

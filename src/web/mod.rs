@@ -1,10 +1,11 @@
 //! `ferry deploy serve`: the HTTP side of the deploy service (axum). Webhooks come in on
 //! `POST /hooks/{key}` ([`hooks`]), deploys are queued in SQLite and run in the background by the
 //! [`DeployQueue`]; the JSON API under `/api/` ([`api`]) shows services, deploys and live
-//! progress; `/healthz` answers `ok`.
+//! progress, and manages notification sets ([`notifications`]); `/healthz` answers `ok`.
 
 pub mod api;
 pub mod hooks;
+pub mod notifications;
 
 use std::sync::Arc;
 
@@ -38,6 +39,16 @@ fn api_routes() -> Router<AppState> {
         .route("/services", get(api::services))
         .route("/services/{name}/deploys", get(api::service_deploys))
         .route("/deploys/{id}", get(api::deploy))
+        .route(
+            "/notifications",
+            get(notifications::list).post(notifications::add),
+        )
+        .route(
+            "/notifications/{name}",
+            get(notifications::show)
+                .put(notifications::change)
+                .delete(notifications::delete),
+        )
 }
 
 /// Serves the application on `listener` and runs the queue until `stop` completes. A deploy
