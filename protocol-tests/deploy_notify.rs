@@ -29,6 +29,11 @@ struct SmtpSink {
 
 impl SmtpSink {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With more arguments for `smtp_sink.py` (`--tls CERT KEY`, `--auth USER PASSWORD`).
+    fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol-tests/python/smtp_sink.py");
@@ -36,6 +41,7 @@ impl SmtpSink {
             .arg(script)
             .arg("--dir")
             .arg(dir.path())
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -411,6 +417,76 @@ fn a_mail_server_that_is_down_never_fails_a_deploy() {
     let deploy = get_json(&server, &format!("/api/deploys/{id}"));
     assert_eq!(deploy["status"], "ok", "{deploy}");
     assert_eq!(deploy["error"], Value::Null);
+}
+
+#[test]
+fn mail_goes_over_starttls_with_a_login_whose_password_is_never_logged() {
+    const MAIL_PASSWORD: &str = "mail-pa55-sentinel";
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    let repos = Repos::new(dir.path());
+    repos.write("index.html", b"<h1>over TLS</h1>\n");
+    let commit = repos.commit_and_push("first", "main");
+    let ftp = TestServer::start();
+    let to = format!("ftp://{USER}@127.0.0.1:{}/site", ftp.port());
+    let key = add_named_service(&db, "site", &repos, &to);
+    run_ok(&mut ferry(
+        &db,
+        &[
+            "deploy",
+            "notify",
+            "add",
+            "ops",
+            "--success",
+            "ops@example.com",
+        ],
+    ));
+    run_ok(&mut ferry(
+        &db,
+        &["deploy", "service", "edit", "site", "--notify", "ops"],
+    ));
+    let (cert, key_file) = dev_certificate();
+    let sink = SmtpSink::start_with(&[
+        "--tls",
+        cert.to_str().unwrap(),
+        key_file.to_str().unwrap(),
+        "--auth",
+        "deploy@example.com",
+        MAIL_PASSWORD,
+    ]);
+    let password_file = dir.path().join("smtp-password");
+    std::fs::write(&password_file, format!("{MAIL_PASSWORD}\n")).unwrap();
+    let server = DeployServer::start(
+        &db,
+        &[
+            "--smtp",
+            &format!(
+                "smtp+starttls://deploy%40example.com@127.0.0.1:{}",
+                sink.port
+            ),
+            "--smtp-password-file",
+            password_file.to_str().unwrap(),
+            "--smtp-ca-file",
+            cert.to_str().unwrap(),
+            "--mail-from",
+            "ferry@example.com",
+        ],
+    );
+    let body = push_body(
+        &"0".repeat(40),
+        &commit,
+        &[(&commit, "first", "Mona", "mona@example.com")],
+    );
+    let (status, text) = post_hook(&server, &key, "push", "tls-1", &body, SECRET);
+    assert_eq!(status, 202, "{text}");
+    let id = queued_id(&text);
+    assert_eq!(wait_for_deploy(&server, id)["status"], "ok");
+    let log = wait_for_log(&server, id, "notification mail sent");
+    let messages = sink.messages();
+    assert_eq!(recipients(&messages), ["ops@example.com"], "{log}");
+    assert_eq!(messages[0]["tls"], true, "STARTTLS was used");
+    assert_eq!(messages[0]["auth_user"], "deploy@example.com");
+    assert!(!log.contains(MAIL_PASSWORD), "{log}");
 }
 
 #[test]

@@ -5,9 +5,10 @@ DIR/NNNN.json: the envelope (sender, recipients), the headers the tests check, t
 HTML parts as Python's email package decodes them, and the raw message. Each file appears
 whole (written beside, then renamed). Stops when its standard input closes or when killed.
 
-    smtp_sink.py --dir DIR [--port N] [--tls CERT KEY]
+    smtp_sink.py --dir DIR [--port N] [--tls CERT KEY] [--auth USER PASSWORD]
 
---tls offers STARTTLS with that certificate and refuses mail until the client has used it.
+--tls offers STARTTLS with that certificate and refuses mail until the client has used it;
+--auth then also requires a login with that user and password (AUTH PLAIN or LOGIN).
 """
 
 import argparse
@@ -15,12 +16,13 @@ import asyncio
 import email
 import email.policy
 import json
+import logging
 import os
 import ssl
 import sys
 import threading
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class Sink:
@@ -37,6 +39,9 @@ class Sink:
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
             "tls": session.ssl is not None,
+            "auth_user": session.auth_data.login.decode()
+            if isinstance(session.auth_data, LoginPassword)
+            else None,
             "from": str(message["From"]),
             "to": str(message["To"]),
             "subject": str(message["Subject"]),
@@ -56,6 +61,18 @@ class Sink:
         return "250 Message accepted for delivery"
 
 
+def authenticator(user, password):
+    def check(server, session, envelope, mechanism, auth_data):
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == user.encode()
+            and auth_data.password == password.encode()
+        )
+        return AuthResult(success=ok, auth_data=auth_data if ok else None)
+
+    return check
+
+
 def exit_when_stdin_closes():
     sys.stdin.read()
     os._exit(0)
@@ -67,6 +84,13 @@ async def serve(args):
     if args.tls:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(args.tls[0], args.tls[1])
+    auth = {}
+    if args.auth:
+        auth = {
+            "authenticator": authenticator(*args.auth),
+            "auth_required": True,
+            "auth_require_tls": True,
+        }
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SMTP(
@@ -74,6 +98,7 @@ async def serve(args):
             hostname="sink.test",
             tls_context=context,
             require_starttls=context is not None,
+            **auth,
         ),
         host="127.0.0.1",
         port=args.port,
@@ -87,7 +112,10 @@ def main():
     parser.add_argument("--dir", required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    parser.add_argument("--auth", nargs=2, metavar=("USER", "PASSWORD"))
     args = parser.parse_args()
+    # aiosmtpd warns about its own use of a deprecated attribute on every login.
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
     threading.Thread(target=exit_when_stdin_closes, daemon=True).start()
     asyncio.run(serve(args))
 
