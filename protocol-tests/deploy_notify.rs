@@ -420,7 +420,7 @@ fn a_mail_server_that_is_down_never_fails_a_deploy() {
 }
 
 #[test]
-fn mail_goes_over_starttls_with_a_login_whose_password_is_never_logged() {
+fn mail_goes_over_starttls_or_implicit_tls_with_a_login_never_logging_the_password() {
     const MAIL_PASSWORD: &str = "mail-pa55-sentinel";
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ferry.db");
@@ -485,6 +485,47 @@ fn mail_goes_over_starttls_with_a_login_whose_password_is_never_logged() {
     let messages = sink.messages();
     assert_eq!(recipients(&messages), ["ops@example.com"], "{log}");
     assert_eq!(messages[0]["tls"], true, "STARTTLS was used");
+    assert_eq!(messages[0]["auth_user"], "deploy@example.com");
+    assert!(!log.contains(MAIL_PASSWORD), "{log}");
+    drop(server);
+
+    // The same over implicit TLS (smtps://), the password from FERRY_SMTP_PASSWORD.
+    let sink = SmtpSink::start_with(&[
+        "--tls",
+        cert.to_str().unwrap(),
+        key_file.to_str().unwrap(),
+        "--implicit",
+        "--auth",
+        "deploy@example.com",
+        MAIL_PASSWORD,
+    ]);
+    let server = DeployServer::start_with_env(
+        &db,
+        &[
+            "--smtp",
+            &format!("smtps://deploy%40example.com@127.0.0.1:{}", sink.port),
+            "--smtp-ca-file",
+            cert.to_str().unwrap(),
+            "--mail-from",
+            "ferry@example.com",
+        ],
+        &[("FERRY_SMTP_PASSWORD", MAIL_PASSWORD)],
+    );
+    repos.write("index.html", b"<h1>over TLS again</h1>\n");
+    let second = repos.commit_and_push("second", "main");
+    let body = push_body(
+        &commit,
+        &second,
+        &[(&second, "second", "Mona", "m@example.com")],
+    );
+    let (status, text) = post_hook(&server, &key, "push", "tls-2", &body, SECRET);
+    assert_eq!(status, 202, "{text}");
+    let id = queued_id(&text);
+    assert_eq!(wait_for_deploy(&server, id)["status"], "ok");
+    let log = wait_for_log(&server, id, "notification mail sent");
+    let messages = sink.messages();
+    assert_eq!(recipients(&messages), ["ops@example.com"], "{log}");
+    assert_eq!(messages[0]["tls"], true, "implicit TLS");
     assert_eq!(messages[0]["auth_user"], "deploy@example.com");
     assert!(!log.contains(MAIL_PASSWORD), "{log}");
 }

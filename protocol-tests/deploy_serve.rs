@@ -118,8 +118,14 @@ pub(crate) struct DeployServer {
 
 impl DeployServer {
     pub(crate) fn start(db: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(db, extra, &[])
+    }
+
+    /// With these environment variables too.
+    pub(crate) fn start_with_env(db: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = ferry(db, &["deploy", "serve", "127.0.0.1:0"])
             .args(extra)
+            .envs(env.iter().copied())
             .env("FERRY_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -5,10 +5,11 @@ DIR/NNNN.json: the envelope (sender, recipients), the headers the tests check, t
 HTML parts as Python's email package decodes them, and the raw message. Each file appears
 whole (written beside, then renamed). Stops when its standard input closes or when killed.
 
-    smtp_sink.py --dir DIR [--port N] [--tls CERT KEY] [--auth USER PASSWORD]
+    smtp_sink.py --dir DIR [--port N] [--tls CERT KEY [--implicit]] [--auth USER PASSWORD]
 
---tls offers STARTTLS with that certificate and refuses mail until the client has used it;
---auth then also requires a login with that user and password (AUTH PLAIN or LOGIN).
+--tls offers STARTTLS with that certificate and refuses mail until the client has used it
+(with --implicit: TLS from the first byte instead); --auth then also requires a login with
+that user and password (AUTH PLAIN or LOGIN).
 """
 
 import argparse
@@ -38,7 +39,9 @@ class Sink:
         record = {
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
-            "tls": session.ssl is not None,
+            # STARTTLS sets session.ssl; an implicit TLS connection has an SSL transport.
+            "tls": session.ssl is not None
+            or server.transport.get_extra_info("sslcontext") is not None,
             "auth_user": session.auth_data.login.decode()
             if isinstance(session.auth_data, LoginPassword)
             else None,
@@ -89,19 +92,22 @@ async def serve(args):
         auth = {
             "authenticator": authenticator(*args.auth),
             "auth_required": True,
-            "auth_require_tls": True,
+            # Implicit TLS is TLS too, though aiosmtpd only counts STARTTLS.
+            "auth_require_tls": not args.implicit,
         }
+    starttls = context if not args.implicit else None
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SMTP(
             handler,
             hostname="sink.test",
-            tls_context=context,
-            require_starttls=context is not None,
+            tls_context=starttls,
+            require_starttls=starttls is not None,
             **auth,
         ),
         host="127.0.0.1",
         port=args.port,
+        ssl=context if args.implicit else None,
     )
     print(f"READY {server.sockets[0].getsockname()[1]}", flush=True)
     await server.serve_forever()
@@ -112,6 +118,7 @@ def main():
     parser.add_argument("--dir", required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    parser.add_argument("--implicit", action="store_true")
     parser.add_argument("--auth", nargs=2, metavar=("USER", "PASSWORD"))
     args = parser.parse_args()
     # aiosmtpd warns about its own use of a deprecated attribute on every login.

@@ -441,32 +441,49 @@ pub fn recipients(set: &NotificationSet, deploy: &Deploy) -> Vec<Address> {
     } else {
         &set.failure_emails
     };
-    let mut candidates: Vec<&str> = listed.iter().map(String::as_str).collect();
+    // (address, named by the set itself)
+    let mut candidates: Vec<(&str, bool)> = listed.iter().map(|a| (a.as_str(), true)).collect();
     if set.notify_pusher {
         // The address the webhook gave, else the pusher's name when it is an address (a push
         // queued by hand names its user that way).
-        candidates.extend(deploy.user_email.as_deref().or(deploy.user.as_deref()));
+        let pusher = deploy.user_email.as_deref().or(deploy.user.as_deref());
+        candidates.extend(pusher.map(|a| (a, false)));
     }
     if set.notify_authors {
-        candidates.extend(
-            deploy
-                .commits
-                .iter()
-                .filter_map(|c| c.author_email.as_deref()),
-        );
+        let authors = deploy
+            .commits
+            .iter()
+            .filter_map(|c| c.author_email.as_deref());
+        candidates.extend(authors.map(|a| (a, false)));
     }
     let mut seen = std::collections::HashSet::new();
     let mut addresses = Vec::new();
-    for candidate in candidates {
+    for (candidate, listed) in candidates {
         let Ok(address) = candidate.trim().parse::<Address>() else {
             debug!(candidate, "not an email address; no mail for it");
             continue;
         };
+        if !listed && is_no_reply(&address) {
+            debug!(%address, "a no-reply address; no mail for it");
+            continue;
+        }
         if seen.insert(address.to_string().to_lowercase()) {
             addresses.push(address);
         }
     }
     addresses
+}
+
+/// Addresses hosts put in commits and pushes to hide the real one
+/// (`ID+name@users.noreply.github.com`, `name@noreply.gitea.example`, `noreply@...`): mail to
+/// them bounces.
+fn is_no_reply(address: &Address) -> bool {
+    let user = address.user().to_ascii_lowercase();
+    matches!(user.as_str(), "noreply" | "no-reply")
+        || address
+            .domain()
+            .split('.')
+            .any(|label| label.eq_ignore_ascii_case("noreply"))
 }
 
 /// Sends the notifications of finished deploys.

@@ -118,6 +118,32 @@ fn the_pusher_is_mailed_by_name_only_when_the_name_is_an_address() {
 }
 
 #[test]
+fn no_reply_addresses_of_pushers_and_authors_are_skipped_but_listed_ones_kept() {
+    let everyone = NotificationSet {
+        success_emails: vec!["noreply@example.com".into()],
+        notify_pusher: true,
+        notify_authors: true,
+        ..set()
+    };
+    let mut d = deploy(DeployStatus::Ok);
+    d.user_email = Some("21031067+Codertocat@users.noreply.github.com".into());
+    d.commits = vec![
+        commit(&"a".repeat(40), "a", "GitHub", Some("noreply@github.com")),
+        commit(
+            &"b".repeat(40),
+            "b",
+            "Gitea",
+            Some("mona@NoReply.gitea.example"),
+        ),
+        commit(&"c".repeat(40), "c", "Mona", Some("mona@example.com")),
+    ];
+    assert_eq!(
+        strings(recipients(&everyone, &d)),
+        ["noreply@example.com", "mona@example.com"]
+    );
+}
+
+#[test]
 fn builtin_templates_name_the_service_commits_files_and_error() {
     let templates = MailTemplates::builtin();
     let files = DeployFiles {
