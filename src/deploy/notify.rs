@@ -14,7 +14,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use minijinja::Environment;
-use minijinja::value::{Serde, Value};
+use minijinja::value::Value;
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
@@ -241,14 +241,9 @@ impl MailTemplates {
     /// is one. HTML templates (`.html`) escape every value; the others do not.
     pub fn load(dir: Option<&Path>) -> Result<Self, NotifyError> {
         let mut env = Environment::new();
-        env.set_syntax(
-            minijinja::syntax::SyntaxConfig::builder()
-                .trim_blocks(true)
-                .lstrip_blocks(true)
-                .keep_trailing_newline(true)
-                .build()
-                .expect("the default delimiters are valid"),
-        );
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_keep_trailing_newline(true);
         if let Some(dir) = dir {
             // A missing directory is a typo, not "no overrides".
             std::fs::read_dir(dir).map_err(|source| NotifyError::Read {
@@ -274,7 +269,7 @@ impl MailTemplates {
     /// The subject (one line), text and HTML for a deploy.
     pub fn render(&self, context: &MailContext) -> Result<RenderedMail, NotifyError> {
         let kind = if context.ok { "success" } else { "failure" };
-        let value = Value::from(Serde(context));
+        let value = Value::from_serialize(context);
         let render = |part: &str| {
             let name = format!("{kind}.{part}");
             self.env
