@@ -580,6 +580,31 @@ fn without_smtp_notifications_are_off_and_say_so_once() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("FERRY_SMTP_PASSWORD"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
+    // A template override that does not parse stops the service at start, naming the file.
+    let templates = dir.path().join("templates");
+    std::fs::create_dir(&templates).unwrap();
+    std::fs::write(templates.join("success.html"), "<p>{% if ok %}unclosed</p>").unwrap();
+    let output = run_with_timeout(
+        ferry(
+            &db,
+            &[
+                "deploy",
+                "serve",
+                "127.0.0.1:0",
+                "--smtp",
+                "smtp://127.0.0.1:25",
+                "--mail-from",
+                "ferry@example.com",
+                "--mail-templates",
+                templates.to_str().unwrap(),
+            ],
+        )
+        .stdin(Stdio::null()),
+        LIMIT,
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("mail template success.html"), "{stderr}");
 }
 
 #[test]
