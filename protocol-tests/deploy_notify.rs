@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::deploy_serve::{
-    DeployServer, LIMIT, Repos, SECRET, add_named_service, curl, ferry, get_json, post_hook,
+    DeployServer, LIMIT, Repos, SECRET, add_named_service, api_curl, ferry, get_json, post_hook,
     queued_id, wait_for_deploy,
 };
 use crate::support::*;
@@ -740,9 +740,7 @@ fn api(server: &DeployServer, method: &str, path: &str, body: Option<&Value>) ->
             text,
         ]);
     }
-    let url = server.url(path);
-    args.push(&url);
-    let (status, answer) = curl(&args);
+    let (status, answer) = api_curl(server, path, &args);
     let value = if answer.trim().is_empty() {
         Value::Null
     } else {

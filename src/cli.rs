@@ -97,6 +97,8 @@ pub enum DeployCommand {
     Service(crate::deploy::service_cli::ServiceArgs),
     /// Manage notification sets: who is mailed after a service's deploys.
     Notify(crate::deploy::notify_cli::NotifyArgs),
+    /// Manage the tokens that authenticate calls to the JSON API under `/api/`.
+    Token(crate::deploy::token_cli::TokenArgs),
     /// Run the deploy service: webhooks on `POST /hooks/KEY`, a durable queue deploying each
     /// matching push in the background, a JSON API under `/api/`, and `/healthz`.
     Serve(DeployServeArgs),
@@ -120,8 +122,24 @@ pub struct DeployServeArgs {
     /// database).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// The address users and git hosts reach the service at (`https://deploy.example.com`):
+    /// the dashboard shows webhook URLs under it, and `https://` marks cookies `Secure`.
+    #[arg(long, value_name = "URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+    /// Mark the dashboard's cookies `Secure` (browsers then send them over HTTPS only): for a
+    /// service behind a TLS proxy.
+    #[arg(long)]
+    pub secure_cookies: bool,
     #[command(flatten)]
     pub mail: MailArgs,
+}
+
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("expected http[s]://HOST[:PORT][/PATH]".to_owned());
+    }
+    Ok(text.trim_end_matches('/').to_owned())
 }
 
 /// Deploy notifications by email (`ferry deploy serve`).
@@ -267,6 +285,22 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Change an account's flags; flags not given keep their value.
+    Edit {
+        name: String,
+        /// Let the account log in to the deploy dashboard.
+        #[arg(long, conflicts_with = "no_admin")]
+        admin: bool,
+        /// Take the dashboard away from the account (its sessions end at once).
+        #[arg(long)]
+        no_admin: bool,
+        /// Allow logins again.
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Refuse logins without deleting the account.
+        #[arg(long)]
+        disable: bool,
+    },
     /// List accounts.
     List,
     /// Delete an account (its files stay).
@@ -402,6 +436,24 @@ fn user_command(store: &AccountStore, command: UserCommand) -> anyhow::Result<()
                 );
             }
         }
+        UserCommand::Edit {
+            name,
+            admin,
+            no_admin,
+            enable,
+            disable,
+        } => {
+            if !(admin || no_admin || enable || disable) {
+                bail!("nothing to change: pass --admin, --no-admin, --enable or --disable");
+            }
+            if admin || no_admin {
+                store.set_user_admin(&name, admin)?;
+            }
+            if enable || disable {
+                store.set_user_enabled(&name, enable)?;
+            }
+            println!("user {name} changed");
+        }
         UserCommand::Del { name } => {
             store.delete_user(&name)?;
             println!("user {name} deleted (the files in its home are kept)");
@@ -494,7 +546,10 @@ async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> 
     config.tls = tls.clone();
     let server = Server::new(
         config,
-        Arc::new(SqliteAuthenticator::new(Arc::clone(&store))),
+        Arc::new(SqliteAuthenticator::with_hash_cost(
+            Arc::clone(&store),
+            settings.password_cost,
+        )),
         Arc::new(FsProvider::new(root.clone())),
     );
     info!(
@@ -641,6 +696,7 @@ async fn deploy_command(db: Option<PathBuf>, command: DeployCommand) -> anyhow::
         }
         DeployCommand::Serve(args) => deploy_serve(&db_path(db, None), args).await?,
         DeployCommand::Notify(args) => crate::deploy::notify_cli::run(&db_path(db, None), args)?,
+        DeployCommand::Token(args) => crate::deploy::token_cli::run(&db_path(db, None), args)?,
         DeployCommand::Push {
             target,
             dry_run: true,
@@ -728,6 +784,14 @@ async fn deploy_serve(db: &Path, args: DeployServeArgs) -> anyhow::Result<()> {
         crate::web::AppState {
             queue,
             max_body_bytes: args.max_body_bytes,
+            dashboard: Arc::new(crate::web::pages::Dashboard::new(
+                SqliteAuthenticator::new(Arc::new(open_store(db)?)),
+                crate::web::pages::DashboardSettings {
+                    secure_cookies: args.secure_cookies,
+                    public_url: args.public_url,
+                    ..Default::default()
+                },
+            )),
         },
         stop_signal(),
     )

@@ -1,11 +1,14 @@
 //! `ferry deploy serve`: the HTTP side of the deploy service (axum). Webhooks come in on
 //! `POST /hooks/{key}` ([`hooks`]), deploys are queued in SQLite and run in the background by the
 //! [`DeployQueue`]; the JSON API under `/api/` ([`api`]) shows services, deploys and live
-//! progress, and manages notification sets ([`notifications`]); `/healthz` answers `ok`.
+//! progress and manages notification sets ([`notifications`]), for callers [`auth`] lets in;
+//! the dashboard's HTML [`pages`] sit at `/`; `/healthz` answers `ok`.
 
 pub mod api;
+pub mod auth;
 pub mod hooks;
 pub mod notifications;
+pub mod pages;
 
 use std::sync::Arc;
 
@@ -22,14 +25,23 @@ pub struct AppState {
     pub queue: Arc<DeployQueue>,
     /// Webhook bodies larger than this are refused with `413`.
     pub max_body_bytes: usize,
+    /// The dashboard pages' logins, templates and settings.
+    pub dashboard: Arc<pages::Dashboard>,
 }
 
 /// The whole application's routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/hooks/{key}", post(hooks::receive))
-        .nest("/api", api_routes())
+        .nest(
+            "/api",
+            api_routes().route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_api_auth,
+            )),
+        )
         .route("/healthz", get(healthz))
+        .merge(pages::page_routes())
         .with_state(state)
 }
 
@@ -62,7 +74,9 @@ pub async fn serve(
     let address = listener.local_addr()?;
     info!(listen = %address, "ferry deploy service listening");
     let queue = tokio::spawn(Arc::clone(&state.queue).run());
-    let served = axum::serve(listener, router(state))
+    // The peer address feeds the login throttle.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await;
     queue.abort();
