@@ -17,11 +17,11 @@ use sha2::Sha256;
 
 use crate::support::*;
 
-const LIMIT: Duration = Duration::from_secs(60);
-const SECRET: &str = "It's a Secret to Everybody";
+pub(crate) const LIMIT: Duration = Duration::from_secs(60);
+pub(crate) const SECRET: &str = "It's a Secret to Everybody";
 const MARKER: &str = ".ferry-deploy.json";
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let output = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -39,13 +39,13 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 /// A bare repository (the service's repository URL) and a working clone that pushes to it.
-struct Repos {
-    bare: PathBuf,
-    work: PathBuf,
+pub(crate) struct Repos {
+    pub(crate) bare: PathBuf,
+    pub(crate) work: PathBuf,
 }
 
 impl Repos {
-    fn new(dir: &Path) -> Self {
+    pub(crate) fn new(dir: &Path) -> Self {
         let bare = dir.join("origin.git");
         let work = dir.join("work");
         std::fs::create_dir_all(&bare).unwrap();
@@ -58,14 +58,14 @@ impl Repos {
         Self { bare, work }
     }
 
-    fn write(&self, path: &str, content: &[u8]) {
+    pub(crate) fn write(&self, path: &str, content: &[u8]) {
         let full = self.work.join(path);
         std::fs::create_dir_all(full.parent().unwrap()).unwrap();
         std::fs::write(full, content).unwrap();
     }
 
     /// Commits everything and pushes `branch` to the bare repository; the new commit id.
-    fn commit_and_push(&self, message: &str, branch: &str) -> String {
+    pub(crate) fn commit_and_push(&self, message: &str, branch: &str) -> String {
         git(&self.work, &["add", "-A"]);
         git(&self.work, &["commit", "-q", "-m", message]);
         git(
@@ -98,7 +98,7 @@ fn assert_target_is(target: &Path, expected: &BTreeMap<String, Vec<u8>>) {
 }
 
 /// `ferry --db DB ARGS`, with no `FERRY_*` variable inherited.
-fn ferry(db: &Path, args: &[&str]) -> Command {
+pub(crate) fn ferry(db: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
     command.arg("--db").arg(db).args(args);
     for (name, _) in std::env::vars() {
@@ -110,7 +110,7 @@ fn ferry(db: &Path, args: &[&str]) -> Command {
 }
 
 /// The running `ferry deploy serve`, killed when dropped; its log is kept for failure messages.
-struct DeployServer {
+pub(crate) struct DeployServer {
     child: Child,
     address: String,
     log: Arc<Mutex<String>>,
@@ -133,12 +133,18 @@ fn add_token(db: &Path, name: &str) -> String {
 }
 
 impl DeployServer {
-    fn start(db: &Path, extra: &[&str]) -> Self {
+    pub(crate) fn start(db: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(db, extra, &[])
+    }
+
+    /// With these environment variables too.
+    pub(crate) fn start_with_env(db: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let token = add_token(db, &format!("tests-{n}"));
         let mut child = ferry(db, &["deploy", "serve", "127.0.0.1:0"])
             .args(extra)
+            .envs(env.iter().copied())
             .env("FERRY_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -173,11 +179,11 @@ impl DeployServer {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 }
@@ -209,7 +215,7 @@ impl Drop for DeployServer {
 }
 
 /// Runs curl; the status code and the body.
-fn curl(args: &[&str]) -> (u16, String) {
+pub(crate) fn curl(args: &[&str]) -> (u16, String) {
     let out = tempfile::NamedTempFile::new().unwrap();
     let mut command = Command::new("curl");
     command
@@ -224,7 +230,7 @@ fn curl(args: &[&str]) -> (u16, String) {
 }
 
 /// Runs curl against the API with the server's token; the status code and the body.
-fn api_curl(server: &DeployServer, path: &str, args: &[&str]) -> (u16, String) {
+pub(crate) fn api_curl(server: &DeployServer, path: &str, args: &[&str]) -> (u16, String) {
     let authorization = format!("Authorization: Bearer {}", server.token);
     let url = server.url(path);
     let mut all = vec!["-H", &authorization];
@@ -233,7 +239,7 @@ fn api_curl(server: &DeployServer, path: &str, args: &[&str]) -> (u16, String) {
     curl(&all)
 }
 
-fn get_json(server: &DeployServer, path: &str) -> Value {
+pub(crate) fn get_json(server: &DeployServer, path: &str) -> Value {
     let (status, body) = api_curl(server, path, &[]);
     assert_eq!(status, 200, "GET {path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
@@ -279,7 +285,7 @@ fn hmac_sha256_hex(secret: &str, body: &[u8]) -> String {
 }
 
 /// POSTs `body` to `/hooks/KEY` as GitHub does, signed with `secret`.
-fn post_hook(
+pub(crate) fn post_hook(
     server: &DeployServer,
     key: &str,
     event: &str,
@@ -314,7 +320,7 @@ fn post_hook(
 }
 
 /// The deploy id in a `202` answer's `queued deploy N`.
-fn queued_id(body: &str) -> i64 {
+pub(crate) fn queued_id(body: &str) -> i64 {
     body.trim()
         .strip_prefix("queued deploy ")
         .unwrap_or_else(|| panic!("not a queued answer: {body:?}"))
@@ -323,7 +329,7 @@ fn queued_id(body: &str) -> i64 {
 }
 
 /// Polls the API until the deploy has ended; its JSON.
-fn wait_for_deploy(server: &DeployServer, id: i64) -> Value {
+pub(crate) fn wait_for_deploy(server: &DeployServer, id: i64) -> Value {
     let deadline = Instant::now() + LIMIT;
     loop {
         let deploy = get_json(server, &format!("/api/deploys/{id}"));
@@ -344,7 +350,7 @@ fn add_service(db: &Path, repos: &Repos, to: &str) -> String {
     add_named_service(db, "site", repos, to)
 }
 
-fn add_named_service(db: &Path, name: &str, repos: &Repos, to: &str) -> String {
+pub(crate) fn add_named_service(db: &Path, name: &str, repos: &Repos, to: &str) -> String {
     let mut add = ferry(
         db,
         &[

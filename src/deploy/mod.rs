@@ -4,7 +4,8 @@
 //! trees and changes into a [`plan::DeployPlan`] without any I/O, [`executor`] carries a plan out
 //! over [`crate::client::FtpClient`] connections, keeping the [`journal`] and writing the
 //! [`marker`] last. The service side — [`webhook`] verification and parsing, the [`store`] of
-//! services and deploys with secrets encrypted under [`secret_key`] — builds on the same pieces.
+//! services and deploys with secrets encrypted under [`secret_key`], the [`notify`] mails after
+//! each deploy — builds on the same pieces.
 //! This module owns the target URL and the error type whose kind decides the exit code; it never
 //! touches the server side of the crate and never serves HTTP itself.
 
@@ -14,6 +15,8 @@ pub mod history_cli;
 pub mod ignore_rules;
 pub mod journal;
 pub mod marker;
+pub mod notify;
+pub mod notify_cli;
 pub mod plan;
 pub mod push;
 pub mod queue;

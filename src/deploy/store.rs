@@ -127,6 +127,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE deploy_deploys ADD COLUMN skipped_at TEXT;
     ALTER TABLE deploy_deploys ADD COLUMN restored_by INTEGER;
 "#,
+    // The pusher's address when the webhook gave one (for notifications).
+    "ALTER TABLE deploy_deploys ADD COLUMN user_email TEXT;",
 ];
 
 /// SQLite's clock as an ISO 8601 UTC timestamp.
@@ -166,8 +168,10 @@ pub enum DeployStoreError {
     NoSuchService(String),
     #[error("a notification set named {0} already exists")]
     NotificationSetExists(String),
-    #[error("no notification set named {0}")]
+    #[error("no notification set named {0}; `ferry deploy notify list` shows them")]
     NoSuchNotificationSet(String),
+    #[error("invalid email address {0:?}: use the form name@example.com")]
+    InvalidAddress(String),
     #[error("no deploy with id {0}")]
     NoSuchDeploy(i64),
     #[error("an API token named {0} already exists; `ferry deploy token del {0}` removes it")]
@@ -368,6 +372,8 @@ pub struct NewDeploy {
     pub commit_to: String,
     pub delivery_id: Option<String>,
     pub user: Option<String>,
+    /// The pusher's email address, when the webhook gave one.
+    pub user_email: Option<String>,
     pub commits: Vec<PushCommit>,
 }
 
@@ -391,6 +397,7 @@ pub struct Deploy {
     pub commit_to: String,
     pub delivery_id: Option<String>,
     pub user: Option<String>,
+    pub user_email: Option<String>,
     pub queued_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
@@ -417,6 +424,15 @@ pub struct NotificationSet {
     pub notify_pusher: bool,
     /// Also the authors of the deployed commits.
     pub notify_authors: bool,
+}
+
+/// A change to a notification set: `None` leaves a field as it is; the lists are replaced whole.
+#[derive(Debug, Clone, Default)]
+pub struct NotificationSetUpdate {
+    pub success_emails: Option<Vec<String>>,
+    pub failure_emails: Option<Vec<String>>,
+    pub notify_pusher: Option<bool>,
+    pub notify_authors: Option<bool>,
 }
 
 /// The deploy tables of one database.
@@ -718,8 +734,8 @@ impl ServiceStore {
         let result = connection.execute(
             &format!(
                 "INSERT INTO deploy_deploys (service_id, status, branch, commit_from, commit_to,
-                     delivery_id, user, queued_at, commits)
-                 VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, {NOW}, ?7)"
+                     delivery_id, user, queued_at, commits, user_email)
+                 VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, {NOW}, ?7, ?8)"
             ),
             params![
                 service_id,
@@ -728,7 +744,8 @@ impl ServiceStore {
                 new.commit_to,
                 new.delivery_id,
                 new.user,
-                commits
+                commits,
+                new.user_email
             ],
         );
         match result {
@@ -912,6 +929,8 @@ impl ServiceStore {
 
     pub fn add_notification_set(&self, set: &NotificationSet) -> Result<(), DeployStoreError> {
         validate_name(&set.name)?;
+        validate_addresses(&set.success_emails)?;
+        validate_addresses(&set.failure_emails)?;
         let result = self.lock().execute(
             &format!(
                 "INSERT INTO deploy_notification_sets (name, success_emails, failure_emails,
@@ -956,6 +975,47 @@ impl ServiceStore {
         )?;
         let rows = statement.query_map([], read_notification_set)?;
         rows.map(|row| row?).collect()
+    }
+
+    /// Changes a set; the result is the set as stored.
+    pub fn update_notification_set(
+        &self,
+        name: &str,
+        update: &NotificationSetUpdate,
+    ) -> Result<NotificationSet, DeployStoreError> {
+        for list in [&update.success_emails, &update.failure_emails]
+            .into_iter()
+            .flatten()
+        {
+            validate_addresses(list)?;
+        }
+        let mut connection = self.lock();
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let id = notification_set_id(&tx, name)?;
+        let set = |column: &str, value: &dyn rusqlite::ToSql| {
+            tx.execute(
+                &format!(
+                    "UPDATE deploy_notification_sets SET {column} = ?1, updated_at = {NOW}
+                     WHERE id = ?2"
+                ),
+                params![value, id],
+            )
+        };
+        if let Some(list) = &update.success_emails {
+            set("success_emails", &to_json(list))?;
+        }
+        if let Some(list) = &update.failure_emails {
+            set("failure_emails", &to_json(list))?;
+        }
+        if let Some(flag) = update.notify_pusher {
+            set("notify_pusher", &flag)?;
+        }
+        if let Some(flag) = update.notify_authors {
+            set("notify_authors", &flag)?;
+        }
+        tx.commit()?;
+        drop(connection);
+        self.notification_set(name)
     }
 
     /// Deletes a set; services that used it notify nobody until given another.
@@ -1030,7 +1090,7 @@ const DEPLOY_SELECT: &str = "
            d.queued_at, d.started_at, d.finished_at, d.files_added, d.files_modified,
            d.files_removed, d.bytes, d.error, d.commits, d.kind,
            CAST(round((julianday(d.finished_at) - julianday(d.started_at)) * 86400) AS INTEGER),
-           d.skipped_by, d.skip_reason, d.skipped_at, d.restored_by
+           d.skipped_by, d.skip_reason, d.skipped_at, d.restored_by, d.user_email
     FROM deploy_deploys d JOIN deploy_services s ON s.id = d.service_id";
 
 fn read_deploy(row: &Row<'_>) -> rusqlite::Result<Result<Deploy, DeployStoreError>> {
@@ -1057,6 +1117,7 @@ fn read_deploy(row: &Row<'_>) -> rusqlite::Result<Result<Deploy, DeployStoreErro
             commit_to: row.get(5)?,
             delivery_id: row.get(6)?,
             user: row.get(7)?,
+            user_email: row.get(23)?,
             queued_at: row.get(8)?,
             started_at: row.get(9)?,
             finished_at: row.get(10)?,
@@ -1157,6 +1218,17 @@ fn validate_name(name: &str) -> Result<(), DeployStoreError> {
         Ok(())
     } else {
         Err(DeployStoreError::InvalidName(name.to_owned()))
+    }
+}
+
+/// Every address must parse as a mailbox address (`local@domain`), as the mailer will need it.
+fn validate_addresses(addresses: &[String]) -> Result<(), DeployStoreError> {
+    match addresses
+        .iter()
+        .find(|a| a.parse::<lettre::Address>().is_err())
+    {
+        Some(bad) => Err(DeployStoreError::InvalidAddress(bad.clone())),
+        None => Ok(()),
     }
 }
 

@@ -175,6 +175,8 @@ pub struct PushEvent {
     /// tag is a tag push with a zero `after`, not a branch deletion.
     pub is_branch_deletion: bool,
     pub pusher: String,
+    /// The pusher's email address, when the provider sends one (Bitbucket does not).
+    pub pusher_email: Option<String>,
     /// Oldest first.
     pub commits: Vec<PushCommit>,
 }
@@ -521,6 +523,7 @@ fn github_push(
         before: push.before,
         after: push.after,
         pusher,
+        pusher_email: push.pusher.and_then(|p| p.email),
         commits: push.commits.into_iter().map(PushCommit::from).collect(),
     }]))
 }
@@ -554,6 +557,7 @@ fn gitea_push(delivery_id: String, json: &serde_json::Value) -> Result<PushEvent
             .as_ref()
             .map(Person::display)
             .unwrap_or_default(),
+        pusher_email: push.pusher.and_then(|p| p.email),
         commits: push.commits.into_iter().map(PushCommit::from).collect(),
     })
 }
@@ -571,6 +575,8 @@ struct GitlabPush {
     user_username: Option<String>,
     #[serde(default)]
     user_name: Option<String>,
+    #[serde(default)]
+    user_email: Option<String>,
     #[serde(default)]
     commits: Vec<HookCommit>,
 }
@@ -598,6 +604,8 @@ fn gitlab_push(
         before: push.before,
         after: push.after,
         pusher: push.user_username.or(push.user_name).unwrap_or_default(),
+        // GitLab sends "[REDACTED]" when the user hides their address.
+        pusher_email: push.user_email.filter(|e| e.contains('@')),
         commits: push.commits.into_iter().map(PushCommit::from).collect(),
     }]))
 }
@@ -741,6 +749,7 @@ fn bitbucket_push(
             before: sha(&change.old),
             after: sha(&change.new),
             pusher: pusher.clone(),
+            pusher_email: None,
             commits,
         });
     }

@@ -1,13 +1,14 @@
 //! `ferry deploy serve`: the HTTP side of the deploy service (axum). Webhooks come in on
 //! `POST /hooks/{key}` ([`hooks`]), deploys are queued in SQLite and run in the background by the
 //! [`DeployQueue`]; the JSON API under `/api/` ([`api`]) shows services, deploys and live
-//! progress, for callers [`auth`] lets in; the dashboard's HTML [`pages`] sit at `/`;
-//! `/healthz` answers `ok`.
+//! progress and manages notification sets ([`notifications`]), for callers [`auth`] lets in;
+//! the dashboard's HTML [`pages`] sit at `/`; `/healthz` answers `ok`.
 
 pub mod api;
 pub mod auth;
 pub mod history;
 pub mod hooks;
+pub mod notifications;
 pub mod pages;
 
 use std::sync::Arc;
@@ -63,6 +64,16 @@ fn api_routes() -> Router<AppState> {
             get(history::rollback_preview),
         )
         .route("/services/{name}/rollback", post(history::rollback))
+        .route(
+            "/notifications",
+            get(notifications::list).post(notifications::add),
+        )
+        .route(
+            "/notifications/{name}",
+            get(notifications::show)
+                .put(notifications::change)
+                .delete(notifications::delete),
+        )
 }
 
 /// Serves the application on `listener` and runs the queue until `stop` completes. A deploy

@@ -74,6 +74,10 @@ fn github_push_is_parsed_with_branch_pusher_and_commits_oldest_first() {
     assert_eq!(push.after, "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c");
     assert!(!push.is_tag && !push.is_branch_deletion);
     assert_eq!(push.pusher, "Codertocat");
+    assert_eq!(
+        push.pusher_email.as_deref(),
+        Some("21031067+Codertocat@users.noreply.github.com")
+    );
     assert_eq!(push.commits.len(), 2);
     assert_eq!(push.commits[0].message, "Update README.md");
     let last = &push.commits[1];
@@ -365,6 +369,7 @@ fn gitlab_push_checks_the_token_and_prefers_the_idempotency_key() {
     assert_eq!(push.delivery_id, "5a1b2c3d-9e8f-4a7b-8c6d-1e2f3a4b5c6d");
     assert_eq!(push.branch.as_deref(), Some("master"));
     assert_eq!(push.pusher, "jsmith");
+    assert_eq!(push.pusher_email.as_deref(), Some("john@example.com"));
     assert_eq!(push.commits.len(), 2);
     assert_eq!(push.commits[0].author, "Jordi Mallach");
     assert_eq!(
