@@ -17,11 +17,11 @@ use sha2::Sha256;
 
 use crate::support::*;
 
-const LIMIT: Duration = Duration::from_secs(60);
-const SECRET: &str = "It's a Secret to Everybody";
+pub(crate) const LIMIT: Duration = Duration::from_secs(60);
+pub(crate) const SECRET: &str = "It's a Secret to Everybody";
 const MARKER: &str = ".ferry-deploy.json";
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let output = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -39,13 +39,13 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 /// A bare repository (the service's repository URL) and a working clone that pushes to it.
-struct Repos {
-    bare: PathBuf,
-    work: PathBuf,
+pub(crate) struct Repos {
+    pub(crate) bare: PathBuf,
+    pub(crate) work: PathBuf,
 }
 
 impl Repos {
-    fn new(dir: &Path) -> Self {
+    pub(crate) fn new(dir: &Path) -> Self {
         let bare = dir.join("origin.git");
         let work = dir.join("work");
         std::fs::create_dir_all(&bare).unwrap();
@@ -58,14 +58,14 @@ impl Repos {
         Self { bare, work }
     }
 
-    fn write(&self, path: &str, content: &[u8]) {
+    pub(crate) fn write(&self, path: &str, content: &[u8]) {
         let full = self.work.join(path);
         std::fs::create_dir_all(full.parent().unwrap()).unwrap();
         std::fs::write(full, content).unwrap();
     }
 
     /// Commits everything and pushes `branch` to the bare repository; the new commit id.
-    fn commit_and_push(&self, message: &str, branch: &str) -> String {
+    pub(crate) fn commit_and_push(&self, message: &str, branch: &str) -> String {
         git(&self.work, &["add", "-A"]);
         git(&self.work, &["commit", "-q", "-m", message]);
         git(
@@ -76,13 +76,13 @@ impl Repos {
     }
 
     /// The files of `commit` as `git archive` writes them.
-    fn archive(&self, commit: &str) -> BTreeMap<String, Vec<u8>> {
+    pub(crate) fn archive(&self, commit: &str) -> BTreeMap<String, Vec<u8>> {
         git_archive(&self.bare, commit)
     }
 }
 
 #[track_caller]
-fn assert_target_is(target: &Path, expected: &BTreeMap<String, Vec<u8>>) {
+pub(crate) fn assert_target_is(target: &Path, expected: &BTreeMap<String, Vec<u8>>) {
     let mut files = read_tree(target).0;
     assert!(files.remove(MARKER).is_some(), "the marker is written");
     let got: Vec<&String> = files.keys().collect();
@@ -98,7 +98,7 @@ fn assert_target_is(target: &Path, expected: &BTreeMap<String, Vec<u8>>) {
 }
 
 /// `ferry --db DB ARGS`, with no `FERRY_*` variable inherited.
-fn ferry(db: &Path, args: &[&str]) -> Command {
+pub(crate) fn ferry(db: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
     command.arg("--db").arg(db).args(args);
     for (name, _) in std::env::vars() {
@@ -110,14 +110,14 @@ fn ferry(db: &Path, args: &[&str]) -> Command {
 }
 
 /// The running `ferry deploy serve`, killed when dropped; its log is kept for failure messages.
-struct DeployServer {
+pub(crate) struct DeployServer {
     child: Child,
     address: String,
     log: Arc<Mutex<String>>,
 }
 
 impl DeployServer {
-    fn start(db: &Path, extra: &[&str]) -> Self {
+    pub(crate) fn start(db: &Path, extra: &[&str]) -> Self {
         let mut child = ferry(db, &["deploy", "serve", "127.0.0.1:0"])
             .args(extra)
             .env("FERRY_LOG", "info")
@@ -153,11 +153,11 @@ impl DeployServer {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 }
@@ -189,7 +189,7 @@ impl Drop for DeployServer {
 }
 
 /// Runs curl; the status code and the body.
-fn curl(args: &[&str]) -> (u16, String) {
+pub(crate) fn curl(args: &[&str]) -> (u16, String) {
     let out = tempfile::NamedTempFile::new().unwrap();
     let mut command = Command::new("curl");
     command
@@ -203,7 +203,7 @@ fn curl(args: &[&str]) -> (u16, String) {
     (status, std::fs::read_to_string(out.path()).unwrap())
 }
 
-fn get_json(server: &DeployServer, path: &str) -> Value {
+pub(crate) fn get_json(server: &DeployServer, path: &str) -> Value {
     let (status, body) = curl(&[&server.url(path)]);
     assert_eq!(status, 200, "GET {path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
@@ -242,7 +242,7 @@ fn push_body(branch: &str, before: &str, after: &str, message: &str) -> Vec<u8> 
     .unwrap()
 }
 
-fn hmac_sha256_hex(secret: &str, body: &[u8]) -> String {
+pub(crate) fn hmac_sha256_hex(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
@@ -284,7 +284,7 @@ fn post_hook(
 }
 
 /// The deploy id in a `202` answer's `queued deploy N`.
-fn queued_id(body: &str) -> i64 {
+pub(crate) fn queued_id(body: &str) -> i64 {
     body.trim()
         .strip_prefix("queued deploy ")
         .unwrap_or_else(|| panic!("not a queued answer: {body:?}"))
@@ -293,7 +293,7 @@ fn queued_id(body: &str) -> i64 {
 }
 
 /// Polls the API until the deploy has ended; its JSON.
-fn wait_for_deploy(server: &DeployServer, id: i64) -> Value {
+pub(crate) fn wait_for_deploy(server: &DeployServer, id: i64) -> Value {
     let deadline = Instant::now() + LIMIT;
     loop {
         let deploy = get_json(server, &format!("/api/deploys/{id}"));
@@ -333,6 +333,7 @@ fn add_named_service(db: &Path, name: &str, repos: &Repos, to: &str) -> String {
             "--secret",
             SECRET,
             "--password-stdin",
+            "--no-validate",
         ],
     );
     let mut child = add

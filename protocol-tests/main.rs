@@ -8,6 +8,7 @@ mod contrib;
 mod curl;
 mod data_channel;
 mod deploy;
+mod deploy_providers;
 mod deploy_serve;
 mod deploy_service_cli;
 #[allow(

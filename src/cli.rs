@@ -118,6 +118,14 @@ pub struct DeployServeArgs {
     /// database).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// The address git hosts reach this service on, as in https://deploy.example.com; the
+    /// API's "add webhook" registers PUBLIC_URL/hooks/KEY.
+    #[arg(long, value_name = "URL", env = "FERRY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Validate every service this often (one at a time; 0 turns it off): 90s, 15m, 1h, 1d.
+    #[arg(long, value_name = "DURATION", default_value = "1h",
+          value_parser = crate::deploy::validate::parse_interval)]
+    pub validate_every: std::time::Duration,
 }
 
 /// Where from and where to, shared by the deploy commands.
@@ -650,11 +658,16 @@ async fn deploy_serve(db: &Path, args: DeployServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tokio::spawn(crate::deploy::validate::run_schedule(
+        Arc::clone(queue.store()),
+        args.validate_every,
+    ));
     crate::web::serve(
         listener,
         crate::web::AppState {
             queue,
             max_body_bytes: args.max_body_bytes,
+            public_url: args.public_url,
         },
         stop_signal(),
     )

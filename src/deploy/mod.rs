@@ -10,10 +10,12 @@
 
 pub mod executor;
 pub mod git;
+pub mod git_auth;
 pub mod ignore_rules;
 pub mod journal;
 pub mod marker;
 pub mod plan;
+pub mod provider_api;
 pub mod push;
 pub mod queue;
 pub mod secret_key;

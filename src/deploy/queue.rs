@@ -16,8 +16,11 @@ use tracing::{error, info, warn};
 use super::DeployError;
 use super::executor::{Progress, ProgressSnapshot, default_retry_policy};
 use super::git::{GitCli, RepoSource};
+use super::git_auth;
 use super::push::{self, DeployRequest, PushOutcome, Revision};
-use super::store::{Deploy, DeployStats, DeployStatus, DeployStoreError, Service, ServiceStore};
+use super::store::{
+    Deploy, DeployStats, DeployStatus, DeployStoreError, Secret, Service, ServiceStore,
+};
 
 /// How long a `git clone` or `git fetch` of a mirror may take.
 const GIT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -197,7 +200,9 @@ impl DeployQueue {
             .ftp_password
             .map(|p| p.expose().to_owned())
             .ok_or_else(|| "the service has no FTP password".to_owned())?;
-        let mirror = self.mirror(&service).await?;
+        let mirror = self
+            .mirror(&service, secrets.provider_token.as_ref())
+            .await?;
         let request = DeployRequest {
             repo_dir: mirror.clone(),
             client: service
@@ -223,8 +228,9 @@ impl DeployQueue {
             .map_err(|e| e.to_string())
     }
 
-    /// Clones the service's repository as a mirror on first use, fetches into it afterwards.
-    async fn mirror(&self, service: &Service) -> Result<PathBuf, String> {
+    /// Clones the service's repository as a mirror on first use, fetches into it afterwards,
+    /// with the provider token for a private repository over HTTPS.
+    async fn mirror(&self, service: &Service, token: Option<&Secret>) -> Result<PathBuf, String> {
         let dir = self
             .config
             .state_dir
@@ -252,6 +258,13 @@ impl DeployQueue {
                 .arg(&service.repo_url)
                 .arg(&dir);
         }
+        if let Some(token) = token {
+            command.envs(git_auth::git_env(
+                service.provider,
+                &service.repo_url,
+                token,
+            ));
+        }
         command
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("LC_ALL", "C")
@@ -265,7 +278,10 @@ impl DeployQueue {
             return Err(format!(
                 "git: cannot fetch {}: {}",
                 service.repo_url,
-                String::from_utf8_lossy(&output.stderr).trim()
+                git_auth::explain_git_error(
+                    &String::from_utf8_lossy(&output.stderr),
+                    token.is_some()
+                )
             ));
         }
         Ok(dir)

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod hooks;
+pub mod validation;
 
 use std::sync::Arc;
 
@@ -21,6 +22,9 @@ pub struct AppState {
     pub queue: Arc<DeployQueue>,
     /// Webhook bodies larger than this are refused with `413`.
     pub max_body_bytes: usize,
+    /// Where git hosts reach this service (`--public-url`): webhooks registered through the
+    /// API point to it.
+    pub public_url: Option<String>,
 }
 
 /// The whole application's routes.
@@ -38,6 +42,8 @@ fn api_routes() -> Router<AppState> {
         .route("/services", get(api::services))
         .route("/services/{name}/deploys", get(api::service_deploys))
         .route("/deploys/{id}", get(api::deploy))
+        .route("/services/{name}/validate", post(validation::validate))
+        .route("/services/{name}/webhook", post(validation::add_webhook))
 }
 
 /// Serves the application on `listener` and runs the queue until `stop` completes. A deploy
