@@ -73,6 +73,55 @@ pub(crate) async fn send(
     Ok(total)
 }
 
+/// Sends a local file to a plain TCP data connection with `sendfile(2)`: the kernel moves the
+/// bytes from the page cache to the socket, no copy passes through user space. The file is read
+/// from its current position to its end. Returns the bytes sent.
+///
+/// A file not in the page cache makes `sendfile` wait for the disk on this thread, as a read
+/// would on the blocking pool; the socket itself never blocks it (it is non-blocking).
+#[cfg(target_os = "linux")]
+pub(crate) async fn send_file(
+    file: std::fs::File,
+    tcp: &mut tokio::net::TcpStream,
+    stall: Duration,
+    progress: &AtomicU64,
+) -> Result<u64, TransferError> {
+    use std::io::Seek as _;
+    use tokio::io::Interest;
+
+    /// The most one call hands the kernel; it sends what the socket buffer takes.
+    const CHUNK: usize = 1 << 30;
+
+    let mut file = file;
+    let mut offset = file
+        .stream_position()
+        .map_err(|e| TransferError::Storage(e.into()))?;
+    let start = offset;
+    loop {
+        let sent = with_stall_timeout(stall, async {
+            loop {
+                tcp.writable().await?;
+                let result = tcp.try_io(Interest::WRITABLE, || {
+                    rustix::fs::sendfile(&*tcp, &file, Some(&mut offset), CHUNK)
+                        .map_err(io::Error::from)
+                });
+                match result {
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                    result => return result,
+                }
+            }
+        })
+        .await?
+        .map_err(TransferError::Network)?;
+        if sent == 0 {
+            // The end of the file (or of what is left of it, if it shrank meanwhile).
+            break;
+        }
+        progress.store(offset - start, Ordering::Relaxed);
+    }
+    Ok(offset - start)
+}
+
 /// Copies an upload from the client into storage. Returns the bytes written to storage.
 pub(crate) async fn receive(
     source: &mut (impl AsyncRead + Unpin),
@@ -159,6 +208,8 @@ pub(crate) fn crlf_to_lf(input: &[u8], out: &mut Vec<u8>, pending_cr: &mut bool)
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Seek as _, SeekFrom};
+
     use super::*;
 
     fn to_crlf(chunks: &[&[u8]]) -> Vec<u8> {
@@ -232,5 +283,60 @@ mod tests {
         )
         .await;
         assert!(matches!(result, Err(TransferError::Stalled(_))));
+    }
+
+    /// A connected pair of loopback sockets: (server side, client side).
+    #[cfg(target_os = "linux")]
+    async fn tcp_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        (accepted.unwrap().0, client.unwrap())
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn sendfile_sends_from_the_file_position_to_its_end() {
+        use std::io::{Seek as _, Write as _};
+        // Larger than a socket buffer, so sendfile returns short and waits for the reader.
+        let data: Vec<u8> = (0..5_000_000u32).map(|i| (i % 253) as u8).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&data).unwrap();
+        file.seek(SeekFrom::Start(1234)).unwrap();
+        let (mut server, mut client) = tcp_pair().await;
+        let progress = AtomicU64::new(0);
+        let reader = tokio::spawn(async move {
+            let mut received = Vec::new();
+            client.read_to_end(&mut received).await.unwrap();
+            received
+        });
+        let sent = send_file(file, &mut server, Duration::from_secs(10), &progress)
+            .await
+            .unwrap();
+        drop(server);
+        let received = reader.await.unwrap();
+        assert_eq!(sent, (data.len() - 1234) as u64);
+        assert_eq!(progress.load(Ordering::Relaxed), sent);
+        assert!(
+            received == data[1234..],
+            "the bytes sent differ from the file's"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn sendfile_to_a_peer_that_stops_reading_stalls() {
+        use std::io::Write as _;
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&vec![7u8; 64 << 20]).unwrap();
+        file.rewind().unwrap();
+        let (mut server, _client) = tcp_pair().await;
+        let progress = AtomicU64::new(0);
+        let result = send_file(file, &mut server, Duration::from_millis(200), &progress).await;
+        assert!(
+            matches!(result, Err(TransferError::Stalled(_))),
+            "{result:?}"
+        );
+        assert!(progress.load(Ordering::Relaxed) < 64 << 20);
     }
 }

@@ -121,6 +121,25 @@ impl FsStorage {
 }
 
 impl FsStorage {
+    /// Opens a regular file and seeks to `offset`.
+    async fn open_for_reading(
+        &self,
+        path: &VirtualPath,
+        offset: u64,
+    ) -> StorageResult<std::fs::File> {
+        let on_disk = on_disk(path);
+        self.blocking(move |dir| {
+            // Checked before opening: opening a FIFO for reading would block this thread.
+            require_regular_file(&dir.metadata(&on_disk)?)?;
+            let mut file = dir.open(&on_disk)?;
+            // And again on the open file, in case the name changed in between.
+            require_regular_file(&file.metadata()?)?;
+            file.seek(SeekFrom::Start(offset))?;
+            Ok(file.into_std())
+        })
+        .await
+    }
+
     /// Everything the trait offers.
     pub const CAPABILITIES: Capabilities = Capabilities {
         append: true,
@@ -164,19 +183,16 @@ impl Storage for FsStorage {
     }
 
     async fn read(&self, path: &VirtualPath, offset: u64) -> StorageResult<FileReader> {
-        let on_disk = on_disk(path);
-        let file = self
-            .blocking(move |dir| {
-                // Checked before opening: opening a FIFO for reading would block this thread.
-                require_regular_file(&dir.metadata(&on_disk)?)?;
-                let mut file = dir.open(&on_disk)?;
-                // And again on the open file, in case the name changed in between.
-                require_regular_file(&file.metadata()?)?;
-                file.seek(SeekFrom::Start(offset))?;
-                Ok(file.into_std())
-            })
-            .await?;
+        let file = self.open_for_reading(path, offset).await?;
         Ok(Box::new(tokio::fs::File::from_std(file)))
+    }
+
+    async fn read_local(
+        &self,
+        path: &VirtualPath,
+        offset: u64,
+    ) -> StorageResult<Option<std::fs::File>> {
+        self.open_for_reading(path, offset).await.map(Some)
     }
 
     async fn write(&self, path: &VirtualPath, mode: WriteMode) -> StorageResult<Box<dyn Upload>> {

@@ -220,6 +220,19 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Opens a file for reading from `offset`.
     async fn read(&self, path: &VirtualPath, offset: u64) -> StorageResult<FileReader>;
 
+    /// Opens a file as a file of the local file system, positioned at `offset`, when the backend
+    /// keeps its files there. Plain binary downloads then go from the page cache to the socket
+    /// with `sendfile(2)`, never through a buffer of ours. Backends without local files keep this
+    /// default, and downloads read them through [`Storage::read`].
+    async fn read_local(
+        &self,
+        path: &VirtualPath,
+        offset: u64,
+    ) -> StorageResult<Option<std::fs::File>> {
+        let _ = (path, offset);
+        Ok(None)
+    }
+
     /// Opens a file for writing; see [`WriteMode`] for what becomes visible when.
     async fn write(&self, path: &VirtualPath, mode: WriteMode) -> StorageResult<Box<dyn Upload>>;
 

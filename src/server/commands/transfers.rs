@@ -18,13 +18,20 @@ use crate::server::data::{DataError, DataSetup, DataStream};
 use crate::server::session::{Completed, Failed, Flow, Session, Transfer, TransferInfo};
 use crate::server::tls::Direction;
 use crate::server::transfer;
-use crate::storage::{StorageError, WriteMode};
+use crate::storage::{FileReader, StorageError, WriteMode};
 
 /// STOR or APPE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StoreKind {
     Store,
     Append,
+}
+
+/// Where a download's bytes come from.
+enum Source {
+    /// A file of the local file system, which can be sent with `sendfile`.
+    Local(std::fs::File),
+    Stream(FileReader),
 }
 
 /// How many numbered alternatives STOU tries before giving up.
@@ -61,10 +68,26 @@ impl Session {
                 "This storage cannot resume downloads; send RETR without REST.",
             ));
         }
-        let reader = storage
-            .read(&path, offset)
-            .await
-            .map_err(|e| storage_reply(&path, &e))?;
+        let ascii = self.transfer_type == TransferType::Ascii;
+        // Binary downloads of local files may go out with sendfile (plain connections only:
+        // TLS must encrypt in user space).
+        let local = if ascii {
+            None
+        } else {
+            storage
+                .read_local(&path, offset)
+                .await
+                .map_err(|e| storage_reply(&path, &e))?
+        };
+        let source = match local {
+            Some(file) => Source::Local(file),
+            None => Source::Stream(
+                storage
+                    .read(&path, offset)
+                    .await
+                    .map_err(|e| storage_reply(&path, &e))?,
+            ),
+        };
         let remaining = metadata.size.saturating_sub(offset);
         let preliminary = Reply::new(
             ReplyCode::FILE_STATUS_OK,
@@ -73,7 +96,6 @@ impl Session {
                 self.mode_name()
             ),
         );
-        let ascii = self.transfer_type == TransferType::Ascii;
         let stall = self.server.config.timeouts.data_stall;
         let transfer = self.start_transfer(
             "RETR",
@@ -81,7 +103,19 @@ impl Session {
             path,
             move |mut stream, progress| {
                 async move {
-                    let sent = transfer::send(reader, &mut stream, ascii, stall, &progress).await?;
+                    let sent = match (source, &mut stream) {
+                        #[cfg(target_os = "linux")]
+                        (Source::Local(file), DataStream::Plain(tcp)) => {
+                            transfer::send_file(file, tcp, stall, &progress).await?
+                        }
+                        (Source::Local(file), _) => {
+                            let reader = tokio::fs::File::from_std(file);
+                            transfer::send(reader, &mut stream, ascii, stall, &progress).await?
+                        }
+                        (Source::Stream(reader), _) => {
+                            transfer::send(reader, &mut stream, ascii, stall, &progress).await?
+                        }
+                    };
                     stream.close().await;
                     Ok(Completed::Sent(sent))
                 }
