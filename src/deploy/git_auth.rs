@@ -65,10 +65,12 @@ fn http_origin(repo_url: &str) -> Option<String> {
 pub fn explain_git_error(stderr: &str, has_token: bool) -> String {
     let stderr = stderr.trim();
     let lower = stderr.to_ascii_lowercase();
+    // git's words when the server answers 401/403 (prompts are off, so no question is asked).
     let about_credentials = lower.contains("could not read username")
+        || lower.contains("could not read password")
         || lower.contains("authentication failed")
-        || lower.contains("401")
-        || lower.contains("403");
+        || lower.contains("returned error: 401")
+        || lower.contains("returned error: 403");
     if !about_credentials {
         stderr.to_owned()
     } else if has_token {
@@ -172,6 +174,9 @@ mod tests {
         let no_user = "fatal: could not read Username for 'https://h': terminal prompts disabled";
         assert!(explain_git_error(no_user, false).contains("needs credentials"));
         assert!(explain_git_error(no_user, true).contains("refused the service's provider token"));
+        let forbidden = "fatal: unable to access 'https://h/r.git/': The requested URL returned \
+                         error: 403";
+        assert!(explain_git_error(forbidden, true).contains("--token-stdin"));
         assert_eq!(
             explain_git_error("fatal: repository not found\n", false),
             "fatal: repository not found"
