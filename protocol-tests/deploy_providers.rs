@@ -450,6 +450,10 @@ fn gitlab_push_hooks_deploy_with_the_token_and_tag_pushes_other_branches_and_del
         "ignored: branch deletion",
     );
     assert_eq!(deploy_ids(&server, "site").len(), 3);
+    let log = server.log();
+    for logged in ["push ignored: tag push", "push ignored: push to feature"] {
+        assert!(log.contains(logged), "{logged:?} not logged:\n{log}");
+    }
     assert_target_is(&target, &repos.archive(&second));
 }
 
@@ -540,6 +544,15 @@ fn bitbucket_pushes_deploy_signed_or_by_url_key_and_its_ping_tags_and_closed_bra
         "ignored: branch deletion",
     );
     assert_eq!(deploy_ids(&server, "signed").len(), 2);
+    let log = server.log();
+    for logged in [
+        "webhook ping",
+        "push ignored: tag push",
+        "push ignored: push to feature",
+        "push ignored: branch deletion",
+    ] {
+        assert!(log.contains(logged), "{logged:?} not logged:\n{log}");
+    }
     assert_target_is(&signed_target, &repos.archive(&second));
 }
 
@@ -1053,6 +1066,41 @@ fn the_webhook_api_needs_a_public_url_and_a_token_and_checks_say_not_checked_wit
             .unwrap()
             .contains("no provider token"),
         "{answer}"
+    );
+    drop(server);
+
+    // `edit` validates too: a branch the repository lacks is shown and stored, and saved.
+    let out = run_with_input(
+        &mut ferry(
+            &db,
+            &["deploy", "service", "edit", "site", "--branch", "release/*"],
+        ),
+        "",
+        LIMIT,
+    );
+    assert_success(&out);
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let repository = check_line(&printed, "repository");
+    assert!(
+        repository.starts_with("FAIL") && repository.contains("no branch matching"),
+        "{printed}"
+    );
+    let stored = get_json_service(&db);
+    assert_eq!(stored["ok"], false, "{stored}");
+    assert_eq!(validation_check(&stored, "repository")["ok"], false);
+    assert_eq!(validation_check(&stored, "ftp login")["ok"], true);
+    let shown = run_with_input(
+        &mut ferry(&db, &["deploy", "service", "show", "site"]),
+        "",
+        LIMIT,
+    );
+    let shown = String::from_utf8(shown.stdout).unwrap();
+    assert!(shown.contains("branch:      release/*"), "{shown}");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.trim_start().starts_with("FAIL repository")),
+        "{shown}"
     );
 }
 
