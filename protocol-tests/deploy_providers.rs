@@ -75,22 +75,28 @@ fn send(
 ) -> (u16, String) {
     let json = serde_json::to_vec_pretty(&request.body).unwrap();
     let body = match encoding {
-        Body::Json => json,
+        Body::Json => json.clone(),
         Body::Form => format!(
             "payload={}",
             url::form_urlencoded::byte_serialize(&json).collect::<String>()
         )
         .into_bytes(),
     };
+    // Gitea and Forgejo sign the JSON payload, also when they send it form-encoded.
+    let gitea = request
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("X-Gitea-Signature"));
+    let signed = if gitea { &json } else { &body };
     let mut args: Vec<String> = vec!["-X".into(), "POST".into()];
     for (name, value) in &request.headers {
         let lower = name.to_ascii_lowercase();
         let value = if lower.ends_with("-signature") || lower == "x-hub-signature-256" {
             let Some(secret) = secret else { continue };
-            let hex256 = hmac_sha256_hex(secret, &body);
+            let hex256 = hmac_sha256_hex(secret, signed);
             if value.starts_with("sha1=") {
                 let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
-                mac.update(&body);
+                mac.update(signed);
                 format!("sha1={}", hex::encode(mac.finalize().into_bytes()))
             } else if value.starts_with("sha256=") {
                 format!("sha256={hex256}")
