@@ -325,6 +325,10 @@ fn gitea_pushes_deploy_json_and_form_and_its_test_delivery_tags_and_deletions_do
     let test = gitea_push("refs/heads/main", &first, &first);
     let (status, text) = send(&server, &key, &test, "g-test", secret, Body::Json);
     assert_eq!((status, text.trim()), (200, "pong"));
+    // Forgejo's, with its own headers beside Gitea's.
+    let forgejo = documented("forgejo-test-delivery.http");
+    let (status, text) = send(&server, &key, &forgejo, "f-test", secret, Body::Json);
+    assert_eq!((status, text.trim()), (200, "pong"));
     // Signed with another secret: refused.
     let push1 = gitea_push("refs/heads/main", ZERO, &first);
     let (status, text) = send(&server, &key, &push1, "g-bad", Some("wrong"), Body::Json);
