@@ -1,4 +1,4 @@
-//! `ferry deploy service add/list/show/edit/del`: the clap types and their handlers. The command
+//! `ferry deploy service add/list/show/edit/del/validate/hook`: the clap types and their handlers. The
 //! names and flags are a contract (scripts and tests drive them); extend them, never rename them.
 
 use std::io::BufRead as _;
