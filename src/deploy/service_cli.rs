@@ -1,5 +1,6 @@
-//! `ferry deploy service add/list/show/edit/del/validate/hook`: the clap types and their handlers. The
-//! names and flags are a contract (scripts and tests drive them); extend them, never rename them.
+//! `ferry deploy service add/list/show/edit/del/validate/hook`: the clap types and their
+//! handlers. The command names and flags are a contract (scripts and tests drive them); extend
+//! them, never rename them.
 
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
