@@ -15,6 +15,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 
@@ -639,6 +640,51 @@ fn a_private_repository_deploys_with_the_provider_token_and_fails_clearly_withou
             .any(|l| l.starts_with("ok") && l.contains("repository")),
         "{added}"
     );
+    // git gets the token in its environment, never on its command line.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let which = Command::new("sh")
+        .args(["-c", "command -v git"])
+        .output()
+        .unwrap();
+    let real_git = String::from_utf8(which.stdout).unwrap().trim().to_owned();
+    let argv_log = dir.path().join("git-argv.log");
+    let wrapper = bin.join("git");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprintf 'argv: %s\\n' \"$*\" >> '{log}'\n\
+             [ -n \"$GIT_CONFIG_VALUE_0\" ] && echo 'header in env' >> '{log}'\n\
+             exec '{real_git}' \"$@\"\n",
+            log = argv_log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let validated = run_with_input(
+        ferry(&db, &["deploy", "service", "validate", "private"]).env("PATH", path),
+        "",
+        LIMIT,
+    );
+    let printed = String::from_utf8_lossy(&validated.stdout).into_owned();
+    assert!(
+        check_line(&printed, "repository").starts_with("ok"),
+        "{printed}"
+    );
+    let calls = std::fs::read_to_string(&argv_log).unwrap();
+    assert!(
+        calls.contains(&format!("argv: ls-remote --heads -- {repo_url}")),
+        "{calls}"
+    );
+    assert!(calls.contains("header in env"), "{calls}");
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("oauth2:{TOKEN}"));
+    assert!(!calls.contains(TOKEN) && !calls.contains(&basic), "{calls}");
+
     let (without, added) = add_service(
         &db,
         "public",
