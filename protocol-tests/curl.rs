@@ -332,7 +332,22 @@ fn curl_path_traversal_stays_inside_the_home() {
 
 #[test]
 fn curl_killed_mid_upload_leaves_the_old_file_in_place() {
-    let server = TestServer::start();
+    killed_mid_upload_leaves_the_old_file_in_place(&TestServer::start(), &[]);
+}
+
+/// Over TLS a killed client sends no close_notify: the upload is treated like a plain one whose
+/// client vanished, while uploads that end with close_notify are committed at once.
+#[test]
+fn curl_killed_mid_ftps_upload_leaves_the_old_file_in_place() {
+    let server = TestServer::start_with_tls(|_, _| {});
+    let ca = dev_certificate().0;
+    killed_mid_upload_leaves_the_old_file_in_place(
+        &server,
+        &["--ssl-reqd", "--cacert", ca.to_str().unwrap()],
+    );
+}
+
+fn killed_mid_upload_leaves_the_old_file_in_place(server: &TestServer, curl_args: &[&str]) {
     let work = tempfile::tempdir().unwrap();
     let good = pattern(100_000, 7);
     std::fs::write(server.home().join("site.bin"), &good).unwrap();
@@ -340,6 +355,7 @@ fn curl_killed_mid_upload_leaves_the_old_file_in_place() {
     write_pattern_file(&local, 64 << 20, 8);
 
     let mut child = curl()
+        .args(curl_args)
         .args(["--limit-rate", "512K", "-T"])
         .arg(&local)
         .arg(format!("{}site.bin", server.url()))

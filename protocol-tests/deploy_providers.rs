@@ -20,8 +20,8 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 
 use crate::deploy_serve::{
-    DeployServer, LIMIT, Repos, assert_target_is, curl, ferry, get_json, git, hmac_sha256_hex,
-    queued_id, wait_for_deploy,
+    DeployServer, LIMIT, Repos, api_curl, assert_target_is, curl, ferry, get_json, git,
+    hmac_sha256_hex, queued_id, wait_for_deploy,
 };
 use crate::support::*;
 
@@ -858,7 +858,7 @@ fn validation_check<'a>(validation: &'a Value, name: &str) -> &'a Value {
 }
 
 fn post(server: &DeployServer, path: &str) -> (u16, Value) {
-    let (status, body) = curl(&["-X", "POST", &server.url(path)]);
+    let (status, body) = api_curl(server, path, &["-X", "POST"]);
     let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     (status, value)
 }

@@ -114,10 +114,29 @@ pub(crate) struct DeployServer {
     child: Child,
     address: String,
     log: Arc<Mutex<String>>,
+    /// An API token made with `ferry deploy token add` before the start.
+    token: String,
+}
+
+/// `ferry deploy token add NAME`; the token it prints.
+fn add_token(db: &Path, name: &str) -> String {
+    let output = run_with_timeout(&mut ferry(db, &["deploy", "token", "add", name]), LIMIT);
+    assert_success(&output);
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let token = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .unwrap_or_else(|| panic!("no token line in {stdout:?}"))
+        .to_owned();
+    assert!(token.len() >= 32, "{token:?}");
+    token
 }
 
 impl DeployServer {
     pub(crate) fn start(db: &Path, extra: &[&str]) -> Self {
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = add_token(db, &format!("tests-{n}"));
         let mut child = ferry(db, &["deploy", "serve", "127.0.0.1:0"])
             .args(extra)
             .env("FERRY_LOG", "info")
@@ -150,6 +169,7 @@ impl DeployServer {
             child,
             address,
             log,
+            token,
         }
     }
 
@@ -203,8 +223,18 @@ pub(crate) fn curl(args: &[&str]) -> (u16, String) {
     (status, std::fs::read_to_string(out.path()).unwrap())
 }
 
+/// Runs curl against the API with the server's token; the status code and the body.
+pub(crate) fn api_curl(server: &DeployServer, path: &str, args: &[&str]) -> (u16, String) {
+    let authorization = format!("Authorization: Bearer {}", server.token);
+    let url = server.url(path);
+    let mut all = vec!["-H", &authorization];
+    all.extend_from_slice(args);
+    all.push(&url);
+    curl(&all)
+}
+
 pub(crate) fn get_json(server: &DeployServer, path: &str) -> Value {
-    let (status, body) = curl(&[&server.url(path)]);
+    let (status, body) = api_curl(server, path, &[]);
     assert_eq!(status, 200, "GET {path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
@@ -466,9 +496,9 @@ fn signed_push_webhooks_deploy_the_pushed_commit_and_refusals_get_their_status()
     assert_eq!(service["last_deployed_commit"], third.as_str());
     assert_eq!(service["last_deploy"]["id"], id3);
     assert!(service.get("key").is_none(), "the API never shows the key");
-    let (status, _) = curl(&[&server.url("/api/deploys/999999")]);
+    let (status, _) = api_curl(&server, "/api/deploys/999999", &[]);
     assert_eq!(status, 404);
-    let (status, _) = curl(&[&server.url("/api/services/nope/deploys")]);
+    let (status, _) = api_curl(&server, "/api/services/nope/deploys", &[]);
     assert_eq!(status, 404);
     // Every push deployed or coalesced is in the service's log, newest first.
     let listed = get_json(&server, "/api/services/site/deploys");
@@ -782,4 +812,159 @@ fn services_deploy_in_parallel_up_to_the_limit() {
     for name in ["one", "two"] {
         assert_target_is(&ftp.home().join(name), &expected);
     }
+}
+
+/// `ferry deploy token del NAME`.
+fn delete_token(db: &Path, name: &str) {
+    let output = run_with_timeout(&mut ferry(db, &["deploy", "token", "del", name]), LIMIT);
+    assert_success(&output);
+}
+
+#[track_caller]
+fn assert_refused(answer: (u16, String), status: u16) {
+    assert_eq!(answer.0, status, "{}", answer.1);
+    let body: Value =
+        serde_json::from_str(&answer.1).unwrap_or_else(|e| panic!("{e}: {}", answer.1));
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+}
+
+#[test]
+fn the_api_refuses_missing_wrong_and_deleted_tokens_and_session_calls_without_csrf() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    let server = DeployServer::start(&db, &[]);
+    let url = server.url("/api/services");
+
+    let (status, body) = api_curl(&server, "/api/services", &[]);
+    assert_eq!(status, 200, "{body}");
+    assert_refused(curl(&[&url]), 401);
+    let wrong = format!("Authorization: Bearer {}", "x".repeat(43));
+    assert_refused(curl(&["-H", &wrong, &url]), 401);
+    let basic = format!("Authorization: Basic {}", server.token);
+    assert_refused(curl(&["-H", &basic, &url]), 401);
+
+    // A deleted token stops working at once; the others keep theirs.
+    let short_lived = add_token(&db, "short-lived");
+    let bearer = format!("Authorization: Bearer {short_lived}");
+    assert_eq!(curl(&["-H", &bearer, &url]).0, 200);
+    let listed = run_with_timeout(&mut ferry(&db, &["deploy", "token", "list"]), LIMIT);
+    assert_success(&listed);
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(listed.contains("short-lived"), "{listed}");
+    assert!(
+        !listed.contains(&short_lived),
+        "a token is never shown again: {listed}"
+    );
+    delete_token(&db, "short-lived");
+    assert_refused(curl(&["-H", &bearer, &url]), 401);
+    assert_eq!(api_curl(&server, "/api/services", &[]).0, 200);
+
+    // A dashboard login: reads with the cookie alone, changes only with its CSRF token.
+    add_user(&db, "admin", true);
+    add_user(&db, "viewer", false);
+    let jar = dir.path().join("cookies.txt");
+    assert_eq!(
+        login(&server, &jar, "viewer", PASSWORD).0,
+        403,
+        "not an admin"
+    );
+    assert_eq!(login(&server, &jar, "admin", "wrong").0, 401);
+    let (status, page) = login(&server, &jar, "admin", PASSWORD);
+    assert_eq!(status, 200, "{page}");
+    let csrf = page_csrf(&page);
+    let jar_arg = jar.to_str().unwrap();
+    assert_eq!(curl(&["-b", jar_arg, &url]).0, 200);
+    assert_refused(curl(&["-X", "POST", "-b", jar_arg, &url]), 403);
+    let wrong_csrf = format!("X-CSRF-Token: {}", "y".repeat(32));
+    assert_refused(
+        curl(&["-X", "POST", "-b", jar_arg, "-H", &wrong_csrf, &url]),
+        403,
+    );
+    let csrf_header = format!("X-CSRF-Token: {csrf}");
+    let (status, body) = curl(&["-X", "POST", "-b", jar_arg, "-H", &csrf_header, &url]);
+    assert!(status != 401 && status != 403, "{status} {body}");
+    // A form without the token changes nothing: the session survives a CSRF-less logout.
+    let (status, _) = curl(&[
+        "-b",
+        jar_arg,
+        "--data",
+        "csrf=forged",
+        &server.url("/logout"),
+    ]);
+    assert_eq!(status, 403);
+    assert_eq!(curl(&["-b", jar_arg, &url]).0, 200);
+    // Taking the admin flag away ends the session at once.
+    let output = run_with_timeout(
+        &mut ferry(&db, &["user", "edit", "admin", "--no-admin"]),
+        LIMIT,
+    );
+    assert_success(&output);
+    assert_refused(curl(&["-b", jar_arg, &url]), 401);
+    let output = run_with_timeout(
+        &mut ferry(&db, &["user", "edit", "admin", "--admin"]),
+        LIMIT,
+    );
+    assert_success(&output);
+    assert_eq!(curl(&["-b", jar_arg, &url]).0, 200);
+    // Logging out ends it too.
+    let form = format!("csrf={csrf}");
+    let (status, _) = curl(&[
+        "-b",
+        jar_arg,
+        "-c",
+        jar_arg,
+        "--data",
+        &form,
+        &server.url("/logout"),
+    ]);
+    assert_eq!(status, 303);
+    assert_refused(curl(&["-b", jar_arg, &url]), 401);
+}
+
+/// `ferry user add NAME [--admin] --password-stdin` with the test password.
+fn add_user(db: &Path, name: &str, admin: bool) {
+    let mut args = vec!["user", "add", name, "--password-stdin"];
+    if admin {
+        args.push("--admin");
+    }
+    let output = run_with_input(&mut ferry(db, &args), &format!("{PASSWORD}\n"), LIMIT);
+    assert_success(&output);
+}
+
+/// The value of the hidden `csrf` field or the `csrf-token` meta tag of a page.
+fn page_csrf(page: &str) -> String {
+    let after = page
+        .split_once("name=\"csrf-token\" content=\"")
+        .or_else(|| page.split_once("name=\"csrf\" value=\""))
+        .unwrap_or_else(|| panic!("no CSRF token in {page}"))
+        .1;
+    after.split('"').next().unwrap().to_owned()
+}
+
+/// Logs in through the form as a browser does (cookies in `jar`); the final status and page.
+fn login(server: &DeployServer, jar: &Path, user: &str, password: &str) -> (u16, String) {
+    let jar = jar.to_str().unwrap();
+    let (status, page) = curl(&["-b", jar, "-c", jar, &server.url("/login")]);
+    assert_eq!(status, 200, "{page}");
+    let csrf = page_csrf(&page);
+    let user = format!("user={user}");
+    let password = format!("password={password}");
+    let csrf = format!("csrf={csrf}");
+    curl(&[
+        "-L",
+        "-b",
+        jar,
+        "-c",
+        jar,
+        "--data-urlencode",
+        &user,
+        "--data-urlencode",
+        &password,
+        "--data-urlencode",
+        &csrf,
+        &server.url("/login"),
+    ])
 }

@@ -95,6 +95,8 @@ pub enum DeployCommand {
     },
     /// Manage deploy services: a repository branch deployed to an FTP target on each push.
     Service(crate::deploy::service_cli::ServiceArgs),
+    /// Manage the tokens that authenticate calls to the JSON API under `/api/`.
+    Token(crate::deploy::token_cli::TokenArgs),
     /// Run the deploy service: webhooks on `POST /hooks/KEY`, a durable queue deploying each
     /// matching push in the background, a JSON API under `/api/`, and `/healthz`.
     Serve(DeployServeArgs),
@@ -118,14 +120,27 @@ pub struct DeployServeArgs {
     /// database).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// The address git hosts reach this service on, as in https://deploy.example.com; the
-    /// API's "add webhook" registers PUBLIC_URL/hooks/KEY.
-    #[arg(long, value_name = "URL", env = "FERRY_PUBLIC_URL")]
+    /// The address users and git hosts reach the service at (`https://deploy.example.com`):
+    /// the dashboard shows webhook URLs under it, the API's "add webhook" registers
+    /// PUBLIC_URL/hooks/KEY, and `https://` marks cookies `Secure`.
+    #[arg(long, value_name = "URL", env = "FERRY_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,
+    /// Mark the dashboard's cookies `Secure` (browsers then send them over HTTPS only): for a
+    /// service behind a TLS proxy.
+    #[arg(long)]
+    pub secure_cookies: bool,
     /// Validate every service this often (one at a time; 0 turns it off): 90s, 15m, 1h, 1d.
     #[arg(long, value_name = "DURATION", default_value = "1h",
           value_parser = crate::deploy::validate::parse_interval)]
     pub validate_every: std::time::Duration,
+}
+
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("expected http[s]://HOST[:PORT][/PATH]".to_owned());
+    }
+    Ok(text.trim_end_matches('/').to_owned())
 }
 
 /// Where from and where to, shared by the deploy commands.
@@ -208,6 +223,22 @@ pub enum UserCommand {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+    },
+    /// Change an account's flags; flags not given keep their value.
+    Edit {
+        name: String,
+        /// Let the account log in to the deploy dashboard.
+        #[arg(long, conflicts_with = "no_admin")]
+        admin: bool,
+        /// Take the dashboard away from the account (its sessions end at once).
+        #[arg(long)]
+        no_admin: bool,
+        /// Allow logins again.
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Refuse logins without deleting the account.
+        #[arg(long)]
+        disable: bool,
     },
     /// List accounts.
     List,
@@ -344,6 +375,24 @@ fn user_command(store: &AccountStore, command: UserCommand) -> anyhow::Result<()
                 );
             }
         }
+        UserCommand::Edit {
+            name,
+            admin,
+            no_admin,
+            enable,
+            disable,
+        } => {
+            if !(admin || no_admin || enable || disable) {
+                bail!("nothing to change: pass --admin, --no-admin, --enable or --disable");
+            }
+            if admin || no_admin {
+                store.set_user_admin(&name, admin)?;
+            }
+            if enable || disable {
+                store.set_user_enabled(&name, enable)?;
+            }
+            println!("user {name} changed");
+        }
         UserCommand::Del { name } => {
             store.delete_user(&name)?;
             println!("user {name} deleted (the files in its home are kept)");
@@ -436,7 +485,10 @@ async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> 
     config.tls = tls.clone();
     let server = Server::new(
         config,
-        Arc::new(SqliteAuthenticator::new(Arc::clone(&store))),
+        Arc::new(SqliteAuthenticator::with_hash_cost(
+            Arc::clone(&store),
+            settings.password_cost,
+        )),
         Arc::new(FsProvider::new(root.clone())),
     );
     info!(
@@ -582,6 +634,7 @@ async fn deploy_command(db: Option<PathBuf>, command: DeployCommand) -> anyhow::
             crate::deploy::service_cli::run(&db_path(db, None), args).await?;
         }
         DeployCommand::Serve(args) => deploy_serve(&db_path(db, None), args).await?,
+        DeployCommand::Token(args) => crate::deploy::token_cli::run(&db_path(db, None), args)?,
         DeployCommand::Push {
             target,
             dry_run: true,
@@ -667,7 +720,15 @@ async fn deploy_serve(db: &Path, args: DeployServeArgs) -> anyhow::Result<()> {
         crate::web::AppState {
             queue,
             max_body_bytes: args.max_body_bytes,
-            public_url: args.public_url,
+            public_url: args.public_url.clone(),
+            dashboard: Arc::new(crate::web::pages::Dashboard::new(
+                SqliteAuthenticator::new(Arc::new(open_store(db)?)),
+                crate::web::pages::DashboardSettings {
+                    secure_cookies: args.secure_cookies,
+                    public_url: args.public_url,
+                    ..Default::default()
+                },
+            )),
         },
         stop_signal(),
     )

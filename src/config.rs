@@ -10,6 +10,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::auth::TlsRequirement;
+use crate::auth::password::HashCost;
 use crate::server::proxy;
 use crate::server::{Masquerade, PortRanges, ServerConfig, Timeouts, TlsSettings};
 
@@ -68,6 +69,12 @@ pub struct ServeArgs {
     /// Serve GET /metrics (Prometheus) and GET /healthz over HTTP on this address.
     #[arg(long, value_name = "HOST:PORT", env = "FERRY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Working memory of each argon2id password hash, in KiB (default 19456).
+    #[arg(long, value_name = "KIB", env = "FERRY_PASSWORD_HASH_MEMORY_KIB")]
+    pub password_hash_memory_kib: Option<u32>,
+    /// Passes of each argon2id password hash (default 2).
+    #[arg(long, value_name = "N", env = "FERRY_PASSWORD_HASH_PASSES")]
+    pub password_hash_passes: Option<u32>,
     /// A TOML configuration file (see contrib/ferry.toml).
     #[arg(long, value_name = "FILE", env = "FERRY_CONFIG")]
     pub config: Option<PathBuf>,
@@ -92,6 +99,8 @@ pub struct FileServe {
     pub anonymous_home: Option<String>,
     /// HTTP address for /metrics and /healthz.
     pub metrics_listen: Option<SocketAddr>,
+    pub password_hash_memory_kib: Option<u32>,
+    pub password_hash_passes: Option<u32>,
     pub timeouts: Option<FileTimeouts>,
     pub tls: Option<FileTls>,
 }
@@ -189,6 +198,8 @@ pub struct ServeSettings {
     pub implicit_listen: Option<SocketAddr>,
     /// The HTTP listener for /metrics and /healthz, if any.
     pub metrics_listen: Option<SocketAddr>,
+    /// The cost of password hashes (validated).
+    pub password_cost: HashCost,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2121";
@@ -307,6 +318,18 @@ impl ServeSettings {
                 "--tls-required needs a certificate: give --certfile and --keyfile".to_owned(),
             ));
         }
+        let default_cost = HashCost::default();
+        let password_cost = HashCost {
+            memory_kib: args
+                .password_hash_memory_kib
+                .or(file.password_hash_memory_kib)
+                .unwrap_or(default_cost.memory_kib),
+            passes: args
+                .password_hash_passes
+                .or(file.password_hash_passes)
+                .unwrap_or(default_cost.passes),
+        };
+        password_cost.params().map_err(ConfigError::Invalid)?;
         Ok(Self {
             listen,
             root,
@@ -314,6 +337,7 @@ impl ServeSettings {
             tls,
             implicit_listen,
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
+            password_cost,
         })
     }
 }
@@ -469,5 +493,38 @@ mod tests {
         };
         let error = ServeSettings::resolve(&args, &FileConfig::default()).unwrap_err();
         assert!(error.to_string().contains("backwards"));
+    }
+
+    #[test]
+    fn password_hash_cost_comes_from_flags_over_the_file_and_is_checked() {
+        let defaults =
+            ServeSettings::resolve(&ServeArgs::default(), &FileConfig::default()).unwrap();
+        assert_eq!(defaults.password_cost, HashCost::default());
+        let file =
+            FileConfig::parse("[serve]\npassword_hash_memory_kib = 64\npassword_hash_passes = 3")
+                .unwrap();
+        let from_file = ServeSettings::resolve(&ServeArgs::default(), &file).unwrap();
+        assert_eq!(
+            from_file.password_cost,
+            HashCost {
+                memory_kib: 64,
+                passes: 3
+            }
+        );
+        let args = ServeArgs {
+            password_hash_passes: Some(1),
+            ..ServeArgs::default()
+        };
+        let merged = ServeSettings::resolve(&args, &file).unwrap();
+        assert_eq!(
+            merged.password_cost,
+            HashCost {
+                memory_kib: 64,
+                passes: 1
+            }
+        );
+        let bad = FileConfig::parse("[serve]\npassword_hash_memory_kib = 2").unwrap();
+        let error = ServeSettings::resolve(&ServeArgs::default(), &bad).unwrap_err();
+        assert!(error.to_string().contains("at least 8 KiB"), "{error}");
     }
 }

@@ -34,16 +34,77 @@ const MAX_ARGON2_MEMORY_KIB: u32 = 1024 * 1024;
 const MAX_ARGON2_PASSES: u32 = 64;
 const MAX_ARGON2_LANES: u32 = 64;
 
-/// Hashes a new password as an argon2id PHC string with the `argon2` crate's default costs
-/// (19 MiB, 2 passes, 1 lane: OWASP's recommendation) and a random salt.
+/// The argon2id cost of new password hashes. The default is the `argon2` crate's: 19 MiB,
+/// 2 passes, 1 lane (OWASP's recommendation). A server can be set to another cost (a small host, a
+/// login-heavy site); hashes of any other cost, and Django's formats, are replaced with this cost
+/// at the user's next successful login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashCost {
+    pub memory_kib: u32,
+    pub passes: u32,
+}
+
+impl Default for HashCost {
+    fn default() -> Self {
+        Self {
+            memory_kib: Params::DEFAULT_M_COST,
+            passes: Params::DEFAULT_T_COST,
+        }
+    }
+}
+
+impl HashCost {
+    /// The argon2 parameters, or why this cost is not one argon2 (or ferry) accepts.
+    pub fn params(self) -> Result<Params, String> {
+        if self.memory_kib > MAX_ARGON2_MEMORY_KIB || self.passes > MAX_ARGON2_PASSES {
+            return Err(format!(
+                "password hash cost too high: at most {MAX_ARGON2_MEMORY_KIB} KiB and \
+                 {MAX_ARGON2_PASSES} passes"
+            ));
+        }
+        Params::new(self.memory_kib, self.passes, 1, None).map_err(|e| {
+            format!(
+                "invalid password hash cost ({} KiB, {} passes): {e}; use at least 8 KiB and 1 pass",
+                self.memory_kib, self.passes
+            )
+        })
+    }
+
+    /// Hashes a new password as an argon2id PHC string with this cost and a random salt.
+    ///
+    /// # Panics
+    /// If the cost is invalid: check it with [`HashCost::params`] when it is configured.
+    pub fn hash(self, password: &str) -> String {
+        let params = self.params().expect("a validated password hash cost");
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(password.as_bytes(), &salt)
+            // Only impossible inputs fail here (a password over 4 GiB).
+            .expect("argon2id with valid parameters hashes any password")
+            .to_string()
+    }
+
+    /// Whether a hash that just verified should be replaced by a fresh [`HashCost::hash`]: true
+    /// for everything but an argon2id PHC string of exactly this cost.
+    pub fn needs_rehash(self, stored: &str) -> bool {
+        let Ok(hash) = PasswordHash::new(stored) else {
+            return true;
+        };
+        let Ok(params) = Params::try_from(&hash) else {
+            return true;
+        };
+        hash.algorithm != Algorithm::Argon2id.ident()
+            || hash.version != Some(Version::V0x13.into())
+            || params.m_cost() != self.memory_kib
+            || params.t_cost() != self.passes
+            || params.p_cost() != 1
+            || params.output_len() != Some(Params::DEFAULT_OUTPUT_LEN)
+    }
+}
+
+/// Hashes a new password with the default [`HashCost`].
 pub fn hash_password(password: &str) -> String {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        // Only impossible inputs fail here (a password over 4 GiB); the parameters are the
-        // crate's own defaults.
-        .expect("argon2id with default parameters hashes any password")
-        .to_string()
+    HashCost::default().hash(password)
 }
 
 /// Whether `password` matches the `stored` hash. Unknown or malformed hashes give `false`.
@@ -59,25 +120,6 @@ pub fn verify_password(stored: &str, password: &str) -> bool {
     } else {
         false
     }
-}
-
-/// Whether a hash that just verified should be replaced by a fresh [`hash_password`]: true for
-/// everything but an argon2id PHC string with today's default costs, so Django imports and
-/// weaker hashes are upgraded at the next successful login.
-pub fn needs_rehash(stored: &str) -> bool {
-    let Ok(hash) = PasswordHash::new(stored) else {
-        return true;
-    };
-    let Ok(params) = Params::try_from(&hash) else {
-        return true;
-    };
-    let current = Params::default();
-    hash.algorithm != Algorithm::Argon2id.ident()
-        || hash.version != Some(Version::V0x13.into())
-        || params.m_cost() != current.m_cost()
-        || params.t_cost() != current.t_cost()
-        || params.p_cost() != current.p_cost()
-        || params.output_len() != Some(Params::DEFAULT_OUTPUT_LEN)
 }
 
 fn verify_argon2(phc: &str, password: &str) -> bool {
@@ -234,7 +276,7 @@ mod tests {
         assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
         assert!(verify_password(&hash, "s3cret"));
         assert!(!verify_password(&hash, "s3cret "));
-        assert!(!needs_rehash(&hash));
+        assert!(!HashCost::default().needs_rehash(&hash));
     }
 
     #[test]
@@ -295,9 +337,43 @@ mod tests {
             PHC_ARGON2ID,
             "garbage",
         ] {
-            assert!(needs_rehash(hash), "{hash}");
+            assert!(HashCost::default().needs_rehash(hash), "{hash}");
         }
-        assert!(!needs_rehash(&DUMMY_HASH));
+        assert!(!HashCost::default().needs_rehash(&DUMMY_HASH));
+    }
+
+    #[test]
+    fn a_configured_cost_hashes_with_it_and_rehashes_every_other_cost() {
+        let cheap = HashCost {
+            memory_kib: 64,
+            passes: 1,
+        };
+        let hash = cheap.hash("s3cret");
+        assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{hash}");
+        assert!(verify_password(&hash, "s3cret"));
+        assert!(!verify_password(&hash, "S3cret"));
+        assert!(!cheap.needs_rehash(&hash));
+        assert!(HashCost::default().needs_rehash(&hash));
+        assert!(cheap.needs_rehash(&DUMMY_HASH));
+    }
+
+    #[test]
+    fn impossible_costs_are_refused_with_advice() {
+        let tiny = HashCost {
+            memory_kib: 1,
+            passes: 1,
+        };
+        assert!(tiny.params().unwrap_err().contains("at least 8 KiB"));
+        let zero_passes = HashCost {
+            memory_kib: 64,
+            passes: 0,
+        };
+        assert!(zero_passes.params().is_err());
+        let huge = HashCost {
+            memory_kib: MAX_ARGON2_MEMORY_KIB + 1,
+            passes: 1,
+        };
+        assert!(huge.params().unwrap_err().contains("too high"));
     }
 
     #[test]

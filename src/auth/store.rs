@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
-use super::password::{DUMMY_HASH, hash_password, needs_rehash, verify_password};
+use super::password::{DUMMY_HASH, HashCost, hash_password, verify_password};
 use super::{AuthError, Authenticator, Permissions, TlsRequirement, UserDetails};
 
 /// The schema, one migration per entry: entry `i` takes `user_version` from `i` to `i + 1`.
@@ -501,6 +501,11 @@ impl AccountStore {
         self.update_user(name, "enabled", &enabled)
     }
 
+    /// Gives an account the right to use the deploy dashboard, or takes it away.
+    pub fn set_user_admin(&self, name: &str, admin: bool) -> Result<(), StoreError> {
+        self.update_user(name, "admin", &admin)
+    }
+
     /// Moves an account into a group, or out of any group with `None`.
     pub fn set_user_group(&self, name: &str, group: Option<&str>) -> Result<(), StoreError> {
         let connection = self.connection();
@@ -706,17 +711,42 @@ pub struct SqliteAuthenticator {
     pub store: Arc<AccountStore>,
     /// Where password checks run: one dedicated thread per core (see [`PasswordCheckers`]).
     checkers: Arc<PasswordCheckers>,
+    /// The cost of new hashes; verified hashes of another cost are replaced with it.
+    cost: HashCost,
+    /// A hash of this cost that no password matches, checked for unknown users.
+    dummy_hash: Arc<str>,
 }
 
 impl SqliteAuthenticator {
+    /// Logs in against `store`, hashing with the default [`HashCost`].
     pub fn new(store: Arc<AccountStore>) -> Self {
         // Make the dummy hash now, at start-up, so the first login of an unknown user does not
         // take a hash longer than any other and stand out.
-        LazyLock::force(&DUMMY_HASH);
+        Self::with_cost(
+            store,
+            HashCost::default(),
+            Arc::from(LazyLock::force(&DUMMY_HASH).as_str()),
+        )
+    }
+
+    /// Logs in against `store`, keeping password hashes at `cost` (which must be valid: see
+    /// [`HashCost::params`]).
+    pub fn with_hash_cost(store: Arc<AccountStore>, cost: HashCost) -> Self {
+        if cost == HashCost::default() {
+            return Self::new(store);
+        }
+        // Unknown users are checked against a hash of the same cost, so timing tells nothing.
+        let unguessable: String = (0..32).map(|_| rand::random::<char>()).collect();
+        Self::with_cost(store, cost, Arc::from(cost.hash(&unguessable)))
+    }
+
+    fn with_cost(store: Arc<AccountStore>, cost: HashCost, dummy_hash: Arc<str>) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         Self {
             store,
             checkers: Arc::new(PasswordCheckers::new(cores)),
+            cost,
+            dummy_hash,
         }
     }
 }
@@ -732,9 +762,11 @@ impl Authenticator for SqliteAuthenticator {
         let store = Arc::clone(&self.store);
         let user = user.to_owned();
         let password = password.to_owned();
+        let cost = self.cost;
+        let dummy_hash = Arc::clone(&self.dummy_hash);
         // Logins beyond one per core wait their turn in the checkers' queue, holding no thread.
         self.checkers
-            .run(move || authenticate_blocking(&store, &user, &password))
+            .run(move || authenticate_blocking(&store, &user, &password, cost, &dummy_hash))
             .await
             .ok_or_else(|| AuthError::Unavailable("the password check failed".to_owned()))?
     }
@@ -761,13 +793,15 @@ fn authenticate_blocking(
     store: &AccountStore,
     user: &str,
     password: &str,
+    cost: HashCost,
+    dummy_hash: &str,
 ) -> Result<UserDetails, AuthError> {
     let account = store
         .get_user(user)
         .map_err(|e| AuthError::Unavailable(e.to_string()))?;
     let Some(account) = account else {
         // Spend the same time as for a real account, so timing does not reveal user names.
-        verify_password(&DUMMY_HASH, password);
+        verify_password(dummy_hash, password);
         return Err(AuthError::BadCredentials);
     };
     if !verify_password(&account.password_hash, password) {
@@ -781,9 +815,14 @@ fn authenticate_blocking(
     if let Err(e) = store.record_login(user) {
         tracing::warn!(user, error = %e, "cannot record the login time");
     }
-    if needs_rehash(&account.password_hash) {
-        match store.set_password_hash(user, &hash_password(password)) {
-            Ok(()) => tracing::info!(user, "upgraded the password hash to argon2id"),
+    if cost.needs_rehash(&account.password_hash) {
+        match store.set_password_hash(user, &cost.hash(password)) {
+            Ok(()) => tracing::info!(
+                user,
+                memory_kib = cost.memory_kib,
+                passes = cost.passes,
+                "rehashed the password with argon2id at the configured cost"
+            ),
             Err(e) => tracing::warn!(user, error = %e, "cannot upgrade the password hash"),
         }
     }
@@ -1245,8 +1284,35 @@ mod tests {
         auth.authenticate("alice", "s3cret", PEER).await.unwrap();
         let upgraded = auth.store.get_user("alice").unwrap().unwrap().password_hash;
         assert!(upgraded.starts_with("$argon2id$"), "{upgraded}");
-        assert!(!needs_rehash(&upgraded));
+        assert!(!HashCost::default().needs_rehash(&upgraded));
         auth.authenticate("alice", "s3cret", PEER).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_configured_hash_cost_replaces_other_costs_at_login() {
+        let cheap = HashCost {
+            memory_kib: 64,
+            passes: 1,
+        };
+        let (_dir, store) = temp_store();
+        // Hashed at the default cost by `user add`.
+        store.add_user(user("alice", "s3cret")).unwrap();
+        let auth = SqliteAuthenticator::with_hash_cost(Arc::new(store), cheap);
+        assert!(matches!(
+            auth.authenticate("nobody", "s3cret", PEER).await,
+            Err(AuthError::BadCredentials)
+        ));
+        auth.authenticate("alice", "s3cret", PEER).await.unwrap();
+        let rehashed = auth.store.get_user("alice").unwrap().unwrap().password_hash;
+        assert!(
+            rehashed.starts_with("$argon2id$v=19$m=64,t=1,p=1$"),
+            "{rehashed}"
+        );
+        auth.authenticate("alice", "s3cret", PEER).await.unwrap();
+        assert!(matches!(
+            auth.authenticate("alice", "wrong", PEER).await,
+            Err(AuthError::BadCredentials)
+        ));
     }
 
     #[tokio::test]

@@ -22,6 +22,7 @@ pub mod secret_key;
 pub mod service_cli;
 pub mod store;
 pub mod target;
+pub mod token_cli;
 pub mod validate;
 pub mod webhook;
 

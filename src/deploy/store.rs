@@ -19,6 +19,12 @@ use super::secret_key::{SecretKey, SecretKeyError};
 use super::target::DeployTarget;
 use super::webhook::{BranchPattern, Provider, PushCommit};
 
+mod access;
+mod overview;
+
+pub use self::access::{API_TOKEN_CHARS, ApiToken, Session};
+pub use self::overview::{DeployCounts, LogFilter};
+
 /// The schema, one migration per entry: entry `i` takes the deploy schema from `i` to `i + 1`.
 /// Append new entries; never edit one that has shipped.
 const MIGRATIONS: &[&str] = &[
@@ -93,6 +99,25 @@ const MIGRATIONS: &[&str] = &[
         WHERE delivery_id IS NOT NULL;
 "#,
     r#"
+    -- API tokens and dashboard sessions (see store/access.rs): only SHA-256 hashes of the
+    -- token and of the session id are kept.
+    CREATE TABLE deploy_api_tokens (
+        id           INTEGER PRIMARY KEY,
+        name         TEXT NOT NULL UNIQUE,
+        token_sha256 BLOB NOT NULL,
+        created_at   TEXT NOT NULL,
+        last_used_at TEXT
+    ) STRICT;
+
+    CREATE TABLE deploy_sessions (
+        id_sha256  BLOB PRIMARY KEY,
+        user       TEXT NOT NULL,
+        csrf_token TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    ) STRICT;
+"#,
+    r#"
     -- The git host's REST API root for webhook checks and registration (GitHub Enterprise,
     -- self-hosted Gitea or GitLab); NULL: the provider's default for the repository's host.
     ALTER TABLE deploy_services ADD COLUMN api_url TEXT;
@@ -142,6 +167,12 @@ pub enum DeployStoreError {
     NoSuchNotificationSet(String),
     #[error("no deploy with id {0}")]
     NoSuchDeploy(i64),
+    #[error("an API token named {0} already exists; `ferry deploy token del {0}` removes it")]
+    ApiTokenExists(String),
+    #[error("no API token named {0}; `ferry deploy token list` shows them")]
+    NoSuchApiToken(String),
+    #[error("invalid token name {0:?}: use 1 to 64 letters, digits, '-', '_', '.' or '@'")]
+    InvalidTokenName(String),
     #[error("invalid value stored in the database: {0}")]
     Corrupt(String),
     #[error(transparent)]

@@ -52,6 +52,20 @@ pub(crate) enum DataStream {
 }
 
 impl DataStream {
+    /// Whether the client ended the data with a TLS close_notify (never, on a plain connection).
+    /// Without one, a TLS upload that stopped is taken as ended (see the `AsyncRead` impl), but it
+    /// may as well have been cut off.
+    pub(crate) fn received_close_notify(&mut self) -> bool {
+        match self {
+            Self::Plain(_) => false,
+            Self::Tls(tls) => tls
+                .get_mut()
+                .1
+                .process_new_packets()
+                .is_ok_and(|state| state.peer_has_closed()),
+        }
+    }
+
     /// Ends the data connection cleanly: close_notify (under TLS) and FIN, so the client sees a
     /// complete transfer. The client's own close_notify is collected in the background, so the
     /// final reply does not wait for it.

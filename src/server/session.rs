@@ -31,8 +31,8 @@ use crate::protocol::{Reply, ReplyCode, VirtualPath};
 use crate::storage::{Storage, Upload};
 
 /// How long an upload that would replace an existing file waits, once its data connection has
-/// ended, for a sign that the client was killed (its control connection closing) before it is
-/// committed. A dying client's control connection closes microseconds after its data connection,
+/// ended without a TLS close_notify, for a sign that the client was killed (its control
+/// connection closing) before it is committed. A dying client's control connection closes microseconds after its data connection,
 /// but the dying process can be preempted in between on a busy machine. Uploads of new files are
 /// checked without waiting: there is no good file for a truncated one to replace, and the final
 /// reply of the common case (many small new files) is not delayed.
@@ -84,7 +84,12 @@ pub(crate) enum Completed {
     /// A download or listing: this many bytes went out.
     Sent(u64),
     /// An upload that waits for the loop to commit it (see [`Session::finish_upload`]).
-    Received { upload: Box<dyn Upload>, bytes: u64 },
+    Received {
+        upload: Box<dyn Upload>,
+        bytes: u64,
+        /// The client ended the data with a TLS close_notify: it finished on purpose.
+        closed_cleanly: bool,
+    },
 }
 
 /// Why a transfer failed, as the reply to send.
@@ -563,8 +568,13 @@ impl Session {
                     format!("Transfer complete ({bytes} bytes)."),
                 ))
             }
-            Ok(Completed::Received { upload, bytes }) => {
-                self.finish_upload(running, upload, bytes).await
+            Ok(Completed::Received {
+                upload,
+                bytes,
+                closed_cleanly,
+            }) => {
+                self.finish_upload(running, upload, bytes, closed_cleanly)
+                    .await
             }
             Err(failed) => {
                 let bytes = running.progress.load(Ordering::Relaxed);
@@ -581,14 +591,16 @@ impl Session {
 
     /// An upload whose data connection ended is committed only if the client is still there: a
     /// client killed mid-upload closes both connections, and its truncated file must not replace
-    /// a good one.
+    /// a good one. A TLS upload that ended with close_notify was ended by the client on purpose,
+    /// and is committed at once.
     async fn finish_upload(
         &mut self,
         running: &TransferInfo,
         upload: Box<dyn Upload>,
         bytes: u64,
+        closed_cleanly: bool,
     ) -> Option<Reply> {
-        let grace = if running.replaces_file {
+        let grace = if running.replaces_file && !closed_cleanly {
             UPLOAD_END_GRACE
         } else {
             Duration::ZERO

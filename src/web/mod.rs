@@ -1,10 +1,13 @@
 //! `ferry deploy serve`: the HTTP side of the deploy service (axum). Webhooks come in on
 //! `POST /hooks/{key}` ([`hooks`]), deploys are queued in SQLite and run in the background by the
 //! [`DeployQueue`]; the JSON API under `/api/` ([`api`]) shows services, deploys and live
-//! progress; `/healthz` answers `ok`.
+//! progress, for callers [`auth`] lets in; the dashboard's HTML [`pages`] sit at `/`;
+//! `/healthz` answers `ok`.
 
 pub mod api;
+pub mod auth;
 pub mod hooks;
+pub mod pages;
 pub mod validation;
 
 use std::sync::Arc;
@@ -25,14 +28,23 @@ pub struct AppState {
     /// Where git hosts reach this service (`--public-url`): webhooks registered through the
     /// API point to it.
     pub public_url: Option<String>,
+    /// The dashboard pages' logins, templates and settings.
+    pub dashboard: Arc<pages::Dashboard>,
 }
 
 /// The whole application's routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/hooks/{key}", post(hooks::receive))
-        .nest("/api", api_routes())
+        .nest(
+            "/api",
+            api_routes().route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_api_auth,
+            )),
+        )
         .route("/healthz", get(healthz))
+        .merge(pages::page_routes())
         .with_state(state)
 }
 
@@ -57,7 +69,9 @@ pub async fn serve(
     let address = listener.local_addr()?;
     info!(listen = %address, "ferry deploy service listening");
     let queue = tokio::spawn(Arc::clone(&state.queue).run());
-    let served = axum::serve(listener, router(state))
+    // The peer address feeds the login throttle.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await;
     queue.abort();

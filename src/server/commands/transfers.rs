@@ -267,8 +267,13 @@ impl Session {
                     let bytes =
                         transfer::receive(&mut stream, &mut upload, ascii, stall, &progress)
                             .await?;
+                    let closed_cleanly = stream.received_close_notify();
                     stream.close().await;
-                    Ok(Completed::Received { upload, bytes })
+                    Ok(Completed::Received {
+                        upload,
+                        bytes,
+                        closed_cleanly,
+                    })
                 }
                 .boxed()
             },

@@ -1,0 +1,62 @@
+//! `ferry deploy token add/list/del`: the tokens that authenticate calls to the JSON API
+//! (`Authorization: Bearer TOKEN`). The command names are a contract (scripts and tests drive
+//! them); extend them, never rename them.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+
+use super::service_cli::SecretKeyArgs;
+use super::store::ServiceStore;
+
+/// `ferry deploy token ...`
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub key: SecretKeyArgs,
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make an API token and print it as `token: TOKEN` (shown once: only its hash is stored).
+    Add { name: String },
+    /// List the tokens (names and dates, never the tokens).
+    List,
+    /// Delete a token; requests carrying it are refused from then on.
+    Del { name: String },
+}
+
+/// Runs one `deploy token` command against the database at `db`.
+pub fn run(db: &Path, args: TokenArgs) -> anyhow::Result<()> {
+    let key = args.key.load(db)?;
+    let store = ServiceStore::open(db, key)
+        .with_context(|| format!("cannot open the deploy database {}", db.display()))?;
+    match args.command {
+        TokenCommand::Add { name } => {
+            let token = store.add_api_token(&name)?;
+            println!("token: {}", token.expose());
+            eprintln!(
+                "keep it now, it cannot be shown again; send it as `Authorization: Bearer TOKEN`"
+            );
+        }
+        TokenCommand::List => {
+            println!("{:<24} {:<22} LAST USED", "NAME", "CREATED");
+            for token in store.list_api_tokens()? {
+                println!(
+                    "{:<24} {:<22} {}",
+                    token.name,
+                    token.created_at,
+                    token.last_used_at.as_deref().unwrap_or("never")
+                );
+            }
+        }
+        TokenCommand::Del { name } => {
+            store.delete_api_token(&name)?;
+            println!("token {name} deleted");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! Who is calling the JSON API. Every `/api/` request needs either `Authorization: Bearer TOKEN`
+//! (a token from `ferry deploy token add`) or the dashboard's session cookie — and then, for
+//! anything but GET and HEAD, an `X-CSRF-Token` header equal to the session's CSRF token, so that
+//! another site cannot make a logged-in browser change things. Otherwise `401` (`403` for a
+//! missing or wrong CSRF token). The caller is passed on to the handlers as a [`Caller`].
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use subtle::ConstantTimeEq as _;
+use tracing::{error, warn};
+
+use super::AppState;
+use crate::deploy::store::Session;
+
+/// The dashboard's session cookie.
+pub const SESSION_COOKIE: &str = "ferry_session";
+
+/// The header a session's non-GET API calls carry their CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Who made an authenticated request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// An API token, by name.
+    Token(String),
+    /// A dashboard login.
+    Session(Session),
+}
+
+impl Caller {
+    /// A name to record in the log ("who skipped this deploy").
+    pub fn who(&self) -> String {
+        match self {
+            Caller::Token(name) => format!("token {name}"),
+            Caller::Session(session) => session.user.clone(),
+        }
+    }
+}
+
+/// The middleware in front of the API routes.
+pub async fn require_api_auth(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match authenticate(&state, request.method(), request.headers()).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(refusal) => refusal,
+    }
+}
+
+async fn authenticate(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Caller, Response> {
+    let store = Arc::clone(state.queue.store());
+    if let Some(authorization) = headers.get(header::AUTHORIZATION) {
+        let token = authorization
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(|token| token.trim().to_owned())
+            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
+        let name = blocking(move || store.check_api_token(&token)).await?;
+        return match name {
+            Some(name) => Ok(Caller::Token(name)),
+            None => {
+                warn!("API request with an unknown or deleted token");
+                Err(unauthorized(
+                    "unknown or deleted API token; make one with `ferry deploy token add NAME`",
+                ))
+            }
+        };
+    }
+    let Some(id) = session_id(headers) else {
+        return Err(unauthorized(
+            "authentication required: send `Authorization: Bearer TOKEN` (make one with \
+             `ferry deploy token add NAME`) or log in to the dashboard",
+        ));
+    };
+    let session = current_session(state, id)
+        .await?
+        .ok_or_else(|| unauthorized("the session has expired or ended; log in again"))?;
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        let presented = headers
+            .get(CSRF_HEADER)
+            .map(|value| value.as_bytes())
+            .unwrap_or_default();
+        if !bool::from(presented.ct_eq(session.csrf_token.as_bytes())) {
+            warn!(user = session.user, %method, "API request without the session's CSRF token");
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "missing or wrong X-CSRF-Token header: send the token of the dashboard page",
+            ));
+        }
+    }
+    Ok(Caller::Session(session))
+}
+
+/// The live session `id` names, if its account is still an enabled admin: taking the admin flag
+/// away (or disabling or deleting the account) ends its sessions at once.
+pub async fn current_session(state: &AppState, id: String) -> Result<Option<Session>, Response> {
+    let store = Arc::clone(state.queue.store());
+    let accounts = Arc::clone(&state.dashboard.accounts.store);
+    let session = blocking(move || store.session(&id)).await?;
+    let Some(session) = session else {
+        return Ok(None);
+    };
+    let user = session.user.clone();
+    let account = match tokio::task::spawn_blocking(move || accounts.get_user(&user)).await {
+        Ok(Ok(account)) => account,
+        Ok(Err(e)) => {
+            error!(error = %e, "cannot look the session's account up");
+            return Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error"));
+        }
+        Err(e) => {
+            error!(error = %e, "the account lookup failed");
+            return Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error"));
+        }
+    };
+    Ok(account.filter(|a| a.admin && a.enabled).map(|_| session))
+}
+
+/// The value of the session cookie, if the request carries one.
+pub fn session_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+async fn blocking<T: Send + 'static>(
+    job: impl FnOnce() -> Result<T, crate::deploy::store::DeployStoreError> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(job).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            error!(error = %e, "cannot check the API credentials");
+            Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+        }
+        Err(e) => {
+            error!(error = %e, "the credential check failed");
+            Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+        }
+    }
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut response = refuse(StatusCode::UNAUTHORIZED, message);
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("valid"));
+    response
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            "theme=dark; ferry_session=abc123; other=x".parse().unwrap(),
+        );
+        assert_eq!(session_id(&headers).as_deref(), Some("abc123"));
+        headers.insert(header::COOKIE, "ferry_sessionx=1".parse().unwrap());
+        assert_eq!(session_id(&headers), None);
+    }
+}

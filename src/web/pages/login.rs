@@ -1,0 +1,250 @@
+//! `GET/POST /login` and `POST /logout`. Admin accounts of ferry's accounts database log in
+//! with their password (checked by argon2 on the password threads); a wrong password answers
+//! only after a delay that grows with each failure from the same address. The login form is
+//! protected from cross-site posts by a cookie that must match its hidden field (there is no
+//! session yet to hold a CSRF token).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use rand::Rng as _;
+use rand::distributions::Alphanumeric;
+use serde::Deserialize;
+use subtle::ConstantTimeEq as _;
+use tracing::{info, warn};
+
+use super::{Admin, AppState, blocking, internal, render};
+use crate::auth::{AuthError, Authenticator as _};
+use crate::web::auth::{SESSION_COOKIE, current_session, session_id};
+
+/// The cookie holding the login form's CSRF token.
+const LOGIN_COOKIE: &str = "ferry_login";
+
+#[derive(Debug, Deserialize)]
+pub struct Next {
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    user: String,
+    password: String,
+    csrf: String,
+    #[serde(default)]
+    next: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+/// Where to go after logging in: a path on this site only (never `//host` or a URL).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+            path.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+fn random_token() -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
+}
+
+fn cookie(state: &AppState, name: &str, value: &str, path: &str, max_age: u64) -> HeaderValue {
+    let secure = if state.dashboard.secure() {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+        .parse()
+        .expect("cookie values are letters and digits")
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Renders the form with a fresh CSRF cookie.
+fn login_page(state: &AppState, status: StatusCode, next: &str, error: Option<&str>) -> Response {
+    let csrf = random_token();
+    let mut response = render(
+        state,
+        None,
+        status,
+        "login.html",
+        "login",
+        minijinja::context! { csrf, next, error },
+    );
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        cookie(state, LOGIN_COOKIE, &csrf, "/login", 3600),
+    );
+    response
+}
+
+pub async fn form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(next): Query<Next>,
+) -> Response {
+    let next = safe_next(next.next.as_deref());
+    if let Some(id) = session_id(&headers)
+        && let Ok(Some(_)) = current_session(&state, id).await
+    {
+        return Redirect::to(&next).into_response();
+    }
+    login_page(&state, StatusCode::OK, &next, None)
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let next = safe_next(Some(&form.next));
+    let expected = cookie_value(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(form.csrf.as_bytes())) {
+        warn!(peer = %peer.ip(), "login form without its CSRF cookie");
+        return login_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            &next,
+            Some("The login form expired or came from another site; log in again."),
+        );
+    }
+    let dashboard = &state.dashboard;
+    let ip = peer.ip();
+    if dashboard.throttle.is_blocked(ip) {
+        warn!(peer = %ip, "login refused: too many failures from this address");
+        return login_page(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            &next,
+            Some("Too many failed logins from your address; wait ten minutes and try again."),
+        );
+    }
+    let result = dashboard
+        .accounts
+        .authenticate(&form.user, &form.password, ip)
+        .await;
+    let refusal = match result {
+        Ok(details) if details.admin => None,
+        Ok(_) => {
+            warn!(user = form.user, "dashboard login refused: not an admin");
+            Some((
+                StatusCode::FORBIDDEN,
+                "This account may not use the dashboard: ask for the admin flag \
+                 (ferry user edit NAME --admin).",
+            ))
+        }
+        Err(AuthError::Unavailable(e)) => {
+            warn!(error = e, "the password check failed");
+            Some((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The account database cannot be read now; try again.",
+            ))
+        }
+        Err(_) => {
+            // Slow the next guess down; the answer waits as long.
+            dashboard.throttle.record_failure(ip);
+            tokio::time::sleep(dashboard.throttle.failure_delay(ip)).await;
+            warn!(user = form.user, peer = %ip, "dashboard login failed");
+            Some((StatusCode::UNAUTHORIZED, "Wrong user name or password."))
+        }
+    };
+    if let Some((status, text)) = refusal {
+        return login_page(&state, status, &next, Some(text));
+    }
+    dashboard.throttle.record_success(ip);
+    let store = Arc::clone(state.queue.store());
+    let user = form.user.clone();
+    let lifetime = dashboard.settings.session_lifetime;
+    let (id, _session) = match blocking(move || store.create_session(&user, lifetime)).await {
+        Ok(Ok(created)) => created,
+        Ok(Err(e)) => return internal_page(&state, &e),
+        Err(e) => return internal_page(&state, &e),
+    };
+    info!(user = form.user, peer = %ip, "dashboard login");
+    let mut response = Redirect::to(&next).into_response();
+    let headers = response.headers_mut();
+    headers.append(
+        header::SET_COOKIE,
+        cookie(&state, SESSION_COOKIE, id.expose(), "/", lifetime.as_secs()),
+    );
+    headers.append(
+        header::SET_COOKIE,
+        cookie(&state, LOGIN_COOKIE, "", "/login", 0),
+    );
+    response
+}
+
+fn internal_page(state: &AppState, error: &dyn std::fmt::Display) -> Response {
+    tracing::error!(%error, "cannot start a dashboard session");
+    super::message(
+        state,
+        None,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Cannot log in now",
+        "The service could not write its database; the log says why.",
+    )
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refused) = admin.refuse_bad_csrf(&state, &form.csrf) {
+        return refused;
+    }
+    if let Some(id) = session_id(&headers) {
+        let store = Arc::clone(state.queue.store());
+        match blocking(move || store.delete_session(&id)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return internal(&state, &admin, &e),
+            Err(e) => return internal(&state, &admin, &e),
+        }
+    }
+    info!(user = admin.session.user, "dashboard logout");
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        cookie(&state, SESSION_COOKIE, "", "/", 0),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paths_on_this_site_are_followed_after_login() {
+        assert_eq!(safe_next(Some("/services/site")), "/services/site");
+        assert_eq!(safe_next(Some("//evil.example/x")), "/");
+        assert_eq!(safe_next(Some("https://evil.example/")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+}

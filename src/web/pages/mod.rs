@@ -1,0 +1,277 @@
+//! The dashboard: HTML pages rendered on the server from minijinja templates embedded in the
+//! binary (HTML auto-escaped), plus the one CSS and one JavaScript file they use, served under
+//! `/static/` — no CDN, no framework. Every page but `/login` needs a logged-in admin
+//! ([`Admin`]); every form carries the session's CSRF token, checked before anything changes.
+//! Live parts (progress, skip, restore) call the JSON API from the page with the same token.
+
+pub mod login;
+pub mod services;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use minijinja::Environment;
+use serde::Serialize;
+use subtle::ConstantTimeEq as _;
+use tracing::error;
+
+use super::AppState;
+use super::auth::{self, session_id};
+use crate::auth::SqliteAuthenticator;
+use crate::auth::throttle::LoginThrottle;
+use crate::deploy::store::Session;
+
+/// How the dashboard is set up, and what its pages share.
+#[derive(Debug)]
+pub struct Dashboard {
+    /// Checks admin passwords (argon2 on dedicated threads, never on the async ones).
+    pub accounts: SqliteAuthenticator,
+    /// A growing delay after wrong passwords, per client address.
+    pub throttle: LoginThrottle,
+    pub settings: DashboardSettings,
+    templates: Environment<'static>,
+}
+
+/// The dashboard's settings from the command line.
+#[derive(Debug, Clone)]
+pub struct DashboardSettings {
+    /// Mark cookies `Secure` (the service is reached over HTTPS, through a proxy).
+    pub secure_cookies: bool,
+    /// Where users reach the service (`https://deploy.example.com`), for the webhook URLs the
+    /// pages show; else the request's `Host`.
+    pub public_url: Option<String>,
+    /// How long a login lasts.
+    pub session_lifetime: Duration,
+}
+
+impl Default for DashboardSettings {
+    fn default() -> Self {
+        Self {
+            secure_cookies: false,
+            public_url: None,
+            session_lifetime: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+impl Dashboard {
+    pub fn new(accounts: SqliteAuthenticator, settings: DashboardSettings) -> Self {
+        Self {
+            accounts,
+            throttle: LoginThrottle::default(),
+            settings,
+            templates: templates(),
+        }
+    }
+
+    /// Whether cookies must be `Secure`.
+    pub fn secure(&self) -> bool {
+        self.settings.secure_cookies
+            || self
+                .settings
+                .public_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("https://"))
+    }
+}
+
+macro_rules! template {
+    ($env:ident, $name:literal) => {
+        $env.add_template($name, include_str!(concat!("../templates/", $name)))
+            .expect(concat!("the template ", $name, " parses"));
+    };
+}
+
+fn templates() -> Environment<'static> {
+    let mut env = Environment::new();
+    template!(env, "base.html");
+    template!(env, "login.html");
+    template!(env, "dashboard.html");
+    template!(env, "message.html");
+    env
+}
+
+/// The page routes.
+pub fn page_routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(services::dashboard))
+        .route("/login", get(login::form).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/static/ferry.css", get(stylesheet))
+        .route("/static/ferry.js", get(script))
+}
+
+async fn stylesheet() -> Response {
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../static/ferry.css"),
+    )
+}
+
+async fn script() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../static/ferry.js"),
+    )
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A logged-in admin: the extractor every page but `/login` takes. Without a live session the
+/// browser is sent to `/login`, which brings it back here afterwards.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub session: Session,
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let to_login = || {
+            let here = parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned();
+            let next: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
+            Redirect::to(&format!("/login?next={next}")).into_response()
+        };
+        let Some(id) = session_id(&parts.headers) else {
+            return Err(to_login());
+        };
+        match auth::current_session(state, id).await? {
+            Some(session) => Ok(Admin { session }),
+            None => Err(to_login()),
+        }
+    }
+}
+
+impl Admin {
+    /// The refusal of a form whose CSRF field is not this session's token; `None` when it is.
+    pub fn refuse_bad_csrf(&self, state: &AppState, presented: &str) -> Option<Response> {
+        if bool::from(
+            presented
+                .as_bytes()
+                .ct_eq(self.session.csrf_token.as_bytes()),
+        ) {
+            None
+        } else {
+            Some(message(
+                state,
+                Some(self),
+                StatusCode::FORBIDDEN,
+                "This form has expired",
+                "The form did not carry this session's security token (it may come from another \
+                 site, or from before you logged in again). Go back, reload the page and send \
+                 it again.",
+            ))
+        }
+    }
+}
+
+/// What every page's layout needs.
+#[derive(Debug, Serialize)]
+struct Layout<'a> {
+    user: Option<&'a str>,
+    csrf: Option<&'a str>,
+    section: &'a str,
+}
+
+/// Renders `template` with `context` (a serialisable struct or `minijinja::context!`), inside
+/// the layout for `admin`.
+pub fn render(
+    state: &AppState,
+    admin: Option<&Admin>,
+    status: StatusCode,
+    template: &str,
+    section: &str,
+    context: minijinja::Value,
+) -> Response {
+    let layout = Layout {
+        user: admin.map(|a| a.session.user.as_str()),
+        csrf: admin.map(|a| a.session.csrf_token.as_str()),
+        section,
+    };
+    let context = minijinja::context! { layout => layout, ..context };
+    let rendered = state
+        .dashboard
+        .templates
+        .get_template(template)
+        .and_then(|t| t.render(context));
+    match rendered {
+        Ok(html) => (
+            status,
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (header::X_FRAME_OPTIONS, "DENY"),
+            ],
+            Html(html),
+        )
+            .into_response(),
+        Err(e) => {
+            error!(template, error = %e, "cannot render a page");
+            (StatusCode::INTERNAL_SERVER_ERROR, "cannot render the page").into_response()
+        }
+    }
+}
+
+/// A page with a title and a sentence: errors, refusals.
+pub fn message(
+    state: &AppState,
+    admin: Option<&Admin>,
+    status: StatusCode,
+    title: &str,
+    text: &str,
+) -> Response {
+    render(
+        state,
+        admin,
+        status,
+        "message.html",
+        "",
+        minijinja::context! { title, text },
+    )
+}
+
+/// The page for a failure the user cannot fix (a database error): logged, shown briefly.
+pub fn internal(state: &AppState, admin: &Admin, what: &dyn std::fmt::Display) -> Response {
+    error!(error = %what, "a dashboard page failed");
+    message(
+        state,
+        Some(admin),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "The service could not read or write its database; the log says why. Try again.",
+    )
+}
+
+/// Runs a store call off the async threads.
+pub async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    job: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<Result<T, E>, String> {
+    tokio::task::spawn_blocking(job)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The shared dashboard state in the form the handlers get it.
+pub type SharedDashboard = Arc<Dashboard>;
