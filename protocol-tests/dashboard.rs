@@ -573,6 +573,17 @@ async fn walk_through(
             .contains("oncall@example.com")
     );
     screenshot(browser, "notifications").await;
+    click(browser, "#set-ops a").await;
+    wait_for_path(browser, "/notifications/ops/edit").await;
+    fill(
+        browser,
+        "#success_emails",
+        "ops@example.com\ndev@example.com",
+    )
+    .await;
+    click(browser, "#save-set").await;
+    wait_for_path(browser, "/notifications").await;
+    assert!(text(browser, "#set-ops").await.contains("dev@example.com"));
     browser.goto(&server.url("/services/site")).await.unwrap();
     find(browser, "#notifications select")
         .await
@@ -609,6 +620,17 @@ async fn walk_through(
     assert_eq!(status, 401);
     let (status, _) = api_curl(server, "/api/services", &[]);
     assert_eq!(status, 200);
+
+    // Deleting a set (after a confirmation) leaves its services without one.
+    browser.goto(&server.url("/notifications")).await.unwrap();
+    click(browser, "#set-ops button.danger").await;
+    browser.accept_alert().await.unwrap();
+    poll_until(
+        "the deleted set is gone",
+        || async { get_json(server, "/api/services")["services"][0]["notification_set"].clone() },
+        |set| set.is_null(),
+    )
+    .await;
 
     // Logging out ends the session.
     click(browser, ".logout button").await;

@@ -9,6 +9,8 @@ mod curl;
 mod dashboard;
 mod data_channel;
 mod deploy;
+mod deploy_notify;
+mod deploy_providers;
 mod deploy_restore;
 mod deploy_serve;
 mod deploy_service_cli;

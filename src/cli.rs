@@ -95,6 +95,8 @@ pub enum DeployCommand {
     },
     /// Manage deploy services: a repository branch deployed to an FTP target on each push.
     Service(crate::deploy::service_cli::ServiceArgs),
+    /// Manage notification sets: who is mailed after a service's deploys.
+    Notify(crate::deploy::notify_cli::NotifyArgs),
     /// Manage the tokens that authenticate calls to the JSON API under `/api/`.
     Token(crate::deploy::token_cli::TokenArgs),
     /// Run the deploy service: webhooks on `POST /hooks/KEY`, a durable queue deploying each
@@ -134,13 +136,20 @@ pub struct DeployServeArgs {
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// The address users and git hosts reach the service at (`https://deploy.example.com`):
-    /// the dashboard shows webhook URLs under it, and `https://` marks cookies `Secure`.
-    #[arg(long, value_name = "URL", value_parser = parse_public_url)]
+    /// the dashboard shows webhook URLs under it, the API's "add webhook" registers
+    /// PUBLIC_URL/hooks/KEY, and `https://` marks cookies `Secure`.
+    #[arg(long, value_name = "URL", env = "FERRY_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,
     /// Mark the dashboard's cookies `Secure` (browsers then send them over HTTPS only): for a
     /// service behind a TLS proxy.
     #[arg(long)]
     pub secure_cookies: bool,
+    #[command(flatten)]
+    pub mail: MailArgs,
+    /// Validate every service this often (one at a time; 0 turns it off): 90s, 15m, 1h, 1d.
+    #[arg(long, value_name = "DURATION", default_value = "1h",
+          value_parser = crate::deploy::validate::parse_interval)]
+    pub validate_every: std::time::Duration,
 }
 
 fn parse_public_url(text: &str) -> Result<String, String> {
@@ -149,6 +158,68 @@ fn parse_public_url(text: &str) -> Result<String, String> {
         return Err("expected http[s]://HOST[:PORT][/PATH]".to_owned());
     }
     Ok(text.trim_end_matches('/').to_owned())
+}
+
+/// Deploy notifications by email (`ferry deploy serve`).
+#[derive(Debug, Args)]
+pub struct MailArgs {
+    /// Mail each service's notification set after its deploys, through this server:
+    /// smtp://HOST[:PORT] (no TLS, port 25), smtp+starttls://[USER@]HOST[:PORT] (STARTTLS, port
+    /// 587) or smtps://[USER@]HOST[:PORT] (implicit TLS, port 465). The password for USER comes
+    /// from FERRY_SMTP_PASSWORD or --smtp-password-file. Without --smtp no mail is sent.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "FERRY_SMTP_URL",
+        requires = "mail_from"
+    )]
+    pub smtp: Option<String>,
+    /// The sender of notifications: `ferry@example.com` or `Ferry <ferry@example.com>`.
+    #[arg(long, value_name = "ADDR", env = "FERRY_MAIL_FROM")]
+    pub mail_from: Option<String>,
+    /// A directory whose success.subject, success.txt, success.html, failure.subject,
+    /// failure.txt and failure.html replace the built-in templates (minijinja).
+    #[arg(long, value_name = "DIR", env = "FERRY_MAIL_TEMPLATES")]
+    pub mail_templates: Option<PathBuf>,
+    /// A file holding the SMTP password (its first line).
+    #[arg(long, value_name = "FILE", env = "FERRY_SMTP_PASSWORD_FILE")]
+    pub smtp_password_file: Option<PathBuf>,
+    /// Also trust this PEM certificate for the mail server (a private CA or self-signed).
+    #[arg(long, value_name = "PEM", env = "FERRY_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
+}
+
+impl MailArgs {
+    /// The notifier the flags ask for; `None` without `--smtp`.
+    fn notifier(&self) -> anyhow::Result<Option<crate::deploy::notify::Notifier>> {
+        use crate::deploy::notify::{MailSettings, Notifier};
+        use crate::deploy::store::Secret;
+
+        let Some(smtp) = &self.smtp else {
+            return Ok(None);
+        };
+        let password = match (
+            &self.smtp_password_file,
+            std::env::var("FERRY_SMTP_PASSWORD"),
+        ) {
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the SMTP password from {}", path.display())
+                })?;
+                Some(Secret::new(text.lines().next().unwrap_or_default()))
+            }
+            (None, Ok(password)) => Some(Secret::new(password)),
+            (None, Err(_)) => None,
+        };
+        let settings = MailSettings {
+            smtp: smtp.parse()?,
+            password,
+            from: self.mail_from.clone().unwrap_or_default(),
+            templates: self.mail_templates.clone(),
+            ca_file: self.smtp_ca_file.clone(),
+        };
+        Ok(Some(Notifier::new(&settings)?))
+    }
 }
 
 /// Where from and where to, shared by the deploy commands.
@@ -642,6 +713,7 @@ async fn deploy_command(db: Option<PathBuf>, command: DeployCommand) -> anyhow::
             crate::deploy::service_cli::run(&db_path(db, None), args).await?;
         }
         DeployCommand::Serve(args) => deploy_serve(&db_path(db, None), args).await?,
+        DeployCommand::Notify(args) => crate::deploy::notify_cli::run(&db_path(db, None), args)?,
         DeployCommand::Token(args) => crate::deploy::token_cli::run(&db_path(db, None), args)?,
         DeployCommand::Log(args) => crate::deploy::history_cli::log(&db_path(db, None), args)?,
         DeployCommand::Skip(args) => crate::deploy::history_cli::skip(&db_path(db, None), args)?,
@@ -717,21 +789,32 @@ async fn deploy_serve(db: &Path, args: DeployServeArgs) -> anyhow::Result<()> {
     let state_dir = args
         .state_dir
         .unwrap_or_else(|| QueueConfig::default_state_dir(db));
-    let queue = DeployQueue::new(
+    let notifier = args.mail.notifier()?.map(Arc::new);
+    match &notifier {
+        Some(notifier) => info!(smtp = %notifier.smtp(), "deploy notifications by email"),
+        None => info!("email notifications are off (no --smtp)"),
+    }
+    let queue = DeployQueue::with_notifier(
         Arc::new(store),
         QueueConfig {
             parallel: usize::from(args.parallel),
             state_dir,
         },
+        notifier,
     );
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tokio::spawn(crate::deploy::validate::run_schedule(
+        Arc::clone(queue.store()),
+        args.validate_every,
+    ));
     crate::web::serve(
         listener,
         crate::web::AppState {
             queue,
             max_body_bytes: args.max_body_bytes,
+            public_url: args.public_url.clone(),
             dashboard: Arc::new(crate::web::pages::Dashboard::new(
                 SqliteAuthenticator::new(Arc::new(open_store(db)?)),
                 crate::web::pages::DashboardSettings {

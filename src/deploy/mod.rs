@@ -4,17 +4,22 @@
 //! trees and changes into a [`plan::DeployPlan`] without any I/O, [`executor`] carries a plan out
 //! over [`crate::client::FtpClient`] connections, keeping the [`journal`] and writing the
 //! [`marker`] last. The service side — [`webhook`] verification and parsing, the [`store`] of
-//! services and deploys with secrets encrypted under [`secret_key`] — builds on the same pieces.
+//! services and deploys with secrets encrypted under [`secret_key`], the [`notify`] mails after
+//! each deploy — builds on the same pieces.
 //! This module owns the target URL and the error type whose kind decides the exit code; it never
 //! touches the server side of the crate and never serves HTTP itself.
 
 pub mod executor;
 pub mod git;
+pub mod git_auth;
 pub mod history_cli;
 pub mod ignore_rules;
 pub mod journal;
 pub mod marker;
+pub mod notify;
+pub mod notify_cli;
 pub mod plan;
+pub mod provider_api;
 pub mod push;
 pub mod queue;
 pub mod restore;

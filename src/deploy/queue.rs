@@ -16,8 +16,12 @@ use tracing::{error, info, warn};
 use super::DeployError;
 use super::executor::{Progress, ProgressSnapshot, default_retry_policy};
 use super::git::{GitCli, RepoSource};
+use super::git_auth;
+use super::notify::{DeployFiles, MAX_LISTED_PATHS, Notifier};
 use super::push::{self, DeployRequest, PushOutcome, Revision};
-use super::store::{Deploy, DeployStats, DeployStatus, DeployStoreError, Service, ServiceStore};
+use super::store::{
+    Deploy, DeployStats, DeployStatus, DeployStoreError, Secret, Service, ServiceStore,
+};
 
 /// How long a `git clone` or `git fetch` of a mirror may take.
 const GIT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -54,6 +58,8 @@ pub struct DeployQueue {
     active: Mutex<HashSet<String>>,
     /// Progress of running deploys, by deploy id.
     progress: Mutex<HashMap<i64, Arc<Progress>>>,
+    /// Mails after each deploy; `None` when mail is off.
+    notifier: Option<Arc<Notifier>>,
 }
 
 impl std::fmt::Debug for DeployQueue {
@@ -66,6 +72,15 @@ impl std::fmt::Debug for DeployQueue {
 
 impl DeployQueue {
     pub fn new(store: Arc<ServiceStore>, config: QueueConfig) -> Arc<Self> {
+        Self::with_notifier(store, config, None)
+    }
+
+    /// A queue whose finished deploys are mailed about by `notifier`.
+    pub fn with_notifier(
+        store: Arc<ServiceStore>,
+        config: QueueConfig,
+        notifier: Option<Arc<Notifier>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             slots: Arc::new(Semaphore::new(config.parallel.max(1))),
             store,
@@ -73,6 +88,7 @@ impl DeployQueue {
             wake: Notify::new(),
             active: Mutex::new(HashSet::new()),
             progress: Mutex::new(HashMap::new()),
+            notifier,
         })
     }
 
@@ -160,8 +176,8 @@ impl DeployQueue {
         );
         let result = self.deploy(&deploy).await;
         let progress = lock(&self.progress).remove(&id);
-        let (status, stats, message) = match result {
-            Ok(stats) => {
+        let (status, stats, files, message) = match result {
+            Ok((stats, files)) => {
                 info!(
                     deploy = id,
                     service = deploy.service,
@@ -172,7 +188,7 @@ impl DeployQueue {
                     seconds = started.elapsed().as_secs_f64(),
                     "deploy succeeded"
                 );
-                (DeployStatus::Ok, stats, None)
+                (DeployStatus::Ok, stats, files, None)
             }
             Err(error) => {
                 warn!(deploy = id, service = deploy.service, %error, "deploy failed");
@@ -181,7 +197,12 @@ impl DeployQueue {
                     bytes: progress.map_or(0, |p| p.snapshot().bytes_done),
                     ..DeployStats::default()
                 };
-                (DeployStatus::Failed, sent, Some(error))
+                (
+                    DeployStatus::Failed,
+                    sent,
+                    DeployFiles::default(),
+                    Some(error),
+                )
             }
         };
         let store = Arc::clone(&self.store);
@@ -189,11 +210,21 @@ impl DeployQueue {
             blocking(move || store.finish_deploy(id, status, stats, message.as_deref())).await
         {
             error!(deploy = id, %error, "cannot record how the deploy ended");
+            return;
+        }
+        if let Some(notifier) = &self.notifier {
+            // Its own task: a slow mail server never holds up the next deploy.
+            tokio::spawn(Arc::clone(notifier).notify(
+                Arc::clone(&self.store),
+                id,
+                files,
+                started.elapsed(),
+            ));
         }
     }
 
     /// Mirror, then push; the error is the text to record.
-    async fn deploy(&self, deploy: &Deploy) -> Result<DeployStats, String> {
+    async fn deploy(&self, deploy: &Deploy) -> Result<(DeployStats, DeployFiles), String> {
         let store = Arc::clone(&self.store);
         let name = deploy.service.clone();
         let (service, secrets) = blocking(move || {
@@ -207,7 +238,9 @@ impl DeployQueue {
             .ftp_password
             .map(|p| p.expose().to_owned())
             .ok_or_else(|| "the service has no FTP password".to_owned())?;
-        let mirror = self.mirror(&service).await?;
+        let mirror = self
+            .fetch_mirror(&service, secrets.provider_token.as_ref())
+            .await?;
         let request = DeployRequest {
             repo_dir: mirror.clone(),
             client: service
@@ -233,8 +266,24 @@ impl DeployQueue {
             .map_err(|e| e.to_string())
     }
 
-    /// Clones the service's repository as a mirror on first use, fetches into it afterwards.
+    /// Clones the service's repository as a mirror on first use, fetches into it afterwards,
+    /// with the service's provider token for a private repository over HTTPS.
     pub async fn mirror(&self, service: &Service) -> Result<PathBuf, String> {
+        let store = Arc::clone(&self.store);
+        let name = service.name.clone();
+        let secrets = blocking(move || store.service_secrets(&name))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.fetch_mirror(service, secrets.provider_token.as_ref())
+            .await
+    }
+
+    /// [`DeployQueue::mirror`] with the token already at hand.
+    async fn fetch_mirror(
+        &self,
+        service: &Service,
+        token: Option<&Secret>,
+    ) -> Result<PathBuf, String> {
         let dir = self
             .config
             .state_dir
@@ -262,6 +311,13 @@ impl DeployQueue {
                 .arg(&service.repo_url)
                 .arg(&dir);
         }
+        if let Some(token) = token {
+            command.envs(git_auth::git_env(
+                service.provider,
+                &service.repo_url,
+                token,
+            ));
+        }
         command
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("LC_ALL", "C")
@@ -275,15 +331,18 @@ impl DeployQueue {
             return Err(format!(
                 "git: cannot fetch {}: {}",
                 service.repo_url,
-                String::from_utf8_lossy(&output.stderr).trim()
+                git_auth::explain_git_error(
+                    &String::from_utf8_lossy(&output.stderr),
+                    token.is_some()
+                )
             ));
         }
         Ok(dir)
     }
 }
 
-/// Files added, modified and removed, and bytes sent.
-fn stats(repo: &Path, outcome: &PushOutcome) -> DeployStats {
+/// Files added, modified and removed, and bytes sent; the paths, bounded, for the mail.
+fn stats(repo: &Path, outcome: &PushOutcome) -> (DeployStats, DeployFiles) {
     let plan = &outcome.plan;
     let before: HashSet<String> = plan
         .from
@@ -291,17 +350,32 @@ fn stats(repo: &Path, outcome: &PushOutcome) -> DeployStats {
         .and_then(|from| GitCli::new(repo).tree(from).ok())
         .map(|tree| tree.into_iter().map(|e| e.path).collect())
         .unwrap_or_default();
-    let added = plan
+    let (added, modified): (Vec<&str>, Vec<&str>) = plan
         .uploads
         .iter()
-        .filter(|u| !before.contains(&u.path))
-        .count();
-    DeployStats {
-        files_added: added as u64,
-        files_modified: (plan.uploads.len() - added) as u64,
+        .map(|u| u.path.as_str())
+        .partition(|path| !before.contains(*path));
+    let stats = DeployStats {
+        files_added: added.len() as u64,
+        files_modified: modified.len() as u64,
         files_removed: plan.deletes.len() as u64,
         bytes: outcome.report.as_ref().map_or(0, |r| r.bytes),
-    }
+    };
+    let files = DeployFiles {
+        added: first_paths(added),
+        modified: first_paths(modified),
+        removed: first_paths(plan.deletes.iter().map(String::as_str)),
+    };
+    (stats, files)
+}
+
+/// The first paths a mail lists.
+fn first_paths<'a>(paths: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    paths
+        .into_iter()
+        .take(MAX_LISTED_PATHS)
+        .map(str::to_owned)
+        .collect()
 }
 
 async fn blocking<T: Send + 'static>(

@@ -233,6 +233,7 @@ pub fn queue_restore(
         commit_to: newest.commit_to.clone(),
         delivery_id: None,
         user: by.map(str::to_owned),
+        user_email: None,
         commits: combined_commits(&range),
     };
     Ok(store.queue_exclusive(service, &new, DeployKind::Restore)?)
@@ -273,6 +274,7 @@ pub async fn queue_rollback(
             commit_to: to.clone(),
             delivery_id: None,
             user: by,
+            user_email: None,
             commits: vec![commit_info(repo.dir(), &to)?],
         };
         let id = store.queue_exclusive(&record.name, &new, DeployKind::Rollback)?;
@@ -575,6 +577,7 @@ mod tests {
             commit_to: commits.last().unwrap().id.clone(),
             delivery_id: None,
             user: None,
+            user_email: None,
             queued_at: String::new(),
             started_at: None,
             finished_at: None,

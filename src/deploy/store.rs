@@ -127,6 +127,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE deploy_deploys ADD COLUMN skipped_at TEXT;
     ALTER TABLE deploy_deploys ADD COLUMN restored_by INTEGER;
 "#,
+    // The pusher's address when the webhook gave one (for notifications).
+    "ALTER TABLE deploy_deploys ADD COLUMN user_email TEXT;",
+    r#"
+    -- The git host's REST API root for webhook checks and registration (GitHub Enterprise,
+    -- self-hosted Gitea or GitLab); NULL: the provider's default for the repository's host.
+    ALTER TABLE deploy_services ADD COLUMN api_url TEXT;
+    -- The last validation's checks: a JSON array of {name, ok, message}.
+    ALTER TABLE deploy_services ADD COLUMN validation_checks TEXT NOT NULL DEFAULT '[]';
+"#,
 ];
 
 /// SQLite's clock as an ISO 8601 UTC timestamp.
@@ -166,8 +175,10 @@ pub enum DeployStoreError {
     NoSuchService(String),
     #[error("a notification set named {0} already exists")]
     NotificationSetExists(String),
-    #[error("no notification set named {0}")]
+    #[error("no notification set named {0}; `ferry deploy notify list` shows them")]
     NoSuchNotificationSet(String),
+    #[error("invalid email address {0:?}: use the form name@example.com")]
+    InvalidAddress(String),
     #[error("no deploy with id {0}")]
     NoSuchDeploy(i64),
     #[error("an API token named {0} already exists; `ferry deploy token del {0}` removes it")]
@@ -253,6 +264,16 @@ pub struct Validation {
     pub ok: bool,
     pub message: String,
     pub at: String,
+    /// Each check, in the order it ran (empty for a validation stored as one message).
+    pub checks: Vec<ValidationCheck>,
+}
+
+/// One check of a validation run and what it found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ValidationCheck {
+    pub name: String,
+    pub ok: bool,
+    pub message: String,
 }
 
 /// A service as stored, without its secrets (only whether each is set).
@@ -273,6 +294,8 @@ pub struct Service {
     pub has_webhook_secret: bool,
     pub last_deployed_commit: Option<String>,
     pub last_validation: Option<Validation>,
+    /// The git host's API root, when set for this service (else the provider's default).
+    pub api_url: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -368,6 +391,8 @@ pub struct NewDeploy {
     pub commit_to: String,
     pub delivery_id: Option<String>,
     pub user: Option<String>,
+    /// The pusher's email address, when the webhook gave one.
+    pub user_email: Option<String>,
     pub commits: Vec<PushCommit>,
 }
 
@@ -391,6 +416,7 @@ pub struct Deploy {
     pub commit_to: String,
     pub delivery_id: Option<String>,
     pub user: Option<String>,
+    pub user_email: Option<String>,
     pub queued_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
@@ -417,6 +443,15 @@ pub struct NotificationSet {
     pub notify_pusher: bool,
     /// Also the authors of the deployed commits.
     pub notify_authors: bool,
+}
+
+/// A change to a notification set: `None` leaves a field as it is; the lists are replaced whole.
+#[derive(Debug, Clone, Default)]
+pub struct NotificationSetUpdate {
+    pub success_emails: Option<Vec<String>>,
+    pub failure_emails: Option<Vec<String>>,
+    pub notify_pusher: Option<bool>,
+    pub notify_authors: Option<bool>,
 }
 
 /// The deploy tables of one database.
@@ -691,10 +726,59 @@ impl ServiceStore {
         let changed = self.lock().execute(
             &format!(
                 "UPDATE deploy_services
-                 SET validation_ok = ?1, validation_message = ?2, validated_at = {NOW}
+                 SET validation_ok = ?1, validation_message = ?2, validation_checks = '[]',
+                     validated_at = {NOW}
                  WHERE name = ?3"
             ),
             params![ok, message, name],
+        )?;
+        if changed == 0 {
+            return Err(DeployStoreError::NoSuchService(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Stores a validation run's checks, stamped with the current time: the service's
+    /// validation is ok when every check is, and its message names the failed ones.
+    pub fn record_validation_checks(
+        &self,
+        name: &str,
+        checks: &[ValidationCheck],
+    ) -> Result<Validation, DeployStoreError> {
+        let failed: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.name, c.message))
+            .collect();
+        let message = if failed.is_empty() {
+            "all checks passed".to_owned()
+        } else {
+            failed.join("; ")
+        };
+        let json = serde_json::to_string(checks)
+            .map_err(|e| DeployStoreError::Corrupt(format!("validation checks: {e}")))?;
+        let changed = self.lock().execute(
+            &format!(
+                "UPDATE deploy_services
+                 SET validation_ok = ?1, validation_message = ?2, validation_checks = ?3,
+                     validated_at = {NOW}
+                 WHERE name = ?4"
+            ),
+            params![failed.is_empty(), message, json, name],
+        )?;
+        if changed == 0 {
+            return Err(DeployStoreError::NoSuchService(name.to_owned()));
+        }
+        self.service(name)?
+            .last_validation
+            .ok_or_else(|| DeployStoreError::Corrupt("the validation was not stored".into()))
+    }
+
+    /// Sets (or with `None` clears) the service's git host API root.
+    pub fn set_api_url(&self, name: &str, api_url: Option<&str>) -> Result<(), DeployStoreError> {
+        let changed = self.lock().execute(
+            &format!("UPDATE deploy_services SET api_url = ?1, updated_at = {NOW} WHERE name = ?2"),
+            params![api_url, name],
         )?;
         if changed == 0 {
             return Err(DeployStoreError::NoSuchService(name.to_owned()));
@@ -718,8 +802,8 @@ impl ServiceStore {
         let result = connection.execute(
             &format!(
                 "INSERT INTO deploy_deploys (service_id, status, branch, commit_from, commit_to,
-                     delivery_id, user, queued_at, commits)
-                 VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, {NOW}, ?7)"
+                     delivery_id, user, queued_at, commits, user_email)
+                 VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, {NOW}, ?7, ?8)"
             ),
             params![
                 service_id,
@@ -728,7 +812,8 @@ impl ServiceStore {
                 new.commit_to,
                 new.delivery_id,
                 new.user,
-                commits
+                commits,
+                new.user_email
             ],
         );
         match result {
@@ -912,6 +997,8 @@ impl ServiceStore {
 
     pub fn add_notification_set(&self, set: &NotificationSet) -> Result<(), DeployStoreError> {
         validate_name(&set.name)?;
+        validate_addresses(&set.success_emails)?;
+        validate_addresses(&set.failure_emails)?;
         let result = self.lock().execute(
             &format!(
                 "INSERT INTO deploy_notification_sets (name, success_emails, failure_emails,
@@ -958,6 +1045,47 @@ impl ServiceStore {
         rows.map(|row| row?).collect()
     }
 
+    /// Changes a set; the result is the set as stored.
+    pub fn update_notification_set(
+        &self,
+        name: &str,
+        update: &NotificationSetUpdate,
+    ) -> Result<NotificationSet, DeployStoreError> {
+        for list in [&update.success_emails, &update.failure_emails]
+            .into_iter()
+            .flatten()
+        {
+            validate_addresses(list)?;
+        }
+        let mut connection = self.lock();
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let id = notification_set_id(&tx, name)?;
+        let set = |column: &str, value: &dyn rusqlite::ToSql| {
+            tx.execute(
+                &format!(
+                    "UPDATE deploy_notification_sets SET {column} = ?1, updated_at = {NOW}
+                     WHERE id = ?2"
+                ),
+                params![value, id],
+            )
+        };
+        if let Some(list) = &update.success_emails {
+            set("success_emails", &to_json(list))?;
+        }
+        if let Some(list) = &update.failure_emails {
+            set("failure_emails", &to_json(list))?;
+        }
+        if let Some(flag) = update.notify_pusher {
+            set("notify_pusher", &flag)?;
+        }
+        if let Some(flag) = update.notify_authors {
+            set("notify_authors", &flag)?;
+        }
+        tx.commit()?;
+        drop(connection);
+        self.notification_set(name)
+    }
+
     /// Deletes a set; services that used it notify nobody until given another.
     pub fn delete_notification_set(&self, name: &str) -> Result<(), DeployStoreError> {
         let deleted = self.lock().execute(
@@ -975,7 +1103,8 @@ const SERVICE_SELECT: &str = "
     SELECT s.id, s.name, s.repo_url, s.provider, s.branch, s.target_url, s.tls_verify,
            s.tls_ca_file, s.hook_key, n.name, s.enabled, s.ftp_password IS NOT NULL,
            s.provider_token IS NOT NULL, s.webhook_secret IS NOT NULL, s.last_deployed_commit,
-           s.validation_ok, s.validation_message, s.validated_at, s.created_at, s.updated_at
+           s.validation_ok, s.validation_message, s.validated_at, s.created_at, s.updated_at,
+           s.api_url, s.validation_checks
     FROM deploy_services s
     LEFT JOIN deploy_notification_sets n ON n.id = s.notification_set_id";
 
@@ -992,6 +1121,7 @@ fn read_service(row: &Row<'_>) -> rusqlite::Result<Result<Service, DeployStoreEr
             ok,
             message: row.get::<_, Option<String>>(16)?.unwrap_or_default(),
             at: row.get::<_, Option<String>>(17)?.unwrap_or_default(),
+            checks: serde_json::from_str(&row.get::<_, String>(21)?).unwrap_or_default(),
         }),
         None => None,
     };
@@ -1018,6 +1148,7 @@ fn read_service(row: &Row<'_>) -> rusqlite::Result<Result<Service, DeployStoreEr
             has_webhook_secret: row.get(13)?,
             last_deployed_commit: row.get(14)?,
             last_validation: validation,
+            api_url: row.get(20)?,
             created_at: row.get(18)?,
             updated_at: row.get(19)?,
         })
@@ -1030,7 +1161,7 @@ const DEPLOY_SELECT: &str = "
            d.queued_at, d.started_at, d.finished_at, d.files_added, d.files_modified,
            d.files_removed, d.bytes, d.error, d.commits, d.kind,
            CAST(round((julianday(d.finished_at) - julianday(d.started_at)) * 86400) AS INTEGER),
-           d.skipped_by, d.skip_reason, d.skipped_at, d.restored_by
+           d.skipped_by, d.skip_reason, d.skipped_at, d.restored_by, d.user_email
     FROM deploy_deploys d JOIN deploy_services s ON s.id = d.service_id";
 
 fn read_deploy(row: &Row<'_>) -> rusqlite::Result<Result<Deploy, DeployStoreError>> {
@@ -1057,6 +1188,7 @@ fn read_deploy(row: &Row<'_>) -> rusqlite::Result<Result<Deploy, DeployStoreErro
             commit_to: row.get(5)?,
             delivery_id: row.get(6)?,
             user: row.get(7)?,
+            user_email: row.get(23)?,
             queued_at: row.get(8)?,
             started_at: row.get(9)?,
             finished_at: row.get(10)?,
@@ -1157,6 +1289,17 @@ fn validate_name(name: &str) -> Result<(), DeployStoreError> {
         Ok(())
     } else {
         Err(DeployStoreError::InvalidName(name.to_owned()))
+    }
+}
+
+/// Every address must parse as a mailbox address (`local@domain`), as the mailer will need it.
+fn validate_addresses(addresses: &[String]) -> Result<(), DeployStoreError> {
+    match addresses
+        .iter()
+        .find(|a| a.parse::<lettre::Address>().is_err())
+    {
+        Some(bad) => Err(DeployStoreError::InvalidAddress(bad.clone())),
+        None => Ok(()),
     }
 }
 

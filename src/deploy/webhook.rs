@@ -175,6 +175,8 @@ pub struct PushEvent {
     /// tag is a tag push with a zero `after`, not a branch deletion.
     pub is_branch_deletion: bool,
     pub pusher: String,
+    /// The pusher's email address, when the provider sends one (Bitbucket does not).
+    pub pusher_email: Option<String>,
     /// Oldest first.
     pub commits: Vec<PushCommit>,
 }
@@ -246,7 +248,11 @@ pub fn verify(
             verify_hmac(headers, &["X-Hub-Signature"], Some("sha256="), body, secret)
         }
         Provider::Gitea => {
-            // Gitea and Forgejo send bare hex in their own headers and `sha256=` in GitHub's.
+            // Gitea and Forgejo sign the JSON payload, which a form-encoded delivery carries in
+            // its `payload` field: that field's value is what the signature covers there.
+            let form_payload = is_form(headers).then(|| form_payload(body)).flatten();
+            let body = form_payload.as_deref().map_or(body, str::as_bytes);
+            // Bare hex in their own headers, `sha256=` in GitHub's.
             if headers
                 .first_of(&["X-Gitea-Signature", "X-Forgejo-Signature"])
                 .is_some()
@@ -397,18 +403,27 @@ pub fn delivery_id(provider: Provider, headers: &Headers, body: &[u8]) -> String
     }
 }
 
+fn is_form(headers: &Headers) -> bool {
+    headers.get("Content-Type").is_some_and(|ct| {
+        ct.to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded")
+    })
+}
+
+/// The `payload` field of a form-encoded body.
+fn form_payload(body: &[u8]) -> Option<String> {
+    url::form_urlencoded::parse(body)
+        .find(|(name, _)| name == "payload")
+        .map(|(_, value)| value.into_owned())
+}
+
 /// The JSON document of a JSON body or of a form-encoded body's `payload=` field (GitHub's and
 /// Gitea's `application/x-www-form-urlencoded` content type).
 fn json_body(headers: &Headers, body: &[u8]) -> Result<serde_json::Value, WebhookError> {
-    let form = headers.get("Content-Type").is_some_and(|ct| {
-        ct.to_ascii_lowercase()
-            .starts_with("application/x-www-form-urlencoded")
-    });
-    let result = if form {
-        let payload = url::form_urlencoded::parse(body)
-            .find(|(name, _)| name == "payload")
-            .ok_or_else(|| WebhookError::Malformed("the form body has no `payload` field".into()))?
-            .1;
+    let result = if is_form(headers) {
+        let payload = form_payload(body).ok_or_else(|| {
+            WebhookError::Malformed("the form body has no `payload` field".into())
+        })?;
         serde_json::from_str(&payload)
     } else {
         serde_json::from_slice(body)
@@ -521,6 +536,7 @@ fn github_push(
         before: push.before,
         after: push.after,
         pusher,
+        pusher_email: push.pusher.and_then(|p| p.email),
         commits: push.commits.into_iter().map(PushCommit::from).collect(),
     }]))
 }
@@ -554,6 +570,7 @@ fn gitea_push(delivery_id: String, json: &serde_json::Value) -> Result<PushEvent
             .as_ref()
             .map(Person::display)
             .unwrap_or_default(),
+        pusher_email: push.pusher.and_then(|p| p.email),
         commits: push.commits.into_iter().map(PushCommit::from).collect(),
     })
 }
@@ -571,6 +588,8 @@ struct GitlabPush {
     user_username: Option<String>,
     #[serde(default)]
     user_name: Option<String>,
+    #[serde(default)]
+    user_email: Option<String>,
     #[serde(default)]
     commits: Vec<HookCommit>,
 }
@@ -598,6 +617,8 @@ fn gitlab_push(
         before: push.before,
         after: push.after,
         pusher: push.user_username.or(push.user_name).unwrap_or_default(),
+        // GitLab sends "[REDACTED]" when the user hides their address.
+        pusher_email: push.user_email.filter(|e| e.contains('@')),
         commits: push.commits.into_iter().map(PushCommit::from).collect(),
     }]))
 }
@@ -741,6 +762,7 @@ fn bitbucket_push(
             before: sha(&change.old),
             after: sha(&change.new),
             pusher: pusher.clone(),
+            pusher_email: None,
             commits,
         });
     }

@@ -144,6 +144,7 @@ async fn push(state: &AppState, service: Service, pushes: Vec<PushEvent>) -> Res
             commit_to: push.after.clone(),
             delivery_id: Some(push.delivery_id.clone()),
             user: Some(push.pusher.clone()).filter(|p| !p.is_empty()),
+            user_email: push.pusher_email.clone(),
             commits: push.commits,
         };
         let store = Arc::clone(state.queue.store());

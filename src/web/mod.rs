@@ -1,14 +1,16 @@
 //! `ferry deploy serve`: the HTTP side of the deploy service (axum). Webhooks come in on
 //! `POST /hooks/{key}` ([`hooks`]), deploys are queued in SQLite and run in the background by the
 //! [`DeployQueue`]; the JSON API under `/api/` ([`api`]) shows services, deploys and live
-//! progress, for callers [`auth`] lets in; the dashboard's HTML [`pages`] sit at `/`;
-//! `/healthz` answers `ok`.
+//! progress and manages notification sets ([`notifications`]), for callers [`auth`] lets in;
+//! the dashboard's HTML [`pages`] sit at `/`; `/healthz` answers `ok`.
 
 pub mod api;
 pub mod auth;
 pub mod history;
 pub mod hooks;
+pub mod notifications;
 pub mod pages;
+pub mod validation;
 
 use std::sync::Arc;
 
@@ -25,6 +27,9 @@ pub struct AppState {
     pub queue: Arc<DeployQueue>,
     /// Webhook bodies larger than this are refused with `413`.
     pub max_body_bytes: usize,
+    /// Where git hosts reach this service (`--public-url`): webhooks registered through the
+    /// API point to it.
+    pub public_url: Option<String>,
     /// The dashboard pages' logins, templates and settings.
     pub dashboard: Arc<pages::Dashboard>,
 }
@@ -63,6 +68,18 @@ fn api_routes() -> Router<AppState> {
             get(history::rollback_preview),
         )
         .route("/services/{name}/rollback", post(history::rollback))
+        .route(
+            "/notifications",
+            get(notifications::list).post(notifications::add),
+        )
+        .route(
+            "/notifications/{name}",
+            get(notifications::show)
+                .put(notifications::change)
+                .delete(notifications::delete),
+        )
+        .route("/services/{name}/validate", post(validation::validate))
+        .route("/services/{name}/webhook", post(validation::add_webhook))
 }
 
 /// Serves the application on `listener` and runs the queue until `stop` completes. A deploy

@@ -255,6 +255,57 @@ fn validation_results_are_kept_with_their_time() {
 }
 
 #[test]
+fn validation_checks_are_kept_each_with_its_result_and_message() {
+    let f = fixture();
+    let store = f.open();
+    store.add_service(&new_service("site")).unwrap();
+    let check = |name: &str, ok: bool, message: &str| ValidationCheck {
+        name: name.to_owned(),
+        ok,
+        message: message.to_owned(),
+    };
+    let checks = [
+        check("repository", true, "1 matching branch(es)"),
+        check("ftp login", false, "530 Login incorrect"),
+        check("webhook", true, "not checked: no provider token"),
+    ];
+    let stored = store.record_validation_checks("site", &checks).unwrap();
+    assert!(!stored.ok);
+    assert_eq!(stored.message, "ftp login: 530 Login incorrect");
+    let reopened = f.open();
+    let validation = reopened.service("site").unwrap().last_validation.unwrap();
+    assert_eq!(validation.checks, checks);
+    assert_eq!(validation, stored);
+    // A later run replaces them all.
+    let all_ok = [check("repository", true, "fine")];
+    let stored = store.record_validation_checks("site", &all_ok).unwrap();
+    assert!(stored.ok);
+    assert_eq!(stored.message, "all checks passed");
+    assert_eq!(stored.checks, all_ok);
+    assert!(matches!(
+        store.record_validation_checks("nope", &all_ok),
+        Err(DeployStoreError::NoSuchService(_))
+    ));
+}
+
+#[test]
+fn api_url_is_stored_and_cleared() {
+    let f = fixture();
+    let store = f.open();
+    store.add_service(&new_service("site")).unwrap();
+    assert_eq!(store.service("site").unwrap().api_url, None);
+    store
+        .set_api_url("site", Some("https://ghe.example.com/api/v3"))
+        .unwrap();
+    assert_eq!(
+        f.open().service("site").unwrap().api_url.as_deref(),
+        Some("https://ghe.example.com/api/v3")
+    );
+    store.set_api_url("site", None).unwrap();
+    assert_eq!(store.service("site").unwrap().api_url, None);
+}
+
+#[test]
 fn deploys_are_logged_deduplicated_by_delivery_and_set_the_last_commit() {
     let f = fixture();
     let store = f.open();
@@ -265,6 +316,7 @@ fn deploys_are_logged_deduplicated_by_delivery_and_set_the_last_commit() {
         commit_to: "b".repeat(40),
         delivery_id: Some("72d3162e-cc78-11e3-81ab-4c9367dc0958".into()),
         user: Some("Codertocat".into()),
+        user_email: None,
         commits: vec![PushCommit {
             id: "b".repeat(40),
             message: "Update README.md".into(),
@@ -406,6 +458,69 @@ fn notification_sets_attach_to_services_and_detach_on_delete() {
     );
     store.delete_notification_set("web-team").unwrap();
     assert_eq!(store.service("site").unwrap().notification_set, None);
+}
+
+#[test]
+fn notification_sets_are_edited_and_refuse_addresses_that_do_not_parse() {
+    let f = fixture();
+    let store = f.open();
+    let mut set = NotificationSet {
+        name: "ops".into(),
+        success_emails: vec!["ops@example.com".into(), "not an address".into()],
+        ..NotificationSet::default()
+    };
+    let refused = store.add_notification_set(&set).unwrap_err();
+    assert!(
+        matches!(&refused, DeployStoreError::InvalidAddress(a) if a == "not an address"),
+        "{refused:?}"
+    );
+    assert!(store.list_notification_sets().unwrap().is_empty());
+    set.success_emails.pop();
+    store.add_notification_set(&set).unwrap();
+
+    let update = NotificationSetUpdate {
+        failure_emails: Some(vec!["oncall@example.com".into()]),
+        notify_authors: Some(true),
+        ..NotificationSetUpdate::default()
+    };
+    let changed = store.update_notification_set("ops", &update).unwrap();
+    assert_eq!(
+        changed,
+        NotificationSet {
+            failure_emails: vec!["oncall@example.com".into()],
+            notify_authors: true,
+            ..set.clone()
+        }
+    );
+    let bad = NotificationSetUpdate {
+        success_emails: Some(vec!["@example.com".into()]),
+        notify_pusher: Some(true),
+        ..NotificationSetUpdate::default()
+    };
+    assert!(matches!(
+        store.update_notification_set("ops", &bad),
+        Err(DeployStoreError::InvalidAddress(_))
+    ));
+    assert_eq!(store.notification_set("ops").unwrap(), changed, "unchanged");
+    assert!(matches!(
+        store.update_notification_set("nope", &update),
+        Err(DeployStoreError::NoSuchNotificationSet(_))
+    ));
+}
+
+#[test]
+fn the_pushers_address_is_kept_with_the_deploy() {
+    let f = fixture();
+    let store = f.open();
+    store.add_service(&new_service("site")).unwrap();
+    let new = NewDeploy {
+        user_email: Some("codertocat@example.com".into()),
+        ..queued(&"c".repeat(40), "d-1", "first")
+    };
+    let id = store.queue_deploy("site", &new).unwrap().unwrap();
+    let deploy = store.deploy(id).unwrap();
+    assert_eq!(deploy.user.as_deref(), Some("octocat"));
+    assert_eq!(deploy.user_email.as_deref(), Some("codertocat@example.com"));
 }
 
 #[test]

@@ -143,6 +143,10 @@ pub fn page_routes() -> Router<AppState> {
             "/notifications/new",
             get(notifications::new_form).post(notifications::create),
         )
+        .route(
+            "/notifications/{name}/edit",
+            get(notifications::edit_form).post(notifications::update),
+        )
         .route("/notifications/{name}/delete", post(notifications::delete))
         .route("/log", get(log::page))
         .route("/static/ferry.css", get(stylesheet))

@@ -1,5 +1,5 @@
-//! The notification set pages: the list (with the services using each set), the add form and
-//! delete. A set names who hears about successful and failed deploys.
+//! The notification set pages: the list (with the services using each set), the add and edit
+//! forms, and delete. A set names who hears about successful and failed deploys.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use tracing::info;
 
 use super::service_form::FieldErrors;
 use super::{Admin, AppState, blocking, internal, render};
-use crate::deploy::store::{DeployStoreError, NotificationSet};
+use crate::deploy::store::{DeployStoreError, NotificationSet, NotificationSetUpdate};
 
 /// The form as posted: address lists one per line (or separated by commas).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -67,12 +67,7 @@ impl NotificationForm {
         ] {
             let bad: Vec<String> = addresses(text)
                 .into_iter()
-                .filter(|a| {
-                    let Some((local, domain)) = a.split_once('@') else {
-                        return true;
-                    };
-                    local.is_empty() || domain.is_empty() || a.contains(char::is_whitespace)
-                })
+                .filter(|a| a.parse::<lettre::Address>().is_err())
                 .collect();
             if !bad.is_empty() {
                 errors.insert(field, format!("Not an email address: {}", bad.join(", ")));
@@ -199,6 +194,93 @@ pub async fn create(
             &form,
             &FieldErrors::from([("name", e.to_string())]),
             false,
+        ),
+        Ok(Err(e @ DeployStoreError::InvalidAddress(_))) => form_page(
+            &state,
+            &admin,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &form,
+            &FieldErrors::from([("", e.to_string())]),
+            false,
+        ),
+        Ok(Err(e)) => internal(&state, &admin, &e),
+        Err(e) => internal(&state, &admin, &e),
+    }
+}
+
+pub async fn edit_form(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(name): Path<String>,
+) -> Response {
+    let store = Arc::clone(state.queue.store());
+    match blocking(move || store.notification_set(&name)).await {
+        Ok(Ok(set)) => form_page(
+            &state,
+            &admin,
+            StatusCode::OK,
+            &NotificationForm::from_set(&set),
+            &FieldErrors::new(),
+            true,
+        ),
+        Ok(Err(DeployStoreError::NoSuchNotificationSet(_))) => super::message(
+            &state,
+            Some(&admin),
+            StatusCode::NOT_FOUND,
+            "No such notification set",
+            "There is no notification set by that name; it may have been deleted.",
+        ),
+        Ok(Err(e)) => internal(&state, &admin, &e),
+        Err(e) => internal(&state, &admin, &e),
+    }
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(name): Path<String>,
+    Form(mut form): Form<NotificationForm>,
+) -> Response {
+    if let Some(refused) = admin.refuse_bad_csrf(&state, &form.csrf) {
+        return refused;
+    }
+    form.name = name.clone();
+    let set = match form.check() {
+        Ok(set) => set,
+        Err(errors) => {
+            return form_page(
+                &state,
+                &admin,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &form,
+                &errors,
+                true,
+            );
+        }
+    };
+    let change = NotificationSetUpdate {
+        success_emails: Some(set.success_emails),
+        failure_emails: Some(set.failure_emails),
+        notify_pusher: Some(set.notify_pusher),
+        notify_authors: Some(set.notify_authors),
+    };
+    let store = Arc::clone(state.queue.store());
+    match blocking(move || store.update_notification_set(&name, &change)).await {
+        Ok(Ok(set)) => {
+            info!(
+                set = set.name,
+                user = admin.session.user,
+                "notification set changed"
+            );
+            Redirect::to("/notifications").into_response()
+        }
+        Ok(Err(e @ DeployStoreError::InvalidAddress(_))) => form_page(
+            &state,
+            &admin,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &form,
+            &FieldErrors::from([("", e.to_string())]),
+            true,
         ),
         Ok(Err(e)) => internal(&state, &admin, &e),
         Err(e) => internal(&state, &admin, &e),

@@ -1,0 +1,163 @@
+//! `ferry deploy notify add/list/show/edit/del`: the named notification sets a service points
+//! at (`deploy service add/edit --notify NAME`). The clap types and their handlers; the mail
+//! itself is [`super::notify`]'s.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+
+use super::service_cli::SecretKeyArgs;
+use super::store::{NotificationSet, NotificationSetUpdate, ServiceStore};
+
+/// `ferry deploy notify ...`
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
+    #[command(flatten)]
+    pub key: SecretKeyArgs,
+    #[command(subcommand)]
+    pub command: NotifyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Add a notification set: who is mailed after a deploy succeeds or fails.
+    Add {
+        name: String,
+        #[command(flatten)]
+        settings: NotifySettings,
+    },
+    /// List the notification sets.
+    List,
+    /// Show one notification set.
+    Show {
+        name: String,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a notification set; flags not given keep their value, a list given replaces
+    /// the old one (`--success ''` empties it).
+    Edit {
+        name: String,
+        #[command(flatten)]
+        settings: NotifySettings,
+        /// Stop mailing the pusher.
+        #[arg(long, conflicts_with = "pusher")]
+        no_pusher: bool,
+        /// Stop mailing the commit authors.
+        #[arg(long, conflicts_with = "authors")]
+        no_authors: bool,
+    },
+    /// Delete a notification set; services that used it mail nobody until given another.
+    Del { name: String },
+}
+
+/// The settings `add` takes and `edit` may change.
+#[derive(Debug, Args)]
+pub struct NotifySettings {
+    /// Addresses mailed after a successful deploy, comma-separated.
+    #[arg(long, value_name = "ADDRS", value_delimiter = ',')]
+    pub success: Option<Vec<String>>,
+    /// Addresses mailed after a failed deploy, comma-separated.
+    #[arg(long, value_name = "ADDRS", value_delimiter = ',')]
+    pub failure: Option<Vec<String>>,
+    /// Also mail the person who pushed (the address the webhook gives).
+    #[arg(long)]
+    pub pusher: bool,
+    /// Also mail the authors of the deployed commits.
+    #[arg(long)]
+    pub authors: bool,
+}
+
+/// A list as typed: blanks around addresses and empty entries dropped.
+fn addresses(list: &[String]) -> Vec<String> {
+    list.iter()
+        .map(|a| a.trim().to_owned())
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
+/// Runs one `deploy notify` command against the database at `db`.
+pub fn run(db: &Path, args: NotifyArgs) -> anyhow::Result<()> {
+    let key = args.key.load(db)?;
+    let store = ServiceStore::open(db, key)
+        .with_context(|| format!("cannot open the deploy database {}", db.display()))?;
+    match args.command {
+        NotifyCommand::Add { name, settings } => {
+            let set = NotificationSet {
+                name: name.clone(),
+                success_emails: addresses(settings.success.as_deref().unwrap_or_default()),
+                failure_emails: addresses(settings.failure.as_deref().unwrap_or_default()),
+                notify_pusher: settings.pusher,
+                notify_authors: settings.authors,
+            };
+            store.add_notification_set(&set)?;
+            println!("notification set {name} added");
+        }
+        NotifyCommand::List => {
+            println!(
+                "{:<20} {:<7} {:<7} {:<6} AUTHORS",
+                "NAME", "SUCCESS", "FAILURE", "PUSHER"
+            );
+            for set in store.list_notification_sets()? {
+                println!(
+                    "{:<20} {:<7} {:<7} {:<6} {}",
+                    set.name,
+                    set.success_emails.len(),
+                    set.failure_emails.len(),
+                    yes_no(set.notify_pusher),
+                    yes_no(set.notify_authors),
+                );
+            }
+        }
+        NotifyCommand::Show { name, json } => {
+            let set = store.notification_set(&name)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&set)?);
+            } else {
+                let list = |l: &[String]| {
+                    if l.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        l.join(", ")
+                    }
+                };
+                println!("name:     {}", set.name);
+                println!("success:  {}", list(&set.success_emails));
+                println!("failure:  {}", list(&set.failure_emails));
+                println!("pusher:   {}", yes_no(set.notify_pusher));
+                println!("authors:  {}", yes_no(set.notify_authors));
+            }
+        }
+        NotifyCommand::Edit {
+            name,
+            settings,
+            no_pusher,
+            no_authors,
+        } => {
+            let flag = |on: bool, off: bool| match (on, off) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            let update = NotificationSetUpdate {
+                success_emails: settings.success.as_deref().map(addresses),
+                failure_emails: settings.failure.as_deref().map(addresses),
+                notify_pusher: flag(settings.pusher, no_pusher),
+                notify_authors: flag(settings.authors, no_authors),
+            };
+            store.update_notification_set(&name, &update)?;
+            println!("notification set {name} changed");
+        }
+        NotifyCommand::Del { name } => {
+            store.delete_notification_set(&name)?;
+            println!("notification set {name} deleted");
+        }
+    }
+    Ok(())
+}
+
+fn yes_no(flag: bool) -> &'static str {
+    if flag { "yes" } else { "no" }
+}
