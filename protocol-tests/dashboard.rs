@@ -359,6 +359,18 @@ async fn walk_through(
     click(browser, "#save").await;
     wait_for_path(browser, "/services/site").await;
     assert_eq!(text(browser, "#validation").await, "All checks passed");
+    let checks = text(browser, "#checks").await;
+    assert!(checks.contains("write access"), "{checks}");
+    // "Add the webhook" asks the git host's API through ferry's; this service cannot (it has no
+    // public address), and the page says so.
+    click(browser, "#stat-webhook button").await;
+    let answer = poll_until(
+        "the add-webhook answer",
+        || async { text(browser, "#stat-webhook [data-add-webhook-result]").await },
+        |answer| answer.starts_with("not added"),
+    )
+    .await;
+    assert!(answer.contains("--public-url"), "{answer}");
 
     // A push: the page shows the deploy part-way (the gate holds the FTP uploads), then done.
     gate.arm(HELD_AFTER);

@@ -244,7 +244,8 @@ pub fn check_field(check: &Check) -> &'static str {
         "repository" => "repo",
         "ftp login" if check.detail.contains("password") => "ftp_password",
         "ftp login" | "target directory" | "write access" => "target",
-        "webhook" => "webhook_secret",
+        "webhook" => "provider_token",
+        "webhook secret" => "webhook_secret",
         _ => "",
     }
 }

@@ -300,32 +300,13 @@ pub async fn new_form(State(state): State<AppState>, admin: Admin) -> Response {
     }
 }
 
-/// Runs every validation check on `name` and records the outcome; the checks.
+/// Runs every validation check on `name` and stores each result; the checks.
 async fn validate_and_record(state: &AppState, name: &str) -> Result<Vec<Check>, String> {
     let store = Arc::clone(state.queue.store());
-    let lookup = name.to_owned();
-    let (service, secrets) = blocking(move || {
-        Ok::<_, DeployStoreError>((store.service(&lookup)?, store.service_secrets(&lookup)?))
-    })
-    .await?
-    .map_err(|e| e.to_string())?;
-    let checks = crate::deploy::validate::validate(&service, &secrets).await;
-    let problems: Vec<String> = checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| format!("{}: {}", c.name, c.detail))
-        .collect();
-    let message = if problems.is_empty() {
-        "all checks passed".to_owned()
-    } else {
-        problems.join("; ")
-    };
-    let store = Arc::clone(state.queue.store());
-    let name = name.to_owned();
-    blocking(move || store.record_validation(&name, problems.is_empty(), &message))
-        .await?
-        .map_err(|e| e.to_string())?;
-    Ok(checks)
+    crate::deploy::validate::validate_and_record(store, name)
+        .await
+        .map(|(checks, _)| checks)
+        .map_err(|e| e.to_string())
 }
 
 pub async fn create(
@@ -673,11 +654,22 @@ async fn manage_page(
     let failure_rate = format!("{:.0}%", stats.failure_rate * 100.0);
     let recent: Vec<DeployView> = deploys.iter().map(DeployView::from).collect();
     let validation = service.last_validation.clone();
+    // Older validations are one message; newer ones list each check.
     let validation_problems: Vec<String> = validation
         .as_ref()
-        .filter(|v| !v.ok)
+        .filter(|v| !v.ok && v.checks.is_empty())
         .map(|v| v.message.split("; ").map(str::to_owned).collect())
         .unwrap_or_default();
+    let webhook = validation
+        .as_ref()
+        .and_then(|v| v.checks.iter().find(|c| c.name == "webhook"))
+        .map(|c| {
+            minijinja::context! {
+                ok => c.ok,
+                registered => c.ok && c.message.starts_with("registered"),
+                message => c.message.clone(),
+            }
+        });
     render(
         state,
         Some(admin),
@@ -696,7 +688,7 @@ async fn manage_page(
             notification_set => service.notification_set,
             last_deployed_commit => service.last_deployed_commit,
             validation, validation_problems, sets, failed, recent, active, created, notice,
-            stats, failure_rate,
+            stats, failure_rate, webhook,
         },
     )
 }
