@@ -356,8 +356,15 @@ async fn walk_through(
     screenshot(browser, "service-form-problems").await;
     // Fixed: every check passes and the service's page opens.
     fill(browser, "#branch", "main").await;
+    fill(browser, "#api_url", "https://git.example.com/api/v3").await;
     click(browser, "#save").await;
     wait_for_path(browser, "/services/site").await;
+    let stored = get_json(server, "/api/services/site");
+    assert_eq!(
+        stored["api_url"], "https://git.example.com/api/v3",
+        "{stored}"
+    );
+    assert_eq!(stored["branch"], "main", "{stored}");
     assert_eq!(text(browser, "#validation").await, "All checks passed");
     let checks = text(browser, "#checks").await;
     assert!(checks.contains("write access"), "{checks}");

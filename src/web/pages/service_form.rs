@@ -38,6 +38,8 @@ pub struct ServiceForm {
     pub provider_token: String,
     pub clear_token: Option<String>,
     pub notification_set: String,
+    /// The git host's API root (self-hosted hosts); empty for the provider's default.
+    pub api_url: String,
     pub enabled: Option<String>,
     pub new_key: Option<String>,
 }
@@ -48,6 +50,8 @@ pub type FieldErrors = BTreeMap<&'static str, String>;
 /// The checked values of a form.
 #[derive(Debug)]
 pub struct CheckedForm {
+    /// The API root to store: `None` for the provider's default.
+    pub api_url: Option<String>,
     repo: String,
     provider: Provider,
     branch: BranchPattern,
@@ -73,6 +77,7 @@ impl ServiceForm {
             tls_verify: tls_verify.to_owned(),
             ca_file,
             notification_set: service.notification_set.clone().unwrap_or_default(),
+            api_url: service.api_url.clone().unwrap_or_default(),
             enabled: service.enabled.then(|| "on".to_owned()),
             ..Self::default()
         }
@@ -166,9 +171,22 @@ impl ServiceForm {
                 None
             }
         };
+        let api_url = Some(self.api_url.trim().trim_end_matches('/').to_owned())
+            .filter(|url| !url.is_empty());
+        if let Some(url) = &api_url {
+            let parsed = url::Url::parse(url);
+            if !parsed.is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+                errors.insert(
+                    "api_url",
+                    "Give an http(s) URL, as in https://git.example.com/api/v1, or leave it empty."
+                        .to_owned(),
+                );
+            }
+        }
         match (provider, branch, target, tls_verify) {
             (Some(provider), Some(branch), Some(target), Some(tls_verify)) if errors.is_empty() => {
                 Ok(CheckedForm {
+                    api_url,
                     repo,
                     provider,
                     branch,
@@ -299,13 +317,16 @@ mod tests {
             tls_verify: "ca-file".into(),
             provider: "svn".into(),
             name: "-site".into(),
+            api_url: "git.example.com".into(),
             ..filled()
         };
         let errors = form.check().unwrap_err();
         let fields: Vec<&str> = errors.keys().copied().collect();
         assert_eq!(
             fields,
-            ["branch", "ca_file", "name", "provider", "repo", "target"]
+            [
+                "api_url", "branch", "ca_file", "name", "provider", "repo", "target"
+            ]
         );
     }
 

@@ -341,10 +341,18 @@ pub async fn create(
             );
         }
     };
+    let api_url = checked.api_url.clone();
     let new = form.new_service(checked);
     let secret = new.secrets.webhook_secret.clone();
     let store = Arc::clone(state.queue.store());
-    let added = blocking(move || store.add_service(&new)).await;
+    let added = blocking(move || {
+        let service = store.add_service(&new)?;
+        if api_url.is_some() {
+            store.set_api_url(&service.name, api_url.as_deref())?;
+        }
+        store.service(&service.name)
+    })
+    .await;
     let service = match added {
         Ok(Ok(service)) => service,
         Ok(Err(e @ (DeployStoreError::InvalidName(_) | DeployStoreError::ServiceExists(_)))) => {
@@ -490,9 +498,15 @@ pub async fn update(
             );
         }
     };
+    let api_url = checked.api_url.clone();
     let change = form.update(checked);
     let store = Arc::clone(state.queue.store());
-    let saved = blocking(move || store.update_service(&name, &change)).await;
+    let saved = blocking(move || {
+        store.update_service(&name, &change)?;
+        store.set_api_url(&name, api_url.as_deref())?;
+        store.service(&name)
+    })
+    .await;
     let service = match saved {
         Ok(Ok(service)) => service,
         Ok(Err(e @ DeployStoreError::NoSuchNotificationSet(_))) => {
