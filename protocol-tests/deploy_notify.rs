@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::deploy_serve::{
-    DeployServer, LIMIT, Repos, SECRET, add_named_service, api_curl, ferry, get_json, post_hook,
-    queued_id, wait_for_deploy,
+    DeployServer, LIMIT, Repos, SECRET, add_named_service, api_curl, curl, ferry, get_json,
+    post_hook, queued_id, wait_for_deploy,
 };
 use crate::support::*;
 
@@ -754,6 +754,8 @@ fn the_api_manages_notification_sets() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ferry.db");
     let server = DeployServer::start(&db, &[]);
+    let (status, _) = curl(&["-X", "POST", &server.url("/api/notifications")]);
+    assert_eq!(status, 401, "no token, no access");
     let (status, body) = api(&server, "GET", "/api/notifications", None);
     assert_eq!((status, body), (200, json!({ "notification_sets": [] })));
 
