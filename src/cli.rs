@@ -102,6 +102,19 @@ pub enum DeployCommand {
     /// Run the deploy service: webhooks on `POST /hooks/KEY`, a durable queue deploying each
     /// matching push in the background, a JSON API under `/api/`, and `/healthz`.
     Serve(DeployServeArgs),
+    /// The deploy log: each deploy's trigger, commit, files added/modified/removed, bytes,
+    /// duration and result; with SERVICE, its statistics too.
+    Log(crate::deploy::history_cli::LogArgs),
+    /// Mark a failed deploy skipped: a restore leaves it out. Who and why are recorded; nothing
+    /// is deleted.
+    Skip(crate::deploy::history_cli::SkipArgs),
+    /// Redeploy a service's failed deploys: queue the newest commit of the failed run, deployed
+    /// from the target's real state. `--preview` shows the commits and the net file changes.
+    /// A running `ferry deploy serve` carries the deploy out.
+    Restore(crate::deploy::history_cli::RestoreArgs),
+    /// Deploy a chosen commit (roll back or forward): queue it, or `--preview` the net file
+    /// changes. A running `ferry deploy serve` carries the deploy out.
+    Rollback(crate::deploy::history_cli::RollbackArgs),
 }
 
 /// `ferry deploy serve`
@@ -697,6 +710,14 @@ async fn deploy_command(db: Option<PathBuf>, command: DeployCommand) -> anyhow::
         DeployCommand::Serve(args) => deploy_serve(&db_path(db, None), args).await?,
         DeployCommand::Notify(args) => crate::deploy::notify_cli::run(&db_path(db, None), args)?,
         DeployCommand::Token(args) => crate::deploy::token_cli::run(&db_path(db, None), args)?,
+        DeployCommand::Log(args) => crate::deploy::history_cli::log(&db_path(db, None), args)?,
+        DeployCommand::Skip(args) => crate::deploy::history_cli::skip(&db_path(db, None), args)?,
+        DeployCommand::Restore(args) => {
+            crate::deploy::history_cli::restore(&db_path(db, None), args).await?;
+        }
+        DeployCommand::Rollback(args) => {
+            crate::deploy::history_cli::rollback(&db_path(db, None), args).await?;
+        }
         DeployCommand::Push {
             target,
             dry_run: true,

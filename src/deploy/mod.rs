@@ -11,6 +11,7 @@
 
 pub mod executor;
 pub mod git;
+pub mod history_cli;
 pub mod ignore_rules;
 pub mod journal;
 pub mod marker;
@@ -19,6 +20,7 @@ pub mod notify_cli;
 pub mod plan;
 pub mod push;
 pub mod queue;
+pub mod restore;
 pub mod secret_key;
 pub mod service_cli;
 pub mod store;

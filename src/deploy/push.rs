@@ -209,7 +209,7 @@ fn make_plan(
 }
 
 /// `.ferryignore` of the commit being deployed, plus `--exclude`.
-fn ignore_rules(
+pub(crate) fn ignore_rules(
     repo: &dyn RepoSource,
     tree: &[TreeEntry],
     excludes: &[String],

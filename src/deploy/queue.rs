@@ -93,6 +93,11 @@ impl DeployQueue {
         &self.store
     }
 
+    /// Where mirrors and journals live.
+    pub fn state_dir(&self) -> &Path {
+        &self.config.state_dir
+    }
+
     /// Tells the dispatcher that something was queued.
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -167,7 +172,7 @@ impl DeployQueue {
             "deploy started"
         );
         let result = self.deploy(&deploy).await;
-        lock(&self.progress).remove(&id);
+        let progress = lock(&self.progress).remove(&id);
         let (status, stats, files, message) = match result {
             Ok((stats, files)) => {
                 info!(
@@ -184,13 +189,13 @@ impl DeployQueue {
             }
             Err(error) => {
                 warn!(deploy = id, service = deploy.service, %error, "deploy failed");
+                // What went out before the failure, for the log.
+                let sent = DeployStats {
+                    bytes: progress.map_or(0, |p| p.snapshot().bytes_done),
+                    ..DeployStats::default()
+                };
                 let files = DeployFiles::default();
-                (
-                    DeployStatus::Failed,
-                    DeployStats::default(),
-                    files,
-                    Some(error),
-                )
+                (DeployStatus::Failed, sent, files, Some(error))
             }
         };
         let store = Arc::clone(&self.store);
@@ -253,7 +258,7 @@ impl DeployQueue {
     }
 
     /// Clones the service's repository as a mirror on first use, fetches into it afterwards.
-    async fn mirror(&self, service: &Service) -> Result<PathBuf, String> {
+    pub async fn mirror(&self, service: &Service) -> Result<PathBuf, String> {
         let dir = self
             .config
             .state_dir

@@ -445,11 +445,11 @@ fn show(store: &ServiceStore, name: &str, as_json: bool) -> anyhow::Result<()> {
         .list_deploys(name, 1)?
         .first()
         .map_or("new", |d| DeployStatus::as_str(d.status));
+    let stats = store.service_stats(name)?;
     if as_json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&service_json(&service, status))?
-        );
+        let mut value = service_json(&service, status);
+        value["stats"] = serde_json::to_value(&stats)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
     let set = |flag: bool| if flag { "set" } else { "not set" };
@@ -483,6 +483,7 @@ fn show(store: &ServiceStore, name: &str, as_json: bool) -> anyhow::Result<()> {
         service.last_deployed_commit.as_deref().unwrap_or("-")
     );
     println!("status:      {status}");
+    println!("deploys:     {}", super::history_cli::stats_line(&stats));
     match &service.last_validation {
         Some(v) => println!(
             "validation:  {} at {}: {}",

@@ -23,7 +23,8 @@ mod access;
 mod overview;
 
 pub use self::access::{API_TOKEN_CHARS, ApiToken, Session};
-pub use self::overview::{DeployCounts, LogFilter};
+pub use self::history::{DeployFilter, DeployKind, ServiceStats, SkipRecord};
+pub use self::overview::DeployCounts;
 
 /// The schema, one migration per entry: entry `i` takes the deploy schema from `i` to `i + 1`.
 /// Append new entries; never edit one that has shipped.
@@ -117,6 +118,15 @@ const MIGRATIONS: &[&str] = &[
         expires_at TEXT NOT NULL
     ) STRICT;
 "#,
+    r#"
+    -- Why a deploy was queued, who skipped a failed one and why, and which deploy restored it.
+    ALTER TABLE deploy_deploys ADD COLUMN kind TEXT NOT NULL DEFAULT 'push'
+        CHECK (kind IN ('push', 'restore', 'rollback'));
+    ALTER TABLE deploy_deploys ADD COLUMN skipped_by TEXT;
+    ALTER TABLE deploy_deploys ADD COLUMN skip_reason TEXT;
+    ALTER TABLE deploy_deploys ADD COLUMN skipped_at TEXT;
+    ALTER TABLE deploy_deploys ADD COLUMN restored_by INTEGER;
+"#,
     // The pusher's address when the webhook gave one (for notifications).
     "ALTER TABLE deploy_deploys ADD COLUMN user_email TEXT;",
 ];
@@ -170,6 +180,22 @@ pub enum DeployStoreError {
     NoSuchApiToken(String),
     #[error("invalid token name {0:?}: use 1 to 64 letters, digits, '-', '_', '.' or '@'")]
     InvalidTokenName(String),
+    #[error(
+        "deploy {id} is {status}; only a failed deploy can be skipped (`ferry deploy log` shows \
+         the failed ones)"
+    )]
+    NotSkippable { id: i64, status: String },
+    #[error("say why the deploy is skipped (a reason is required)")]
+    SkipNeedsReason,
+    #[error(
+        "deploy {id} of {service} is {status}; wait until it has finished (`ferry deploy log \
+         {service}` shows it), then try again"
+    )]
+    DeployActive {
+        service: String,
+        id: i64,
+        status: DeployStatus,
+    },
     #[error("invalid value stored in the database: {0}")]
     Corrupt(String),
     #[error(transparent)]
@@ -378,6 +404,14 @@ pub struct Deploy {
     pub stats: DeployStats,
     pub error: Option<String>,
     pub commits: Vec<PushCommit>,
+    /// Why it was queued.
+    pub kind: DeployKind,
+    /// Seconds from start to end, once it has ended.
+    pub duration_secs: Option<i64>,
+    /// Who skipped this failed deploy, why and when.
+    pub skipped: Option<SkipRecord>,
+    /// The deploy that restored this failed one.
+    pub restored_by: Option<i64>,
 }
 
 /// Who hears about deploys.
@@ -773,6 +807,7 @@ impl ServiceStore {
                  WHERE id = (SELECT service_id FROM deploy_deploys WHERE id = ?1)",
                 [id],
             )?;
+            history::mark_restored(&tx, id)?;
         }
         tx.commit()?;
         Ok(())
@@ -861,6 +896,7 @@ impl ServiceStore {
                 "UPDATE deploy_deploys SET commits = ?1 WHERE id = ?2",
                 params![commits, newest],
             )?;
+            history::carry_restore(&tx, *newest, older.iter().map(|(id, _)| *id))?;
             for (id, _) in older {
                 tx.execute(
                     &format!(
@@ -1052,12 +1088,18 @@ fn read_service(row: &Row<'_>) -> rusqlite::Result<Result<Service, DeployStoreEr
 const DEPLOY_SELECT: &str = "
     SELECT d.id, s.name, d.status, d.branch, d.commit_from, d.commit_to, d.delivery_id, d.user,
            d.queued_at, d.started_at, d.finished_at, d.files_added, d.files_modified,
-           d.files_removed, d.bytes, d.error, d.commits, d.user_email
+           d.files_removed, d.bytes, d.error, d.commits, d.kind,
+           CAST(round((julianday(d.finished_at) - julianday(d.started_at)) * 86400) AS INTEGER),
+           d.skipped_by, d.skip_reason, d.skipped_at, d.restored_by, d.user_email
     FROM deploy_deploys d JOIN deploy_services s ON s.id = d.service_id";
 
 fn read_deploy(row: &Row<'_>) -> rusqlite::Result<Result<Deploy, DeployStoreError>> {
     let status: String = row.get(2)?;
     let commits: String = row.get(16)?;
+    let kind: String = row.get(17)?;
+    let skipped_by: Option<String> = row.get(19)?;
+    let skip_reason: Option<String> = row.get(20)?;
+    let skipped_at: Option<String> = row.get(21)?;
     let count = |i| -> rusqlite::Result<u64> { Ok(row.get::<_, i64>(i)?.max(0) as u64) };
     let stats = DeployStats {
         files_added: count(11)?,
@@ -1075,7 +1117,7 @@ fn read_deploy(row: &Row<'_>) -> rusqlite::Result<Result<Deploy, DeployStoreErro
             commit_to: row.get(5)?,
             delivery_id: row.get(6)?,
             user: row.get(7)?,
-            user_email: row.get(17)?,
+            user_email: row.get(23)?,
             queued_at: row.get(8)?,
             started_at: row.get(9)?,
             finished_at: row.get(10)?,
@@ -1083,6 +1125,14 @@ fn read_deploy(row: &Row<'_>) -> rusqlite::Result<Result<Deploy, DeployStoreErro
             error: row.get(15)?,
             commits: serde_json::from_str(&commits)
                 .map_err(|e| DeployStoreError::Corrupt(format!("deploy commits: {e}")))?,
+            kind: DeployKind::parse(&kind)?,
+            duration_secs: row.get(18)?,
+            skipped: skipped_by.map(|by| SkipRecord {
+                by,
+                reason: skip_reason.unwrap_or_default(),
+                at: skipped_at.unwrap_or_default(),
+            }),
+            restored_by: row.get(22)?,
         })
     })();
     Ok(parsed)
@@ -1210,5 +1260,6 @@ fn migrate(connection: &mut Connection) -> Result<(), DeployStoreError> {
     Ok(())
 }
 
+mod history;
 #[cfg(test)]
 mod tests;

@@ -35,6 +35,11 @@ pub async fn services(State(state): State<AppState>) -> Response {
                     "last_deploy".to_owned(),
                     newest.map_or(Value::Null, |d| deploy_json(&queue, &d)),
                 );
+                object.insert(
+                    "stats".to_owned(),
+                    serde_json::to_value(store.service_stats(&service.name)?)
+                        .unwrap_or(Value::Null),
+                );
             }
             services.push(value);
         }
@@ -94,7 +99,7 @@ pub async fn deploy(State(state): State<AppState>, Path(id): Path<i64>) -> Respo
 }
 
 /// A deploy as logged, plus its live progress while it runs.
-fn deploy_json(queue: &DeployQueue, deploy: &Deploy) -> Value {
+pub(super) fn deploy_json(queue: &DeployQueue, deploy: &Deploy) -> Value {
     let mut value = serde_json::to_value(deploy).unwrap_or(Value::Null);
     if let Some(object) = value.as_object_mut() {
         let progress = (deploy.status == DeployStatus::Running)

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod history;
 pub mod hooks;
 pub mod notifications;
 pub mod pages;
@@ -51,6 +52,18 @@ fn api_routes() -> Router<AppState> {
         .route("/services", get(api::services))
         .route("/services/{name}/deploys", get(api::service_deploys))
         .route("/deploys/{id}", get(api::deploy))
+        .route("/deploys", get(history::deploys))
+        .route("/deploys/{id}/skip", post(history::skip))
+        .route("/services/{name}", get(history::service))
+        .route(
+            "/services/{name}/restore",
+            get(history::restore_preview).post(history::restore),
+        )
+        .route(
+            "/services/{name}/rollback/{commit}",
+            get(history::rollback_preview),
+        )
+        .route("/services/{name}/rollback", post(history::rollback))
         .route(
             "/notifications",
             get(notifications::list).post(notifications::add),

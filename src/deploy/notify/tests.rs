@@ -2,7 +2,7 @@
 //! (`protocol-tests/deploy_notify.rs`, against a real SMTP server).
 
 use super::*;
-use crate::deploy::store::DeployStats;
+use crate::deploy::store::{DeployKind, DeployStats};
 use crate::deploy::webhook::PushCommit;
 
 fn commit(id: &str, message: &str, author: &str, email: Option<&str>) -> PushCommit {
@@ -47,6 +47,10 @@ fn deploy(status: DeployStatus) -> Deploy {
             commit(&"b".repeat(40), "Second", "Ops", Some("OPS@example.com")),
             commit(&"c".repeat(40), "Third", "Anonymous", None),
         ],
+        kind: DeployKind::Push,
+        duration_secs: None,
+        skipped: None,
+        restored_by: None,
     }
 }
 

@@ -1,12 +1,11 @@
-//! Read-only views over the deploy log for the dashboard: per-service counts in one query, and
-//! the whole log a page at a time, filtered by service and by failures.
+//! Read-only views over the deploy log for the dashboard: per-service counts in one query (the
+//! log itself, a page at a time, is `deploy_log` in `history`).
 
 use std::collections::HashMap;
 
-use rusqlite::params;
 use serde::Serialize;
 
-use super::{DEPLOY_SELECT, Deploy, DeployStoreError, ServiceStore, read_deploy};
+use super::{DeployStoreError, ServiceStore};
 
 /// How a service's deploys went.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -16,13 +15,6 @@ pub struct DeployCounts {
     pub skipped: u64,
     /// The newest deploy's id, for ordering services by their latest deploy.
     pub latest_id: Option<i64>,
-}
-
-/// A filter over the whole deploy log.
-#[derive(Debug, Clone, Default)]
-pub struct LogFilter {
-    pub service: Option<String>,
-    pub failed_only: bool,
 }
 
 impl ServiceStore {
@@ -52,41 +44,5 @@ impl ServiceStore {
             })?
             .collect::<Result<_, _>>()?;
         Ok(counts)
-    }
-
-    /// One page of the deploy log, newest first, and how many deploys the filter matches.
-    pub fn deploy_log(
-        &self,
-        filter: &LogFilter,
-        offset: u64,
-        limit: u32,
-    ) -> Result<(Vec<Deploy>, u64), DeployStoreError> {
-        let connection = self.lock();
-        let condition = "(?1 IS NULL OR s.name = ?1) AND (?2 = 0 OR d.status = 'failed')";
-        let total: i64 = connection.query_row(
-            &format!(
-                "SELECT COUNT(*) FROM deploy_deploys d
-                 JOIN deploy_services s ON s.id = d.service_id WHERE {condition}"
-            ),
-            params![filter.service, filter.failed_only],
-            |row| row.get(0),
-        )?;
-        let mut statement = connection.prepare(&format!(
-            "{DEPLOY_SELECT} WHERE {condition} ORDER BY d.id DESC LIMIT ?3 OFFSET ?4"
-        ))?;
-        let deploys = statement
-            .query_map(
-                params![
-                    filter.service,
-                    filter.failed_only,
-                    limit,
-                    i64::try_from(offset).unwrap_or(i64::MAX)
-                ],
-                read_deploy,
-            )?
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((deploys, total.max(0) as u64))
     }
 }

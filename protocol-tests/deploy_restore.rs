@@ -1,0 +1,763 @@
+//! Restore, skip, rollback and the deploy log end to end: a real git repository pushed to with
+//! `git`, the real `ferry deploy serve` on port 0 fed GitHub-signed webhooks by curl, and a real
+//! ferry FTP server as the target, reached through a TCP gate the test can hold shut (a deploy
+//! then stays `running`). The target refuses writes when its account is re-created with read-only
+//! permissions by the real `ferry user` CLI. After every successful deploy the target must equal
+//! `git archive` of the deployed commit, sha256 for sha256.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::support::*;
+
+const LIMIT: Duration = Duration::from_secs(60);
+const SECRET: &str = "restore-webhook-secret";
+const MARKER: &str = ".ferry-deploy.json";
+/// The FTP account the service deploys as; its permissions are what the test changes.
+const DEPLOYER: &str = "deployer";
+const ALL_PERMS: &str = "elradfmwMT";
+const READ_PERMS: &str = "elr";
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git runs");
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// A bare repository (the service's repository URL) and a working clone that pushes to it.
+struct Repos {
+    bare: PathBuf,
+    work: PathBuf,
+}
+
+impl Repos {
+    fn new(dir: &Path) -> Self {
+        let bare = dir.join("origin.git");
+        let work = dir.join("work");
+        std::fs::create_dir_all(&bare).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+        git(&bare, &["init", "-q", "--bare", "-b", "main"]);
+        git(&work, &["init", "-q", "-b", "main"]);
+        git(&work, &["config", "user.email", "deploy@example.com"]);
+        git(&work, &["config", "user.name", "Deploy Test"]);
+        git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
+        Self { bare, work }
+    }
+
+    fn write(&self, path: &str, content: &[u8]) {
+        let full = self.work.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, content).unwrap();
+    }
+
+    fn remove(&self, path: &str) {
+        git(&self.work, &["rm", "-q", path]);
+    }
+
+    /// Commits everything and pushes `main`; the new commit id.
+    fn commit_and_push(&self, message: &str) -> String {
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-q", "-m", message]);
+        git(
+            &self.work,
+            &["push", "-q", "origin", "HEAD:refs/heads/main"],
+        );
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+
+    fn archive(&self, commit: &str) -> BTreeMap<String, Vec<u8>> {
+        git_archive(&self.bare, commit)
+    }
+}
+
+#[track_caller]
+fn assert_target_is(target: &Path, expected: &BTreeMap<String, Vec<u8>>) {
+    let mut files = read_tree(target).0;
+    assert!(files.remove(MARKER).is_some(), "the marker is written");
+    let got: Vec<&String> = files.keys().collect();
+    let want: Vec<&String> = expected.keys().collect();
+    assert_eq!(got, want, "the same file names");
+    for (path, content) in expected {
+        assert_eq!(
+            sha256(&files[path]),
+            sha256(content),
+            "{path} differs from git archive"
+        );
+    }
+}
+
+/// `ferry --db DB ARGS`, with no `FERRY_*` variable inherited.
+fn ferry(db: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command.arg("--db").arg(db).args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("FERRY_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// Runs `ferry --db DB ARGS` to completion; its output.
+fn run_ferry(db: &Path, args: &[&str]) -> Output {
+    run_with_timeout(&mut ferry(db, args), LIMIT)
+}
+
+/// Runs `ferry --db DB ARGS`, which must succeed; its standard output.
+#[track_caller]
+fn ferry_ok(db: &Path, args: &[&str]) -> String {
+    let output = run_ferry(db, args);
+    assert_success(&output);
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// (Re-)creates the deploy account on the FTP server's accounts database with `perms`, through
+/// the `ferry user` CLI. The server reads accounts at each login, so the next deploy sees it.
+fn set_deployer_perms(ftp: &TestServer, perms: &str) {
+    let db = ftp.db_path();
+    let listed = ferry_ok(&db, &["user", "list"]);
+    if listed.contains(DEPLOYER) {
+        ferry_ok(&db, &["user", "del", DEPLOYER]);
+    }
+    let output = run_with_input(
+        &mut ferry(
+            &db,
+            &[
+                "user",
+                "add",
+                DEPLOYER,
+                "--home",
+                USER,
+                "--perms",
+                perms,
+                "--password-stdin",
+            ],
+        ),
+        &format!("{PASSWORD}\n"),
+        LIMIT,
+    );
+    assert_success(&output);
+}
+
+/// A TCP gate in front of the FTP control port: while held, new connections wait unanswered
+/// (a deploy that opens one stays `running`); released, they are forwarded.
+struct HoldGate {
+    addr: SocketAddr,
+    held: Arc<AtomicBool>,
+}
+
+impl HoldGate {
+    fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = Arc::new(AtomicBool::new(false));
+        let shared = Arc::clone(&held);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let held = Arc::clone(&shared);
+                std::thread::spawn(move || {
+                    while held.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    let Ok(server) = TcpStream::connect(upstream) else {
+                        return;
+                    };
+                    pipe(client, server);
+                });
+            }
+        });
+        Self { addr, held }
+    }
+
+    fn hold(&self) {
+        self.held.store(true, Ordering::SeqCst);
+    }
+
+    fn release(&self) {
+        self.held.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Copies both ways until either side closes.
+fn pipe(client: TcpStream, server: TcpStream) {
+    let (mut client_read, mut server_write) =
+        (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let upload = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_read, &mut server_write);
+        let _ = server_write.shutdown(Shutdown::Write);
+    });
+    let (mut server_read, mut client_write) = (server, client);
+    let _ = std::io::copy(&mut server_read, &mut client_write);
+    let _ = client_write.shutdown(Shutdown::Both);
+    let _ = upload.join();
+}
+
+/// The running `ferry deploy serve`, killed when dropped; its log is kept for failure messages.
+struct DeployServer {
+    child: Child,
+    address: String,
+    log: Arc<Mutex<String>>,
+    /// The API token, made with `ferry deploy token add` before the start.
+    authorization: String,
+}
+
+impl DeployServer {
+    fn start(db: &Path) -> Self {
+        let output = run_with_timeout(&mut ferry(db, &["deploy", "token", "add", "tests"]), LIMIT);
+        assert_success(&output);
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        let token = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("token: "))
+            .unwrap_or_else(|| panic!("no token line in {stdout:?}"));
+        let authorization = format!("Authorization: Bearer {token}");
+        let mut child = ferry(db, &["deploy", "serve", "127.0.0.1:0"])
+            .env("FERRY_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting ferry deploy serve");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (found, address) = std::sync::mpsc::channel();
+        let shared = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("ferry deploy service listening")
+                    && let Some(rest) = line.split("listen=").nth(1)
+                {
+                    let _ = found.send(rest.split_whitespace().next().unwrap().to_owned());
+                }
+                let mut log = shared.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let address = address
+            .recv_timeout(LIMIT)
+            .unwrap_or_else(|_| panic!("no listening line: {}", log.lock().unwrap()));
+        Self {
+            child,
+            address,
+            log,
+            authorization,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for DeployServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs curl; the status code and the body.
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut command = Command::new("curl");
+    command
+        .args(["-sS", "--max-time", "50", "-o"])
+        .arg(out.path())
+        .args(["-w", "%{http_code}"])
+        .args(args);
+    let output = run_with_timeout(&mut command, LIMIT);
+    assert_success(&output);
+    let status = String::from_utf8(output.stdout).unwrap().parse().unwrap();
+    (status, std::fs::read_to_string(out.path()).unwrap())
+}
+
+fn get(server: &DeployServer, path: &str) -> (u16, Value) {
+    let (status, body) = curl(&["-H", &server.authorization, &server.url(path)]);
+    let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    (status, value)
+}
+
+#[track_caller]
+fn get_json(server: &DeployServer, path: &str) -> Value {
+    let (status, value) = get(server, path);
+    assert_eq!(status, 200, "GET {path}: {value}");
+    value
+}
+
+fn post_json(server: &DeployServer, path: &str, body: &Value) -> (u16, Value) {
+    let (status, text) = curl(&[
+        "-H",
+        &server.authorization,
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &body.to_string(),
+        &server.url(path),
+    ]);
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (status, value)
+}
+
+/// A GitHub push event of one commit.
+fn push_body(before: &str, after: &str, message: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "ref": "refs/heads/main",
+        "before": before,
+        "after": after,
+        "repository": { "name": "site", "full_name": "example/site" },
+        "pusher": { "name": "Codertocat", "email": "codertocat@example.com" },
+        "sender": { "login": "Codertocat" },
+        "created": false,
+        "deleted": false,
+        "forced": false,
+        "commits": [{
+            "id": after,
+            "message": message,
+            "timestamp": "2026-05-15T15:20:41-05:00",
+            "author": { "name": "Mona Lisa Octocat", "email": "mona@github.com" },
+            "added": [], "removed": [], "modified": []
+        }],
+        "head_commit": null
+    }))
+    .unwrap()
+}
+
+/// Posts a signed push of `after` to the service's hook; the queued deploy's id.
+fn push(server: &DeployServer, key: &str, before: &str, after: &str, message: &str) -> i64 {
+    let body = push_body(before, after, message);
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(&body);
+    let signature = format!(
+        "X-Hub-Signature-256: sha256={}",
+        hex::encode(mac.finalize().into_bytes())
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &body).unwrap();
+    let (status, text) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        "X-GitHub-Event: push",
+        "-H",
+        &format!("X-GitHub-Delivery: delivery-{after}"),
+        "-H",
+        &signature,
+        "--data-binary",
+        &format!("@{}", file.path().display()),
+        &server.url(&format!("/hooks/{key}")),
+    ]);
+    assert_eq!(status, 202, "{text}");
+    text.trim()
+        .strip_prefix("queued deploy ")
+        .unwrap_or_else(|| panic!("not a queued answer: {text:?}"))
+        .parse()
+        .unwrap()
+}
+
+/// Polls the API until the deploy has ended; its JSON.
+fn wait_for_deploy(server: &DeployServer, id: i64) -> Value {
+    wait_for_status(server, id, &["ok", "failed", "skipped"])
+}
+
+fn wait_for_status(server: &DeployServer, id: i64, statuses: &[&str]) -> Value {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let deploy = get_json(server, &format!("/api/deploys/{id}"));
+        if statuses.contains(&deploy["status"].as_str().unwrap_or("")) {
+            return deploy;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "deploy {id} never became {statuses:?}: {deploy}\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `ferry deploy service add site ...`; the hook key it prints.
+fn add_service(db: &Path, repos: &Repos, to: &str) -> String {
+    let output = run_with_input(
+        &mut ferry(
+            db,
+            &[
+                "deploy",
+                "service",
+                "add",
+                "site",
+                "--repo",
+                repos.bare.to_str().unwrap(),
+                "--branch",
+                "main",
+                "--to",
+                to,
+                "--provider",
+                "github",
+                "--secret",
+                SECRET,
+                "--password-stdin",
+            ],
+        ),
+        &format!("{PASSWORD}\n"),
+        LIMIT,
+    );
+    assert_success(&output);
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("hook: /hooks/"))
+        .unwrap_or_else(|| panic!("no hook line in {stdout:?}"))
+        .to_owned()
+}
+
+/// The `A|M|D path` lines of a text preview.
+fn change_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.len() > 2 && matches!(&l[..2], "A " | "M " | "D "))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn ids(values: &Value) -> Vec<i64> {
+    values
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn failed_deploys_are_restored_from_the_real_target_state_skipped_and_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    let repos = Repos::new(dir.path());
+    repos.write("index.html", b"<h1>one</h1>\n");
+    repos.write("css/site.css", b"body { margin: 0 }\n");
+    repos.write("img/logo.bin", &pattern(40_000, 5));
+    let c1 = repos.commit_and_push("first");
+
+    let ftp = TestServer::start();
+    set_deployer_perms(&ftp, ALL_PERMS);
+    let gate = HoldGate::start(format!("127.0.0.1:{}", ftp.port()).parse().unwrap());
+    let target = ftp.home().join("site");
+    let key = add_service(
+        &db,
+        &repos,
+        &format!("ftp://{DEPLOYER}@127.0.0.1:{}/site", gate.addr.port()),
+    );
+    let server = DeployServer::start(&db);
+
+    // 1 deploys.
+    let d1 = push(&server, &key, &"0".repeat(40), &c1, "first");
+    let deploy = wait_for_deploy(&server, d1);
+    assert_eq!(deploy["status"], "ok", "{deploy}\n{}", server.log());
+    assert_target_is(&target, &repos.archive(&c1));
+    let (status, nothing) = get(&server, "/api/services/site/restore");
+    assert_eq!(status, 409, "nothing to restore yet: {nothing}");
+
+    // The target refuses writes: 2 (adds tmp/added.txt) and 3 (removes it) both fail.
+    set_deployer_perms(&ftp, READ_PERMS);
+    repos.write("index.html", b"<h1>two</h1>\n");
+    repos.write("tmp/added.txt", b"here for one commit\n");
+    let c2 = repos.commit_and_push("second: adds a temporary file");
+    let d2 = push(&server, &key, &c1, &c2, "second: adds a temporary file");
+    let deploy = wait_for_deploy(&server, d2);
+    assert_eq!(deploy["status"], "failed", "{deploy}\n{}", server.log());
+    assert!(
+        deploy["error"].as_str().unwrap().contains("550"),
+        "{deploy}"
+    );
+    repos.remove("tmp/added.txt");
+    repos.write("new.txt", b"new in three\n");
+    let c3 = repos.commit_and_push("third: removes it again");
+    let d3 = push(&server, &key, &c2, &c3, "third: removes it again");
+    assert_eq!(wait_for_deploy(&server, d3)["status"], "failed");
+    assert_target_is(&target, &repos.archive(&c1));
+
+    // The preview: both failed deploys' commits, and the net change from what the target
+    // holds (1) to 3, in which tmp/added.txt does not appear.
+    let expected_changes = ["M index.html", "A new.txt"];
+    let text = ferry_ok(&db, &["deploy", "restore", "site", "--preview"]);
+    assert_eq!(change_lines(&text), expected_changes, "{text}");
+    assert!(!text.contains("tmp/added.txt"), "{text}");
+    assert!(
+        text.contains(&format!("restores: deploys {d2}, {d3}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("deployed: {c1} (read from the target's marker)")),
+        "{text}"
+    );
+    for commit in [&c2, &c3] {
+        assert!(text.contains(&commit[..7]), "{commit} in {text}");
+    }
+    let preview: Value = serde_json::from_str(&ferry_ok(
+        &db,
+        &["deploy", "restore", "site", "--preview", "--json"],
+    ))
+    .unwrap();
+    let api_preview = get_json(&server, "/api/services/site/restore");
+    for preview in [&preview, &api_preview] {
+        assert_eq!(ids(&preview["deploys"]), [d2, d3], "{preview}");
+        assert_eq!(preview["deployed"], c1.as_str());
+        assert_eq!(preview["deployed_source"], "marker");
+        assert_eq!(preview["to"], c3.as_str());
+        let commits: Vec<&str> = preview["commits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(commits, [c2.as_str(), c3.as_str()], "{preview}");
+        assert_eq!(
+            preview["changes"],
+            json!([{ "path": "index.html", "change": "M" }, { "path": "new.txt", "change": "A" }]),
+            "{preview}"
+        );
+    }
+
+    // The restore, held at the gate while running: a second one is refused, by the API and
+    // by the CLI, and so is a rollback.
+    set_deployer_perms(&ftp, ALL_PERMS);
+    gate.hold();
+    let (status, queued) = post_json(
+        &server,
+        "/api/services/site/restore",
+        &json!({ "by": "ops" }),
+    );
+    assert_eq!(status, 202, "{queued}");
+    let restore = queued["deploy"].as_i64().unwrap();
+    wait_for_status(&server, restore, &["running"]);
+    let (status, refused) = post_json(&server, "/api/services/site/restore", &json!({}));
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("deploy {restore} of site is running")),
+        "{refused}"
+    );
+    let (status, refused) = post_json(
+        &server,
+        "/api/services/site/rollback",
+        &json!({ "commit": c1 }),
+    );
+    assert_eq!(status, 409, "{refused}");
+    let output = run_ferry(&db, &["deploy", "restore", "site"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is running"), "{stderr}");
+    gate.release();
+    let deploy = wait_for_deploy(&server, restore);
+    assert_eq!(deploy["status"], "ok", "{deploy}\n{}", server.log());
+    assert_eq!(deploy["kind"], "restore");
+    assert_eq!(deploy["user"], "ops");
+    assert_eq!(deploy["commit_to"], c3.as_str());
+    // From the target's real state (1): one file added, one modified, nothing else.
+    assert_eq!(
+        (
+            &deploy["stats"]["files_added"],
+            &deploy["stats"]["files_modified"],
+            &deploy["stats"]["files_removed"]
+        ),
+        (&json!(1), &json!(1), &json!(0)),
+        "{deploy}"
+    );
+    assert_target_is(&target, &repos.archive(&c3));
+    for id in [d2, d3] {
+        let failed = get_json(&server, &format!("/api/deploys/{id}"));
+        assert_eq!(failed["status"], "failed", "history is kept: {failed}");
+        assert_eq!(failed["restored_by"], restore, "{failed}");
+    }
+    let (status, _) = get(&server, "/api/services/site/restore");
+    assert_eq!(status, 409, "nothing left to restore");
+
+    // Two more failures; the first is skipped and leaves the next restore's range.
+    set_deployer_perms(&ftp, READ_PERMS);
+    repos.write("css/site.css", b"body { margin: 4px }\n");
+    let c4 = repos.commit_and_push("fourth");
+    let d4 = push(&server, &key, &c3, &c4, "fourth");
+    assert_eq!(wait_for_deploy(&server, d4)["status"], "failed");
+    repos.write("index.html", b"<h1>five</h1>\n");
+    let c5 = repos.commit_and_push("fifth");
+    let d5 = push(&server, &key, &c4, &c5, "fifth");
+    assert_eq!(wait_for_deploy(&server, d5)["status"], "failed");
+    let (status, refused) = post_json(
+        &server,
+        &format!("/api/deploys/{restore}/skip"),
+        &json!({ "reason": "it worked" }),
+    );
+    assert_eq!(
+        status, 409,
+        "only a failed deploy can be skipped: {refused}"
+    );
+    let (status, refused) = post_json(&server, &format!("/api/deploys/{d4}/skip"), &json!({}));
+    assert_eq!(status, 400, "a reason is required: {refused}");
+    let text = ferry_ok(
+        &db,
+        &[
+            "deploy",
+            "skip",
+            &d4.to_string(),
+            "--reason",
+            "broken stylesheet",
+            "--by",
+            "ops",
+        ],
+    );
+    assert!(text.contains("skipped by ops"), "{text}");
+    let skipped = get_json(&server, &format!("/api/deploys/{d4}"));
+    assert_eq!(skipped["status"], "skipped", "{skipped}");
+    assert_eq!(skipped["skipped"]["by"], "ops");
+    assert_eq!(skipped["skipped"]["reason"], "broken stylesheet");
+    assert!(
+        skipped["error"].as_str().unwrap().contains("550"),
+        "the failure is kept"
+    );
+    let preview = get_json(&server, "/api/services/site/restore");
+    assert_eq!(ids(&preview["deploys"]), [d5], "{preview}");
+    let commits: Vec<&str> = preview["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(commits, [c5.as_str()], "{preview}");
+
+    // Rollback to 1: the preview is the diff from the deployed 3, then the CLI queues it and
+    // the running service deploys it.
+    set_deployer_perms(&ftp, ALL_PERMS);
+    let text = ferry_ok(&db, &["deploy", "rollback", "site", &c1[..10], "--preview"]);
+    assert_eq!(change_lines(&text), ["M index.html", "D new.txt"], "{text}");
+    let api_preview = get_json(
+        &server,
+        &format!("/api/services/site/rollback/{}", &c1[..10]),
+    );
+    assert_eq!(api_preview["to"], c1.as_str(), "{api_preview}");
+    assert_eq!(api_preview["commits"][0]["message"], "first");
+    let (status, _) = get(&server, "/api/services/site/rollback/0123456789abcdef");
+    assert_eq!(status, 404);
+    let text = ferry_ok(&db, &["deploy", "rollback", "site", &c1, "--by", "ops"]);
+    let rollback: i64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("queued deploy "))
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or_else(|| panic!("no queued line in {text}"))
+        .parse()
+        .unwrap();
+    let deploy = wait_for_deploy(&server, rollback);
+    assert_eq!(deploy["status"], "ok", "{deploy}\n{}", server.log());
+    assert_eq!(deploy["kind"], "rollback");
+    assert_target_is(&target, &repos.archive(&c1));
+    assert_eq!(
+        get_json(&server, &format!("/api/deploys/{d5}"))["restored_by"],
+        Value::Null,
+        "a rollback restores nothing"
+    );
+
+    // The log: every deploy with its statistics, in the CLI and the API alike.
+    // ok: 1, restore, rollback; failed: 2, 3, 5; skipped: 4.
+    let log: Value =
+        serde_json::from_str(&ferry_ok(&db, &["deploy", "log", "site", "--json"])).unwrap();
+    let listed: Vec<i64> = log["deploys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(listed, [rollback, d5, d4, restore, d3, d2, d1], "{log}");
+    let stats = &log["stats"];
+    assert_eq!(
+        (
+            &stats["total"],
+            &stats["ok"],
+            &stats["failed"],
+            &stats["skipped"]
+        ),
+        (&json!(7), &json!(3), &json!(3), &json!(1)),
+        "{stats}"
+    );
+    assert_eq!(stats["failure_rate"], 0.5);
+    assert_eq!(stats["last_deploy_user"], "ops");
+    for deploy in log["deploys"].as_array().unwrap() {
+        assert!(deploy["duration_secs"].as_i64().is_some(), "{deploy}");
+    }
+    let text = ferry_ok(&db, &["deploy", "log", "site"]);
+    assert_eq!(
+        text.lines().filter(|l| l.contains(" restored ")).count(),
+        2,
+        "{text}"
+    );
+    assert!(text.contains("skipped by ops: broken stylesheet"), "{text}");
+    assert!(
+        text.contains(
+            "site: 7 deploys, 3 ok, 3 failed, 1 skipped, 0 queued, 0 running; failure rate 50%"
+        ),
+        "{text}"
+    );
+    let failed = ferry_ok(&db, &["deploy", "log", "--failed"]);
+    assert_eq!(
+        failed.lines().count(),
+        1 + 3,
+        "a header and the three failed: {failed}"
+    );
+    let show: Value = serde_json::from_str(&ferry_ok(
+        &db,
+        &["deploy", "service", "show", "site", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(&show["stats"], stats, "{show}");
+    let service = get_json(&server, "/api/services/site");
+    assert_eq!(&service["stats"], stats, "{service}");
+    assert!(service.get("key").is_none(), "the API never shows the key");
+    let services = get_json(&server, "/api/services");
+    assert_eq!(&services["services"][0]["stats"], stats, "{services}");
+    let page = get_json(
+        &server,
+        "/api/deploys?service=site&failed=true&per_page=2&page=2",
+    );
+    assert_eq!(
+        (&page["total"], &page["pages"]),
+        (&json!(3), &json!(2)),
+        "{page}"
+    );
+    assert_eq!(page["deploys"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(page["deploys"][0]["id"], d2, "{page}");
+    let (status, _) = get(&server, "/api/deploys?service=nope");
+    assert_eq!(status, 404);
+    let (status, _) = get(&server, "/api/deploys?page=0");
+    assert_eq!(status, 400);
+}
