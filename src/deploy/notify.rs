@@ -93,6 +93,13 @@ pub enum NotifyError {
     Store(#[from] DeployStoreError),
 }
 
+impl NotifyError {
+    /// The mail server was not reached, or stopped answering (no SMTP reply to go by).
+    fn is_unreachable(&self) -> bool {
+        matches!(self, NotifyError::Smtp(e) if e.status().is_none())
+    }
+}
+
 /// How the connection to the mail server is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmtpSecurity {
@@ -620,18 +627,26 @@ impl Notifier {
             }
         };
         let mut sent = 0;
-        for address in &to {
-            match self.send(&mail, address).await {
-                Ok(()) => sent += 1,
-                Err(error) => warn!(
-                    service = service.name,
-                    deploy = id,
-                    recipient = %address,
-                    smtp = %self.smtp,
-                    %error,
-                    "notification mail failed; the deploy's outcome stands"
-                ),
+        let mut pending = to.iter();
+        while let Some(address) = pending.next() {
+            let Err(error) = self.send(&mail, address).await else {
+                sent += 1;
+                continue;
+            };
+            // A server that cannot be reached fails every recipient alike: one attempt and one
+            // line for all of them. A refusal of one address leaves the others to try.
+            let mut unsent = vec![address.to_string()];
+            if error.is_unreachable() {
+                unsent.extend(pending.by_ref().map(Address::to_string));
             }
+            warn!(
+                service = service.name,
+                deploy = id,
+                recipients = unsent.join(", "),
+                smtp = %self.smtp,
+                %error,
+                "notification mail failed; the deploy's outcome stands"
+            );
         }
         if sent > 0 {
             info!(
@@ -650,7 +665,10 @@ impl Notifier {
         loop {
             match self.transport.send(message.clone()).await {
                 Ok(_) => return Ok(()),
-                Err(error) if error.is_permanent() => return Err(error.into()),
+                // A 5xx refusal or a TLS failure will not pass on a second try.
+                Err(error) if error.is_permanent() || error.is_tls() => {
+                    return Err(error.into());
+                }
                 Err(error) => match delays.next() {
                     Some(delay) => {
                         debug!(recipient = %to, %error, "mail not sent; trying again");
