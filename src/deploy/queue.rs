@@ -194,8 +194,12 @@ impl DeployQueue {
                     bytes: progress.map_or(0, |p| p.snapshot().bytes_done),
                     ..DeployStats::default()
                 };
-                let files = DeployFiles::default();
-                (DeployStatus::Failed, sent, files, Some(error))
+                (
+                    DeployStatus::Failed,
+                    sent,
+                    DeployFiles::default(),
+                    Some(error),
+                )
             }
         };
         let store = Arc::clone(&self.store);

@@ -48,7 +48,7 @@ fn deploy(status: DeployStatus) -> Deploy {
             commit(&"c".repeat(40), "Third", "Anonymous", None),
         ],
         kind: DeployKind::Push,
-        duration_secs: None,
+        duration_secs: Some(7),
         skipped: None,
         restored_by: None,
     }
