@@ -638,8 +638,8 @@ fn notification_sets_are_managed_from_the_command_line() {
             "name": "web",
             "success_emails": ["a@example.com", "b@example.com"],
             "failure_emails": [],
-            "notify_pusher": true,
-            "notify_authors": false,
+            "notify_pusher": "always",
+            "notify_authors": "never",
         })
     );
     run_ok(&mut ferry(
@@ -652,22 +652,23 @@ fn notification_sets_are_managed_from_the_command_line() {
             "--failure",
             "c@example.com",
             "--no-pusher",
-            "--authors",
+            "--authors=failure",
         ],
     ));
     let text = run_ok(&mut ferry(&db, &["deploy", "notify", "show", "web"]));
     for line in [
         "success:  a@example.com, b@example.com",
         "failure:  c@example.com",
-        "pusher:   no",
-        "authors:  yes",
+        "pusher:   never",
+        "authors:  failure",
     ] {
         assert!(text.contains(line), "{line:?} in {text}");
     }
     let list = run_ok(&mut ferry(&db, &["deploy", "notify", "list"]));
     assert!(
         list.lines()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["web", "2", "1", "no", "yes"]),
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["web", "2", "1", "never", "failure"]),
         "{list}"
     );
 
@@ -769,8 +770,8 @@ fn the_api_manages_notification_sets() {
         "name": "web",
         "success_emails": ["a@example.com"],
         "failure_emails": [],
-        "notify_pusher": false,
-        "notify_authors": true,
+        "notify_pusher": "never",
+        "notify_authors": "always",
     });
     assert_eq!(created, expected);
     let (status, _) = api(&server, "POST", "/api/notifications", Some(&new));
@@ -786,7 +787,7 @@ fn the_api_manages_notification_sets() {
     );
 
     let change =
-        json!({ "failure_emails": ["b@example.com", "C@example.com"], "notify_pusher": true });
+        json!({ "failure_emails": ["b@example.com", "C@example.com"], "notify_pusher": "success" });
     let (status, changed) = api(&server, "PUT", "/api/notifications/web", Some(&change));
     assert_eq!(status, 200, "{changed}");
     assert_eq!(
@@ -794,7 +795,7 @@ fn the_api_manages_notification_sets() {
         json!(["b@example.com", "C@example.com"])
     );
     assert_eq!(changed["success_emails"], json!(["a@example.com"]), "kept");
-    assert_eq!(changed["notify_pusher"], true);
+    assert_eq!(changed["notify_pusher"], "success");
 
     // Refusals, each with a JSON error that says what is wrong; nothing changes.
     let bad_address = json!({ "success_emails": ["not an address"] });
@@ -826,6 +827,17 @@ fn the_api_manages_notification_sets() {
     );
     assert_eq!(status, 400, "{body}");
     assert!(body["error"].as_str().unwrap().contains("emails"), "{body}");
+    let (status, body) = api(
+        &server,
+        "PUT",
+        "/api/notifications/web",
+        Some(&json!({ "notify_authors": "sometimes" })),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("sometimes"),
+        "{body}"
+    );
     let (status, body) = api(&server, "PUT", "/api/notifications/nope", Some(&change));
     assert_eq!(status, 404, "{body}");
     assert_eq!(

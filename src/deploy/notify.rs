@@ -434,24 +434,25 @@ fn human_duration(elapsed: Duration) -> String {
 }
 
 /// Who gets mail about `deploy`: the set's success or failure list, then the pusher and the
-/// commit authors if the set asks for them; each address once (compared without regard to
-/// case), in that order. Addresses that do not parse (a pusher name that is no address, an
-/// author without one) are left out.
+/// commit authors if the set asks for them after such a deploy; each address once (compared
+/// without regard to case), in that order. Addresses that do not parse (a pusher name that is
+/// no address, an author without one) are left out.
 pub fn recipients(set: &NotificationSet, deploy: &Deploy) -> Vec<Address> {
-    let listed = if deploy.status == DeployStatus::Ok {
+    let ok = deploy.status == DeployStatus::Ok;
+    let listed = if ok {
         &set.success_emails
     } else {
         &set.failure_emails
     };
     // (address, named by the set itself)
     let mut candidates: Vec<(&str, bool)> = listed.iter().map(|a| (a.as_str(), true)).collect();
-    if set.notify_pusher {
+    if set.notify_pusher.includes(ok) {
         // The address the webhook gave, else the pusher's name when it is an address (a push
         // queued by hand names its user that way).
         let pusher = deploy.user_email.as_deref().or(deploy.user.as_deref());
         candidates.extend(pusher.map(|a| (a, false)));
     }
-    if set.notify_authors {
+    if set.notify_authors.includes(ok) {
         let authors = deploy
             .commits
             .iter()
