@@ -694,6 +694,10 @@ fn notification_sets_are_managed_from_the_command_line() {
             &["deploy", "notify", "show", "nope"][..],
             "no notification set named nope",
         ),
+        (
+            &["deploy", "notify", "edit", "web", "--pusher=sometimes"][..],
+            "not one of never, success, failure, always",
+        ),
         (&["deploy", "notify", "add", "web"][..], "already exists"),
         (
             &[
