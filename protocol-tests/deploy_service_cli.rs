@@ -68,6 +68,7 @@ fn add_site(dir: &Path, extra: &[&str]) -> String {
         "--to",
         "ftps://deploy@127.0.0.1:2121/www/site",
         "--password-stdin",
+        "--no-validate",
     ];
     args.extend_from_slice(extra);
     succeeds(&mut ferry(dir, &args), &format!("{FTP_PASSWORD}\n"))
@@ -186,6 +187,7 @@ fn the_secret_key_file_is_created_private_beside_the_database() {
                 "main",
                 "--to",
                 "ftp://deploy@127.0.0.1/",
+                "--no-validate",
             ],
         )
         .env(
@@ -233,6 +235,7 @@ fn list_edit_and_del_work_on_the_shared_accounts_database() {
                 "--to",
                 "ftp://blog@127.0.0.1/",
                 "--no-secret",
+                "--no-validate",
             ],
         ),
         "",
@@ -279,6 +282,7 @@ fn list_edit_and_del_work_on_the_shared_accounts_database() {
                 "--to",
                 "ftp://other@127.0.0.1:2121/www",
                 "--insecure",
+                "--no-validate",
             ],
         ),
         "",
@@ -303,6 +307,7 @@ fn list_edit_and_del_work_on_the_shared_accounts_database() {
                 "site",
                 "--new-key",
                 "--no-secret",
+                "--no-validate",
             ],
         ),
         "",

@@ -9,6 +9,7 @@ mod curl;
 mod data_channel;
 mod deploy;
 mod deploy_notify;
+mod deploy_providers;
 mod deploy_restore;
 mod deploy_serve;
 mod deploy_service_cli;

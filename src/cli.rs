@@ -136,8 +136,9 @@ pub struct DeployServeArgs {
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// The address users and git hosts reach the service at (`https://deploy.example.com`):
-    /// the dashboard shows webhook URLs under it, and `https://` marks cookies `Secure`.
-    #[arg(long, value_name = "URL", value_parser = parse_public_url)]
+    /// the dashboard shows webhook URLs under it, the API's "add webhook" registers
+    /// PUBLIC_URL/hooks/KEY, and `https://` marks cookies `Secure`.
+    #[arg(long, value_name = "URL", env = "FERRY_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,
     /// Mark the dashboard's cookies `Secure` (browsers then send them over HTTPS only): for a
     /// service behind a TLS proxy.
@@ -145,6 +146,10 @@ pub struct DeployServeArgs {
     pub secure_cookies: bool,
     #[command(flatten)]
     pub mail: MailArgs,
+    /// Validate every service this often (one at a time; 0 turns it off): 90s, 15m, 1h, 1d.
+    #[arg(long, value_name = "DURATION", default_value = "1h",
+          value_parser = crate::deploy::validate::parse_interval)]
+    pub validate_every: std::time::Duration,
 }
 
 fn parse_public_url(text: &str) -> Result<String, String> {
@@ -800,11 +805,16 @@ async fn deploy_serve(db: &Path, args: DeployServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tokio::spawn(crate::deploy::validate::run_schedule(
+        Arc::clone(queue.store()),
+        args.validate_every,
+    ));
     crate::web::serve(
         listener,
         crate::web::AppState {
             queue,
             max_body_bytes: args.max_body_bytes,
+            public_url: args.public_url.clone(),
             dashboard: Arc::new(crate::web::pages::Dashboard::new(
                 SqliteAuthenticator::new(Arc::new(open_store(db)?)),
                 crate::web::pages::DashboardSettings {

@@ -11,6 +11,7 @@
 
 pub mod executor;
 pub mod git;
+pub mod git_auth;
 pub mod history_cli;
 pub mod ignore_rules;
 pub mod journal;
@@ -18,6 +19,7 @@ pub mod marker;
 pub mod notify;
 pub mod notify_cli;
 pub mod plan;
+pub mod provider_api;
 pub mod push;
 pub mod queue;
 pub mod restore;

@@ -16,9 +16,12 @@ use tracing::{error, info, warn};
 use super::DeployError;
 use super::executor::{Progress, ProgressSnapshot, default_retry_policy};
 use super::git::{GitCli, RepoSource};
+use super::git_auth;
 use super::notify::{DeployFiles, MAX_LISTED_PATHS, Notifier};
 use super::push::{self, DeployRequest, PushOutcome, Revision};
-use super::store::{Deploy, DeployStats, DeployStatus, DeployStoreError, Service, ServiceStore};
+use super::store::{
+    Deploy, DeployStats, DeployStatus, DeployStoreError, Secret, Service, ServiceStore,
+};
 
 /// How long a `git clone` or `git fetch` of a mirror may take.
 const GIT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -235,7 +238,9 @@ impl DeployQueue {
             .ftp_password
             .map(|p| p.expose().to_owned())
             .ok_or_else(|| "the service has no FTP password".to_owned())?;
-        let mirror = self.mirror(&service).await?;
+        let mirror = self
+            .fetch_mirror(&service, secrets.provider_token.as_ref())
+            .await?;
         let request = DeployRequest {
             repo_dir: mirror.clone(),
             client: service
@@ -261,8 +266,24 @@ impl DeployQueue {
             .map_err(|e| e.to_string())
     }
 
-    /// Clones the service's repository as a mirror on first use, fetches into it afterwards.
+    /// Clones the service's repository as a mirror on first use, fetches into it afterwards,
+    /// with the service's provider token for a private repository over HTTPS.
     pub async fn mirror(&self, service: &Service) -> Result<PathBuf, String> {
+        let store = Arc::clone(&self.store);
+        let name = service.name.clone();
+        let secrets = blocking(move || store.service_secrets(&name))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.fetch_mirror(service, secrets.provider_token.as_ref())
+            .await
+    }
+
+    /// [`DeployQueue::mirror`] with the token already at hand.
+    async fn fetch_mirror(
+        &self,
+        service: &Service,
+        token: Option<&Secret>,
+    ) -> Result<PathBuf, String> {
         let dir = self
             .config
             .state_dir
@@ -290,6 +311,13 @@ impl DeployQueue {
                 .arg(&service.repo_url)
                 .arg(&dir);
         }
+        if let Some(token) = token {
+            command.envs(git_auth::git_env(
+                service.provider,
+                &service.repo_url,
+                token,
+            ));
+        }
         command
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("LC_ALL", "C")
@@ -303,7 +331,10 @@ impl DeployQueue {
             return Err(format!(
                 "git: cannot fetch {}: {}",
                 service.repo_url,
-                String::from_utf8_lossy(&output.stderr).trim()
+                git_auth::explain_git_error(
+                    &String::from_utf8_lossy(&output.stderr),
+                    token.is_some()
+                )
             ));
         }
         Ok(dir)

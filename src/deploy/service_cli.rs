@@ -1,8 +1,10 @@
-//! `ferry deploy service add/list/show/edit/del`: the clap types and their handlers. The command
-//! names and flags are a contract (scripts and tests drive them); extend them, never rename them.
+//! `ferry deploy service add/list/show/edit/del/validate/hook`: the clap types and their
+//! handlers. The command names and flags are a contract (scripts and tests drive them); extend
+//! them, never rename them.
 
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
@@ -11,9 +13,10 @@ use serde_json::json;
 use super::secret_key::SecretKey;
 use super::store::{
     DeployStatus, NewService, Secret, Service, ServiceSecrets, ServiceStore, ServiceUpdate,
-    TlsVerify, generate_webhook_secret,
+    TlsVerify, Validation, generate_webhook_secret,
 };
 use super::target::DeployTarget;
+use super::validate::validate_and_record;
 use super::webhook::{BranchPattern, Provider};
 
 /// Where the key that encrypts deploy secrets comes from.
@@ -91,9 +94,20 @@ pub enum ServiceCommand {
     /// Delete a service and its deploy log (the files on the target stay).
     Del { name: String },
     /// Check that the service can deploy: the repository and branch, the FTP login, the target
-    /// directory and write access (a probe file is written and removed). The result is stored
-    /// and shown by `show`; the exit code is 1 when a check fails.
+    /// directory and write access (a probe file is written and removed), and with a provider
+    /// token the webhook on the git host. The result is stored and shown by `show`; the exit
+    /// code is 1 when a check fails.
     Validate { name: String },
+    /// Register the service's webhook on its git host through the host's API (needs a
+    /// provider token that may manage webhooks), with the service's secret; nothing is changed
+    /// when it is already there.
+    Hook {
+        name: String,
+        /// The address git hosts reach `ferry deploy serve` on, as in
+        /// https://deploy.example.com: the hook is that plus /hooks/KEY.
+        #[arg(long, value_name = "URL", env = "FERRY_PUBLIC_URL")]
+        public_url: String,
+    },
 }
 
 /// The settings `add` requires and `edit` may change.
@@ -140,6 +154,13 @@ pub struct ServiceSettings {
     /// Use no notification set.
     #[arg(long)]
     pub no_notify: bool,
+    /// The git host's API root, for GitHub Enterprise or a self-hosted Gitea or GitLab (as in
+    /// https://git.example.com/api/v1); an empty value goes back to the provider's default.
+    #[arg(long, value_name = "URL")]
+    pub api_url: Option<String>,
+    /// Save without checking that the service can deploy.
+    #[arg(long)]
+    pub no_validate: bool,
 }
 
 impl ServiceSettings {
@@ -193,6 +214,16 @@ fn parse_branch(text: &str) -> anyhow::Result<BranchPattern> {
     text.parse().map_err(anyhow::Error::msg)
 }
 
+/// An API root: an http(s) URL, kept without a trailing slash.
+fn parse_api_url(text: &str) -> anyhow::Result<String> {
+    let url =
+        url::Url::parse(text.trim()).with_context(|| format!("--api-url {text:?} is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("--api-url must be an http or https URL, as in https://git.example.com/api/v1");
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
 fn parse_target(text: &str) -> anyhow::Result<DeployTarget> {
     let target: DeployTarget = text.parse().map_err(anyhow::Error::msg)?;
     if target.password.is_some() {
@@ -230,8 +261,16 @@ pub async fn run(db: &Path, args: ServiceArgs) -> anyhow::Result<()> {
     let key = args.key.load(db)?;
     let store = ServiceStore::open(db, key)
         .with_context(|| format!("cannot open the deploy database {}", db.display()))?;
+    let store = Arc::new(store);
     match args.command {
-        ServiceCommand::Add { name, settings } => add(&store, name, settings),
+        ServiceCommand::Add { name, settings } => {
+            let validate = !settings.no_validate;
+            add(&store, name.clone(), settings)?;
+            if validate {
+                validate_after_saving(&store, &name).await?;
+            }
+            Ok(())
+        }
         ServiceCommand::List => list(&store),
         ServiceCommand::Show { name, json } => show(&store, &name, json),
         ServiceCommand::Edit {
@@ -248,39 +287,71 @@ pub async fn run(db: &Path, args: ServiceArgs) -> anyhow::Result<()> {
                 disable,
                 enable,
             };
-            edit(&store, &name, &settings, flags)
+            edit(&store, &name, &settings, flags)?;
+            if !settings.no_validate {
+                validate_after_saving(&store, &name).await?;
+            }
+            Ok(())
         }
         ServiceCommand::Del { name } => {
             store.delete_service(&name)?;
             println!("service {name} deleted (the files on its target are kept)");
             Ok(())
         }
-        ServiceCommand::Validate { name } => validate_service(&store, &name).await,
+        ServiceCommand::Validate { name } => {
+            let validation = validate_service(&store, &name).await?;
+            if !validation.ok {
+                bail!("service {name} cannot deploy: {}", validation.message);
+            }
+            Ok(())
+        }
+        ServiceCommand::Hook { name, public_url } => {
+            register_hook(&store, &name, &public_url).await
+        }
     }
 }
 
-async fn validate_service(store: &ServiceStore, name: &str) -> anyhow::Result<()> {
-    let service = store.service(name)?;
-    let secrets = store.service_secrets(name)?;
-    let checks = crate::deploy::validate::validate(&service, &secrets).await;
+/// Runs every check, prints each and stores them all.
+async fn validate_service(store: &Arc<ServiceStore>, name: &str) -> anyhow::Result<Validation> {
+    let (checks, validation) = validate_and_record(Arc::clone(store), name).await?;
     for check in &checks {
         let mark = if check.ok { "ok  " } else { "FAIL" };
         println!("{mark} {:<17} {}", check.name, check.detail);
     }
-    let problems: Vec<String> = checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| format!("{}: {}", c.name, c.detail))
-        .collect();
-    let message = if problems.is_empty() {
-        "all checks passed".to_owned()
-    } else {
-        problems.join("; ")
-    };
-    store.record_validation(name, problems.is_empty(), &message)?;
-    if !problems.is_empty() {
-        bail!("service {name} cannot deploy: {message}");
+    Ok(validation)
+}
+
+/// After `add` and `edit`: the checks are shown and stored; a failing one does not undo the
+/// change.
+async fn validate_after_saving(store: &Arc<ServiceStore>, name: &str) -> anyhow::Result<()> {
+    println!("validating (--no-validate skips this):");
+    let validation = validate_service(store, name).await?;
+    if !validation.ok {
+        println!(
+            "saved, but service {name} cannot deploy yet: {}",
+            validation.message
+        );
     }
+    Ok(())
+}
+
+async fn register_hook(
+    store: &Arc<ServiceStore>,
+    name: &str,
+    public_url: &str,
+) -> anyhow::Result<()> {
+    let service = store.service(name)?;
+    let secrets = store.service_secrets(name)?;
+    let outcome = crate::deploy::provider_api::ensure_hook(&service, &secrets, public_url).await?;
+    let verb = if outcome.created {
+        "registered"
+    } else {
+        "already registered"
+    };
+    println!(
+        "webhook {verb} on {}: {} (id {})",
+        outcome.repo, outcome.hook.url, outcome.hook.id
+    );
     Ok(())
 }
 
@@ -323,6 +394,9 @@ fn add(store: &ServiceStore, name: String, settings: ServiceSettings) -> anyhow:
             webhook_secret: webhook_secret.clone(),
         },
     })?;
+    if let Some(api_url) = settings.api_url.as_deref().filter(|u| !u.trim().is_empty()) {
+        store.set_api_url(&name, Some(&parse_api_url(api_url)?))?;
+    }
     println!("service {name} added ({provider})");
     println!("hook: {}", service.hook_path());
     if let (true, Some(secret)) = (generated, &webhook_secret) {
@@ -385,6 +459,13 @@ fn edit(
         new_hook_key: flags.new_key,
     };
     let service = store.update_service(name, &update)?;
+    if let Some(api_url) = &settings.api_url {
+        let api_url = match api_url.trim() {
+            "" => None,
+            url => Some(parse_api_url(url)?),
+        };
+        store.set_api_url(name, api_url.as_deref())?;
+    }
     println!("service {name} changed");
     println!("hook: {}", service.hook_path());
     Ok(())
@@ -434,6 +515,7 @@ pub fn service_json(service: &Service, status: &str) -> serde_json::Value {
         "last_deployed_commit": service.last_deployed_commit,
         "status": status,
         "last_validation": service.last_validation,
+        "api_url": service.api_url,
         "created_at": service.created_at,
         "updated_at": service.updated_at,
     })
@@ -484,13 +566,26 @@ fn show(store: &ServiceStore, name: &str, as_json: bool) -> anyhow::Result<()> {
     );
     println!("status:      {status}");
     println!("deploys:     {}", super::history_cli::stats_line(&stats));
+    println!(
+        "api:         {}",
+        service
+            .api_url
+            .as_deref()
+            .unwrap_or("the provider's default")
+    );
     match &service.last_validation {
-        Some(v) => println!(
-            "validation:  {} at {}: {}",
-            if v.ok { "ok" } else { "failed" },
-            v.at,
-            v.message
-        ),
+        Some(v) => {
+            println!(
+                "validation:  {} at {}: {}",
+                if v.ok { "ok" } else { "failed" },
+                v.at,
+                v.message
+            );
+            for check in &v.checks {
+                let mark = if check.ok { "ok  " } else { "FAIL" };
+                println!("  {mark} {:<17} {}", check.name, check.message);
+            }
+        }
         None => println!("validation:  never run"),
     }
     Ok(())

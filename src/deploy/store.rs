@@ -130,6 +130,13 @@ const MIGRATIONS: &[&str] = &[
     // The pusher's address when the webhook gave one (for notifications).
     "ALTER TABLE deploy_deploys ADD COLUMN user_email TEXT;",
     r#"
+    -- The git host's REST API root for webhook checks and registration (GitHub Enterprise,
+    -- self-hosted Gitea or GitLab); NULL: the provider's default for the repository's host.
+    ALTER TABLE deploy_services ADD COLUMN api_url TEXT;
+    -- The last validation's checks: a JSON array of {name, ok, message}.
+    ALTER TABLE deploy_services ADD COLUMN validation_checks TEXT NOT NULL DEFAULT '[]';
+"#,
+    r#"
     -- After which deploys the pusher and the commit authors are mailed (replacing the 0/1
     -- columns, which are kept in step for older readers).
     ALTER TABLE deploy_notification_sets ADD COLUMN pusher_when TEXT NOT NULL DEFAULT 'never'
@@ -268,6 +275,16 @@ pub struct Validation {
     pub ok: bool,
     pub message: String,
     pub at: String,
+    /// Each check, in the order it ran (empty for a validation stored as one message).
+    pub checks: Vec<ValidationCheck>,
+}
+
+/// One check of a validation run and what it found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ValidationCheck {
+    pub name: String,
+    pub ok: bool,
+    pub message: String,
 }
 
 /// A service as stored, without its secrets (only whether each is set).
@@ -288,6 +305,8 @@ pub struct Service {
     pub has_webhook_secret: bool,
     pub last_deployed_commit: Option<String>,
     pub last_validation: Option<Validation>,
+    /// The git host's API root, when set for this service (else the provider's default).
+    pub api_url: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -800,10 +819,59 @@ impl ServiceStore {
         let changed = self.lock().execute(
             &format!(
                 "UPDATE deploy_services
-                 SET validation_ok = ?1, validation_message = ?2, validated_at = {NOW}
+                 SET validation_ok = ?1, validation_message = ?2, validation_checks = '[]',
+                     validated_at = {NOW}
                  WHERE name = ?3"
             ),
             params![ok, message, name],
+        )?;
+        if changed == 0 {
+            return Err(DeployStoreError::NoSuchService(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Stores a validation run's checks, stamped with the current time: the service's
+    /// validation is ok when every check is, and its message names the failed ones.
+    pub fn record_validation_checks(
+        &self,
+        name: &str,
+        checks: &[ValidationCheck],
+    ) -> Result<Validation, DeployStoreError> {
+        let failed: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.name, c.message))
+            .collect();
+        let message = if failed.is_empty() {
+            "all checks passed".to_owned()
+        } else {
+            failed.join("; ")
+        };
+        let json = serde_json::to_string(checks)
+            .map_err(|e| DeployStoreError::Corrupt(format!("validation checks: {e}")))?;
+        let changed = self.lock().execute(
+            &format!(
+                "UPDATE deploy_services
+                 SET validation_ok = ?1, validation_message = ?2, validation_checks = ?3,
+                     validated_at = {NOW}
+                 WHERE name = ?4"
+            ),
+            params![failed.is_empty(), message, json, name],
+        )?;
+        if changed == 0 {
+            return Err(DeployStoreError::NoSuchService(name.to_owned()));
+        }
+        self.service(name)?
+            .last_validation
+            .ok_or_else(|| DeployStoreError::Corrupt("the validation was not stored".into()))
+    }
+
+    /// Sets (or with `None` clears) the service's git host API root.
+    pub fn set_api_url(&self, name: &str, api_url: Option<&str>) -> Result<(), DeployStoreError> {
+        let changed = self.lock().execute(
+            &format!("UPDATE deploy_services SET api_url = ?1, updated_at = {NOW} WHERE name = ?2"),
+            params![api_url, name],
         )?;
         if changed == 0 {
             return Err(DeployStoreError::NoSuchService(name.to_owned()));
@@ -1134,7 +1202,8 @@ const SERVICE_SELECT: &str = "
     SELECT s.id, s.name, s.repo_url, s.provider, s.branch, s.target_url, s.tls_verify,
            s.tls_ca_file, s.hook_key, n.name, s.enabled, s.ftp_password IS NOT NULL,
            s.provider_token IS NOT NULL, s.webhook_secret IS NOT NULL, s.last_deployed_commit,
-           s.validation_ok, s.validation_message, s.validated_at, s.created_at, s.updated_at
+           s.validation_ok, s.validation_message, s.validated_at, s.created_at, s.updated_at,
+           s.api_url, s.validation_checks
     FROM deploy_services s
     LEFT JOIN deploy_notification_sets n ON n.id = s.notification_set_id";
 
@@ -1151,6 +1220,7 @@ fn read_service(row: &Row<'_>) -> rusqlite::Result<Result<Service, DeployStoreEr
             ok,
             message: row.get::<_, Option<String>>(16)?.unwrap_or_default(),
             at: row.get::<_, Option<String>>(17)?.unwrap_or_default(),
+            checks: serde_json::from_str(&row.get::<_, String>(21)?).unwrap_or_default(),
         }),
         None => None,
     };
@@ -1177,6 +1247,7 @@ fn read_service(row: &Row<'_>) -> rusqlite::Result<Result<Service, DeployStoreEr
             has_webhook_secret: row.get(13)?,
             last_deployed_commit: row.get(14)?,
             last_validation: validation,
+            api_url: row.get(20)?,
             created_at: row.get(18)?,
             updated_at: row.get(19)?,
         })

@@ -1,12 +1,22 @@
 //! Checks that a service can deploy before a push needs it: the repository answers and has the
 //! branch, the FTP target accepts the stored login (with the service's TLS verification), the
-//! target directory is a directory, and a file can be written there and removed again.
+//! target directory is a directory, a file can be written there and removed again, and — with
+//! a provider token — the git host has the service's webhook registered. The CLI (`service
+//! add/edit/validate`), the API and `deploy serve`'s schedule all run [`validate_and_record`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client::{FtpClient, RemoteKind, StoreMode};
 
-use super::store::{Service, ServiceSecrets};
+use tracing::{info, warn};
+
+use super::git_auth;
+use super::provider_api::ProviderApi;
+use super::store::{
+    DeployStoreError, Service, ServiceSecrets, ServiceStore, Validation, ValidationCheck,
+};
+use super::webhook::Provider;
 
 /// One check and what it found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,11 +31,12 @@ pub const PROBE_NAME: &str = ".ferry-validate.tmp";
 
 /// Runs every check; a check that cannot run (no password, no connection) fails with the reason.
 pub async fn validate(service: &Service, secrets: &ServiceSecrets) -> Vec<Check> {
-    let mut checks = vec![check_repository(service).await];
+    let mut checks = vec![check_repository(service, secrets).await];
     checks.extend(check_target(service, secrets).await);
-    if service.provider != super::webhook::Provider::Git && !service.has_webhook_secret {
+    checks.push(check_webhook(service, secrets).await);
+    if service.provider != Provider::Git && !service.has_webhook_secret {
         checks.push(Check {
-            name: "webhook",
+            name: "webhook secret",
             ok: true,
             detail: "no webhook secret: the hook URL's key alone authenticates pushes".to_owned(),
         });
@@ -33,24 +44,175 @@ pub async fn validate(service: &Service, secrets: &ServiceSecrets) -> Vec<Check>
     checks
 }
 
-async fn check_repository(service: &Service) -> Check {
+/// Parses `--validate-every`: `0` (off), seconds, or a number with `s`, `m`, `h` or `d`.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let seconds_per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration; use 0, 90s, 15m, 1h or 1d"
+            ));
+        }
+    };
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration; use 0, 90s, 15m, 1h or 1d"))?;
+    Ok(Duration::from_secs(number.saturating_mul(seconds_per)))
+}
+
+/// `deploy serve`'s schedule: every `every`, each service is validated in turn (one at a time,
+/// so the FTP servers and git hosts see one probe at once) and the results are stored.
+pub async fn run_schedule(store: Arc<ServiceStore>, every: Duration) {
+    if every.is_zero() {
+        return;
+    }
+    info!(every_seconds = every.as_secs(), "scheduled validation on");
+    loop {
+        tokio::time::sleep(every).await;
+        let list = Arc::clone(&store);
+        let services = match blocking(move || list.list_services()).await {
+            Ok(services) => services,
+            Err(error) => {
+                warn!(%error, "scheduled validation: cannot list the services");
+                continue;
+            }
+        };
+        for service in services {
+            match validate_and_record(Arc::clone(&store), &service.name).await {
+                Ok((_, validation)) if validation.ok => {
+                    info!(service = service.name, "scheduled validation passed");
+                }
+                Ok((_, validation)) => warn!(
+                    service = service.name,
+                    problems = validation.message,
+                    "scheduled validation failed"
+                ),
+                // Deleted meanwhile, or the store failed: the next round tries again.
+                Err(error) => warn!(service = service.name, %error, "cannot validate"),
+            }
+        }
+    }
+}
+
+/// Validates the named service with its stored secrets and stores each check's result.
+pub async fn validate_and_record(
+    store: Arc<ServiceStore>,
+    name: &str,
+) -> Result<(Vec<Check>, Validation), DeployStoreError> {
+    let lookup = Arc::clone(&store);
+    let owned = name.to_owned();
+    let (service, secrets) = blocking(move || {
+        Ok::<_, DeployStoreError>((lookup.service(&owned)?, lookup.service_secrets(&owned)?))
+    })
+    .await?;
+    let checks = validate(&service, &secrets).await;
+    let stored: Vec<ValidationCheck> = checks.iter().map(Check::to_stored).collect();
+    let owned = name.to_owned();
+    let validation = blocking(move || store.record_validation_checks(&owned, &stored)).await?;
+    Ok((checks, validation))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DeployStoreError> + Send + 'static,
+) -> Result<T, DeployStoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DeployStoreError::Corrupt(format!("a store task failed: {e}")))?
+}
+
+impl Check {
+    pub fn to_stored(&self) -> ValidationCheck {
+        ValidationCheck {
+            name: self.name.to_owned(),
+            ok: self.ok,
+            message: self.detail.clone(),
+        }
+    }
+}
+
+/// The webhook is registered on the git host, active and sent on pushes; checked through the
+/// host's API with the provider token, and only then.
+async fn check_webhook(service: &Service, secrets: &ServiceSecrets) -> Check {
+    let name = "webhook";
+    if service.provider == Provider::Git {
+        return passed(
+            name,
+            "not checked: a plain git server has no webhook API".to_owned(),
+        );
+    }
+    let Some(token) = &secrets.provider_token else {
+        return passed(name, "not checked: no provider token".to_owned());
+    };
+    let api = match ProviderApi::new(
+        service.provider,
+        &service.repo_url,
+        service.api_url.as_deref(),
+        token.clone(),
+    ) {
+        Ok(api) => api,
+        Err(error) => return failed(name, error.to_string()),
+    };
+    let repo = api.repo().display();
+    match api.find_hook(&service.hook_path()).await {
+        Ok(Some(hook)) if !hook.active => failed(
+            name,
+            format!(
+                "the webhook {} on {repo} is disabled; enable it on the host",
+                hook.url
+            ),
+        ),
+        Ok(Some(hook)) if !hook.push => failed(
+            name,
+            format!("the webhook {} on {repo} is not sent on pushes", hook.url),
+        ),
+        Ok(Some(hook)) => passed(name, format!("registered on {repo}: {}", hook.url)),
+        Ok(None) => failed(
+            name,
+            format!(
+                "{repo} has no webhook to .../hooks/KEY of this service; add it with: ferry \
+                 deploy service hook {} --public-url URL",
+                service.name
+            ),
+        ),
+        Err(error) => failed(name, error.to_string()),
+    }
+}
+
+async fn check_repository(service: &Service, secrets: &ServiceSecrets) -> Check {
     let name = "repository";
-    let listing = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new("git")
-            .args(["ls-remote", "--heads", "--", &service.repo_url])
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await;
+    let mut command = tokio::process::Command::new("git");
+    command
+        .args(["ls-remote", "--heads", "--", &service.repo_url])
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("LC_ALL", "C")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    if let Some(token) = &secrets.provider_token {
+        command.envs(git_auth::git_env(
+            service.provider,
+            &service.repo_url,
+            token,
+        ));
+    }
+    let listing = tokio::time::timeout(Duration::from_secs(60), command.output()).await;
     let output = match listing {
         Err(_) => return failed(name, "git ls-remote did not answer within 60 s".to_owned()),
         Ok(Err(error)) => return failed(name, format!("cannot run git: {error}")),
         Ok(Ok(output)) => output,
     };
     if !output.status.success() {
-        let why = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        let why = git_auth::explain_git_error(
+            &String::from_utf8_lossy(&output.stderr),
+            secrets.provider_token.is_some(),
+        );
         return failed(name, format!("{} cannot be read: {why}", service.repo_url));
     }
     let branches: Vec<String> = String::from_utf8_lossy(&output.stdout)
@@ -169,5 +331,23 @@ fn failed(name: &'static str, detail: String) -> Check {
         name,
         ok: false,
         detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_parse_with_units_and_zero_is_off() {
+        assert_eq!(parse_interval("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_interval("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_interval("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_interval("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_interval("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_interval("2d"), Ok(Duration::from_secs(172_800)));
+        for bad in ["", "h", "1x", "-1h", "1.5h"] {
+            assert!(parse_interval(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -248,7 +248,11 @@ pub fn verify(
             verify_hmac(headers, &["X-Hub-Signature"], Some("sha256="), body, secret)
         }
         Provider::Gitea => {
-            // Gitea and Forgejo send bare hex in their own headers and `sha256=` in GitHub's.
+            // Gitea and Forgejo sign the JSON payload, which a form-encoded delivery carries in
+            // its `payload` field: that field's value is what the signature covers there.
+            let form_payload = is_form(headers).then(|| form_payload(body)).flatten();
+            let body = form_payload.as_deref().map_or(body, str::as_bytes);
+            // Bare hex in their own headers, `sha256=` in GitHub's.
             if headers
                 .first_of(&["X-Gitea-Signature", "X-Forgejo-Signature"])
                 .is_some()
@@ -399,18 +403,27 @@ pub fn delivery_id(provider: Provider, headers: &Headers, body: &[u8]) -> String
     }
 }
 
+fn is_form(headers: &Headers) -> bool {
+    headers.get("Content-Type").is_some_and(|ct| {
+        ct.to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded")
+    })
+}
+
+/// The `payload` field of a form-encoded body.
+fn form_payload(body: &[u8]) -> Option<String> {
+    url::form_urlencoded::parse(body)
+        .find(|(name, _)| name == "payload")
+        .map(|(_, value)| value.into_owned())
+}
+
 /// The JSON document of a JSON body or of a form-encoded body's `payload=` field (GitHub's and
 /// Gitea's `application/x-www-form-urlencoded` content type).
 fn json_body(headers: &Headers, body: &[u8]) -> Result<serde_json::Value, WebhookError> {
-    let form = headers.get("Content-Type").is_some_and(|ct| {
-        ct.to_ascii_lowercase()
-            .starts_with("application/x-www-form-urlencoded")
-    });
-    let result = if form {
-        let payload = url::form_urlencoded::parse(body)
-            .find(|(name, _)| name == "payload")
-            .ok_or_else(|| WebhookError::Malformed("the form body has no `payload` field".into()))?
-            .1;
+    let result = if is_form(headers) {
+        let payload = form_payload(body).ok_or_else(|| {
+            WebhookError::Malformed("the form body has no `payload` field".into())
+        })?;
         serde_json::from_str(&payload)
     } else {
         serde_json::from_slice(body)

@@ -10,6 +10,7 @@ pub mod history;
 pub mod hooks;
 pub mod notifications;
 pub mod pages;
+pub mod validation;
 
 use std::sync::Arc;
 
@@ -26,6 +27,9 @@ pub struct AppState {
     pub queue: Arc<DeployQueue>,
     /// Webhook bodies larger than this are refused with `413`.
     pub max_body_bytes: usize,
+    /// Where git hosts reach this service (`--public-url`): webhooks registered through the
+    /// API point to it.
+    pub public_url: Option<String>,
     /// The dashboard pages' logins, templates and settings.
     pub dashboard: Arc<pages::Dashboard>,
 }
@@ -74,6 +78,8 @@ fn api_routes() -> Router<AppState> {
                 .put(notifications::change)
                 .delete(notifications::delete),
         )
+        .route("/services/{name}/validate", post(validation::validate))
+        .route("/services/{name}/webhook", post(validation::add_webhook))
 }
 
 /// Serves the application on `listener` and runs the queue until `stop` completes. A deploy

@@ -255,6 +255,57 @@ fn validation_results_are_kept_with_their_time() {
 }
 
 #[test]
+fn validation_checks_are_kept_each_with_its_result_and_message() {
+    let f = fixture();
+    let store = f.open();
+    store.add_service(&new_service("site")).unwrap();
+    let check = |name: &str, ok: bool, message: &str| ValidationCheck {
+        name: name.to_owned(),
+        ok,
+        message: message.to_owned(),
+    };
+    let checks = [
+        check("repository", true, "1 matching branch(es)"),
+        check("ftp login", false, "530 Login incorrect"),
+        check("webhook", true, "not checked: no provider token"),
+    ];
+    let stored = store.record_validation_checks("site", &checks).unwrap();
+    assert!(!stored.ok);
+    assert_eq!(stored.message, "ftp login: 530 Login incorrect");
+    let reopened = f.open();
+    let validation = reopened.service("site").unwrap().last_validation.unwrap();
+    assert_eq!(validation.checks, checks);
+    assert_eq!(validation, stored);
+    // A later run replaces them all.
+    let all_ok = [check("repository", true, "fine")];
+    let stored = store.record_validation_checks("site", &all_ok).unwrap();
+    assert!(stored.ok);
+    assert_eq!(stored.message, "all checks passed");
+    assert_eq!(stored.checks, all_ok);
+    assert!(matches!(
+        store.record_validation_checks("nope", &all_ok),
+        Err(DeployStoreError::NoSuchService(_))
+    ));
+}
+
+#[test]
+fn api_url_is_stored_and_cleared() {
+    let f = fixture();
+    let store = f.open();
+    store.add_service(&new_service("site")).unwrap();
+    assert_eq!(store.service("site").unwrap().api_url, None);
+    store
+        .set_api_url("site", Some("https://ghe.example.com/api/v3"))
+        .unwrap();
+    assert_eq!(
+        f.open().service("site").unwrap().api_url.as_deref(),
+        Some("https://ghe.example.com/api/v3")
+    );
+    store.set_api_url("site", None).unwrap();
+    assert_eq!(store.service("site").unwrap().api_url, None);
+}
+
+#[test]
 fn deploys_are_logged_deduplicated_by_delivery_and_set_the_last_commit() {
     let f = fixture();
     let store = f.open();

@@ -353,6 +353,56 @@ fn gitea_push_verifies_with_its_own_header_and_with_the_github_style_one() {
 }
 
 #[test]
+fn gitea_form_delivery_is_verified_over_its_payload_as_gitea_signs_it() {
+    // Gitea's deliverer signs the JSON payload and sends it as `payload=<urlencoded JSON>`.
+    let s = sample("gitea-push.http");
+    let json = s.body.clone();
+    let form: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", std::str::from_utf8(&json).unwrap())
+        .finish();
+    let signature = sign(SECRET, &json);
+    let headers = Headers::new([
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("X-Gitea-Event", "push"),
+        ("X-Gitea-Delivery", "f6266f16-1bf3-46a5-9ea4-602e06ead473"),
+        ("X-Gitea-Signature", signature.as_str()),
+        ("X-Hub-Signature-256", &format!("sha256={signature}")),
+    ]);
+    let push = single_push(
+        receive(
+            Provider::Gitea,
+            &headers,
+            form.as_bytes(),
+            Some(SECRET),
+            usize::MAX,
+        )
+        .unwrap(),
+    );
+    assert_eq!(push.branch.as_deref(), Some("develop"));
+    // A signature over the form body itself is not Gitea's and is refused.
+    let wrong = sign(SECRET, form.as_bytes());
+    let headers = Headers::new([
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("X-Gitea-Signature", wrong.as_str()),
+    ]);
+    assert_eq!(
+        verify(Provider::Gitea, &headers, form.as_bytes(), Some(SECRET)),
+        Err(WebhookError::BadSignature {
+            header: "X-Gitea-Signature"
+        })
+    );
+    // A tampered payload inside the form is refused.
+    let headers = Headers::new([
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("X-Gitea-Signature", signature.as_str()),
+    ]);
+    verify(Provider::Gitea, &headers, form.as_bytes(), Some(SECRET)).unwrap();
+    let tampered = form.replacen("develop", "main", 1);
+    assert_ne!(tampered, form);
+    assert!(verify(Provider::Gitea, &headers, tampered.as_bytes(), Some(SECRET)).is_err());
+}
+
+#[test]
 fn forgejo_test_delivery_is_a_ping() {
     assert_eq!(
         receive_sample(Provider::Gitea, "forgejo-test-delivery.http").unwrap(),
