@@ -25,16 +25,7 @@ use super::store::{Deploy, DeployStatus, DeployStoreError, NotificationSet, Secr
 /// always complete.
 pub const MAX_LISTED_PATHS: usize = 200;
 
-/// The templates a directory may override, by file name.
-pub const TEMPLATE_NAMES: [&str; 6] = [
-    "success.subject",
-    "success.txt",
-    "success.html",
-    "failure.subject",
-    "failure.txt",
-    "failure.html",
-];
-
+/// The templates, by the file name a directory overrides each with.
 const BUILTIN_TEMPLATES: [(&str, &str); 6] = [
     (
         "success.subject",
@@ -89,8 +80,6 @@ pub enum NotifyError {
     Smtp(#[from] lettre::transport::smtp::Error),
     #[error("cannot build the message: {0}")]
     Message(#[from] lettre::error::Error),
-    #[error(transparent)]
-    Store(#[from] DeployStoreError),
 }
 
 impl NotifyError {
@@ -495,7 +484,6 @@ pub struct Notifier {
     from: Mailbox,
     templates: MailTemplates,
     smtp: SmtpUrl,
-    retry_delays: Vec<Duration>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -551,14 +539,7 @@ impl Notifier {
             from,
             templates,
             smtp,
-            retry_delays: RETRY_DELAYS.to_vec(),
         })
-    }
-
-    /// Waits `delays` between attempts instead of the default (tests).
-    pub fn with_retry_delays(mut self, delays: Vec<Duration>) -> Self {
-        self.retry_delays = delays;
-        self
     }
 
     pub fn smtp(&self) -> &SmtpUrl {
@@ -662,7 +643,7 @@ impl Notifier {
     /// Builds the message for one recipient and sends it, retrying what may pass later.
     async fn send(&self, mail: &RenderedMail, to: &Address) -> Result<(), NotifyError> {
         let message = self.message(mail, to)?;
-        let mut delays = self.retry_delays.iter();
+        let mut delays = RETRY_DELAYS.iter();
         loop {
             match self.transport.send(message.clone()).await {
                 Ok(_) => return Ok(()),
