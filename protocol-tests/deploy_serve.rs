@@ -19,7 +19,7 @@ use crate::support::*;
 
 pub(crate) const LIMIT: Duration = Duration::from_secs(60);
 pub(crate) const SECRET: &str = "It's a Secret to Everybody";
-const MARKER: &str = ".ferry-deploy.json";
+pub(crate) const MARKER: &str = ".ferry-deploy.json";
 
 pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let output = Command::new("git")
@@ -115,11 +115,11 @@ pub(crate) struct DeployServer {
     address: String,
     log: Arc<Mutex<String>>,
     /// An API token made with `ferry deploy token add` before the start.
-    token: String,
+    pub(crate) token: String,
 }
 
 /// `ferry deploy token add NAME`; the token it prints.
-fn add_token(db: &Path, name: &str) -> String {
+pub(crate) fn add_token(db: &Path, name: &str) -> String {
     let output = run_with_timeout(&mut ferry(db, &["deploy", "token", "add", name]), LIMIT);
     assert_success(&output);
     let stdout = String::from_utf8(output.stdout).unwrap();
@@ -246,7 +246,7 @@ pub(crate) fn get_json(server: &DeployServer, path: &str) -> Value {
 }
 
 /// A GitHub push event, shaped as GitHub documents it.
-fn push_body(branch: &str, before: &str, after: &str, message: &str) -> Vec<u8> {
+pub(crate) fn push_body(branch: &str, before: &str, after: &str, message: &str) -> Vec<u8> {
     serde_json::to_vec_pretty(&json!({
         "ref": format!("refs/heads/{branch}"),
         "before": before,
@@ -931,7 +931,7 @@ fn the_api_refuses_missing_wrong_and_deleted_tokens_and_session_calls_without_cs
 }
 
 /// `ferry user add NAME [--admin] --password-stdin` with the test password.
-fn add_user(db: &Path, name: &str, admin: bool) {
+pub(crate) fn add_user(db: &Path, name: &str, admin: bool) {
     let mut args = vec!["user", "add", name, "--password-stdin"];
     if admin {
         args.push("--admin");
@@ -941,7 +941,7 @@ fn add_user(db: &Path, name: &str, admin: bool) {
 }
 
 /// The value of the hidden `csrf` field or the `csrf-token` meta tag of a page.
-fn page_csrf(page: &str) -> String {
+pub(crate) fn page_csrf(page: &str) -> String {
     let after = page
         .split_once("name=\"csrf-token\" content=\"")
         .or_else(|| page.split_once("name=\"csrf\" value=\""))
@@ -951,7 +951,12 @@ fn page_csrf(page: &str) -> String {
 }
 
 /// Logs in through the form as a browser does (cookies in `jar`); the final status and page.
-fn login(server: &DeployServer, jar: &Path, user: &str, password: &str) -> (u16, String) {
+pub(crate) fn login(
+    server: &DeployServer,
+    jar: &Path,
+    user: &str,
+    password: &str,
+) -> (u16, String) {
     let jar = jar.to_str().unwrap();
     let (status, page) = curl(&["-b", jar, "-c", jar, &server.url("/login")]);
     assert_eq!(status, 200, "{page}");
@@ -973,4 +978,46 @@ fn login(server: &DeployServer, jar: &Path, user: &str, password: &str) -> (u16,
         &csrf,
         &server.url("/login"),
     ])
+}
+
+#[test]
+fn dashboard_cookies_are_http_only_and_secure_behind_an_https_public_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    add_user(&db, "admin", true);
+    let server = DeployServer::start(&db, &["--public-url", "https://deploy.example.com"]);
+    let jar = dir.path().join("cookies.txt");
+    let headers = dir.path().join("headers.txt");
+    let jar_arg = jar.to_str().unwrap();
+    let (status, page) = curl(&["-c", jar_arg, &server.url("/login")]);
+    assert_eq!(status, 200);
+    let csrf = format!("csrf={}", page_csrf(&page));
+    let (status, _) = curl(&[
+        "-b",
+        jar_arg,
+        "-D",
+        headers.to_str().unwrap(),
+        "--data-urlencode",
+        "user=admin",
+        "--data-urlencode",
+        &format!("password={PASSWORD}"),
+        "--data-urlencode",
+        &csrf,
+        &server.url("/login"),
+    ]);
+    assert_eq!(status, 303);
+    let headers = std::fs::read_to_string(&headers).unwrap();
+    let session = headers
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: ferry_session=")
+        })
+        .unwrap_or_else(|| panic!("no session cookie: {headers}"));
+    for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+        assert!(
+            session.contains(attribute),
+            "{attribute} missing: {session}"
+        );
+    }
 }

@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod contrib;
 mod curl;
+mod dashboard;
 mod data_channel;
 mod deploy;
 mod deploy_notify;

@@ -236,7 +236,7 @@ fn parse_target(text: &str) -> anyhow::Result<DeployTarget> {
 }
 
 /// The provider a repository URL's host suggests.
-fn guess_provider(repo: &str) -> Provider {
+pub fn guess_provider(repo: &str) -> Provider {
     let host = url::Url::parse(repo)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))

@@ -41,6 +41,18 @@ impl Caller {
             Caller::Session(session) => session.user.clone(),
         }
     }
+
+    /// Who to record as having done something: a dashboard user is always themself; a token's
+    /// caller may name the person it acts for (`"by"` in the request), else the token.
+    pub fn recorded_as(&self, named: Option<String>) -> String {
+        match self {
+            Caller::Session(session) => session.user.clone(),
+            Caller::Token(_) => named
+                .map(|name| name.trim().to_owned())
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(|| self.who()),
+        }
+    }
 }
 
 /// The middleware in front of the API routes.

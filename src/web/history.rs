@@ -9,25 +9,24 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{error, info};
 
 use super::AppState;
 use super::api::deploy_json;
+use super::auth::Caller;
 use crate::deploy::restore::{self, RestoreError};
 use crate::deploy::service_cli::service_json;
 use crate::deploy::store::{DeployFilter, DeployStoreError};
 
 const DEFAULT_PER_PAGE: u32 = 50;
 const MAX_PER_PAGE: u32 = 200;
-/// Who is recorded when a request names nobody.
-const ANONYMOUS: &str = "api";
 
 /// `GET /api/services/{name}`: the service (never its key or secrets), its newest deploy and
 /// its statistics.
@@ -119,13 +118,18 @@ struct SkipRequest {
 }
 
 /// `POST /api/deploys/{id}/skip` with `{"reason": "...", "by": "..."}`.
-pub async fn skip(State(state): State<AppState>, Path(id): Path<i64>, body: Bytes) -> Response {
+pub async fn skip(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Response {
     let request: SkipRequest = match parse_body(&body, false) {
         Ok(Some(request)) => request,
         Ok(None) => return bad_request("send {\"reason\": \"why\"} as JSON"),
         Err(message) => return bad_request(&message),
     };
-    let by = request.by.unwrap_or_else(|| ANONYMOUS.to_owned());
+    let by = caller.recorded_as(request.by);
     let queue = Arc::clone(&state.queue);
     let result = tokio::task::spawn_blocking(move || {
         let deploy = queue.store().skip_deploy(id, &by, &request.reason)?;
@@ -160,6 +164,7 @@ struct QueueRequest {
 /// `202` with its deploy id, `409` while a deploy of the service is queued or running.
 pub async fn restore(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -167,7 +172,7 @@ pub async fn restore(
         Ok(request) => request.unwrap_or_default(),
         Err(message) => return bad_request(&message),
     };
-    let by = request.by.unwrap_or_else(|| ANONYMOUS.to_owned());
+    let by = caller.recorded_as(request.by);
     let queue = Arc::clone(&state.queue);
     let service = name.clone();
     let result = tokio::task::spawn_blocking(move || {
@@ -206,6 +211,7 @@ pub async fn rollback_preview(
 /// of that commit; `202` with its id.
 pub async fn rollback(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -216,7 +222,7 @@ pub async fn rollback(
     let Some(commit) = request.commit.filter(|c| !c.trim().is_empty()) else {
         return bad_request("send {\"commit\": \"COMMIT_ID\"} as JSON");
     };
-    let by = request.by.unwrap_or_else(|| ANONYMOUS.to_owned());
+    let by = caller.recorded_as(request.by);
     match restore::queue_rollback(&state.queue, &name, commit.trim(), Some(&by)).await {
         Ok((id, commit)) => {
             info!(service = name, deploy = id, commit, "rollback queued");

@@ -4,7 +4,10 @@
 //! ([`Admin`]); every form carries the session's CSRF token, checked before anything changes.
 //! Live parts (progress, skip, restore) call the JSON API from the page with the same token.
 
+pub mod log;
 pub mod login;
+pub mod notifications;
+pub mod service_form;
 pub mod services;
 
 use std::sync::Arc;
@@ -90,11 +93,29 @@ macro_rules! template {
 
 fn templates() -> Environment<'static> {
     let mut env = Environment::new();
+    env.add_filter("when", when);
     template!(env, "base.html");
     template!(env, "login.html");
     template!(env, "dashboard.html");
+    template!(env, "service_form.html");
+    template!(env, "service.html");
+    template!(env, "webhook_box.html");
     template!(env, "message.html");
+    template!(env, "notifications.html");
+    template!(env, "notification_form.html");
+    template!(env, "log.html");
     env
+}
+
+/// A stored timestamp (`2026-01-02T03:04:05Z`) as pages show it: `2026-01-02 03:04 UTC`.
+fn when(value: Option<String>) -> String {
+    let Some(value) = value else {
+        return String::new();
+    };
+    match (value.get(..10), value.get(11..16)) {
+        (Some(day), Some(time)) if value.ends_with('Z') => format!("{day} {time} UTC"),
+        _ => value,
+    }
 }
 
 /// The page routes.
@@ -103,6 +124,31 @@ pub fn page_routes() -> Router<AppState> {
         .route("/", get(services::dashboard))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
+        .route(
+            "/services/new",
+            get(services::new_form).post(services::create),
+        )
+        .route("/services/{name}", get(services::manage))
+        .route(
+            "/services/{name}/edit",
+            get(services::edit_form).post(services::update),
+        )
+        .route("/services/{name}/validate", post(services::revalidate))
+        .route(
+            "/services/{name}/notifications",
+            post(services::set_notifications),
+        )
+        .route("/notifications", get(notifications::list))
+        .route(
+            "/notifications/new",
+            get(notifications::new_form).post(notifications::create),
+        )
+        .route(
+            "/notifications/{name}/edit",
+            get(notifications::edit_form).post(notifications::update),
+        )
+        .route("/notifications/{name}/delete", post(notifications::delete))
+        .route("/log", get(log::page))
         .route("/static/ferry.css", get(stylesheet))
         .route("/static/ferry.js", get(script))
 }
@@ -188,6 +234,10 @@ impl Admin {
     }
 }
 
+/// Pages load nothing but ferry's own files, run no inline script, and cannot be framed.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
+     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
 /// What every page's layout needs.
 #[derive(Debug, Serialize)]
 struct Layout<'a> {
@@ -223,6 +273,8 @@ pub fn render(
             [
                 (header::CACHE_CONTROL, "no-store"),
                 (header::X_FRAME_OPTIONS, "DENY"),
+                (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+                (header::REFERRER_POLICY, "same-origin"),
             ],
             Html(html),
         )
@@ -275,3 +327,20 @@ pub async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
 
 /// The shared dashboard state in the form the handlers get it.
 pub type SharedDashboard = Arc<Dashboard>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_parses_and_times_read_as_utc_minutes() {
+        let env = templates();
+        assert!(env.get_template("service.html").is_ok());
+        assert_eq!(
+            when(Some("2026-01-02T03:04:05Z".into())),
+            "2026-01-02 03:04 UTC"
+        );
+        assert_eq!(when(None), "");
+        assert_eq!(when(Some("soon".into())), "soon");
+    }
+}

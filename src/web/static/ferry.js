@@ -80,14 +80,155 @@ function setupServicePolling() {
   setTimeout(tick, 1500);
 }
 
-// Commit popovers: a button toggles the list beside it.
+// Commit popovers are <details>: opening one closes the others.
 function setupPopovers() {
-  document.addEventListener("click", (event) => {
-    const toggle = event.target.closest(".commits-toggle");
-    document.querySelectorAll(".popover.open").forEach((p) => {
-      if (!toggle || p !== toggle.parentElement) p.classList.remove("open");
+  document.addEventListener("toggle", (event) => {
+    const opened = event.target;
+    if (!opened.matches || !opened.matches("details.popover") || !opened.open) return;
+    document.querySelectorAll("details.popover[open]").forEach((d) => { if (d !== opened) d.open = false; });
+  }, true);
+}
+
+const currentUser = () => document.querySelector(".who")?.textContent ?? "";
+
+// The live progress of the service's running deploy: polls the API until it ends.
+function setupProgress() {
+  const live = document.getElementById("live");
+  if (!live || !live.dataset.deploy) return;
+  const id = live.dataset.deploy;
+  const bar = document.getElementById("progress-bar");
+  const show = (percent, files, current, status) => {
+    bar.style.width = `${percent}%`;
+    document.getElementById("progress").setAttribute("aria-valuenow", String(percent));
+    document.getElementById("progress-percent").textContent = `${percent}%`;
+    document.getElementById("progress-files").textContent = files;
+    document.getElementById("progress-current").textContent = current;
+    const label = document.getElementById("live-status");
+    label.textContent = status;
+    label.className = `st st-${status}`;
+  };
+  const tick = async () => {
+    let deploy;
+    try {
+      deploy = await api("GET", `/api/deploys/${id}`);
+    } catch (_) {
+      setTimeout(tick, 1000);
+      return;
+    }
+    const p = deploy.progress;
+    if (deploy.status === "running" && p) {
+      const percent = p.files_total ? Math.floor((100 * p.files_done) / p.files_total) : 0;
+      show(percent, `${p.files_done} / ${p.files_total} files`, p.current || "", "running");
+    } else if (deploy.status === "queued" || deploy.status === "running") {
+      show(0, "waiting…", "", deploy.status);
+    } else {
+      const s = deploy.stats || {};
+      const files = (s.files_added || 0) + (s.files_modified || 0) + (s.files_removed || 0);
+      live.classList.add(deploy.status === "ok" ? "progress-done" : "progress-failed");
+      show(100, `${files} files`, deploy.error || "", deploy.status === "ok" ? "done" : deploy.status);
+      // Show the new state of the page (statistics, failed deploys) a moment later.
+      setTimeout(() => window.location.reload(), 2500);
+      return;
+    }
+    setTimeout(tick, 400);
+  };
+  tick();
+}
+
+// Skip a failed deploy, after a reason.
+function setupSkip() {
+  document.querySelectorAll("[data-skip]").forEach((button) => {
+    button.addEventListener("click", async () => {
+      const id = button.dataset.skip;
+      const reason = window.prompt(`Skip deploy #${id}? A restore will no longer redeploy it. Why?`);
+      if (reason === null) return;
+      if (!reason.trim()) { window.alert("A skip needs a reason."); return; }
+      button.disabled = true;
+      try {
+        await api("POST", `/api/deploys/${id}/skip`, { reason: reason.trim(), by: currentUser() });
+        window.location.reload();
+      } catch (error) {
+        button.disabled = false;
+        window.alert(`Cannot skip: ${error.message}`);
+      }
     });
-    if (toggle) toggle.parentElement.classList.toggle("open");
+  });
+}
+
+// Restore: a preview of the commits and the net file changes, then the run.
+function setupRestore() {
+  const open = document.getElementById("restore");
+  const dialog = document.getElementById("restore-dialog");
+  if (!open || !dialog) return;
+  const service = open.dataset.service;
+  const run = document.getElementById("restore-run");
+  const error = document.getElementById("restore-error");
+  const fail = (message) => { error.textContent = message; error.hidden = false; };
+  document.getElementById("restore-cancel").addEventListener("click", () => dialog.close());
+  open.addEventListener("click", async () => {
+    error.hidden = true;
+    run.disabled = true;
+    document.getElementById("restore-commits").replaceChildren();
+    document.getElementById("restore-files").replaceChildren();
+    document.getElementById("restore-summary").textContent = "Loading the preview…";
+    dialog.showModal();
+    try {
+      const preview = await api("GET", `/api/services/${encodeURIComponent(service)}/restore`);
+      const from = preview.deployed ? preview.deployed.slice(0, 10) : "nothing";
+      document.getElementById("restore-summary").textContent =
+        `Deploys ${preview.to.slice(0, 10)} over ${from} (read from the ${preview.deployed_source}), ` +
+        `covering failed deploy${preview.deploys.length === 1 ? "" : "s"} ${preview.deploys.map((d) => "#" + d).join(", ")}.`;
+      const commits = document.getElementById("restore-commits");
+      preview.commits.forEach((c) => {
+        const li = document.createElement("li");
+        const code = document.createElement("code");
+        code.textContent = c.id.slice(0, 10);
+        li.append(code, ` ${c.message} — ${c.author}`);
+        commits.append(li);
+      });
+      const files = document.getElementById("restore-files");
+      preview.changes.forEach((f) => {
+        const li = document.createElement("li");
+        li.className = f.change;
+        li.textContent = `${f.change} ${f.path}`;
+        files.append(li);
+      });
+      if (!preview.changes.length) files.append(Object.assign(document.createElement("li"), { textContent: "no file changes" }));
+      if (preview.active_deploy) {
+        fail(`Deploy #${preview.active_deploy} is running; restore when it has finished.`);
+      } else {
+        run.disabled = false;
+      }
+    } catch (e) {
+      fail(`No preview: ${e.message}`);
+    }
+  });
+  run.addEventListener("click", async () => {
+    run.disabled = true;
+    try {
+      await api("POST", `/api/services/${encodeURIComponent(service)}/restore`, { by: currentUser() });
+      window.location.reload();
+    } catch (e) {
+      fail(`The restore was refused: ${e.message}`);
+    }
+  });
+}
+
+// "Add the webhook through the host's API".
+function setupAddWebhook() {
+  document.querySelectorAll("[data-add-webhook]").forEach((button) => {
+    const result = button.parentElement.querySelector("[data-add-webhook-result]");
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      result.textContent = "asking the git host…";
+      try {
+        const data = await api("POST", `/api/services/${encodeURIComponent(button.dataset.addWebhook)}/webhook`, {});
+        result.textContent = (data && (data.message || data.status)) || "webhook added";
+      } catch (e) {
+        result.textContent = `not added: ${e.message}`;
+        button.disabled = false;
+      }
+    });
   });
 }
 
@@ -97,5 +238,9 @@ document.addEventListener("DOMContentLoaded", () => {
   setupConfirm();
   setupServicePolling();
   setupPopovers();
+  setupProgress();
+  setupSkip();
+  setupRestore();
+  setupAddWebhook();
   if (window.ferryPage) window.ferryPage();
 });

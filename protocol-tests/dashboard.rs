@@ -1,0 +1,654 @@
+//! The deploy dashboard in a real browser: Debian's headless chromium, driven over WebDriver by
+//! chromedriver (the `fantoccini` client), against the real `ferry deploy serve` deploying a real
+//! git repository onto a real ferry FTP server, pushes announced by GitHub-signed webhooks. One
+//! browser session walks through every page; each page's screenshot is saved under
+//! `target/dashboard-screenshots/`.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::deploy_serve::{
+    DeployServer, LIMIT, Repos, SECRET, add_user, api_curl, assert_target_is, curl, get_json,
+    post_hook, push_body, queued_id, wait_for_deploy,
+};
+use crate::support::*;
+
+const FILES: usize = 12;
+const HELD_AFTER: usize = 3;
+
+/// A control-connection proxy in front of the FTP server. Armed, it lets `pass` STOR commands
+/// through and holds the next ones (the deploy stalls part-way, its progress visible) until
+/// released, then forwards them: the deploy completes.
+struct StorGate {
+    addr: SocketAddr,
+    pass: Arc<AtomicUsize>,
+    stors: Arc<AtomicUsize>,
+    held: Arc<AtomicBool>,
+}
+
+impl StorGate {
+    fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let gate = Self {
+            addr,
+            pass: Arc::new(AtomicUsize::new(usize::MAX)),
+            stors: Arc::new(AtomicUsize::new(0)),
+            held: Arc::new(AtomicBool::new(false)),
+        };
+        let (pass, stors, held) = (
+            Arc::clone(&gate.pass),
+            Arc::clone(&gate.stors),
+            Arc::clone(&gate.held),
+        );
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(mut server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let mut server_read = server.try_clone().unwrap();
+                let mut client_write = client.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut server_read, &mut client_write);
+                    let _ = client_write.shutdown(std::net::Shutdown::Both);
+                });
+                let (pass, stors, held) =
+                    (Arc::clone(&pass), Arc::clone(&stors), Arc::clone(&held));
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(client);
+                    loop {
+                        let mut line = Vec::new();
+                        match reader.read_until(b'\n', &mut line) {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                        if line.len() >= 5 && line[..5].eq_ignore_ascii_case(b"STOR ") {
+                            let count = stors.fetch_add(1, Ordering::SeqCst) + 1;
+                            if count > pass.load(Ordering::SeqCst) {
+                                held.store(true, Ordering::SeqCst);
+                                while pass.load(Ordering::SeqCst) != usize::MAX {
+                                    std::thread::sleep(Duration::from_millis(20));
+                                }
+                            }
+                        }
+                        if server.write_all(&line).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        gate
+    }
+
+    /// From now on, hold every STOR after the first `pass`.
+    fn arm(&self, pass: usize) {
+        self.stors.store(0, Ordering::SeqCst);
+        self.held.store(false, Ordering::SeqCst);
+        self.pass.store(pass, Ordering::SeqCst);
+    }
+
+    fn release(&self) {
+        self.pass.store(usize::MAX, Ordering::SeqCst);
+    }
+}
+
+/// chromedriver on a free port, killed when dropped.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl ChromeDriver {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver runs (apt install chromium-driver)");
+        let driver = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + LIMIT;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver does not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        driver
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Headless chromium, with nothing that would reach for the network.
+async fn open_browser(driver: &ChromeDriver, profile: &Path) -> Client {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".to_owned(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .expect("a chromium session")
+}
+
+/// Where the pages' screenshots go (test artifacts).
+fn screenshot_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("dashboard-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn screenshot(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
+}
+
+async fn find(browser: &Client, css: &str) -> fantoccini::elements::Element {
+    match browser
+        .wait()
+        .at_most(LIMIT)
+        .for_element(Locator::Css(css))
+        .await
+    {
+        Ok(element) => element,
+        Err(e) => {
+            let url = browser.current_url().await.map(|u| u.to_string());
+            let page = browser.source().await.unwrap_or_default();
+            panic!("no {css} on {url:?}: {e}\n{page}")
+        }
+    }
+}
+
+/// The text of `css`; found again if a reload replaced the element meanwhile.
+async fn text(browser: &Client, css: &str) -> String {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        match find(browser, css).await.text().await {
+            Ok(text) => return text,
+            Err(e) => assert!(Instant::now() < deadline, "{css}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn fill(browser: &Client, css: &str, value: &str) {
+    let field = find(browser, css).await;
+    field.clear().await.unwrap();
+    field.send_keys(value).await.unwrap();
+}
+
+async fn click(browser: &Client, css: &str) {
+    find(browser, css).await.click().await.unwrap();
+}
+
+async fn path(browser: &Client) -> String {
+    browser.current_url().await.unwrap().path().to_owned()
+}
+
+/// Waits for the browser to arrive at `expected` (a click's navigation may still run).
+async fn wait_for_path(browser: &Client, expected: &str) {
+    poll_until(
+        &format!("the browser goes to {expected}"),
+        || path(browser),
+        |path| path == expected,
+    )
+    .await;
+}
+
+/// Polls `read` until `done` holds for what it returns; the last value.
+async fn poll_until<T: std::fmt::Debug, F: std::future::Future<Output = T>>(
+    what: &str,
+    mut read: impl FnMut() -> F,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let value = read().await;
+        if done(&value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: still {value:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn the_dashboard_logs_in_adds_a_service_and_follows_its_deploys_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    let repos = Repos::new(dir.path());
+    for i in 0..FILES {
+        repos.write(
+            &format!("page-{i:02}.html"),
+            &pattern(20_000 + i * 11, i as u64),
+        );
+    }
+    let first = repos.commit_and_push("twelve pages", "main");
+    let ftp = TestServer::start();
+    let target = ftp.home().join("site");
+    std::fs::create_dir_all(&target).unwrap();
+    let gate = StorGate::start(format!("127.0.0.1:{}", ftp.port()).parse().unwrap());
+    add_user(&db, "admin", true);
+    let server = DeployServer::start(&db, &[]);
+    let driver = ChromeDriver::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let browser = open_browser(&driver, &dir.path().join("chromium-profile")).await;
+        let walk = walk_through(&browser, &server, &repos, &gate, &target, &first).await;
+        let _ = browser.close().await;
+        walk
+    });
+}
+
+async fn walk_through(
+    browser: &Client,
+    server: &DeployServer,
+    repos: &Repos,
+    gate: &StorGate,
+    target: &Path,
+    first: &str,
+) {
+    // Unauthenticated: every page leads to the login form.
+    browser.goto(&server.url("/services/new")).await.unwrap();
+    wait_for_path(browser, "/login").await;
+    screenshot(browser, "login").await;
+    fill(browser, "#user", "admin").await;
+    fill(browser, "#password", "not the password").await;
+    click(browser, "#login").await;
+    assert!(
+        text(browser, "#login-error")
+            .await
+            .contains("Wrong user name or password"),
+        "a wrong password is refused"
+    );
+    fill(browser, "#user", "admin").await;
+    fill(browser, "#password", PASSWORD).await;
+    click(browser, "#login").await;
+    // Back where the login interrupted: the add form. The empty dashboard says what to do.
+    wait_for_path(browser, "/services/new").await;
+    browser.goto(&server.url("/")).await.unwrap();
+    assert!(
+        text(browser, "#empty-state")
+            .await
+            .contains("ferry deploy service add")
+    );
+    screenshot(browser, "dashboard-empty").await;
+
+    // Add a service through the form, with a branch the repository does not have: it is saved,
+    // validated, and the problem is shown beside the branch field.
+    click(browser, "#add-service").await;
+    wait_for_path(browser, "/services/new").await;
+    fill(browser, "#name", "site").await;
+    fill(browser, "#repo", repos.bare.to_str().unwrap()).await;
+    fill(browser, "#branch", "production").await;
+    let to = format!("ftp://{USER}@127.0.0.1:{}/site", gate.addr.port());
+    fill(browser, "#target", &to).await;
+    fill(browser, "#ftp_password", PASSWORD).await;
+    fill(browser, "#webhook_secret", SECRET).await;
+    find(browser, "#provider")
+        .await
+        .select_by_value("github")
+        .await
+        .unwrap();
+    click(browser, "#save").await;
+    let problem = text(browser, "#error-branch").await;
+    assert!(problem.contains("no branch matching"), "{problem}");
+    let hook_url = find(browser, "#hook-url")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    let key = hook_url
+        .rsplit_once("/hooks/")
+        .unwrap_or_else(|| panic!("no hook URL: {hook_url}"))
+        .1
+        .to_owned();
+    assert_eq!(
+        find(browser, "#hook-secret")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(SECRET),
+        "the secret is shown once, to copy"
+    );
+    screenshot(browser, "service-form-problems").await;
+    // Fixed: every check passes and the service's page opens.
+    fill(browser, "#branch", "main").await;
+    click(browser, "#save").await;
+    wait_for_path(browser, "/services/site").await;
+    assert_eq!(text(browser, "#validation").await, "All checks passed");
+    let checks = text(browser, "#checks").await;
+    assert!(checks.contains("write access"), "{checks}");
+    // "Add the webhook" asks the git host's API through ferry's; this service cannot (it has no
+    // public address), and the page says so.
+    click(browser, "#stat-webhook button").await;
+    let answer = poll_until(
+        "the add-webhook answer",
+        || async { text(browser, "#stat-webhook [data-add-webhook-result]").await },
+        |answer| answer.starts_with("not added"),
+    )
+    .await;
+    assert!(answer.contains("--public-url"), "{answer}");
+
+    // A push: the page shows the deploy part-way (the gate holds the FTP uploads), then done.
+    gate.arm(HELD_AFTER);
+    let body = push_body("main", &"0".repeat(40), first, "twelve pages");
+    let (status, answer) = post_hook(server, &key, "push", "delivery-1", &body, SECRET);
+    assert_eq!(status, 202, "{answer}");
+    let id = queued_id(&answer);
+    browser.goto(&server.url("/services/site")).await.unwrap();
+    let files = poll_until(
+        "the progress bar shows the held deploy",
+        || async { text(browser, "#progress-files").await },
+        |files| files.starts_with(&format!("{HELD_AFTER} / {FILES} files")),
+    )
+    .await;
+    let percent: u32 = find(browser, "#progress")
+        .await
+        .attr("aria-valuenow")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(percent as usize, 100 * HELD_AFTER / FILES, "{files}");
+    assert!(
+        text(browser, "#progress-current")
+            .await
+            .starts_with("page-")
+    );
+    screenshot(browser, "service-progress").await;
+    gate.release();
+    poll_until(
+        "the progress bar reaches done",
+        || async { text(browser, "#live-status").await },
+        |status| status == "done",
+    )
+    .await;
+    assert_eq!(
+        find(browser, "#progress")
+            .await
+            .attr("aria-valuenow")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("100")
+    );
+    assert_eq!(wait_for_deploy(server, id)["status"], "ok");
+    assert_target_is(target, &repos.archive(first));
+
+    // The dashboard lists it as ok, with its count; also at phone width.
+    browser.goto(&server.url("/")).await.unwrap();
+    let card = find(browser, "#service-site").await;
+    assert!(
+        card.attr("class")
+            .await
+            .unwrap()
+            .unwrap()
+            .contains("state-ok")
+    );
+    assert!(text(browser, "#service-site .count.ok").await.contains('1'));
+    screenshot(browser, "dashboard").await;
+    browser.set_window_size(390, 844).await.unwrap();
+    browser.refresh().await.unwrap();
+    find(browser, "#service-site").await;
+    screenshot(browser, "dashboard-phone").await;
+    browser.set_window_size(1280, 900).await.unwrap();
+
+    // A deploy the target refuses (a directory where a file must go) fails, and the service's
+    // page lists it with its error and its commits.
+    let blocker = target.join("blocker.txt");
+    std::fs::create_dir_all(blocker.join("inside")).unwrap();
+    std::fs::write(blocker.join("inside/keep"), b"x").unwrap();
+    repos.write("blocker.txt", b"a file at last\n");
+    let second = repos.commit_and_push("add blocker.txt", "main");
+    let body = push_body("main", first, &second, "add blocker.txt");
+    let (status, answer) = post_hook(server, &key, "push", "delivery-2", &body, SECRET);
+    assert_eq!(status, 202, "{answer}");
+    let failed = queued_id(&answer);
+    assert_eq!(wait_for_deploy(server, failed)["status"], "failed");
+    browser.goto(&server.url("/services/site")).await.unwrap();
+    let row = format!("#failed-{failed}");
+    assert!(
+        !text(browser, &format!("{row} .error-text"))
+            .await
+            .is_empty()
+    );
+    click(browser, &format!("{row} summary")).await;
+    assert!(
+        text(browser, &format!("{row} .popover-body"))
+            .await
+            .contains("add blocker.txt")
+    );
+    screenshot(browser, "service-failed").await;
+
+    // A second failure; the first is skipped (with a reason), then the target is repaired and
+    // restored from the preview: the combined commits and the net file changes, then the run.
+    repos.write("page-00.html", b"<h1>new front page</h1>\n");
+    let third = repos.commit_and_push("new front page", "main");
+    let body = push_body("main", &second, &third, "new front page");
+    let (status, answer) = post_hook(server, &key, "push", "delivery-3", &body, SECRET);
+    assert_eq!(status, 202, "{answer}");
+    let failed_again = queued_id(&answer);
+    assert_eq!(wait_for_deploy(server, failed_again)["status"], "failed");
+    browser.goto(&server.url("/services/site")).await.unwrap();
+    click(browser, &format!("[data-skip='{failed}']")).await;
+    browser
+        .send_alert_text("superseded by the next push")
+        .await
+        .unwrap();
+    browser.accept_alert().await.unwrap();
+    let skipped = poll_until(
+        "the skipped deploy is shown as skipped",
+        || async { text(browser, &format!("#recent-{failed}")).await },
+        |row| row.contains("skipped by admin"),
+    )
+    .await;
+    assert!(skipped.contains("superseded by the next push"), "{skipped}");
+    assert!(
+        browser
+            .find(Locator::Css(&format!("#failed-{failed}")))
+            .await
+            .is_err(),
+        "a skipped deploy is no longer restored"
+    );
+    std::fs::remove_dir_all(&blocker).unwrap();
+    click(browser, "#restore").await;
+    let files = poll_until(
+        "the restore preview lists the net changes",
+        || async { text(browser, "#restore-files").await },
+        |files| files.contains("blocker.txt"),
+    )
+    .await;
+    assert!(files.contains("A blocker.txt"), "{files}");
+    assert!(files.contains("M page-00.html"), "{files}");
+    let commits = text(browser, "#restore-commits").await;
+    assert!(commits.contains("new front page"), "{commits}");
+    screenshot(browser, "restore-preview").await;
+    let run = find(browser, "#restore-run").await;
+    poll_until(
+        "the restore can run",
+        || async { run.is_enabled().await.unwrap() },
+        |enabled| *enabled,
+    )
+    .await;
+    run.click().await.unwrap();
+    poll_until(
+        "the restore's progress reaches done",
+        || async {
+            match browser.find(Locator::Css("#live-status")).await {
+                Ok(status) => status.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            }
+        },
+        |status| status == "done",
+    )
+    .await;
+    assert_target_is(target, &repos.archive(&third));
+    let services = get_json(server, "/api/services");
+    assert_eq!(services["services"][0]["status"], "ok", "{services}");
+    let restored = get_json(server, &format!("/api/deploys/{failed_again}"));
+    assert!(restored["restored_by"].as_i64().is_some(), "{restored}");
+
+    // The log: every deploy, failures only on demand, commits on a click.
+    browser.goto(&server.url("/log")).await.unwrap();
+    find(browser, &format!("#deploy-{id}")).await;
+    find(browser, &format!("#deploy-{failed}")).await;
+    assert!(
+        text(browser, &format!("#deploy-{failed}"))
+            .await
+            .contains("skipped by admin")
+    );
+    click(browser, "#log-failed").await;
+    find(browser, "#log-filter button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    poll_until(
+        "the log shows failures only",
+        || async {
+            browser
+                .find_all(Locator::Css("#log tbody tr"))
+                .await
+                .unwrap()
+                .len()
+        },
+        |rows| *rows == 1,
+    )
+    .await;
+    click(browser, &format!("#deploy-{failed_again} summary")).await;
+    screenshot(browser, "log").await;
+
+    // Notification sets: add one, choose it for the service.
+    browser
+        .goto(&server.url("/notifications/new"))
+        .await
+        .unwrap();
+    fill(browser, "#set-name", "ops").await;
+    fill(browser, "#success_emails", "ops@example.com").await;
+    fill(browser, "#failure_emails", "not an address").await;
+    click(browser, "#save-set").await;
+    assert!(
+        text(browser, "#error-failure_emails")
+            .await
+            .contains("not an address")
+    );
+    fill(browser, "#failure_emails", "oncall@example.com").await;
+    click(browser, "#save-set").await;
+    wait_for_path(browser, "/notifications").await;
+    assert!(
+        text(browser, "#set-ops")
+            .await
+            .contains("oncall@example.com")
+    );
+    screenshot(browser, "notifications").await;
+    click(browser, "#set-ops a").await;
+    wait_for_path(browser, "/notifications/ops/edit").await;
+    fill(
+        browser,
+        "#success_emails",
+        "ops@example.com\ndev@example.com",
+    )
+    .await;
+    click(browser, "#save-set").await;
+    wait_for_path(browser, "/notifications").await;
+    assert!(text(browser, "#set-ops").await.contains("dev@example.com"));
+    browser.goto(&server.url("/services/site")).await.unwrap();
+    find(browser, "#notifications select")
+        .await
+        .select_by_value("ops")
+        .await
+        .unwrap();
+    click(browser, "#notifications button").await;
+    poll_until(
+        "the service uses the chosen set",
+        || async { get_json(server, "/api/services")["services"][0]["notification_set"].clone() },
+        |set| set == "ops",
+    )
+    .await;
+
+    // Requests without the session's CSRF token change nothing, with its cookie or not.
+    let cookie = browser
+        .get_named_cookie("ferry_session")
+        .await
+        .unwrap()
+        .value()
+        .to_owned();
+    let cookie = format!("Cookie: ferry_session={cookie}");
+    let (status, _) = curl(&[
+        "-H",
+        &cookie,
+        "--data",
+        "csrf=forged",
+        &server.url("/services/site/validate"),
+    ]);
+    assert_eq!(status, 403, "a form without the session's token");
+    let (status, body) = curl(&["-H", &cookie, "-X", "POST", &server.url("/api/services")]);
+    assert_eq!(status, 403, "an API change without X-CSRF-Token: {body}");
+    let (status, _) = curl(&[&server.url("/api/services")]);
+    assert_eq!(status, 401);
+    let (status, _) = api_curl(server, "/api/services", &[]);
+    assert_eq!(status, 200);
+
+    // Deleting a set (after a confirmation) leaves its services without one.
+    browser.goto(&server.url("/notifications")).await.unwrap();
+    click(browser, "#set-ops button.danger").await;
+    browser.accept_alert().await.unwrap();
+    poll_until(
+        "the deleted set is gone",
+        || async { get_json(server, "/api/services")["services"][0]["notification_set"].clone() },
+        |set| set.is_null(),
+    )
+    .await;
+
+    // Logging out ends the session.
+    click(browser, ".logout button").await;
+    wait_for_path(browser, "/login").await;
+    browser.goto(&server.url("/log")).await.unwrap();
+    wait_for_path(browser, "/login").await;
+    let (status, _) = curl(&["-H", &cookie, &server.url("/api/services")]);
+    assert_eq!(status, 401);
+}

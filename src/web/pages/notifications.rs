@@ -1,0 +1,343 @@
+//! The notification set pages: the list (with the services using each set), the add and edit
+//! forms, and delete. A set names who hears about successful and failed deploys.
+
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use super::service_form::FieldErrors;
+use super::{Admin, AppState, blocking, internal, render};
+use crate::deploy::store::{DeployStoreError, NotificationSet, NotificationSetUpdate};
+
+/// The form as posted: address lists one per line (or separated by commas).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct NotificationForm {
+    pub csrf: String,
+    pub name: String,
+    pub success_emails: String,
+    pub failure_emails: String,
+    pub notify_pusher: Option<String>,
+    pub notify_authors: Option<String>,
+}
+
+fn addresses(text: &str) -> Vec<String> {
+    text.split([',', '\n', ';'])
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl NotificationForm {
+    pub fn from_set(set: &NotificationSet) -> Self {
+        Self {
+            name: set.name.clone(),
+            success_emails: set.success_emails.join("\n"),
+            failure_emails: set.failure_emails.join("\n"),
+            notify_pusher: set.notify_pusher.then(|| "on".to_owned()),
+            notify_authors: set.notify_authors.then(|| "on".to_owned()),
+            ..Self::default()
+        }
+    }
+
+    /// The set, or problems by field.
+    pub fn check(&self) -> Result<NotificationSet, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let name = self.name.trim();
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            errors.insert(
+                "name",
+                "Use 1 to 64 letters, digits, “-”, “_” or “.”.".to_owned(),
+            );
+        }
+        for (field, text) in [
+            ("success_emails", &self.success_emails),
+            ("failure_emails", &self.failure_emails),
+        ] {
+            let bad: Vec<String> = addresses(text)
+                .into_iter()
+                .filter(|a| a.parse::<lettre::Address>().is_err())
+                .collect();
+            if !bad.is_empty() {
+                errors.insert(field, format!("Not an email address: {}", bad.join(", ")));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(NotificationSet {
+            name: name.to_owned(),
+            success_emails: addresses(&self.success_emails),
+            failure_emails: addresses(&self.failure_emails),
+            notify_pusher: self.notify_pusher.is_some(),
+            notify_authors: self.notify_authors.is_some(),
+        })
+    }
+}
+
+/// A set as listed, with the services that use it.
+#[derive(Debug, Serialize)]
+struct SetRow {
+    set: NotificationSet,
+    services: Vec<String>,
+}
+
+pub async fn list(State(state): State<AppState>, admin: Admin) -> Response {
+    let store = Arc::clone(state.queue.store());
+    let rows = blocking(move || {
+        let services = store.list_services()?;
+        let rows: Vec<SetRow> = store
+            .list_notification_sets()?
+            .into_iter()
+            .map(|set| SetRow {
+                services: services
+                    .iter()
+                    .filter(|s| s.notification_set.as_deref() == Some(set.name.as_str()))
+                    .map(|s| s.name.clone())
+                    .collect(),
+                set,
+            })
+            .collect();
+        Ok::<_, DeployStoreError>(rows)
+    })
+    .await;
+    match rows {
+        Ok(Ok(rows)) => render(
+            &state,
+            Some(&admin),
+            StatusCode::OK,
+            "notifications.html",
+            "notifications",
+            minijinja::context! { sets => rows },
+        ),
+        Ok(Err(e)) => internal(&state, &admin, &e),
+        Err(e) => internal(&state, &admin, &e),
+    }
+}
+
+fn form_page(
+    state: &AppState,
+    admin: &Admin,
+    status: StatusCode,
+    form: &NotificationForm,
+    errors: &FieldErrors,
+    editing: bool,
+) -> Response {
+    render(
+        state,
+        Some(admin),
+        status,
+        "notification_form.html",
+        "notifications",
+        minijinja::context! { form, errors, editing },
+    )
+}
+
+pub async fn new_form(State(state): State<AppState>, admin: Admin) -> Response {
+    form_page(
+        &state,
+        &admin,
+        StatusCode::OK,
+        &NotificationForm::default(),
+        &FieldErrors::new(),
+        false,
+    )
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    admin: Admin,
+    Form(form): Form<NotificationForm>,
+) -> Response {
+    if let Some(refused) = admin.refuse_bad_csrf(&state, &form.csrf) {
+        return refused;
+    }
+    let set = match form.check() {
+        Ok(set) => set,
+        Err(errors) => {
+            return form_page(
+                &state,
+                &admin,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &form,
+                &errors,
+                false,
+            );
+        }
+    };
+    let store = Arc::clone(state.queue.store());
+    let name = set.name.clone();
+    match blocking(move || store.add_notification_set(&set)).await {
+        Ok(Ok(())) => {
+            info!(
+                set = name,
+                user = admin.session.user,
+                "notification set added"
+            );
+            Redirect::to("/notifications").into_response()
+        }
+        Ok(Err(e @ DeployStoreError::NotificationSetExists(_))) => form_page(
+            &state,
+            &admin,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &form,
+            &FieldErrors::from([("name", e.to_string())]),
+            false,
+        ),
+        Ok(Err(e @ DeployStoreError::InvalidAddress(_))) => form_page(
+            &state,
+            &admin,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &form,
+            &FieldErrors::from([("", e.to_string())]),
+            false,
+        ),
+        Ok(Err(e)) => internal(&state, &admin, &e),
+        Err(e) => internal(&state, &admin, &e),
+    }
+}
+
+pub async fn edit_form(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(name): Path<String>,
+) -> Response {
+    let store = Arc::clone(state.queue.store());
+    match blocking(move || store.notification_set(&name)).await {
+        Ok(Ok(set)) => form_page(
+            &state,
+            &admin,
+            StatusCode::OK,
+            &NotificationForm::from_set(&set),
+            &FieldErrors::new(),
+            true,
+        ),
+        Ok(Err(DeployStoreError::NoSuchNotificationSet(_))) => super::message(
+            &state,
+            Some(&admin),
+            StatusCode::NOT_FOUND,
+            "No such notification set",
+            "There is no notification set by that name; it may have been deleted.",
+        ),
+        Ok(Err(e)) => internal(&state, &admin, &e),
+        Err(e) => internal(&state, &admin, &e),
+    }
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(name): Path<String>,
+    Form(mut form): Form<NotificationForm>,
+) -> Response {
+    if let Some(refused) = admin.refuse_bad_csrf(&state, &form.csrf) {
+        return refused;
+    }
+    form.name = name.clone();
+    let set = match form.check() {
+        Ok(set) => set,
+        Err(errors) => {
+            return form_page(
+                &state,
+                &admin,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &form,
+                &errors,
+                true,
+            );
+        }
+    };
+    let change = NotificationSetUpdate {
+        success_emails: Some(set.success_emails),
+        failure_emails: Some(set.failure_emails),
+        notify_pusher: Some(set.notify_pusher),
+        notify_authors: Some(set.notify_authors),
+    };
+    let store = Arc::clone(state.queue.store());
+    match blocking(move || store.update_notification_set(&name, &change)).await {
+        Ok(Ok(set)) => {
+            info!(
+                set = set.name,
+                user = admin.session.user,
+                "notification set changed"
+            );
+            Redirect::to("/notifications").into_response()
+        }
+        Ok(Err(e @ DeployStoreError::InvalidAddress(_))) => form_page(
+            &state,
+            &admin,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &form,
+            &FieldErrors::from([("", e.to_string())]),
+            true,
+        ),
+        Ok(Err(e)) => internal(&state, &admin, &e),
+        Err(e) => internal(&state, &admin, &e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refused) = admin.refuse_bad_csrf(&state, &form.csrf) {
+        return refused;
+    }
+    let store = Arc::clone(state.queue.store());
+    let set = name.clone();
+    match blocking(move || store.delete_notification_set(&set)).await {
+        Ok(Ok(())) | Ok(Err(DeployStoreError::NoSuchNotificationSet(_))) => {
+            info!(
+                set = name,
+                user = admin.session.user,
+                "notification set deleted"
+            );
+            Redirect::to("/notifications").into_response()
+        }
+        Ok(Err(e)) => internal(&state, &admin, &e),
+        Err(e) => internal(&state, &admin, &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_split_and_checked() {
+        let form = NotificationForm {
+            name: "ops".into(),
+            success_emails: "a@example.com, b@example.com\n".into(),
+            failure_emails: "oncall@example.com\nnot-an-address".into(),
+            ..NotificationForm::default()
+        };
+        let errors = form.check().unwrap_err();
+        assert!(errors["failure_emails"].contains("not-an-address"));
+        let form = NotificationForm {
+            failure_emails: "oncall@example.com".into(),
+            notify_pusher: Some("on".into()),
+            ..form
+        };
+        let set = form.check().unwrap();
+        assert_eq!(set.success_emails, ["a@example.com", "b@example.com"]);
+        assert!(set.notify_pusher && !set.notify_authors);
+    }
+}
