@@ -1,12 +1,14 @@
 //! A whole FTP session driven by the fuzzer: the input is the control-connection byte stream of one
 //! client, sent to a real ferry server (memory storage, an account `fuzz`/`fuzz` that may do
-//! everything) over loopback. The server must answer and close without panicking or hanging; the
-//! stream is cut at points chosen by the input, so pipelining and partial lines are covered.
+//! everything) over an in-memory pipe (`server::serve_in_memory`), so no socket, port or kernel
+//! buffer sits between the fuzzer and the control loop. The server must answer and close without
+//! panicking or hanging; the stream is cut at points chosen by the input, so pipelining and partial
+//! lines are covered.
 //!
 //! Seeds that log in first (`USER fuzz\r\nPASS fuzz\r\n`) reach every command.
 #![no_main]
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -15,7 +17,6 @@ use ferry::server::{self, Server, ServerConfig, Shutdown, Timeouts};
 use ferry::storage::memory::MemoryProvider;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 
 /// Accepts `fuzz`/`fuzz` without hashing, so the fuzzer spends its time in the session.
@@ -46,14 +47,13 @@ impl Authenticator for FuzzAccounts {
 
 struct Harness {
     runtime: Runtime,
-    addr: SocketAddr,
+    server: Arc<Server>,
 }
 
 fn harness() -> &'static Harness {
     static HARNESS: OnceLock<Harness> = OnceLock::new();
     HARNESS.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
@@ -73,35 +73,44 @@ fn harness() -> &'static Harness {
             Arc::new(FuzzAccounts),
             Arc::new(MemoryProvider::new()),
         );
-        let listener = runtime
-            .block_on(async { server::bind_listener("127.0.0.1:0".parse().unwrap()) })
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        runtime.spawn(server::run(listener, server, Shutdown::default()));
-        Harness { runtime, addr }
+        Harness { runtime, server }
     })
 }
 
 fuzz_target!(|data: &[u8]| {
     let harness = harness();
     harness.runtime.block_on(async {
-        let mut stream = TcpStream::connect(harness.addr).await.unwrap();
+        let (stream, server_end) = tokio::io::duplex(64 * 1024);
+        let peer = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40000);
+        let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 21);
+        tokio::spawn(server::serve_in_memory(
+            server_end,
+            peer,
+            local,
+            Arc::clone(&harness.server),
+            Shutdown::default(),
+        ));
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        // Replies are read while the input is written: the pipe's buffers are bounded both ways.
+        let replies = tokio::spawn(async move {
+            let mut replies = Vec::new();
+            let _ = reader.read_to_end(&mut replies).await;
+            replies
+        });
         // Bytes of the form 0x00 split the stream into separate writes.
         for piece in data.split(|&b| b == 0) {
-            if stream.write_all(piece).await.is_err() {
+            if writer.write_all(piece).await.is_err() {
                 break;
             }
             tokio::task::yield_now().await;
         }
-        let _ = stream.shutdown().await;
-        let mut replies = Vec::new();
+        let _ = writer.shutdown().await;
         // Every reply the server sends must arrive, and the server must close the connection, in
         // well under the session's own timeouts: a hang is a finding.
-        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut replies));
-        match read.await {
-            Ok(_) => {}
+        let replies = match tokio::time::timeout(Duration::from_secs(10), replies).await {
+            Ok(replies) => replies.unwrap(),
             Err(_) => panic!("the server neither answered nor closed within 10 s"),
-        }
+        };
         assert!(
             replies.starts_with(b"220"),
             "no greeting: {:?}",

@@ -25,16 +25,7 @@ use super::store::{Deploy, DeployStatus, DeployStoreError, NotificationSet, Secr
 /// always complete.
 pub const MAX_LISTED_PATHS: usize = 200;
 
-/// The templates a directory may override, by file name.
-pub const TEMPLATE_NAMES: [&str; 6] = [
-    "success.subject",
-    "success.txt",
-    "success.html",
-    "failure.subject",
-    "failure.txt",
-    "failure.html",
-];
-
+/// The templates, by the file name a directory overrides each with.
 const BUILTIN_TEMPLATES: [(&str, &str); 6] = [
     (
         "success.subject",
@@ -89,8 +80,13 @@ pub enum NotifyError {
     Smtp(#[from] lettre::transport::smtp::Error),
     #[error("cannot build the message: {0}")]
     Message(#[from] lettre::error::Error),
-    #[error(transparent)]
-    Store(#[from] DeployStoreError),
+}
+
+impl NotifyError {
+    /// The mail server was not reached, or stopped answering (no SMTP reply to go by).
+    fn is_unreachable(&self) -> bool {
+        matches!(self, NotifyError::Smtp(e) if e.status().is_none())
+    }
 }
 
 /// How the connection to the mail server is secured.
@@ -427,24 +423,25 @@ fn human_duration(elapsed: Duration) -> String {
 }
 
 /// Who gets mail about `deploy`: the set's success or failure list, then the pusher and the
-/// commit authors if the set asks for them; each address once (compared without regard to
-/// case), in that order. Addresses that do not parse (a pusher name that is no address, an
-/// author without one) are left out.
+/// commit authors if the set asks for them after such a deploy; each address once (compared
+/// without regard to case), in that order. Addresses that do not parse (a pusher name that is
+/// no address, an author without one) are left out.
 pub fn recipients(set: &NotificationSet, deploy: &Deploy) -> Vec<Address> {
-    let listed = if deploy.status == DeployStatus::Ok {
+    let ok = deploy.status == DeployStatus::Ok;
+    let listed = if ok {
         &set.success_emails
     } else {
         &set.failure_emails
     };
     // (address, named by the set itself)
     let mut candidates: Vec<(&str, bool)> = listed.iter().map(|a| (a.as_str(), true)).collect();
-    if set.notify_pusher {
+    if set.notify_pusher.includes(ok) {
         // The address the webhook gave, else the pusher's name when it is an address (a push
         // queued by hand names its user that way).
         let pusher = deploy.user_email.as_deref().or(deploy.user.as_deref());
         candidates.extend(pusher.map(|a| (a, false)));
     }
-    if set.notify_authors {
+    if set.notify_authors.includes(ok) {
         let authors = deploy
             .commits
             .iter()
@@ -487,7 +484,6 @@ pub struct Notifier {
     from: Mailbox,
     templates: MailTemplates,
     smtp: SmtpUrl,
-    retry_delays: Vec<Duration>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -543,14 +539,7 @@ impl Notifier {
             from,
             templates,
             smtp,
-            retry_delays: RETRY_DELAYS.to_vec(),
         })
-    }
-
-    /// Waits `delays` between attempts instead of the default (tests).
-    pub fn with_retry_delays(mut self, delays: Vec<Duration>) -> Self {
-        self.retry_delays = delays;
-        self
     }
 
     pub fn smtp(&self) -> &SmtpUrl {
@@ -620,18 +609,26 @@ impl Notifier {
             }
         };
         let mut sent = 0;
-        for address in &to {
-            match self.send(&mail, address).await {
-                Ok(()) => sent += 1,
-                Err(error) => warn!(
-                    service = service.name,
-                    deploy = id,
-                    recipient = %address,
-                    smtp = %self.smtp,
-                    %error,
-                    "notification mail failed; the deploy's outcome stands"
-                ),
+        let mut pending = to.iter();
+        while let Some(address) = pending.next() {
+            let Err(error) = self.send(&mail, address).await else {
+                sent += 1;
+                continue;
+            };
+            // A server that cannot be reached fails every recipient alike: one attempt and one
+            // line for all of them. A refusal of one address leaves the others to try.
+            let mut unsent = vec![address.to_string()];
+            if error.is_unreachable() {
+                unsent.extend(pending.by_ref().map(Address::to_string));
             }
+            warn!(
+                service = service.name,
+                deploy = id,
+                recipients = unsent.join(", "),
+                smtp = %self.smtp,
+                %error,
+                "notification mail failed; the deploy's outcome stands"
+            );
         }
         if sent > 0 {
             info!(
@@ -646,11 +643,14 @@ impl Notifier {
     /// Builds the message for one recipient and sends it, retrying what may pass later.
     async fn send(&self, mail: &RenderedMail, to: &Address) -> Result<(), NotifyError> {
         let message = self.message(mail, to)?;
-        let mut delays = self.retry_delays.iter();
+        let mut delays = RETRY_DELAYS.iter();
         loop {
             match self.transport.send(message.clone()).await {
                 Ok(_) => return Ok(()),
-                Err(error) if error.is_permanent() => return Err(error.into()),
+                // A 5xx refusal or a TLS failure will not pass on a second try.
+                Err(error) if error.is_permanent() || error.is_tls() => {
+                    return Err(error.into());
+                }
                 Err(error) => match delays.next() {
                     Some(delay) => {
                         debug!(recipient = %to, %error, "mail not sent; trying again");

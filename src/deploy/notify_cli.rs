@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
 use super::service_cli::SecretKeyArgs;
-use super::store::{NotificationSet, NotificationSetUpdate, ServiceStore};
+use super::store::{NotificationSet, NotificationSetUpdate, NotifyWhen, ServiceStore};
 
 /// `ferry deploy notify ...`
 #[derive(Debug, Args)]
@@ -62,12 +62,26 @@ pub struct NotifySettings {
     /// Addresses mailed after a failed deploy, comma-separated.
     #[arg(long, value_name = "ADDRS", value_delimiter = ',')]
     pub failure: Option<Vec<String>>,
-    /// Also mail the person who pushed (the address the webhook gives).
-    #[arg(long)]
-    pub pusher: bool,
-    /// Also mail the authors of the deployed commits.
-    #[arg(long)]
-    pub authors: bool,
+    /// Also mail the person who pushed (the address the webhook gives): after every deploy,
+    /// or with `=success` or `=failure` after those only.
+    #[arg(
+        long,
+        value_name = "WHEN",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "always"
+    )]
+    pub pusher: Option<NotifyWhen>,
+    /// Also mail the authors of the deployed commits: after every deploy, or with `=success` or
+    /// `=failure` after those only.
+    #[arg(
+        long,
+        value_name = "WHEN",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "always"
+    )]
+    pub authors: Option<NotifyWhen>,
 }
 
 /// A list as typed: blanks around addresses and empty entries dropped.
@@ -89,8 +103,8 @@ pub fn run(db: &Path, args: NotifyArgs) -> anyhow::Result<()> {
                 name: name.clone(),
                 success_emails: addresses(settings.success.as_deref().unwrap_or_default()),
                 failure_emails: addresses(settings.failure.as_deref().unwrap_or_default()),
-                notify_pusher: settings.pusher,
-                notify_authors: settings.authors,
+                notify_pusher: settings.pusher.unwrap_or_default(),
+                notify_authors: settings.authors.unwrap_or_default(),
             };
             store.add_notification_set(&set)?;
             println!("notification set {name} added");
@@ -106,8 +120,8 @@ pub fn run(db: &Path, args: NotifyArgs) -> anyhow::Result<()> {
                     set.name,
                     set.success_emails.len(),
                     set.failure_emails.len(),
-                    yes_no(set.notify_pusher),
-                    yes_no(set.notify_authors),
+                    set.notify_pusher,
+                    set.notify_authors,
                 );
             }
         }
@@ -126,8 +140,8 @@ pub fn run(db: &Path, args: NotifyArgs) -> anyhow::Result<()> {
                 println!("name:     {}", set.name);
                 println!("success:  {}", list(&set.success_emails));
                 println!("failure:  {}", list(&set.failure_emails));
-                println!("pusher:   {}", yes_no(set.notify_pusher));
-                println!("authors:  {}", yes_no(set.notify_authors));
+                println!("pusher:   {}", set.notify_pusher);
+                println!("authors:  {}", set.notify_authors);
             }
         }
         NotifyCommand::Edit {
@@ -136,16 +150,13 @@ pub fn run(db: &Path, args: NotifyArgs) -> anyhow::Result<()> {
             no_pusher,
             no_authors,
         } => {
-            let flag = |on: bool, off: bool| match (on, off) {
-                (true, _) => Some(true),
-                (_, true) => Some(false),
-                _ => None,
-            };
+            let when =
+                |given: Option<NotifyWhen>, off: bool| given.or(off.then_some(NotifyWhen::Never));
             let update = NotificationSetUpdate {
                 success_emails: settings.success.as_deref().map(addresses),
                 failure_emails: settings.failure.as_deref().map(addresses),
-                notify_pusher: flag(settings.pusher, no_pusher),
-                notify_authors: flag(settings.authors, no_authors),
+                notify_pusher: when(settings.pusher, no_pusher),
+                notify_authors: when(settings.authors, no_authors),
             };
             store.update_notification_set(&name, &update)?;
             println!("notification set {name} changed");
@@ -156,8 +167,4 @@ pub fn run(db: &Path, args: NotifyArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn yes_no(flag: bool) -> &'static str {
-    if flag { "yes" } else { "no" }
 }

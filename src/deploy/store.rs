@@ -136,6 +136,17 @@ const MIGRATIONS: &[&str] = &[
     -- The last validation's checks: a JSON array of {name, ok, message}.
     ALTER TABLE deploy_services ADD COLUMN validation_checks TEXT NOT NULL DEFAULT '[]';
 "#,
+    r#"
+    -- After which deploys the pusher and the commit authors are mailed (replacing the 0/1
+    -- columns, which are kept in step for older readers).
+    ALTER TABLE deploy_notification_sets ADD COLUMN pusher_when TEXT NOT NULL DEFAULT 'never'
+        CHECK (pusher_when IN ('never', 'success', 'failure', 'always'));
+    ALTER TABLE deploy_notification_sets ADD COLUMN authors_when TEXT NOT NULL DEFAULT 'never'
+        CHECK (authors_when IN ('never', 'success', 'failure', 'always'));
+    UPDATE deploy_notification_sets SET
+        pusher_when = CASE notify_pusher WHEN 1 THEN 'always' ELSE 'never' END,
+        authors_when = CASE notify_authors WHEN 1 THEN 'always' ELSE 'never' END;
+"#,
 ];
 
 /// SQLite's clock as an ISO 8601 UTC timestamp.
@@ -439,10 +450,92 @@ pub struct NotificationSet {
     pub name: String,
     pub success_emails: Vec<String>,
     pub failure_emails: Vec<String>,
-    /// Also the person who pushed.
-    pub notify_pusher: bool,
-    /// Also the authors of the deployed commits.
-    pub notify_authors: bool,
+    /// Also the person who pushed, after these deploys.
+    pub notify_pusher: NotifyWhen,
+    /// Also the authors of the deployed commits, after these deploys.
+    pub notify_authors: NotifyWhen,
+}
+
+/// After which deploys a set mails the pusher or the commit authors. Written `never`,
+/// `success`, `failure` or `always`; `true` and `false` are read as `always` and `never`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyWhen {
+    #[default]
+    Never,
+    Success,
+    Failure,
+    Always,
+}
+
+impl NotifyWhen {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyWhen::Never => "never",
+            NotifyWhen::Success => "success",
+            NotifyWhen::Failure => "failure",
+            NotifyWhen::Always => "always",
+        }
+    }
+
+    /// Whether a deploy that ended `ok` (or not) is one of these.
+    pub fn includes(self, ok: bool) -> bool {
+        match self {
+            NotifyWhen::Never => false,
+            NotifyWhen::Success => ok,
+            NotifyWhen::Failure => !ok,
+            NotifyWhen::Always => true,
+        }
+    }
+}
+
+impl From<bool> for NotifyWhen {
+    fn from(flag: bool) -> Self {
+        if flag {
+            NotifyWhen::Always
+        } else {
+            NotifyWhen::Never
+        }
+    }
+}
+
+impl std::str::FromStr for NotifyWhen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(match text {
+            "never" => NotifyWhen::Never,
+            "success" => NotifyWhen::Success,
+            "failure" => NotifyWhen::Failure,
+            "always" => NotifyWhen::Always,
+            other => {
+                return Err(format!(
+                    "{other:?} is not one of never, success, failure, always"
+                ));
+            }
+        })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for NotifyWhen {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Flag(bool),
+            Word(String),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Flag(flag) => Ok(flag.into()),
+            Written::Word(word) => word.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl std::fmt::Display for NotifyWhen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A change to a notification set: `None` leaves a field as it is; the lists are replaced whole.
@@ -450,8 +543,8 @@ pub struct NotificationSet {
 pub struct NotificationSetUpdate {
     pub success_emails: Option<Vec<String>>,
     pub failure_emails: Option<Vec<String>>,
-    pub notify_pusher: Option<bool>,
-    pub notify_authors: Option<bool>,
+    pub notify_pusher: Option<NotifyWhen>,
+    pub notify_authors: Option<NotifyWhen>,
 }
 
 /// The deploy tables of one database.
@@ -1002,15 +1095,18 @@ impl ServiceStore {
         let result = self.lock().execute(
             &format!(
                 "INSERT INTO deploy_notification_sets (name, success_emails, failure_emails,
-                     notify_pusher, notify_authors, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, {NOW}, {NOW})"
+                     notify_pusher, notify_authors, pusher_when, authors_when, created_at,
+                     updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, {NOW}, {NOW})"
             ),
             params![
                 set.name,
                 to_json(&set.success_emails),
                 to_json(&set.failure_emails),
-                set.notify_pusher,
-                set.notify_authors
+                set.notify_pusher != NotifyWhen::Never,
+                set.notify_authors != NotifyWhen::Never,
+                set.notify_pusher.as_str(),
+                set.notify_authors.as_str(),
             ],
         );
         match result {
@@ -1025,7 +1121,7 @@ impl ServiceStore {
     pub fn notification_set(&self, name: &str) -> Result<NotificationSet, DeployStoreError> {
         self.lock()
             .query_row(
-                "SELECT name, success_emails, failure_emails, notify_pusher, notify_authors
+                "SELECT name, success_emails, failure_emails, pusher_when, authors_when
                  FROM deploy_notification_sets WHERE name = ?1",
                 [name],
                 read_notification_set,
@@ -1038,7 +1134,7 @@ impl ServiceStore {
     pub fn list_notification_sets(&self) -> Result<Vec<NotificationSet>, DeployStoreError> {
         let connection = self.lock();
         let mut statement = connection.prepare(
-            "SELECT name, success_emails, failure_emails, notify_pusher, notify_authors
+            "SELECT name, success_emails, failure_emails, pusher_when, authors_when
              FROM deploy_notification_sets ORDER BY name",
         )?;
         let rows = statement.query_map([], read_notification_set)?;
@@ -1075,11 +1171,14 @@ impl ServiceStore {
         if let Some(list) = &update.failure_emails {
             set("failure_emails", &to_json(list))?;
         }
-        if let Some(flag) = update.notify_pusher {
-            set("notify_pusher", &flag)?;
-        }
-        if let Some(flag) = update.notify_authors {
-            set("notify_authors", &flag)?;
+        for (when, flag_column, column) in [
+            (update.notify_pusher, "notify_pusher", "pusher_when"),
+            (update.notify_authors, "notify_authors", "authors_when"),
+        ] {
+            if let Some(when) = when {
+                set(column, &when.as_str())?;
+                set(flag_column, &(when != NotifyWhen::Never))?;
+            }
         }
         tx.commit()?;
         drop(connection);
@@ -1219,15 +1318,15 @@ fn read_notification_set(
             .map_err(|e| DeployStoreError::Corrupt(format!("notification addresses: {e}")))
     };
     let name: String = row.get(0)?;
-    let notify_pusher: bool = row.get(3)?;
-    let notify_authors: bool = row.get(4)?;
+    let pusher: String = row.get(3)?;
+    let authors: String = row.get(4)?;
     Ok((|| {
         Ok(NotificationSet {
             name,
             success_emails: parse(&success)?,
             failure_emails: parse(&failure)?,
-            notify_pusher,
-            notify_authors,
+            notify_pusher: pusher.parse().map_err(DeployStoreError::Corrupt)?,
+            notify_authors: authors.parse().map_err(DeployStoreError::Corrupt)?,
         })
     })())
 }

@@ -25,6 +25,10 @@ pub(crate) enum ControlStream {
     Tls(Box<TlsStream<TcpStream>>),
     /// Only while switching between plain and TLS; a failed switch leaves the connection here.
     Switching,
+    /// An in-memory pipe, for fuzzing whole sessions without sockets (see
+    /// `server::serve_in_memory`). It cannot start TLS.
+    #[cfg(feature = "fuzzing")]
+    Memory(tokio::io::DuplexStream),
 }
 
 impl ControlStream {
@@ -125,6 +129,8 @@ impl AsyncRead for ControlStream {
             Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Self::Switching => Poll::Ready(Err(switching())),
+            #[cfg(feature = "fuzzing")]
+            Self::Memory(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -139,6 +145,8 @@ impl AsyncWrite for ControlStream {
             Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Self::Switching => Poll::Ready(Err(switching())),
+            #[cfg(feature = "fuzzing")]
+            Self::Memory(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -147,6 +155,8 @@ impl AsyncWrite for ControlStream {
             Self::Plain(s) => Pin::new(s).poll_flush(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Self::Switching => Poll::Ready(Err(switching())),
+            #[cfg(feature = "fuzzing")]
+            Self::Memory(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -155,6 +165,8 @@ impl AsyncWrite for ControlStream {
             Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Self::Switching => Poll::Ready(Err(switching())),
+            #[cfg(feature = "fuzzing")]
+            Self::Memory(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
@@ -229,6 +241,9 @@ impl ControlConnection {
             ControlStream::Plain(tcp) => tcp,
             ControlStream::Tls(tls) => tls.get_ref().0,
             ControlStream::Switching => return true,
+            // A pipe has no peek; its uploads are taken as finished.
+            #[cfg(feature = "fuzzing")]
+            ControlStream::Memory(_) => return false,
         };
         let deadline = tokio::time::Instant::now() + grace;
         loop {

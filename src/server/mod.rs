@@ -227,6 +227,19 @@ pub async fn serve(
     }
 }
 
+/// Runs one session over an in-memory pipe, as if `peer` had connected to `local`: the whole
+/// control loop with no socket under it (data connections still use real sockets). For fuzzing.
+#[cfg(feature = "fuzzing")]
+pub async fn serve_in_memory(
+    stream: tokio::io::DuplexStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    server: Arc<Server>,
+    shutdown: Shutdown,
+) {
+    session::run_in_memory(stream, peer, local, server, shutdown).await;
+}
+
 /// Binds a control listener with a deep backlog, so a burst of logins is queued, not refused.
 pub fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {

@@ -241,6 +241,57 @@ pub(crate) async fn run(
         }
         _ => (ControlStream::Plain(stream), None),
     };
+    serve_control(
+        control_stream,
+        tls,
+        Peer {
+            client: peer,
+            balancer,
+            local,
+        },
+        server,
+        shutdown,
+    )
+    .await;
+}
+
+/// Where a control connection comes from and arrives.
+struct Peer {
+    client: SocketAddr,
+    balancer: Option<IpAddr>,
+    local: SocketAddr,
+}
+
+/// Runs a whole session over an in-memory pipe from `peer` (no PROXY header, no TLS): the
+/// control loop, commands, storage and replies as on a socket, without one. For fuzzing.
+#[cfg(feature = "fuzzing")]
+pub(crate) async fn run_in_memory(
+    stream: tokio::io::DuplexStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    server: Arc<Server>,
+    shutdown: Shutdown,
+) {
+    let peer = Peer {
+        client: peer,
+        balancer: None,
+        local,
+    };
+    serve_control(ControlStream::Memory(stream), None, peer, server, shutdown).await;
+}
+
+/// The session on an accepted control stream: limits, greeting, commands, until it ends.
+async fn serve_control(
+    control_stream: ControlStream,
+    tls: Option<SessionTls>,
+    Peer {
+        client: peer,
+        balancer,
+        local,
+    }: Peer,
+    server: Arc<Server>,
+    shutdown: Shutdown,
+) {
     let implicit = tls.is_some();
     let mut control = ControlConnection::new(control_stream);
     let _slot = match server.limits.acquire(peer.ip()) {

@@ -1,7 +1,8 @@
 //! The notification sets as JSON: `GET /api/notifications` (all), `POST /api/notifications`
 //! (add one), `GET`/`PUT`/`DELETE /api/notifications/{name}` (show, change, delete one). A set
-//! is `{name, success_emails, failure_emails, notify_pusher, notify_authors}`; `PUT` changes
-//! the fields it names. Addresses are checked as the CLI checks them.
+//! is `{name, success_emails, failure_emails, notify_pusher, notify_authors}`, the last two
+//! `never`, `success`, `failure` or `always` (`true`/`false` read as always/never); `PUT`
+//! changes the fields it names. Addresses are checked as the CLI checks them.
 
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use tracing::error;
 
 use super::AppState;
 use crate::deploy::store::{
-    DeployStoreError, NotificationSet, NotificationSetUpdate, ServiceStore,
+    DeployStoreError, NotificationSet, NotificationSetUpdate, NotifyWhen, ServiceStore,
 };
 
 /// The body of `POST`: a new set; lists default to empty, options to off.
@@ -29,9 +30,9 @@ pub struct NewSet {
     #[serde(default)]
     failure_emails: Vec<String>,
     #[serde(default)]
-    notify_pusher: bool,
+    notify_pusher: NotifyWhen,
     #[serde(default)]
-    notify_authors: bool,
+    notify_authors: NotifyWhen,
 }
 
 /// The body of `PUT`: the fields to change.
@@ -40,8 +41,8 @@ pub struct NewSet {
 pub struct SetChange {
     success_emails: Option<Vec<String>>,
     failure_emails: Option<Vec<String>>,
-    notify_pusher: Option<bool>,
-    notify_authors: Option<bool>,
+    notify_pusher: Option<NotifyWhen>,
+    notify_authors: Option<NotifyWhen>,
 }
 
 pub async fn list(State(state): State<AppState>) -> Response {

@@ -2,7 +2,7 @@
 //! (`protocol-tests/deploy_notify.rs`, against a real SMTP server).
 
 use super::*;
-use crate::deploy::store::{DeployKind, DeployStats};
+use crate::deploy::store::{DeployKind, DeployStats, NotifyWhen};
 use crate::deploy::webhook::PushCommit;
 
 fn commit(id: &str, message: &str, author: &str, email: Option<&str>) -> PushCommit {
@@ -59,8 +59,8 @@ fn set() -> NotificationSet {
         name: "team".into(),
         success_emails: vec!["ops@example.com".into(), "lead@example.com".into()],
         failure_emails: vec!["oncall@example.com".into()],
-        notify_pusher: false,
-        notify_authors: false,
+        notify_pusher: NotifyWhen::Never,
+        notify_authors: NotifyWhen::Never,
     }
 }
 
@@ -78,8 +78,8 @@ fn recipients_follow_the_outcome_and_the_sets_options() {
     );
     assert_eq!(strings(recipients(&set(), &failed)), ["oncall@example.com"]);
     let everyone = NotificationSet {
-        notify_pusher: true,
-        notify_authors: true,
+        notify_pusher: NotifyWhen::Always,
+        notify_authors: NotifyWhen::Always,
         ..set()
     };
     // The author OPS@example.com is ops@example.com already listed; the third author has no
@@ -105,10 +105,29 @@ fn recipients_follow_the_outcome_and_the_sets_options() {
 }
 
 #[test]
+fn the_pusher_and_the_authors_can_be_mailed_after_one_outcome_only() {
+    let split = NotificationSet {
+        success_emails: Vec::new(),
+        failure_emails: Vec::new(),
+        notify_pusher: NotifyWhen::Failure,
+        notify_authors: NotifyWhen::Success,
+        ..set()
+    };
+    assert_eq!(
+        strings(recipients(&split, &deploy(DeployStatus::Ok))),
+        ["mona@example.com", "OPS@example.com"]
+    );
+    assert_eq!(
+        strings(recipients(&split, &deploy(DeployStatus::Failed))),
+        ["Codertocat@Example.com"]
+    );
+}
+
+#[test]
 fn the_pusher_is_mailed_by_name_only_when_the_name_is_an_address() {
     let pusher_only = NotificationSet {
         success_emails: Vec::new(),
-        notify_pusher: true,
+        notify_pusher: NotifyWhen::Always,
         ..set()
     };
     let mut by_name = deploy(DeployStatus::Ok);
@@ -125,8 +144,8 @@ fn the_pusher_is_mailed_by_name_only_when_the_name_is_an_address() {
 fn no_reply_addresses_of_pushers_and_authors_are_skipped_but_listed_ones_kept() {
     let everyone = NotificationSet {
         success_emails: vec!["noreply@example.com".into()],
-        notify_pusher: true,
-        notify_authors: true,
+        notify_pusher: NotifyWhen::Always,
+        notify_authors: NotifyWhen::Always,
         ..set()
     };
     let mut d = deploy(DeployStatus::Ok);

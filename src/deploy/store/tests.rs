@@ -434,8 +434,8 @@ fn notification_sets_attach_to_services_and_detach_on_delete() {
         name: "web-team".into(),
         success_emails: vec!["ops@example.com".into()],
         failure_emails: vec!["ops@example.com".into(), "oncall@example.com".into()],
-        notify_pusher: true,
-        notify_authors: false,
+        notify_pusher: NotifyWhen::Always,
+        notify_authors: NotifyWhen::Never,
     };
     store.add_notification_set(&set).unwrap();
     assert!(matches!(
@@ -480,7 +480,7 @@ fn notification_sets_are_edited_and_refuse_addresses_that_do_not_parse() {
 
     let update = NotificationSetUpdate {
         failure_emails: Some(vec!["oncall@example.com".into()]),
-        notify_authors: Some(true),
+        notify_authors: Some(NotifyWhen::Always),
         ..NotificationSetUpdate::default()
     };
     let changed = store.update_notification_set("ops", &update).unwrap();
@@ -488,13 +488,13 @@ fn notification_sets_are_edited_and_refuse_addresses_that_do_not_parse() {
         changed,
         NotificationSet {
             failure_emails: vec!["oncall@example.com".into()],
-            notify_authors: true,
+            notify_authors: NotifyWhen::Always,
             ..set.clone()
         }
     );
     let bad = NotificationSetUpdate {
         success_emails: Some(vec!["@example.com".into()]),
-        notify_pusher: Some(true),
+        notify_pusher: Some(NotifyWhen::Always),
         ..NotificationSetUpdate::default()
     };
     assert!(matches!(
@@ -506,6 +506,67 @@ fn notification_sets_are_edited_and_refuse_addresses_that_do_not_parse() {
         store.update_notification_set("nope", &update),
         Err(DeployStoreError::NoSuchNotificationSet(_))
     ));
+}
+
+#[test]
+fn notify_when_is_written_as_a_word_and_read_from_a_word_or_a_flag() {
+    let set = NotificationSet {
+        name: "split".into(),
+        notify_pusher: NotifyWhen::Failure,
+        notify_authors: NotifyWhen::Success,
+        ..NotificationSet::default()
+    };
+    let json = serde_json::to_value(&set).unwrap();
+    assert_eq!(json["notify_pusher"], "failure");
+    assert_eq!(json["notify_authors"], "success");
+    for (text, when) in [
+        ("true", NotifyWhen::Always),
+        ("false", NotifyWhen::Never),
+        ("\"always\"", NotifyWhen::Always),
+        ("\"failure\"", NotifyWhen::Failure),
+    ] {
+        assert_eq!(serde_json::from_str::<NotifyWhen>(text).unwrap(), when);
+    }
+    assert!(serde_json::from_str::<NotifyWhen>("\"sometimes\"").is_err());
+
+    let f = fixture();
+    let store = f.open();
+    store.add_notification_set(&set).unwrap();
+    assert_eq!(store.notification_set("split").unwrap(), set);
+}
+
+#[test]
+fn sets_saved_with_yes_no_flags_mail_after_every_deploy_once_migrated() {
+    let f = fixture();
+    {
+        // The schema before per-outcome options, with a set that had both flags on.
+        let mut connection = Connection::open(&f.db).unwrap();
+        let tx = connection.transaction().unwrap();
+        tx.execute_batch(
+            "CREATE TABLE deploy_schema (id INTEGER PRIMARY KEY CHECK (id = 1),
+                 version INTEGER NOT NULL) STRICT;",
+        )
+        .unwrap();
+        let before = MIGRATIONS
+            .iter()
+            .position(|m| m.contains("pusher_when"))
+            .unwrap();
+        for migration in &MIGRATIONS[..before] {
+            tx.execute_batch(migration).unwrap();
+        }
+        tx.execute("INSERT INTO deploy_schema VALUES (1, ?1)", [before as i64])
+            .unwrap();
+        tx.execute(
+            "INSERT INTO deploy_notification_sets (name, notify_pusher, notify_authors,
+                 created_at, updated_at) VALUES ('old', 1, 0, 'then', 'then')",
+            [],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let set = f.open().notification_set("old").unwrap();
+    assert_eq!(set.notify_pusher, NotifyWhen::Always);
+    assert_eq!(set.notify_authors, NotifyWhen::Never);
 }
 
 #[test]
