@@ -600,9 +600,16 @@ async fn walk_through(
         "ops@example.com\ndev@example.com",
     )
     .await;
+    find(browser, "#notify_pusher")
+        .await
+        .select_by_value("failure")
+        .await
+        .unwrap();
     click(browser, "#save-set").await;
     wait_for_path(browser, "/notifications").await;
-    assert!(text(browser, "#set-ops").await.contains("dev@example.com"));
+    let row = text(browser, "#set-ops").await;
+    assert!(row.contains("dev@example.com"), "{row}");
+    assert!(row.contains("the pusher (failure)"), "{row}");
     browser.goto(&server.url("/services/site")).await.unwrap();
     find(browser, "#notifications select")
         .await

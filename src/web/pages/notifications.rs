@@ -12,7 +12,7 @@ use tracing::info;
 
 use super::service_form::FieldErrors;
 use super::{Admin, AppState, blocking, internal, render};
-use crate::deploy::store::{DeployStoreError, NotificationSet, NotificationSetUpdate};
+use crate::deploy::store::{DeployStoreError, NotificationSet, NotificationSetUpdate, NotifyWhen};
 
 /// The form as posted: address lists one per line (or separated by commas).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -22,8 +22,9 @@ pub struct NotificationForm {
     pub name: String,
     pub success_emails: String,
     pub failure_emails: String,
-    pub notify_pusher: Option<String>,
-    pub notify_authors: Option<String>,
+    /// `never`, `success`, `failure` or `always`.
+    pub notify_pusher: String,
+    pub notify_authors: String,
 }
 
 fn addresses(text: &str) -> Vec<String> {
@@ -40,8 +41,8 @@ impl NotificationForm {
             name: set.name.clone(),
             success_emails: set.success_emails.join("\n"),
             failure_emails: set.failure_emails.join("\n"),
-            notify_pusher: set.notify_pusher.then(|| "on".to_owned()),
-            notify_authors: set.notify_authors.then(|| "on".to_owned()),
+            notify_pusher: set.notify_pusher.as_str().to_owned(),
+            notify_authors: set.notify_authors.as_str().to_owned(),
             ..Self::default()
         }
     }
@@ -73,6 +74,15 @@ impl NotificationForm {
                 errors.insert(field, format!("Not an email address: {}", bad.join(", ")));
             }
         }
+        let mut when = |field: &'static str, text: &str| match text.trim() {
+            "" => NotifyWhen::Never,
+            text => text.parse::<NotifyWhen>().unwrap_or_else(|e| {
+                errors.insert(field, e);
+                NotifyWhen::Never
+            }),
+        };
+        let notify_pusher = when("notify_pusher", &self.notify_pusher);
+        let notify_authors = when("notify_authors", &self.notify_authors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -80,8 +90,8 @@ impl NotificationForm {
             name: name.to_owned(),
             success_emails: addresses(&self.success_emails),
             failure_emails: addresses(&self.failure_emails),
-            notify_pusher: self.notify_pusher.is_some(),
-            notify_authors: self.notify_authors.is_some(),
+            notify_pusher,
+            notify_authors,
         })
     }
 }
@@ -333,11 +343,17 @@ mod tests {
         assert!(errors["failure_emails"].contains("not-an-address"));
         let form = NotificationForm {
             failure_emails: "oncall@example.com".into(),
-            notify_pusher: Some("on".into()),
+            notify_pusher: "failure".into(),
             ..form
         };
         let set = form.check().unwrap();
         assert_eq!(set.success_emails, ["a@example.com", "b@example.com"]);
-        assert!(set.notify_pusher && !set.notify_authors);
+        assert_eq!(set.notify_pusher, NotifyWhen::Failure);
+        assert_eq!(set.notify_authors, NotifyWhen::Never);
+        let form = NotificationForm {
+            notify_authors: "sometimes".into(),
+            ..form
+        };
+        assert!(form.check().unwrap_err().contains_key("notify_authors"));
     }
 }
