@@ -539,6 +539,37 @@ async fn walk_through(
     let restored = get_json(server, &format!("/api/deploys/{failed_again}"));
     assert!(restored["restored_by"].as_i64().is_some(), "{restored}");
 
+    // A rollback to the first commit, from its row in the recent deploys, with the same preview.
+    browser.goto(&server.url("/services/site")).await.unwrap();
+    click(browser, &format!("[data-rollback='{first}']")).await;
+    let files = poll_until(
+        "the rollback preview lists the net changes",
+        || async { text(browser, "#restore-files").await },
+        |files| files.contains("blocker.txt"),
+    )
+    .await;
+    assert!(files.contains("D blocker.txt"), "{files}");
+    let run = find(browser, "#restore-run").await;
+    poll_until(
+        "the rollback can run",
+        || async { run.is_enabled().await.unwrap() },
+        |enabled| *enabled,
+    )
+    .await;
+    run.click().await.unwrap();
+    poll_until(
+        "the rollback's progress reaches done",
+        || async {
+            match browser.find(Locator::Css("#live-status")).await {
+                Ok(status) => status.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            }
+        },
+        |status| status == "done",
+    )
+    .await;
+    assert_target_is(target, &repos.archive(first));
+
     // The log: every deploy, failures only on demand, commits on a click.
     browser.goto(&server.url("/log")).await.unwrap();
     find(browser, &format!("#deploy-{id}")).await;

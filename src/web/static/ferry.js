@@ -155,29 +155,35 @@ function setupSkip() {
   });
 }
 
-// Restore: a preview of the commits and the net file changes, then the run.
-function setupRestore() {
+// Restore (the failed deploys) or rollback (a chosen commit): a preview of the commits and the
+// net file changes, then the run.
+function setupPreviews() {
   const open = document.getElementById("restore");
   const dialog = document.getElementById("restore-dialog");
   if (!open || !dialog) return;
-  const service = open.dataset.service;
+  const service = encodeURIComponent(open.dataset.service);
   const run = document.getElementById("restore-run");
   const error = document.getElementById("restore-error");
   const fail = (message) => { error.textContent = message; error.hidden = false; };
+  let queue = null;
   document.getElementById("restore-cancel").addEventListener("click", () => dialog.close());
-  open.addEventListener("click", async () => {
+  const show = async (title, previewPath, runPath, body) => {
     error.hidden = true;
     run.disabled = true;
+    queue = { path: runPath, body };
+    document.getElementById("restore-title").textContent = title;
     document.getElementById("restore-commits").replaceChildren();
     document.getElementById("restore-files").replaceChildren();
     document.getElementById("restore-summary").textContent = "Loading the preview…";
     dialog.showModal();
     try {
-      const preview = await api("GET", `/api/services/${encodeURIComponent(service)}/restore`);
+      const preview = await api("GET", previewPath);
       const from = preview.deployed ? preview.deployed.slice(0, 10) : "nothing";
-      document.getElementById("restore-summary").textContent =
-        `Deploys ${preview.to.slice(0, 10)} over ${from} (read from the ${preview.deployed_source}), ` +
-        `covering failed deploy${preview.deploys.length === 1 ? "" : "s"} ${preview.deploys.map((d) => "#" + d).join(", ")}.`;
+      let summary = `Deploys ${preview.to.slice(0, 10)} over ${from} (read from the ${preview.deployed_source})`;
+      if (preview.deploys.length) {
+        summary += `, covering failed deploy${preview.deploys.length === 1 ? "" : "s"} ${preview.deploys.map((d) => "#" + d).join(", ")}`;
+      }
+      document.getElementById("restore-summary").textContent = `${summary}.`;
       const commits = document.getElementById("restore-commits");
       preview.commits.forEach((c) => {
         const li = document.createElement("li");
@@ -195,21 +201,29 @@ function setupRestore() {
       });
       if (!preview.changes.length) files.append(Object.assign(document.createElement("li"), { textContent: "no file changes" }));
       if (preview.active_deploy) {
-        fail(`Deploy #${preview.active_deploy} is running; restore when it has finished.`);
+        fail(`Deploy #${preview.active_deploy} is running; try again when it has finished.`);
       } else {
         run.disabled = false;
       }
     } catch (e) {
       fail(`No preview: ${e.message}`);
     }
+  };
+  open.addEventListener("click", () =>
+    show("Restore the failed deploys", `/api/services/${service}/restore`, `/api/services/${service}/restore`, {}));
+  document.querySelectorAll("[data-rollback]").forEach((button) => {
+    const commit = button.dataset.rollback;
+    button.addEventListener("click", () =>
+      show(`Deploy ${commit.slice(0, 10)} again`, `/api/services/${service}/rollback/${commit}`,
+        `/api/services/${service}/rollback`, { commit }));
   });
   run.addEventListener("click", async () => {
     run.disabled = true;
     try {
-      await api("POST", `/api/services/${encodeURIComponent(service)}/restore`, { by: currentUser() });
+      await api("POST", queue.path, queue.body);
       window.location.reload();
     } catch (e) {
-      fail(`The restore was refused: ${e.message}`);
+      fail(`Refused: ${e.message}`);
     }
   });
 }
@@ -240,7 +254,7 @@ document.addEventListener("DOMContentLoaded", () => {
   setupPopovers();
   setupProgress();
   setupSkip();
-  setupRestore();
+  setupPreviews();
   setupAddWebhook();
   if (window.ferryPage) window.ferryPage();
 });
