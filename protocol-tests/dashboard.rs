@@ -407,6 +407,25 @@ async fn walk_through(
             .starts_with("page-")
     );
     screenshot(browser, "service-progress").await;
+    // Meanwhile the dashboard shows the service as deploying, with the animated icon.
+    browser.goto(&server.url("/")).await.unwrap();
+    let card = find(browser, "#service-site").await;
+    assert!(
+        card.attr("class")
+            .await
+            .unwrap()
+            .unwrap()
+            .contains("state-busy")
+    );
+    find(browser, "#service-site .status-busy").await;
+    assert!(
+        text(browser, "#service-site .state-text")
+            .await
+            .starts_with("deploying")
+    );
+    screenshot(browser, "dashboard-deploying").await;
+    browser.goto(&server.url("/services/site")).await.unwrap();
+    find(browser, "#live[data-deploy]").await;
     gate.release();
     poll_until(
         "the progress bar reaches done",
