@@ -12,7 +12,7 @@ use tracing::info;
 
 use super::service_form::FieldErrors;
 use super::{Admin, AppState, blocking, internal, render};
-use crate::deploy::store::{DeployStoreError, NotificationSet, NotificationSetUpdate};
+use crate::deploy::store::{DeployStoreError, NotificationSet, NotificationSetUpdate, NotifyWhen};
 
 /// The form as posted: address lists one per line (or separated by commas).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -40,8 +40,8 @@ impl NotificationForm {
             name: set.name.clone(),
             success_emails: set.success_emails.join("\n"),
             failure_emails: set.failure_emails.join("\n"),
-            notify_pusher: set.notify_pusher.then(|| "on".to_owned()),
-            notify_authors: set.notify_authors.then(|| "on".to_owned()),
+            notify_pusher: Some(set.notify_pusher.as_str().to_owned()),
+            notify_authors: Some(set.notify_authors.as_str().to_owned()),
             ..Self::default()
         }
     }
@@ -73,6 +73,18 @@ impl NotificationForm {
                 errors.insert(field, format!("Not an email address: {}", bad.join(", ")));
             }
         }
+        let mut when = |field: &'static str, value: &Option<String>| {
+            value
+                .as_deref()
+                .unwrap_or("never")
+                .parse::<NotifyWhen>()
+                .unwrap_or_else(|e| {
+                    errors.insert(field, e);
+                    NotifyWhen::Never
+                })
+        };
+        let notify_pusher = when("notify_pusher", &self.notify_pusher);
+        let notify_authors = when("notify_authors", &self.notify_authors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -80,8 +92,8 @@ impl NotificationForm {
             name: name.to_owned(),
             success_emails: addresses(&self.success_emails),
             failure_emails: addresses(&self.failure_emails),
-            notify_pusher: self.notify_pusher.is_some(),
-            notify_authors: self.notify_authors.is_some(),
+            notify_pusher,
+            notify_authors,
         })
     }
 }
