@@ -345,11 +345,17 @@ mod tests {
         assert!(errors["failure_emails"].contains("not-an-address"));
         let form = NotificationForm {
             failure_emails: "oncall@example.com".into(),
-            notify_pusher: Some("on".into()),
+            notify_pusher: Some("failure".into()),
             ..form
         };
         let set = form.check().unwrap();
         assert_eq!(set.success_emails, ["a@example.com", "b@example.com"]);
-        assert!(set.notify_pusher && !set.notify_authors);
+        assert_eq!(set.notify_pusher, NotifyWhen::Failure);
+        assert_eq!(set.notify_authors, NotifyWhen::Never);
+        let form = NotificationForm {
+            notify_authors: Some("sometimes".into()),
+            ..form
+        };
+        assert!(form.check().unwrap_err()["notify_authors"].contains("never, success"));
     }
 }
