@@ -589,7 +589,23 @@ async fn walk_through(
     .await;
     assert_target_is(target, &repos.archive(first));
 
-    // The log: every deploy, failures only on demand, commits on a click.
+    // The log: every deploy, newest first, a page at a time; failures only on demand; commits
+    // on a click.
+    browser.goto(&server.url("/log?per_page=2")).await.unwrap();
+    let first_page = text(browser, "#log tbody").await;
+    click(browser, "#older").await;
+    let second_page = poll_until(
+        "the second page of the log",
+        || async { text(browser, ".pager").await },
+        |pager| pager.contains("page 2 of"),
+    )
+    .await;
+    assert_ne!(
+        text(browser, "#log tbody").await,
+        first_page,
+        "{second_page}"
+    );
+    find(browser, "#newer").await;
     browser.goto(&server.url("/log")).await.unwrap();
     find(browser, &format!("#deploy-{id}")).await;
     find(browser, &format!("#deploy-{failed}")).await;

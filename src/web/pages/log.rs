@@ -13,6 +13,7 @@ use super::{Admin, AppState, blocking, internal, render};
 use crate::deploy::store::{DeployFilter, DeployStoreError};
 
 const PER_PAGE: u32 = 25;
+const MAX_PER_PAGE: u32 = 200;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -20,6 +21,7 @@ pub struct LogQuery {
     service: String,
     failed: Option<String>,
     page: Option<u64>,
+    per_page: Option<u32>,
 }
 
 pub async fn page(
@@ -28,7 +30,7 @@ pub async fn page(
     Query(query): Query<LogQuery>,
 ) -> Response {
     let page = query.page.unwrap_or(1).max(1);
-    let per_page = PER_PAGE;
+    let per_page = query.per_page.unwrap_or(PER_PAGE).clamp(1, MAX_PER_PAGE);
     let filter = DeployFilter {
         service: Some(query.service.trim().to_owned()).filter(|s| !s.is_empty()),
         failed_only: query
@@ -57,10 +59,10 @@ pub async fn page(
         Ok(Err(e)) => return internal(&state, &admin, &e),
         Err(e) => return internal(&state, &admin, &e),
     };
-    let pages = total.div_ceil(u64::from(PER_PAGE)).max(1);
+    let pages = total.div_ceil(u64::from(per_page)).max(1);
     let deploys: Vec<DeployView> = deploys.iter().map(DeployView::from).collect();
     let filter_query = format!(
-        "service={}{}",
+        "service={}{}&per_page={per_page}",
         url::form_urlencoded::byte_serialize(filter.service.as_deref().unwrap_or("").as_bytes())
             .collect::<String>(),
         if filter.failed_only { "&failed=1" } else { "" }
