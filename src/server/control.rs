@@ -247,16 +247,24 @@ impl ControlConnection {
         };
         let deadline = tokio::time::Instant::now() + grace;
         loop {
+            // Peeked directly, whatever the runtime believes about readiness: the socket is
+            // non-blocking, so this answers at once.
             let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-            // try_io clears the readiness on WouldBlock, so `readable` below waits for news.
-            match tcp.try_io(tokio::io::Interest::READABLE, || {
-                socket2::SockRef::from(tcp).peek(&mut probe)
-            }) {
+            match socket2::SockRef::from(tcp).peek(&mut probe) {
                 Ok(0) => return true,
                 Ok(_) => return false,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => return true,
             }
+            // No timer for a zero grace: the runtime's timer has millisecond ticks, and every
+            // upload of a new file would wait for one.
+            if grace.is_zero() {
+                return false;
+            }
+            // Clear the stale readiness, so `readable` below waits for news.
+            let _ = tcp.try_io(tokio::io::Interest::READABLE, || {
+                Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+            });
             match tokio::time::timeout_at(deadline, tcp.readable()).await {
                 Ok(Ok(())) => continue,
                 Ok(Err(_)) => return true,
