@@ -461,6 +461,22 @@ async fn walk_through(
     browser.refresh().await.unwrap();
     find(browser, "#service-site").await;
     screenshot(browser, "dashboard-phone").await;
+    // Nothing wider than the phone's screen: no sideways scrolling, on the list or on a service.
+    for page in ["/", "/services/site"] {
+        browser.goto(&server.url(page)).await.unwrap();
+        let fits = browser
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            fits,
+            serde_json::Value::Bool(true),
+            "{page} is wider than a phone"
+        );
+    }
     browser.set_window_size(1280, 900).await.unwrap();
 
     // A deploy the target refuses (a directory where a file must go) fails, and the service's
