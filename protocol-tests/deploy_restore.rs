@@ -5,119 +5,25 @@
 //! permissions by the real `ferry user` CLI. After every successful deploy the target must equal
 //! `git archive` of the deployed commit, sha256 for sha256.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 
+use crate::deploy_serve::{
+    DeployServer, LIMIT, Repos, SECRET, add_named_service, api_curl, assert_target_is, ferry,
+    get_json, git, post_hook, push_body, queued_id, wait_for_deploy,
+};
 use crate::support::*;
 
-const LIMIT: Duration = Duration::from_secs(60);
-const SECRET: &str = "restore-webhook-secret";
-const MARKER: &str = ".ferry-deploy.json";
 /// The FTP account the service deploys as; its permissions are what the test changes.
 const DEPLOYER: &str = "deployer";
 const ALL_PERMS: &str = "elradfmwMT";
 const READ_PERMS: &str = "elr";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git runs");
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
-/// A bare repository (the service's repository URL) and a working clone that pushes to it.
-struct Repos {
-    bare: PathBuf,
-    work: PathBuf,
-}
-
-impl Repos {
-    fn new(dir: &Path) -> Self {
-        let bare = dir.join("origin.git");
-        let work = dir.join("work");
-        std::fs::create_dir_all(&bare).unwrap();
-        std::fs::create_dir_all(&work).unwrap();
-        git(&bare, &["init", "-q", "--bare", "-b", "main"]);
-        git(&work, &["init", "-q", "-b", "main"]);
-        git(&work, &["config", "user.email", "deploy@example.com"]);
-        git(&work, &["config", "user.name", "Deploy Test"]);
-        git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
-        Self { bare, work }
-    }
-
-    fn write(&self, path: &str, content: &[u8]) {
-        let full = self.work.join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, content).unwrap();
-    }
-
-    fn remove(&self, path: &str) {
-        git(&self.work, &["rm", "-q", path]);
-    }
-
-    /// Commits everything and pushes `main`; the new commit id.
-    fn commit_and_push(&self, message: &str) -> String {
-        git(&self.work, &["add", "-A"]);
-        git(&self.work, &["commit", "-q", "-m", message]);
-        git(
-            &self.work,
-            &["push", "-q", "origin", "HEAD:refs/heads/main"],
-        );
-        git(&self.work, &["rev-parse", "HEAD"])
-    }
-
-    fn archive(&self, commit: &str) -> BTreeMap<String, Vec<u8>> {
-        git_archive(&self.bare, commit)
-    }
-}
-
-#[track_caller]
-fn assert_target_is(target: &Path, expected: &BTreeMap<String, Vec<u8>>) {
-    let mut files = read_tree(target).0;
-    assert!(files.remove(MARKER).is_some(), "the marker is written");
-    let got: Vec<&String> = files.keys().collect();
-    let want: Vec<&String> = expected.keys().collect();
-    assert_eq!(got, want, "the same file names");
-    for (path, content) in expected {
-        assert_eq!(
-            sha256(&files[path]),
-            sha256(content),
-            "{path} differs from git archive"
-        );
-    }
-}
-
-/// `ferry --db DB ARGS`, with no `FERRY_*` variable inherited.
-fn ferry(db: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    command.arg("--db").arg(db).args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("FERRY_") || name == "RUST_LOG" {
-            command.env_remove(name);
-        }
-    }
-    command
-}
 
 /// Runs `ferry --db DB ARGS` to completion; its output.
 fn run_ferry(db: &Path, args: &[&str]) -> Output {
@@ -214,181 +120,43 @@ fn pipe(client: TcpStream, server: TcpStream) {
     let _ = upload.join();
 }
 
-/// The running `ferry deploy serve`, killed when dropped; its log is kept for failure messages.
-struct DeployServer {
-    child: Child,
-    address: String,
-    log: Arc<Mutex<String>>,
-    /// The API token, made with `ferry deploy token add` before the start.
-    authorization: String,
+/// A signed GitHub push of `after` to the service's hook; the queued deploy's id.
+fn push(server: &DeployServer, key: &str, before: &str, after: &str, message: &str) -> i64 {
+    let body = push_body("main", before, after, message);
+    let delivery = format!("delivery-{after}");
+    let (status, text) = post_hook(server, key, "push", &delivery, &body, SECRET);
+    assert_eq!(status, 202, "{text}");
+    queued_id(&text)
 }
 
-impl DeployServer {
-    fn start(db: &Path) -> Self {
-        let output = run_with_timeout(&mut ferry(db, &["deploy", "token", "add", "tests"]), LIMIT);
-        assert_success(&output);
-        let stdout = String::from_utf8(output.stdout).unwrap();
-        let token = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("token: "))
-            .unwrap_or_else(|| panic!("no token line in {stdout:?}"));
-        let authorization = format!("Authorization: Bearer {token}");
-        let mut child = ferry(db, &["deploy", "serve", "127.0.0.1:0"])
-            .env("FERRY_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting ferry deploy serve");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (found, address) = std::sync::mpsc::channel();
-        let shared = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("ferry deploy service listening")
-                    && let Some(rest) = line.split("listen=").nth(1)
-                {
-                    let _ = found.send(rest.split_whitespace().next().unwrap().to_owned());
-                }
-                let mut log = shared.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let address = address
-            .recv_timeout(LIMIT)
-            .unwrap_or_else(|_| panic!("no listening line: {}", log.lock().unwrap()));
-        Self {
-            child,
-            address,
-            log,
-            authorization,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-}
-
-impl Drop for DeployServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs curl; the status code and the body.
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = tempfile::NamedTempFile::new().unwrap();
-    let mut command = Command::new("curl");
-    command
-        .args(["-sS", "--max-time", "50", "-o"])
-        .arg(out.path())
-        .args(["-w", "%{http_code}"])
-        .args(args);
-    let output = run_with_timeout(&mut command, LIMIT);
-    assert_success(&output);
-    let status = String::from_utf8(output.stdout).unwrap().parse().unwrap();
-    (status, std::fs::read_to_string(out.path()).unwrap())
-}
-
+/// GET on the API; the status and the JSON body.
 fn get(server: &DeployServer, path: &str) -> (u16, Value) {
-    let (status, body) = curl(&["-H", &server.authorization, &server.url(path)]);
+    let (status, body) = api_curl(server, path, &[]);
     let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     (status, value)
 }
 
-#[track_caller]
-fn get_json(server: &DeployServer, path: &str) -> Value {
-    let (status, value) = get(server, path);
-    assert_eq!(status, 200, "GET {path}: {value}");
-    value
-}
-
+/// POST of a JSON body on the API; the status and the JSON answer.
 fn post_json(server: &DeployServer, path: &str, body: &Value) -> (u16, Value) {
-    let (status, text) = curl(&[
-        "-H",
-        &server.authorization,
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/json",
-        "--data-binary",
-        &body.to_string(),
-        &server.url(path),
-    ]);
+    let body = body.to_string();
+    let (status, text) = api_curl(
+        server,
+        path,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &body,
+        ],
+    );
     let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
     (status, value)
 }
 
-/// A GitHub push event of one commit.
-fn push_body(before: &str, after: &str, message: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "ref": "refs/heads/main",
-        "before": before,
-        "after": after,
-        "repository": { "name": "site", "full_name": "example/site" },
-        "pusher": { "name": "Codertocat", "email": "codertocat@example.com" },
-        "sender": { "login": "Codertocat" },
-        "created": false,
-        "deleted": false,
-        "forced": false,
-        "commits": [{
-            "id": after,
-            "message": message,
-            "timestamp": "2026-05-15T15:20:41-05:00",
-            "author": { "name": "Mona Lisa Octocat", "email": "mona@github.com" },
-            "added": [], "removed": [], "modified": []
-        }],
-        "head_commit": null
-    }))
-    .unwrap()
-}
-
-/// Posts a signed push of `after` to the service's hook; the queued deploy's id.
-fn push(server: &DeployServer, key: &str, before: &str, after: &str, message: &str) -> i64 {
-    let body = push_body(before, after, message);
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(&body);
-    let signature = format!(
-        "X-Hub-Signature-256: sha256={}",
-        hex::encode(mac.finalize().into_bytes())
-    );
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), &body).unwrap();
-    let (status, text) = curl(&[
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/json",
-        "-H",
-        "X-GitHub-Event: push",
-        "-H",
-        &format!("X-GitHub-Delivery: delivery-{after}"),
-        "-H",
-        &signature,
-        "--data-binary",
-        &format!("@{}", file.path().display()),
-        &server.url(&format!("/hooks/{key}")),
-    ]);
-    assert_eq!(status, 202, "{text}");
-    text.trim()
-        .strip_prefix("queued deploy ")
-        .unwrap_or_else(|| panic!("not a queued answer: {text:?}"))
-        .parse()
-        .unwrap()
-}
-
-/// Polls the API until the deploy has ended; its JSON.
-fn wait_for_deploy(server: &DeployServer, id: i64) -> Value {
-    wait_for_status(server, id, &["ok", "failed", "skipped"])
+fn add_service(db: &Path, repos: &Repos, to: &str) -> String {
+    add_named_service(db, "site", repos, to)
 }
 
 fn wait_for_status(server: &DeployServer, id: i64, statuses: &[&str]) -> Value {
@@ -405,41 +173,6 @@ fn wait_for_status(server: &DeployServer, id: i64, statuses: &[&str]) -> Value {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// `ferry deploy service add site ...`; the hook key it prints.
-fn add_service(db: &Path, repos: &Repos, to: &str) -> String {
-    let output = run_with_input(
-        &mut ferry(
-            db,
-            &[
-                "deploy",
-                "service",
-                "add",
-                "site",
-                "--repo",
-                repos.bare.to_str().unwrap(),
-                "--branch",
-                "main",
-                "--to",
-                to,
-                "--provider",
-                "github",
-                "--secret",
-                SECRET,
-                "--password-stdin",
-            ],
-        ),
-        &format!("{PASSWORD}\n"),
-        LIMIT,
-    );
-    assert_success(&output);
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("hook: /hooks/"))
-        .unwrap_or_else(|| panic!("no hook line in {stdout:?}"))
-        .to_owned()
 }
 
 /// The `A|M|D path` lines of a text preview.
@@ -467,7 +200,7 @@ fn failed_deploys_are_restored_from_the_real_target_state_skipped_and_rolled_bac
     repos.write("index.html", b"<h1>one</h1>\n");
     repos.write("css/site.css", b"body { margin: 0 }\n");
     repos.write("img/logo.bin", &pattern(40_000, 5));
-    let c1 = repos.commit_and_push("first");
+    let c1 = repos.commit_and_push("first", "main");
 
     let ftp = TestServer::start();
     set_deployer_perms(&ftp, ALL_PERMS);
@@ -478,7 +211,7 @@ fn failed_deploys_are_restored_from_the_real_target_state_skipped_and_rolled_bac
         &repos,
         &format!("ftp://{DEPLOYER}@127.0.0.1:{}/site", gate.addr.port()),
     );
-    let server = DeployServer::start(&db);
+    let server = DeployServer::start(&db, &[]);
 
     // 1 deploys.
     let d1 = push(&server, &key, &"0".repeat(40), &c1, "first");
@@ -492,7 +225,7 @@ fn failed_deploys_are_restored_from_the_real_target_state_skipped_and_rolled_bac
     set_deployer_perms(&ftp, READ_PERMS);
     repos.write("index.html", b"<h1>two</h1>\n");
     repos.write("tmp/added.txt", b"here for one commit\n");
-    let c2 = repos.commit_and_push("second: adds a temporary file");
+    let c2 = repos.commit_and_push("second: adds a temporary file", "main");
     let d2 = push(&server, &key, &c1, &c2, "second: adds a temporary file");
     let deploy = wait_for_deploy(&server, d2);
     assert_eq!(deploy["status"], "failed", "{deploy}\n{}", server.log());
@@ -500,9 +233,9 @@ fn failed_deploys_are_restored_from_the_real_target_state_skipped_and_rolled_bac
         deploy["error"].as_str().unwrap().contains("550"),
         "{deploy}"
     );
-    repos.remove("tmp/added.txt");
+    git(&repos.work, &["rm", "-q", "tmp/added.txt"]);
     repos.write("new.txt", b"new in three\n");
-    let c3 = repos.commit_and_push("third: removes it again");
+    let c3 = repos.commit_and_push("third: removes it again", "main");
     let d3 = push(&server, &key, &c2, &c3, "third: removes it again");
     assert_eq!(wait_for_deploy(&server, d3)["status"], "failed");
     assert_target_is(&target, &repos.archive(&c1));
@@ -608,11 +341,11 @@ fn failed_deploys_are_restored_from_the_real_target_state_skipped_and_rolled_bac
     // Two more failures; the first is skipped and leaves the next restore's range.
     set_deployer_perms(&ftp, READ_PERMS);
     repos.write("css/site.css", b"body { margin: 4px }\n");
-    let c4 = repos.commit_and_push("fourth");
+    let c4 = repos.commit_and_push("fourth", "main");
     let d4 = push(&server, &key, &c3, &c4, "fourth");
     assert_eq!(wait_for_deploy(&server, d4)["status"], "failed");
     repos.write("index.html", b"<h1>five</h1>\n");
-    let c5 = repos.commit_and_push("fifth");
+    let c5 = repos.commit_and_push("fifth", "main");
     let d5 = push(&server, &key, &c4, &c5, "fifth");
     assert_eq!(wait_for_deploy(&server, d5)["status"], "failed");
     let (status, refused) = post_json(
