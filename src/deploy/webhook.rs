@@ -818,23 +818,34 @@ impl fmt::Display for BranchPattern {
     }
 }
 
+/// Whether `text` matches `pattern`, in O(pattern × text) steps and O(text) memory: one row of
+/// a dynamic-programming table per pattern byte, from the end of the pattern back. (Trying each
+/// split of the text at every `*` recursively takes exponential time on patterns such as
+/// `a*a*a*a*b`.)
 fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern {
-        [] => text.is_empty(),
-        [b'*', b'*', rest @ ..] => (0..=text.len()).any(|i| glob_match(rest, &text[i..])),
-        [b'*', rest @ ..] => {
-            let segment = text.iter().position(|&b| b == b'/').unwrap_or(text.len());
-            (0..=segment).any(|i| glob_match(rest, &text[i..]))
+    let n = text.len();
+    // `rest[j]`: whether pattern[i + 1..] matches text[j..]; `rest2[j]`: pattern[i + 2..].
+    let mut rest = vec![false; n + 1];
+    rest[n] = true;
+    let mut rest2 = vec![false; n + 1];
+    for i in (0..pattern.len()).rev() {
+        let mut row = vec![false; n + 1];
+        for j in (0..=n).rev() {
+            let c = text.get(j).copied();
+            row[j] = match pattern[i] {
+                // `**`: nothing more, or one more byte of any kind.
+                b'*' if pattern.get(i + 1) == Some(&b'*') => {
+                    rest2[j] || (c.is_some() && row[j + 1])
+                }
+                // `*`: nothing more, or one more byte within the segment.
+                b'*' => rest[j] || (c.is_some_and(|c| c != b'/') && row[j + 1]),
+                b'?' => c.is_some_and(|c| c != b'/') && rest[j + 1],
+                literal => c == Some(literal) && rest[j + 1],
+            };
         }
-        [b'?', rest @ ..] => match text {
-            [c, tail @ ..] if *c != b'/' => glob_match(rest, tail),
-            _ => false,
-        },
-        [p, rest @ ..] => match text {
-            [c, tail @ ..] if c == p => glob_match(rest, tail),
-            _ => false,
-        },
+        rest2 = std::mem::replace(&mut rest, row);
     }
+    rest[0]
 }
 
 #[cfg(test)]

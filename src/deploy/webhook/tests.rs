@@ -576,6 +576,50 @@ fn branch_patterns_match_names_and_globs() {
     }
 }
 
+/// Found by the webhook fuzz target: many `*` against a long name took exponential time (the
+/// fuzzer hung in it). The check runs on its own thread so a regression fails instead of hanging.
+#[test]
+fn globs_with_many_stars_match_in_time() {
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let many: BranchPattern = "a*a*a*a*a*a*a*a*a*a*a*a*b".parse().unwrap();
+        let deep: BranchPattern = "**a**a**a**a**a**a**a**a**b".parse().unwrap();
+        let long = "a".repeat(400);
+        let _ = done.send((
+            many.matches(&long),
+            deep.matches(&long),
+            many.matches(&format!("{long}b")),
+            deep.matches(&format!("{}/b", "a/".repeat(200))),
+        ));
+    });
+    let answers = result
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("glob matching took more than 10 s");
+    assert_eq!(answers, (false, false, true, true));
+}
+
+#[test]
+fn globs_agree_with_their_definition_on_edge_cases() {
+    let cases = [
+        ("*", "", true),
+        ("*", "a/b", false),
+        ("**", "a/b", true),
+        ("a**", "a", true),
+        ("***", "a/b", true),
+        ("*/*", "a/b", true),
+        ("*/*", "a/b/c", false),
+        ("?", "/", false),
+        ("a?c", "abc", true),
+        ("**/main", "x/y/main", true),
+        ("**/main", "main", false),
+        ("release/**", "release/", true),
+    ];
+    for (pattern, name, expected) in cases {
+        let glob = BranchPattern(pattern.to_owned());
+        assert_eq!(glob.matches(name), expected, "{pattern} ~ {name}");
+    }
+}
+
 #[test]
 fn provider_names_round_trip() {
     for provider in Provider::ALL {
