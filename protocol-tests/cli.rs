@@ -780,3 +780,173 @@ fn sighup_reloads_the_certificate_for_new_connections() {
     assert!(!list_with("old/cert.pem").status.success());
     assert!(serve.terminate().success());
 }
+
+#[test]
+fn accounts_and_groups_keep_their_files_on_the_storage_they_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("ferry.toml"),
+        r#"
+[serve]
+listen = "127.0.0.1:0"
+root = "homes"
+
+[storage.archive]
+backend = "fs"
+root = "archive-disk"
+"#,
+    )
+    .unwrap();
+    let db = "ferry.db";
+    assert_success(&run(&mut ferry(
+        d,
+        &["--db", db, "group", "add", "cold", "--storage", "archive"],
+    )));
+    add_user(d, db, &["alice"], "alice pw");
+    add_user(d, db, &["bob", "--group", "cold"], "bob pw");
+    add_user(d, db, &["carol", "--storage", "nowhere"], "carol pw");
+    let groups = stdout(&run(&mut ferry(d, &["--db", db, "group", "list"])));
+    assert!(
+        groups
+            .lines()
+            .any(|l| l.starts_with("cold ") && l.contains(" archive ")),
+        "{groups}"
+    );
+    let server = Serve::start(&mut ferry(
+        d,
+        &["--db", db, "serve", "--config", "ferry.toml"],
+    ));
+
+    let upload_as = |user: &str, password: &str, name: &str| {
+        let mut ftp = server.connect();
+        assert_eq!(login(&mut ftp, user, password), 230);
+        let (_, done) = ftp.upload(&format!("STOR {name}"), name.as_bytes());
+        assert_eq!(done.code, 226, "{done:?}");
+    };
+    upload_as("alice", "alice pw", "a.txt");
+    upload_as("bob", "bob pw", "b.txt");
+    assert_eq!(
+        std::fs::read(d.join("homes/alice/a.txt")).unwrap(),
+        b"a.txt"
+    );
+    assert_eq!(
+        std::fs::read(d.join("archive-disk/bob/b.txt")).unwrap(),
+        b"b.txt"
+    );
+    assert!(!d.join("homes/bob").exists());
+
+    // A storage this server does not have: refused at login, with the reason.
+    let mut ftp = server.connect();
+    ftp.expect("USER carol", 331);
+    let refused = ftp.expect("PASS carol pw", 530);
+    assert!(
+        refused.text().contains("\"nowhere\" is not configured"),
+        "{refused:?}"
+    );
+
+    // Moving an account to another storage takes effect at its next login.
+    assert_success(&run(&mut ferry(
+        d,
+        &["--db", db, "user", "edit", "alice", "--storage", "archive"],
+    )));
+    upload_as("alice", "alice pw", "moved.txt");
+    assert!(d.join("archive-disk/alice/moved.txt").is_file());
+    assert_success(&run(&mut ferry(
+        d,
+        &["--db", db, "user", "edit", "bob", "--storage", "archive"],
+    )));
+    assert!(server.terminate().success());
+
+    let unknown = fails(&mut ferry(
+        d,
+        &["--db", db, "serve", "127.0.0.1:0", "--storage", "tape"],
+    ));
+    assert!(unknown.contains("[storage.tape]"), "{unknown}");
+}
+
+#[test]
+fn nodes_share_accounts_through_a_read_only_snapshot_they_reread_when_it_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let admin = "admin.db";
+    add_user(d, admin, &["alice"], "alice pw");
+    std::fs::create_dir_all(d.join("node-a")).unwrap();
+    std::fs::create_dir_all(d.join("node-b")).unwrap();
+    let ship = |node: &str| {
+        let output = run(&mut ferry(
+            d,
+            &[
+                "--db",
+                admin,
+                "accounts",
+                "snapshot",
+                &format!("{node}/accounts.db"),
+            ],
+        ));
+        assert_success(&output);
+    };
+    ship("node-a");
+    ship("node-b");
+    let node = |name: &str| {
+        Serve::start(&mut ferry(
+            &d.join(name),
+            &[
+                "--db",
+                "accounts.db",
+                "serve",
+                "127.0.0.1:0",
+                "--root",
+                "../shared-root",
+                "--accounts-read-only",
+            ],
+        ))
+    };
+    let (a, b) = (node("node-a"), node("node-b"));
+    for server in [&a, &b] {
+        let mut ftp = server.connect();
+        assert_eq!(login(&mut ftp, "alice", "alice pw"), 230);
+        let mut ftp = server.connect();
+        assert_eq!(login(&mut ftp, "bob", "bob pw"), 530);
+    }
+    let snapshot_a = std::fs::read(d.join("node-a/accounts.db")).unwrap();
+
+    // The admin adds bob; the new copy reaches each node and is read at the next login.
+    add_user(d, admin, &["bob"], "bob pw");
+    ship("node-a");
+    ship("node-b");
+    for server in [&a, &b] {
+        let mut ftp = server.connect();
+        assert_eq!(login(&mut ftp, "bob", "bob pw"), 230);
+    }
+    assert_ne!(
+        std::fs::read(d.join("node-a/accounts.db")).unwrap(),
+        snapshot_a
+    );
+    // Nothing was written beside the copies: no journal, no WAL.
+    for node in ["node-a", "node-b"] {
+        let mut names: Vec<String> = std::fs::read_dir(d.join(node))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["accounts.db"], "{node}");
+    }
+    assert!(
+        a.log()
+            .contains("read a newer copy of the accounts database")
+    );
+    drop((a, b));
+
+    let refused = fails(&mut ferry(
+        d,
+        &[
+            "--db",
+            "missing.db",
+            "serve",
+            "127.0.0.1:0",
+            "--accounts-read-only",
+        ],
+    ));
+    assert!(refused.contains("accounts snapshot"), "{refused}");
+}

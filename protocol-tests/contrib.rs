@@ -39,6 +39,11 @@ fn sample_configuration_parses_and_matches_the_defaults_it_documents() {
     assert_eq!(settings.server.active_mode, defaults.server.active_mode);
     assert_eq!(settings.listen.to_string(), "0.0.0.0:2121");
     assert_eq!(settings.server.passive_ports.to_string(), "30000-30100");
+    assert_eq!(settings.accounts_read_only, defaults.accounts_read_only);
+    assert!(
+        settings.named_storage.contains_key("archive"),
+        "the sample shows a named storage"
+    );
     let tls = settings.tls.expect("the sample configures FTPS");
     assert_eq!(tls.required.as_str(), "all");
     assert!(!tls.require_resumption && !tls.allow_ccc);

@@ -67,23 +67,17 @@ impl TestServer {
         store
             .add_user(NewAccount {
                 name: USER,
-                group: None,
-                home: None,
-                permissions: None,
-                admin: false,
-                tls_required: None,
                 password: PASSWORD,
+                ..NewAccount::default()
             })
             .unwrap();
         store
             .add_user(NewAccount {
                 name: READER,
-                group: None,
                 home: Some(USER),
                 permissions: Some(Permissions::READ_ONLY),
-                admin: false,
-                tls_required: None,
                 password: PASSWORD,
+                ..NewAccount::default()
             })
             .unwrap();
         let mut config = ServerConfig::default();

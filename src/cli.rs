@@ -2,6 +2,7 @@
 //! parsed with clap and carried out here. The subcommand names and flags are a contract (scripts and tests drive them);
 //! extend them, never rename them.
 
+use std::collections::BTreeMap;
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use tracing::{info, warn};
 use crate::auth::store::{AccountStore, NewAccount};
 use crate::auth::{Permissions, SqliteAuthenticator, TlsRequirement};
 use crate::client::Verification;
-use crate::config::{DEFAULT_DB, FileConfig, ServeArgs, ServeSettings};
+use crate::config::{DEFAULT_DB, FileConfig, FsSettings, ServeArgs, ServeSettings, StorageSpec};
 use crate::deploy::executor::default_retry_policy;
 use crate::deploy::journal::default_state_dir;
 use crate::deploy::marker::MARKER_NAME;
@@ -23,6 +24,7 @@ use crate::deploy::push::{self, DeployRequest, Revision};
 use crate::deploy::{DeployError, DeployTarget};
 use crate::server::tls::write_development_certificate;
 use crate::server::{self, Server, Shutdown, TlsContext};
+use crate::storage::StorageProvider;
 use crate::storage::fs::FsProvider;
 use crate::systemd;
 
@@ -47,6 +49,9 @@ pub enum Command {
     /// Manage groups of accounts (shared home and permissions).
     #[command(subcommand)]
     Group(GroupCommand),
+    /// The accounts database as a whole: copies for server nodes that share their accounts.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
     /// Certificates for FTPS.
     #[command(subcommand)]
     Certs(CertsCommand),
@@ -299,6 +304,10 @@ pub enum UserCommand {
         /// What this account must encrypt (none, control, data, all), beyond the server's policy.
         #[arg(long, value_name = "WHAT")]
         tls_required: Option<TlsRequirement>,
+        /// The named storage ([storage.NAME] in ferry.toml) holding the account's files.
+        /// Default: the group's, else the server's.
+        #[arg(long, value_name = "NAME")]
+        storage: Option<String>,
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
@@ -318,6 +327,12 @@ pub enum UserCommand {
         /// Refuse logins without deleting the account.
         #[arg(long)]
         disable: bool,
+        /// Keep the account's files on this named storage ([storage.NAME] in ferry.toml).
+        #[arg(long, value_name = "NAME", conflicts_with = "inherit_storage")]
+        storage: Option<String>,
+        /// Take the group's storage again, else the server's.
+        #[arg(long)]
+        inherit_storage: bool,
     },
     /// List accounts.
     List,
@@ -328,6 +343,17 @@ pub enum UserCommand {
         name: String,
         #[arg(long)]
         password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Write a consistent copy of the accounts and groups for server nodes that open it with
+    /// `serve --accounts-read-only`. Ship it to each node (scp, rsync, a config-management
+    /// tool); a node reads a newer copy at the next login, without a restart.
+    Snapshot {
+        /// Where to write the copy (it appears there whole, by a rename).
+        out: PathBuf,
     },
 }
 
@@ -345,6 +371,9 @@ pub enum GroupCommand {
         /// What the group's accounts must encrypt (none, control, data, all).
         #[arg(long, value_name = "WHAT")]
         tls_required: Option<TlsRequirement>,
+        /// The named storage ([storage.NAME] in ferry.toml) holding the group's files.
+        #[arg(long, value_name = "NAME")]
+        storage: Option<String>,
     },
     /// List groups.
     List,
@@ -364,6 +393,17 @@ impl Cli {
                 let store = open_store(&db_path(self.db, None))?;
                 group_command(&store, command)
             }
+            Command::Accounts(AccountsCommand::Snapshot { out }) => {
+                let store = open_store(&db_path(self.db, None))?;
+                store.snapshot(&out).with_context(|| {
+                    format!("cannot write the accounts snapshot {}", out.display())
+                })?;
+                println!(
+                    "wrote {}; start nodes on it with: ferry --db FILE serve --accounts-read-only",
+                    out.display()
+                );
+                Ok(())
+            }
             Command::Deploy(command) => deploy_command(self.db, command).await,
             Command::Certs(CertsCommand::Dev { dir }) => {
                 let (cert, key) = write_development_certificate(&dir).with_context(|| {
@@ -374,6 +414,27 @@ impl Cli {
                 Ok(())
             }
         }
+    }
+}
+
+/// Opens one storage of the server: local disk (the root created if missing) or object storage.
+async fn open_storage(spec: &StorageSpec) -> anyhow::Result<Arc<dyn StorageProvider>> {
+    match spec {
+        StorageSpec::Fs(FsSettings { root }) => {
+            std::fs::create_dir_all(root).with_context(|| {
+                format!("cannot create the FTP root directory {}", root.display())
+            })?;
+            let root = std::fs::canonicalize(root)
+                .with_context(|| format!("cannot open the FTP root {}", root.display()))?;
+            Ok(Arc::new(FsProvider::new(root)))
+        }
+    }
+}
+
+/// One line for the start-up log: where files go.
+fn describe_storage(spec: &StorageSpec) -> String {
+    match spec {
+        StorageSpec::Fs(FsSettings { root }) => format!("local disk under {}", root.display()),
     }
 }
 
@@ -422,6 +483,7 @@ fn user_command(store: &AccountStore, command: UserCommand) -> anyhow::Result<()
             perms,
             admin,
             tls_required,
+            storage,
             password_stdin,
         } => {
             let permissions = parse_perms(perms)?;
@@ -433,23 +495,25 @@ fn user_command(store: &AccountStore, command: UserCommand) -> anyhow::Result<()
                 permissions,
                 admin,
                 tls_required,
+                storage: storage.as_deref(),
                 password: &password,
             })?;
             println!("user {name} added");
         }
         UserCommand::List => {
             println!(
-                "{:<24} {:<16} {:<12} {:<6} {:<8} HOME",
-                "NAME", "GROUP", "PERMS", "ADMIN", "TLS"
+                "{:<24} {:<16} {:<12} {:<6} {:<8} {:<12} HOME",
+                "NAME", "GROUP", "PERMS", "ADMIN", "TLS", "STORAGE"
             );
             for user in store.list_users()? {
                 println!(
-                    "{:<24} {:<16} {:<12} {:<6} {:<8} {}",
+                    "{:<24} {:<16} {:<12} {:<6} {:<8} {:<12} {}",
                     user.name,
                     user.group.as_deref().unwrap_or("-"),
                     user.effective_permissions().to_string(),
                     if user.admin { "yes" } else { "no" },
                     user.effective_tls_required().map_or("-", |t| t.as_str()),
+                    user.effective_storage().unwrap_or("-"),
                     user.effective_home(),
                 );
             }
@@ -460,9 +524,17 @@ fn user_command(store: &AccountStore, command: UserCommand) -> anyhow::Result<()
             no_admin,
             enable,
             disable,
+            storage,
+            inherit_storage,
         } => {
-            if !(admin || no_admin || enable || disable) {
-                bail!("nothing to change: pass --admin, --no-admin, --enable or --disable");
+            if !(admin || no_admin || enable || disable || storage.is_some() || inherit_storage) {
+                bail!(
+                    "nothing to change: pass --admin, --no-admin, --enable, --disable, \
+                     --storage NAME or --inherit-storage"
+                );
+            }
+            if storage.is_some() || inherit_storage {
+                store.set_user_storage(&name, storage.as_deref())?;
             }
             if admin || no_admin {
                 store.set_user_admin(&name, admin)?;
@@ -495,22 +567,30 @@ fn group_command(store: &AccountStore, command: GroupCommand) -> anyhow::Result<
             home,
             perms,
             tls_required,
+            storage,
         } => {
             let permissions = parse_perms(perms)?;
             store.add_group(&name, home.as_deref(), permissions)?;
             if tls_required.is_some() {
                 store.set_group_tls_required(&name, tls_required)?;
             }
+            if storage.is_some() {
+                store.set_group_storage(&name, storage.as_deref())?;
+            }
             println!("group {name} added");
         }
         GroupCommand::List => {
-            println!("{:<24} {:<12} {:<8} HOME", "NAME", "PERMS", "TLS");
+            println!(
+                "{:<24} {:<12} {:<8} {:<12} HOME",
+                "NAME", "PERMS", "TLS", "STORAGE"
+            );
             for group in store.list_groups()? {
                 println!(
-                    "{:<24} {:<12} {:<8} {}",
+                    "{:<24} {:<12} {:<8} {:<12} {}",
                     group.name,
                     group.permissions.to_string(),
                     group.tls_required.map_or("-", |t| t.as_str()),
+                    group.storage.as_deref().unwrap_or("-"),
                     group.home.as_deref().unwrap_or("-"),
                 );
             }
@@ -530,15 +610,27 @@ async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> 
     };
     let settings = ServeSettings::resolve(&args, &file)?;
     let db = db_path(db_flag, Some(&file));
-    let store = Arc::new(open_store(&db)?);
-    std::fs::create_dir_all(&settings.root).with_context(|| {
-        format!(
-            "cannot create the FTP root directory {}",
-            settings.root.display()
-        )
-    })?;
-    let root = std::fs::canonicalize(&settings.root)
-        .with_context(|| format!("cannot open the FTP root {}", settings.root.display()))?;
+    let store = if settings.accounts_read_only {
+        AccountStore::open_read_only(&db).with_context(|| {
+            format!(
+                "cannot open the accounts database {} read-only; make it with \
+                 `ferry --db ADMIN.db accounts snapshot {}`",
+                db.display(),
+                db.display()
+            )
+        })?
+    } else {
+        open_store(&db)?
+    };
+    let store = Arc::new(store);
+    let storage = open_storage(&settings.storage).await?;
+    let mut named_storage = BTreeMap::new();
+    for (name, spec) in &settings.named_storage {
+        let provider = open_storage(spec)
+            .await
+            .with_context(|| format!("cannot open the storage [storage.{name}]"))?;
+        named_storage.insert(name.clone(), provider);
+    }
     let tls = match &settings.tls {
         Some(tls_settings) => Some(Arc::new(TlsContext::new(tls_settings.clone())?)),
         None => None,
@@ -562,20 +654,23 @@ async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> 
     }
     let mut config = settings.server.clone();
     config.tls = tls.clone();
-    let server = Server::new(
+    let server = Server::with_named_storage(
         config,
         Arc::new(SqliteAuthenticator::with_hash_cost(
             Arc::clone(&store),
             settings.password_cost,
         )),
-        Arc::new(FsProvider::new(root.clone())),
+        storage,
+        named_storage,
     );
     info!(
         listen = %local,
         implicit_tls = ?implicit.as_ref().and_then(|l| l.local_addr().ok()),
         tls_required = settings.tls.as_ref().map_or("none", |t| t.required.as_str()),
-        root = %root.display(),
+        storage = %describe_storage(&settings.storage),
+        named_storage = ?settings.named_storage.keys().collect::<Vec<_>>(),
         db = %db.display(),
+        accounts_read_only = settings.accounts_read_only,
         passive_ports = %settings.server.passive_ports,
         masquerade = %settings.server.masquerade,
         proxy_protocol_from = ?settings.server.proxy_protocol_from,

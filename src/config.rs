@@ -2,6 +2,7 @@
 //! merged into one validated [`ServeSettings`] (flags win over the environment, which wins over
 //! the file, which wins over the built-in defaults).
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -75,6 +76,15 @@ pub struct ServeArgs {
     /// Passes of each argon2id password hash (default 2).
     #[arg(long, value_name = "N", env = "FERRY_PASSWORD_HASH_PASSES")]
     pub password_hash_passes: Option<u32>,
+    /// Where files live for accounts that name no storage: a `[storage.NAME]` of the config
+    /// file, or s3://BUCKET[/PREFIX] (endpoint, region and keys from the AWS_* environment).
+    /// Default: local disk under --root.
+    #[arg(long, value_name = "NAME|URL", env = "FERRY_STORAGE")]
+    pub storage: Option<String>,
+    /// Open the accounts database read-only, as a copy made by `ferry accounts snapshot` and
+    /// shipped to each of several nodes; a newer copy is read at the next login.
+    #[arg(long, env = "FERRY_ACCOUNTS_READ_ONLY")]
+    pub accounts_read_only: bool,
     /// A TOML configuration file (see contrib/ferry.toml).
     #[arg(long, value_name = "FILE", env = "FERRY_CONFIG")]
     pub config: Option<PathBuf>,
@@ -101,6 +111,9 @@ pub struct FileServe {
     pub metrics_listen: Option<SocketAddr>,
     pub password_hash_memory_kib: Option<u32>,
     pub password_hash_passes: Option<u32>,
+    /// The storage of accounts that name none: a `[storage.NAME]` or an `s3://` URL.
+    pub storage: Option<String>,
+    pub accounts_read_only: Option<bool>,
     pub timeouts: Option<FileTimeouts>,
     pub tls: Option<FileTls>,
 }
@@ -153,6 +166,47 @@ pub struct FileConfig {
     pub db: Option<PathBuf>,
     #[serde(default)]
     pub serve: FileServe,
+    /// Named storages (`[storage.NAME]`), picked by `[serve] storage`, `--storage` or an
+    /// account's or group's `--storage NAME`.
+    #[serde(default)]
+    pub storage: BTreeMap<String, StorageSpec>,
+}
+
+/// A `[storage.NAME]` table: where the files of the accounts that use it live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "backend", rename_all = "lowercase")]
+pub enum StorageSpec {
+    /// Local disk: `backend = "fs"`, `root = "/srv/ftp"`.
+    Fs(FsSettings),
+}
+
+/// `backend = "fs"`: homes are directories under `root`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsSettings {
+    pub root: PathBuf,
+}
+
+impl StorageSpec {
+    /// `--storage` / `[serve] storage`: a URL, else the name of a `[storage.NAME]` table.
+    fn resolve(text: &str, named: &BTreeMap<String, StorageSpec>) -> Result<Self, ConfigError> {
+        if text.contains("://") {
+            return Self::from_url(text);
+        }
+        named.get(text).cloned().ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "no storage named {text:?}: add a [storage.{text}] table to the config file, \
+                 or give an s3://BUCKET/PREFIX URL"
+            ))
+        })
+    }
+
+    #[allow(clippy::unnecessary_wraps)]
+    fn from_url(text: &str) -> Result<Self, ConfigError> {
+        Err(ConfigError::Invalid(format!(
+            "unsupported storage URL {text:?}: this ferry knows only local disk (--root)"
+        )))
+    }
 }
 
 /// Why the configuration cannot be used.
@@ -200,6 +254,12 @@ pub struct ServeSettings {
     pub metrics_listen: Option<SocketAddr>,
     /// The cost of password hashes (validated).
     pub password_cost: HashCost,
+    /// Where the files of accounts that name no storage live.
+    pub storage: StorageSpec,
+    /// The `[storage.NAME]` tables, for accounts and groups that name one.
+    pub named_storage: BTreeMap<String, StorageSpec>,
+    /// The accounts database is a shipped copy, opened read-only.
+    pub accounts_read_only: bool,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2121";
@@ -209,6 +269,7 @@ pub const DEFAULT_DB: &str = "ferry.db";
 impl ServeSettings {
     /// Merges flags (and their environment variables) over the file over the defaults.
     pub fn resolve(args: &ServeArgs, file: &FileConfig) -> Result<Self, ConfigError> {
+        let named_storage = file.storage.clone();
         let file = &file.serve;
         let listen = args
             .listen
@@ -330,7 +391,14 @@ impl ServeSettings {
                 .unwrap_or(default_cost.passes),
         };
         password_cost.params().map_err(ConfigError::Invalid)?;
+        let storage = match args.storage.as_ref().or(file.storage.as_ref()) {
+            Some(text) => StorageSpec::resolve(text, &named_storage)?,
+            None => StorageSpec::Fs(FsSettings { root: root.clone() }),
+        };
         Ok(Self {
+            storage,
+            named_storage,
+            accounts_read_only: args.accounts_read_only || file.accounts_read_only.unwrap_or(false),
             listen,
             root,
             server,
@@ -405,6 +473,54 @@ mod tests {
             masquerade.address_for("192.0.2.1".parse().unwrap()),
             Some("203.0.113.10".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn storage_is_local_disk_under_root_unless_a_named_one_is_picked() {
+        let file = FileConfig::parse(
+            r#"
+            [serve]
+            root = "/srv/ftp"
+            [storage.archive]
+            backend = "fs"
+            root = "/mnt/archive"
+            "#,
+        )
+        .unwrap();
+        let settings = ServeSettings::resolve(&ServeArgs::default(), &file).unwrap();
+        let on_disk_at = |spec: &StorageSpec, root: &str| matches!(spec, StorageSpec::Fs(fs) if fs.root == Path::new(root));
+        assert!(on_disk_at(&settings.storage, "/srv/ftp"), "{settings:?}");
+        assert!(!settings.accounts_read_only);
+        assert!(on_disk_at(
+            &settings.named_storage["archive"],
+            "/mnt/archive"
+        ));
+
+        let args = ServeArgs {
+            storage: Some("archive".into()),
+            accounts_read_only: true,
+            ..ServeArgs::default()
+        };
+        let settings = ServeSettings::resolve(&args, &file).unwrap();
+        assert!(on_disk_at(&settings.storage, "/mnt/archive"));
+        assert!(settings.accounts_read_only);
+
+        let missing = ServeArgs {
+            storage: Some("tape".into()),
+            ..ServeArgs::default()
+        };
+        let err = ServeSettings::resolve(&missing, &file).unwrap_err();
+        assert!(err.to_string().contains("[storage.tape]"), "{err}");
+    }
+
+    #[test]
+    fn storage_tables_are_checked_when_the_file_is_read() {
+        let unknown_backend = FileConfig::parse("[storage.x]\nbackend = \"tape\"").unwrap_err();
+        assert!(unknown_backend.contains("tape"), "{unknown_backend}");
+        let typo = FileConfig::parse("[storage.x]\nbackend = \"fs\"\nrot = \"/srv\"").unwrap_err();
+        assert!(typo.contains("rot"), "{typo}");
+        let no_backend = FileConfig::parse("[storage.x]\nroot = \"/srv\"").unwrap_err();
+        assert!(no_backend.contains("backend"), "{no_backend}");
     }
 
     #[test]

@@ -38,6 +38,7 @@ impl Authenticator for FuzzAccounts {
                 permissions: Permissions::ALL,
                 tls_required: None,
                 admin: false,
+                storage: None,
             })
         } else {
             Err(AuthError::BadCredentials)

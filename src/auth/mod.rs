@@ -96,6 +96,9 @@ pub struct UserDetails {
     /// The account's or its group's TLS requirement, if any.
     pub tls_required: Option<TlsRequirement>,
     pub admin: bool,
+    /// The named storage holding the account's files (its own, else its group's); `None` is
+    /// the server's storage.
+    pub storage: Option<String>,
 }
 
 impl fmt::Debug for UserDetails {
@@ -106,6 +109,7 @@ impl fmt::Debug for UserDetails {
             .field("permissions", &self.permissions.to_string())
             .field("tls_required", &self.tls_required)
             .field("admin", &self.admin)
+            .field("storage", &self.storage)
             .finish()
     }
 }

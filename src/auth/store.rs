@@ -15,14 +15,15 @@ use std::time::Duration;
 use super::checkers::PasswordCheckers;
 use async_trait::async_trait;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::password::{DUMMY_HASH, HashCost, hash_password, verify_password};
 use super::{AuthError, Authenticator, Permissions, TlsRequirement, UserDetails};
 
 /// The schema, one migration per entry: entry `i` takes `user_version` from `i` to `i + 1`.
 /// Append new entries; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE groups (
         id           INTEGER PRIMARY KEY,
         name         TEXT NOT NULL UNIQUE,
@@ -48,7 +49,14 @@ const MIGRATIONS: &[&str] = &[r#"
     ) STRICT;
 
     CREATE INDEX accounts_group_id ON accounts (group_id);
-"#];
+"#,
+    r#"
+    -- The named storage (a [storage.NAME] table of ferry.toml) holding the files of an account
+    -- or group; NULL takes the group's, else the server's.
+    ALTER TABLE groups ADD COLUMN storage TEXT;
+    ALTER TABLE accounts ADD COLUMN storage TEXT;
+"#,
+];
 
 /// SQLite's clock as an ISO 8601 UTC timestamp, so no Rust date library is needed.
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
@@ -100,6 +108,11 @@ pub enum StoreError {
     )]
     SchemaTooNew { found: u32, supported: u32 },
     #[error(
+        "the read-only accounts database has schema version {found}, but this ferry reads \
+         version {supported}; make the copy with `ferry accounts snapshot` of this ferry version"
+    )]
+    SnapshotSchema { found: u32, supported: u32 },
+    #[error(
         "cannot open the account database {}: {source}; check that its directory exists and \
          is writable, or choose another file with --db",
         path.display()
@@ -126,6 +139,8 @@ pub struct NewAccount<'a> {
     pub admin: bool,
     /// The account's own TLS requirement; `None` takes the group's.
     pub tls_required: Option<TlsRequirement>,
+    /// The named storage of the account's files; `None` takes the group's, else the server's.
+    pub storage: Option<&'a str>,
     /// The plain-text password; stored only as an argon2id hash.
     pub password: &'a str,
 }
@@ -139,6 +154,7 @@ impl fmt::Debug for NewAccount<'_> {
             .field("permissions", &self.permissions)
             .field("admin", &self.admin)
             .field("tls_required", &self.tls_required)
+            .field("storage", &self.storage)
             .finish_non_exhaustive()
     }
 }
@@ -150,6 +166,8 @@ pub struct GroupRecord {
     pub home: Option<String>,
     pub permissions: Permissions,
     pub tls_required: Option<TlsRequirement>,
+    /// The named storage of the group's files; `None`: the server's.
+    pub storage: Option<String>,
     /// ISO 8601 UTC.
     pub created_at: String,
     /// How many accounts belong to the group.
@@ -177,6 +195,9 @@ pub struct AccountRecord {
     pub group_home: Option<String>,
     pub group_permissions: Option<Permissions>,
     pub group_tls_required: Option<TlsRequirement>,
+    /// The account's own named storage, if set.
+    pub storage: Option<String>,
+    pub group_storage: Option<String>,
     password_hash: String,
 }
 
@@ -201,6 +222,11 @@ impl AccountRecord {
         self.tls_required.or(self.group_tls_required)
     }
 
+    /// The account's named storage, else its group's; `None` is the server's storage.
+    pub fn effective_storage(&self) -> Option<&str> {
+        self.storage.as_deref().or(self.group_storage.as_deref())
+    }
+
     /// What the server needs once this account has logged in.
     pub fn user_details(&self) -> UserDetails {
         UserDetails {
@@ -209,6 +235,7 @@ impl AccountRecord {
             permissions: self.effective_permissions(),
             tls_required: self.effective_tls_required(),
             admin: self.admin,
+            storage: self.effective_storage().map(str::to_owned),
         }
     }
 }
@@ -228,17 +255,55 @@ impl fmt::Debug for AccountRecord {
             .field("group_home", &self.group_home)
             .field("group_permissions", &self.group_permissions)
             .field("group_tls_required", &self.group_tls_required)
+            .field("storage", &self.storage)
+            .field("group_storage", &self.group_storage)
             .finish_non_exhaustive()
     }
 }
 
 /// The account database: one SQLite file, shared by the server and the CLI (WAL mode lets the
 /// CLI add users while the server reads).
+///
+/// Server nodes that share their accounts each open a copy read-only
+/// ([`AccountStore::open_read_only`]): one admin database is the source, and
+/// [`AccountStore::snapshot`] makes the copies that are shipped to the nodes.
 pub struct AccountStore {
     path: PathBuf,
     // One connection is plenty: logins are rare next to transfers, and the hashing, the slow
     // part, happens outside the lock.
     connection: Mutex<Connection>,
+    /// For a read-only copy: the version of the file the connection reads, so that a newer copy
+    /// shipped over it is read from the next lookup on, without a restart.
+    shipped: Option<Mutex<FileStamp>>,
+}
+
+/// Tells one version of a shipped database file from the next: a copy renamed into place has
+/// another inode; one rewritten in place another size or modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> std::io::Result<Self> {
+        let metadata = std::fs::metadata(path)?;
+        #[cfg(unix)]
+        let (device, inode) = {
+            use std::os::unix::fs::MetadataExt;
+            (metadata.dev(), metadata.ino())
+        };
+        #[cfg(not(unix))]
+        let (device, inode) = (0, 0);
+        Ok(Self {
+            device,
+            inode,
+            len: metadata.len(),
+            modified: metadata.modified().ok(),
+        })
+    }
 }
 
 impl fmt::Debug for AccountStore {
@@ -270,6 +335,77 @@ impl AccountStore {
         Self::with_connection(path.to_owned(), connection)
     }
 
+    /// Opens a copy of the database that this process only reads, as made by
+    /// [`AccountStore::snapshot`] and shipped to each server node. Nothing is written to it:
+    /// logins are not recorded and password hashes are not upgraded (the admin database does
+    /// that). When a newer copy replaces the file, the next lookup reads the new one.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let stamp = FileStamp::of(path).map_err(|e| StoreError::Open {
+            path: path.to_owned(),
+            source: e.into(),
+        })?;
+        Ok(Self {
+            path: path.to_owned(),
+            connection: Mutex::new(read_only_connection(path)?),
+            shipped: Some(Mutex::new(stamp)),
+        })
+    }
+
+    /// Whether this store was opened with [`AccountStore::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.shipped.is_some()
+    }
+
+    /// Writes a consistent copy of the accounts and groups to `to` for read-only server nodes:
+    /// a standalone file (no `-wal` beside it, readable by its owner only), without the deploy
+    /// service's tables. It appears at `to` whole, by a rename, so a node reading `to` never
+    /// sees half a copy.
+    pub fn snapshot(&self, to: &Path) -> Result<(), StoreError> {
+        let file_name = to.file_name().ok_or_else(|| StoreError::Open {
+            path: to.to_owned(),
+            source: "the snapshot needs a file name".into(),
+        })?;
+        let mut partial_name = std::ffi::OsString::from(".");
+        partial_name.push(file_name);
+        partial_name.push(format!(".partial-{}", std::process::id()));
+        let partial = to.with_file_name(partial_name);
+        let open_error = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+            path: to.to_owned(),
+            source,
+        };
+        let _ = std::fs::remove_file(&partial);
+        create_private_file(&partial).map_err(|e| open_error(e.into()))?;
+        let written = (|| -> Result<(), StoreError> {
+            let target = partial
+                .to_str()
+                .ok_or_else(|| open_error("the path is not UTF-8".into()))?;
+            self.connection().execute("VACUUM INTO ?1", [target])?;
+            let copy = Connection::open(&partial)?;
+            let _mode: String =
+                copy.query_row("PRAGMA journal_mode = DELETE", [], |row| row.get(0))?;
+            let others: Vec<String> = copy
+                .prepare(
+                    "SELECT name FROM sqlite_schema WHERE type = 'table' \
+                     AND name NOT IN ('accounts', 'groups') AND name NOT LIKE 'sqlite_%'",
+                )?
+                .query_map([], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            for table in others {
+                copy.execute_batch(&format!("DROP TABLE \"{}\"", table.replace('"', "\"\"")))?;
+            }
+            copy.execute_batch("VACUUM")?;
+            Ok(())
+        })();
+        match written.and_then(|()| std::fs::rename(&partial, to).map_err(|e| open_error(e.into())))
+        {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = std::fs::remove_file(&partial);
+                Err(e)
+            }
+        }
+    }
+
     /// A database that lives in memory only, for tests of code that needs accounts.
     pub fn open_in_memory() -> Result<Self, StoreError> {
         Self::with_connection(PathBuf::from(":memory:"), Connection::open_in_memory()?)
@@ -284,6 +420,7 @@ impl AccountStore {
         Ok(Self {
             path,
             connection: Mutex::new(connection),
+            shipped: None,
         })
     }
 
@@ -295,9 +432,41 @@ impl AccountStore {
     fn connection(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves no half-done work behind: an open transaction
         // rolls back when dropped, so the connection is still good.
-        self.connection
+        let mut connection = self
+            .connection
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(shipped) = &self.shipped {
+            let mut stamp = shipped
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            self.read_newer_copy(&mut connection, &mut stamp);
+        }
+        connection
+    }
+
+    /// Switches to the file now at the store's path if it is not the one being read. A copy
+    /// that cannot be read (half-shipped, another schema) is skipped with a warning, and the
+    /// last good one stays in use.
+    fn read_newer_copy(&self, connection: &mut Connection, stamp: &mut FileStamp) {
+        let Ok(now) = FileStamp::of(&self.path) else {
+            return;
+        };
+        if now == *stamp {
+            return;
+        }
+        match read_only_connection(&self.path) {
+            Ok(newer) => {
+                *connection = newer;
+                *stamp = now;
+                tracing::info!(db = %self.path.display(), "read a newer copy of the accounts database");
+            }
+            Err(e) => {
+                tracing::warn!(db = %self.path.display(), error = %e, "cannot read the new copy of the accounts database; keeping the previous one");
+                // Not again for this version of the file.
+                *stamp = now;
+            }
+        }
     }
 
     /// Creates a group. `perms: None` gives it [`Permissions::DEFAULT`].
@@ -330,7 +499,7 @@ impl AccountStore {
         let connection = self.connection();
         let mut statement = connection.prepare(
             "SELECT g.name, g.home, g.permissions, g.tls_required, g.created_at,
-                    (SELECT COUNT(*) FROM accounts a WHERE a.group_id = g.id)
+                    (SELECT COUNT(*) FROM accounts a WHERE a.group_id = g.id), g.storage
              FROM groups g ORDER BY g.name",
         )?;
         let groups = statement
@@ -342,6 +511,7 @@ impl AccountStore {
                     tls_required: row.get(3)?,
                     created_at: row.get(4)?,
                     accounts: row.get(5)?,
+                    storage: row.get(6)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -389,11 +559,29 @@ impl AccountStore {
         Ok(())
     }
 
+    /// Sets or clears the named storage of a group's files.
+    pub fn set_group_storage(&self, name: &str, storage: Option<&str>) -> Result<(), StoreError> {
+        if let Some(storage) = storage {
+            validate_name("storage", storage)?;
+        }
+        let updated = self.connection().execute(
+            "UPDATE groups SET storage = ?2 WHERE name = ?1",
+            params![name, storage],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::GroupNotFound(name.to_owned()));
+        }
+        Ok(())
+    }
+
     /// Creates an account, storing an argon2id hash of its password.
     pub fn add_user(&self, account: NewAccount<'_>) -> Result<(), StoreError> {
         validate_name("user", account.name)?;
         if let Some(home) = account.home {
             validate_home(home)?;
+        }
+        if let Some(storage) = account.storage {
+            validate_name("storage", storage)?;
         }
         if account.password.is_empty() {
             return Err(StoreError::EmptyPassword);
@@ -409,8 +597,8 @@ impl AccountStore {
             &format!(
                 "INSERT INTO accounts
                      (name, group_id, home, permissions, password_hash, admin, tls_required,
-                      created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, {NOW})"
+                      storage, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, {NOW})"
             ),
             params![
                 account.name,
@@ -420,6 +608,7 @@ impl AccountStore {
                 password_hash,
                 account.admin,
                 account.tls_required,
+                account.storage,
             ],
         );
         match inserted {
@@ -529,6 +718,15 @@ impl AccountStore {
         self.update_user(name, "tls_required", &tls_required)
     }
 
+    /// Sets or clears the named storage of an account's files (`None`: the group's, else the
+    /// server's).
+    pub fn set_user_storage(&self, name: &str, storage: Option<&str>) -> Result<(), StoreError> {
+        if let Some(storage) = storage {
+            validate_name("storage", storage)?;
+        }
+        self.update_user(name, "storage", &storage)
+    }
+
     /// Notes a successful login now.
     pub fn record_login(&self, name: &str) -> Result<(), StoreError> {
         let updated = self.connection().execute(
@@ -556,7 +754,8 @@ impl AccountStore {
 
 const SELECT_ACCOUNT: &str = "
     SELECT a.name, g.name, a.home, a.permissions, a.tls_required, a.admin, a.enabled,
-           a.created_at, a.last_login, g.home, g.permissions, g.tls_required, a.password_hash
+           a.created_at, a.last_login, g.home, g.permissions, g.tls_required, a.password_hash,
+           a.storage, g.storage
     FROM accounts a LEFT JOIN groups g ON g.id = a.group_id";
 
 fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRecord> {
@@ -574,6 +773,8 @@ fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRecord> 
         group_permissions: row.get(10)?,
         group_tls_required: row.get(11)?,
         password_hash: row.get(12)?,
+        storage: row.get(13)?,
+        group_storage: row.get(14)?,
     })
 }
 
@@ -584,6 +785,30 @@ fn group_id(connection: &Connection, name: &str) -> Result<i64, StoreError> {
         })
         .optional()?
         .ok_or_else(|| StoreError::GroupNotFound(name.to_owned()))
+}
+
+/// A connection that only reads the database at `path`, which must have this ferry's schema.
+fn read_only_connection(path: &Path) -> Result<Connection, StoreError> {
+    let open_error = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| open_error(e.into()))?;
+    connection
+        .busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| open_error(e.into()))?;
+    let found: u32 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|e| open_error(e.into()))?;
+    let supported = MIGRATIONS.len() as u32;
+    if found != supported {
+        return Err(StoreError::SnapshotSchema { found, supported });
+    }
+    Ok(connection)
 }
 
 /// Brings the schema up to date in one transaction, so a crash mid-way leaves the old version
@@ -810,6 +1035,10 @@ fn authenticate_blocking(
     // Checked only after the password, so a guesser learns nothing about disabled accounts.
     if !account.enabled {
         return Err(AuthError::Disabled);
+    }
+    // A read-only copy is only read; the admin database keeps the bookkeeping.
+    if store.is_read_only() {
+        return Ok(account.user_details());
     }
     // Bookkeeping failures must not lock a user out whose password was right.
     if let Err(e) = store.record_login(user) {
@@ -1214,6 +1443,7 @@ mod tests {
                 permissions: Permissions::READ_ONLY,
                 tls_required: None,
                 admin: true,
+                storage: None,
             }
         );
         let account = auth.store.get_user("alice").unwrap().unwrap();
@@ -1340,5 +1570,123 @@ mod tests {
             .set_user_tls_required("bob", Some(TlsRequirement::All))
             .unwrap();
         assert_eq!(auth.tls_requirement("bob").await, Some(TlsRequirement::All));
+    }
+
+    #[test]
+    fn storage_is_the_accounts_else_the_groups_else_none() {
+        let (_dir, store) = temp_store();
+        store.add_group("archive", None, None).unwrap();
+        store.set_group_storage("archive", Some("cold")).unwrap();
+        store
+            .add_user(NewAccount {
+                group: Some("archive"),
+                ..user("alice", "pw")
+            })
+            .unwrap();
+        store
+            .add_user(NewAccount {
+                group: Some("archive"),
+                storage: Some("hot"),
+                ..user("bob", "pw")
+            })
+            .unwrap();
+        store.add_user(user("carol", "pw")).unwrap();
+        let storage = |name: &str| {
+            let account = store.get_user(name).unwrap().unwrap();
+            account.user_details().storage
+        };
+        assert_eq!(storage("alice").as_deref(), Some("cold"));
+        assert_eq!(storage("bob").as_deref(), Some("hot"));
+        assert_eq!(storage("carol"), None);
+
+        store.set_user_storage("bob", None).unwrap();
+        assert_eq!(storage("bob").as_deref(), Some("cold"));
+        store.set_user_storage("carol", Some("hot")).unwrap();
+        assert_eq!(storage("carol").as_deref(), Some("hot"));
+        let groups = store.list_groups().unwrap();
+        assert_eq!(groups[0].storage.as_deref(), Some("cold"));
+
+        assert!(matches!(
+            store.set_user_storage("carol", Some("../x")),
+            Err(StoreError::InvalidName { .. })
+        ));
+        assert!(matches!(
+            store.set_group_storage("nogroup", Some("cold")),
+            Err(StoreError::GroupNotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_read_only_copy_logs_in_writes_nothing_and_follows_newer_copies() {
+        let (dir, store) = temp_store();
+        store.add_user(user("alice", "first pw")).unwrap();
+        // A deploy table in the admin database stays out of the copy.
+        store
+            .connection()
+            .execute_batch("CREATE TABLE deploy_schema (version INTEGER)")
+            .unwrap();
+        let shipped = dir.path().join("node.db");
+        store.snapshot(&shipped).unwrap();
+        assert!(!dir.path().join("node.db-wal").exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&shipped).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "the copy holds password hashes");
+        }
+        let tables: Vec<String> = Connection::open(&shipped)
+            .unwrap()
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(tables, ["accounts", "groups"]);
+
+        let node = authenticator(AccountStore::open_read_only(&shipped).unwrap());
+        assert!(node.store.is_read_only());
+        let before = std::fs::read(&shipped).unwrap();
+        node.authenticate("alice", "first pw", PEER).await.unwrap();
+        assert_eq!(
+            std::fs::read(&shipped).unwrap(),
+            before,
+            "a login wrote to the read-only copy"
+        );
+        assert!(matches!(
+            node.authenticate("bob", "bob pw", PEER).await,
+            Err(AuthError::BadCredentials)
+        ));
+
+        // The admin adds bob and changes alice's password, and ships a new copy.
+        store.add_user(user("bob", "bob pw")).unwrap();
+        store.set_password("alice", "second pw").unwrap();
+        store.snapshot(&shipped).unwrap();
+        node.authenticate("bob", "bob pw", PEER).await.unwrap();
+        node.authenticate("alice", "second pw", PEER).await.unwrap();
+        assert!(matches!(
+            node.authenticate("alice", "first pw", PEER).await,
+            Err(AuthError::BadCredentials)
+        ));
+
+        // A broken copy shipped over it is skipped; the last good one stays in use.
+        let broken = dir.path().join("broken.db");
+        std::fs::write(&broken, b"not a database").unwrap();
+        std::fs::rename(&broken, &shipped).unwrap();
+        node.authenticate("bob", "bob pw", PEER).await.unwrap();
+    }
+
+    #[test]
+    fn a_read_only_copy_of_another_schema_is_refused_with_advice() {
+        let (dir, _store) = temp_store();
+        let old = dir.path().join("old.db");
+        Connection::open(&old)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 1")
+            .unwrap();
+        let err = AccountStore::open_read_only(&old).unwrap_err();
+        assert!(err.to_string().contains("ferry accounts snapshot"), "{err}");
+        let missing = AccountStore::open_read_only(&dir.path().join("missing.db")).unwrap_err();
+        assert!(matches!(missing, StoreError::Open { .. }), "{missing}");
     }
 }

@@ -18,6 +18,7 @@ mod session;
 pub mod tls;
 mod transfer;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,7 +114,10 @@ impl Default for ServerConfig {
 pub struct Server {
     pub(crate) config: ServerConfig,
     pub(crate) authenticator: Arc<dyn Authenticator>,
+    /// The server's storage: for every account that names no storage of its own.
     pub(crate) storage: Arc<dyn StorageProvider>,
+    /// Named storages that accounts and groups pick (`[storage.NAME]` in ferry.toml).
+    pub(crate) named_storage: BTreeMap<String, Arc<dyn StorageProvider>>,
     pub(crate) passive_pool: PassivePortPool,
     pub(crate) limits: ConnectionLimits,
     pub(crate) throttle: LoginThrottle,
@@ -127,6 +131,17 @@ impl Server {
         authenticator: Arc<dyn Authenticator>,
         storage: Arc<dyn StorageProvider>,
     ) -> Arc<Self> {
+        Self::with_named_storage(config, authenticator, storage, BTreeMap::new())
+    }
+
+    /// Like [`Server::new`], with named storages besides the server's, for accounts and groups
+    /// that name one.
+    pub fn with_named_storage(
+        config: ServerConfig,
+        authenticator: Arc<dyn Authenticator>,
+        storage: Arc<dyn StorageProvider>,
+        named_storage: BTreeMap<String, Arc<dyn StorageProvider>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             passive_pool: PassivePortPool::new(&config.passive_ports),
             limits: ConnectionLimits::new(config.max_connections, config.max_connections_per_ip),
@@ -135,6 +150,7 @@ impl Server {
             config,
             authenticator,
             storage,
+            named_storage,
             next_session_id: AtomicU64::new(1),
         })
     }

@@ -99,7 +99,26 @@ impl Session {
                 return Err(Reply::new(ReplyCode::NOT_LOGGED_IN, "Login incorrect."));
             }
         };
-        let storage = match self.server.storage.open(&details.home).await {
+        let provider = match &details.storage {
+            None => &self.server.storage,
+            Some(name) => match self.server.named_storage.get(name) {
+                Some(provider) => provider,
+                None => {
+                    warn!(
+                        user,
+                        storage = name,
+                        "login failed: the account's storage is not configured on this server"
+                    );
+                    return Err(Reply::new(
+                        ReplyCode::NOT_LOGGED_IN,
+                        format!(
+                            "Your account's storage \"{name}\" is not configured on this server; ask the server's operator to add it."
+                        ),
+                    ));
+                }
+            },
+        };
+        let storage = match provider.open(&details.home).await {
             Ok(storage) => storage,
             Err(error) => {
                 warn!(user, home = details.home, %error, "login failed: home directory unavailable");
@@ -144,6 +163,7 @@ impl Session {
             permissions: Permissions::READ_ONLY,
             tls_required: None,
             admin: false,
+            storage: None,
         })
     }
 
