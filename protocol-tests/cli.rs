@@ -1,29 +1,15 @@
 //! The `ferry` binary as operators and scripts run it: `user`, `group` and `serve` with the exact
 //! commands and flags of the CLI contract, in temporary working directories.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use crate::dialogue::{Dialogue, eventually, free_port_range};
+use crate::support::ferry_command as ferry;
 use crate::support::*;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// `ferry ARGS` in `dir`, with no `FERRY_*` variable inherited from the test's environment.
-fn ferry(dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    command.current_dir(dir).args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("FERRY_") || name == "RUST_LOG" {
-            command.env_remove(name);
-        }
-    }
-    command
-}
 
 /// Runs `command` with `stdin` as its standard input.
 fn run_with_stdin(command: &mut Command, stdin: &str) -> Output {
@@ -52,101 +38,6 @@ fn fails(command: &mut Command) -> String {
         stdout(&output)
     );
     stderr(&output)
-}
-
-/// A running `ferry serve` process; killed when dropped.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
-
-impl Serve {
-    /// Starts `command` (a `ferry serve`) and waits for its "listening" log line.
-    fn start(command: &mut Command) -> Self {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting ferry serve");
-        let log = Arc::new(Mutex::new(String::new()));
-        let reader = BufReader::new(child.stderr.take().unwrap());
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in reader.lines() {
-                let Ok(line) = line else { break };
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let deadline = Instant::now() + LIMIT;
-        let addr = loop {
-            let text = log.lock().unwrap().clone();
-            if let Some(line) = text.lines().find(|l| l.contains("listening")) {
-                let value = line
-                    .split_whitespace()
-                    .find_map(|word| word.strip_prefix("listen="))
-                    .unwrap_or_else(|| panic!("no listen= in {line:?}"));
-                break value.parse().unwrap();
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("ferry serve exited ({status}) before listening:\n{text}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ferry serve never listened:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Self { child, addr, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn connect(&self) -> Dialogue {
-        let (dialogue, greeting) = Dialogue::open(self.addr);
-        assert_eq!(greeting.code, 220, "{greeting:?}");
-        dialogue
-    }
-
-    /// Sends SIGTERM (the first asks for a graceful stop; a second would stop at once).
-    fn signal_terminate(&self) {
-        // The shell's built-in kill: no procps needed.
-        let status = Command::new("sh")
-            .args(["-c", &format!("kill -TERM {}", self.child.id())])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the process to end.
-    fn wait(mut self) -> ExitStatus {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "ferry serve did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Sends SIGTERM and waits for the process to end.
-    fn terminate(self) -> ExitStatus {
-        self.signal_terminate();
-        self.wait()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn login(ftp: &mut Dialogue, user: &str, password: &str) -> u16 {
@@ -261,7 +152,7 @@ fn user_and_group_commands_manage_the_accounts_database() {
         "new pass\n",
     );
     assert_success(&output);
-    let server = Serve::start(&mut ferry(
+    let server = FerryServe::start(&mut ferry(
         d,
         &["--db", db, "serve", "127.0.0.1:0", "--root", "homes"],
     ));
@@ -293,7 +184,7 @@ fn user_and_group_commands_manage_the_accounts_database() {
 fn serve_without_configuration_creates_its_files_and_says_how_to_add_a_user() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let server = Serve::start(&mut ferry(d, &["serve", "127.0.0.1:0"]));
+    let server = FerryServe::start(&mut ferry(d, &["serve", "127.0.0.1:0"]));
     assert!(d.join("ferry.db").is_file());
     assert!(d.join("ftp-root").is_dir());
     let log = server.log();
@@ -364,7 +255,7 @@ idle = 60
     );
     std::fs::write(d.join("ferry.toml"), config).unwrap();
     add_user(d, "conf.db", &["conf"], "conf pass");
-    let server = Serve::start(&mut ferry(d, &["serve", "--config", "ferry.toml"]));
+    let server = FerryServe::start(&mut ferry(d, &["serve", "--config", "ferry.toml"]));
     let (mut ftp, greeting) = Dialogue::open(server.addr);
     assert_eq!(greeting.lines, ["220 Welcome to the configured server."]);
     assert_eq!(login(&mut ftp, "conf", "conf pass"), 230);
@@ -392,7 +283,7 @@ fn serve_reads_ferry_environment_variables() {
     let d = dir.path();
     let ports = free_port_range(2);
     add_user(d, "env.db", &["envuser"], "env pass");
-    let server = Serve::start(
+    let server = FerryServe::start(
         ferry(d, &["serve"])
             .env("FERRY_DB", "env.db")
             .env("FERRY_LISTEN", "127.0.0.1:0")
@@ -418,7 +309,7 @@ fn serve_reads_ferry_environment_variables() {
     assert_eq!(second.code, 421, "{second:?}");
     // A flag wins over its environment variable.
     drop(server);
-    let server = Serve::start(
+    let server = FerryServe::start(
         ferry(d, &["serve", "--root", "flag-root"])
             .env("FERRY_DB", "env.db")
             .env("FERRY_LISTEN", "127.0.0.1:0")
@@ -476,7 +367,7 @@ fn sigterm_lets_a_running_transfer_finish_and_exits_cleanly() {
     let content = pattern(16 << 20, 21);
     std::fs::create_dir_all(d.join("ftp-root/mover")).unwrap();
     std::fs::write(d.join("ftp-root/mover/big.bin"), &content).unwrap();
-    let server = Serve::start(&mut ferry(d, &["serve", "127.0.0.1:0"]));
+    let server = FerryServe::start(&mut ferry(d, &["serve", "127.0.0.1:0"]));
     let mut ftp = server.connect();
     assert_eq!(login(&mut ftp, "mover", "mover pass"), 230);
     ftp.expect("TYPE I", 200);
@@ -507,7 +398,7 @@ fn serve_on_ipv6_answers_epsv_and_eprt() {
     add_user(d, "ferry.db", &["six"], "six pass");
     std::fs::create_dir_all(d.join("ftp-root/six")).unwrap();
     std::fs::write(d.join("ftp-root/six/f"), b"over ipv6").unwrap();
-    let server = Serve::start(&mut ferry(d, &["serve", "[::1]:0"]));
+    let server = FerryServe::start(&mut ferry(d, &["serve", "[::1]:0"]));
     assert!(server.addr.is_ipv6());
     let mut ftp = server.connect();
     assert_eq!(login(&mut ftp, "six", "six pass"), 230);
@@ -545,7 +436,7 @@ fn serve_with_no_arguments_listens_on_127_0_0_1_port_2121() {
         eprintln!("skipped: 127.0.0.1:2121 is in use");
         return;
     }
-    let server = Serve::start(&mut ferry(d, &["serve"]));
+    let server = FerryServe::start(&mut ferry(d, &["serve"]));
     assert_eq!(server.addr, "127.0.0.1:2121".parse().unwrap());
     assert!(d.join("ferry.db").is_file() && d.join("ftp-root").is_dir());
     let mut ftp = server.connect();
@@ -559,7 +450,7 @@ fn passwords_never_reach_the_log_even_at_debug_level() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     add_user(d, "ferry.db", &["quiet"], "hunter2 right");
-    let server = Serve::start(ferry(d, &["serve", "127.0.0.1:0"]).env("FERRY_LOG", "debug"));
+    let server = FerryServe::start(ferry(d, &["serve", "127.0.0.1:0"]).env("FERRY_LOG", "debug"));
     let mut ftp = server.connect();
     assert_eq!(login(&mut ftp, "quiet", "hunter2 wrong"), 530);
     assert_eq!(login(&mut ftp, "quiet", "hunter2 right"), 230);
@@ -671,7 +562,7 @@ fn metrics_and_healthz_count_what_real_clients_did() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     add_user(d, "ferry.db", &["carol"], "pw");
-    let serve = Serve::start(&mut ferry(
+    let serve = FerryServe::start(&mut ferry(
         d,
         &["serve", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
     ));
@@ -745,7 +636,7 @@ fn sighup_reloads_the_certificate_for_new_connections() {
     for name in ["cert.pem", "key.pem"] {
         std::fs::copy(d.join("old").join(name), d.join("live").join(name)).unwrap();
     }
-    let serve = Serve::start(&mut ferry(
+    let serve = FerryServe::start(&mut ferry(
         d,
         &[
             "serve",
@@ -769,7 +660,7 @@ fn sighup_reloads_the_certificate_for_new_connections() {
         std::fs::copy(d.join("new").join(name), d.join("live").join(name)).unwrap();
     }
     let status = Command::new("sh")
-        .args(["-c", &format!("kill -HUP {}", serve.child.id())])
+        .args(["-c", &format!("kill -HUP {}", serve.pid())])
         .status()
         .unwrap();
     assert!(status.success());
@@ -813,7 +704,7 @@ root = "archive-disk"
             .any(|l| l.starts_with("cold ") && l.contains(" archive ")),
         "{groups}"
     );
-    let server = Serve::start(&mut ferry(
+    let server = FerryServe::start(&mut ferry(
         d,
         &["--db", db, "serve", "--config", "ferry.toml"],
     ));
@@ -889,7 +780,7 @@ fn nodes_share_accounts_through_a_read_only_snapshot_they_reread_when_it_changes
     ship("node-a");
     ship("node-b");
     let node = |name: &str| {
-        Serve::start(&mut ferry(
+        FerryServe::start(&mut ferry(
             &d.join(name),
             &[
                 "--db",

@@ -6,7 +6,6 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry::auth::throttle::ThrottleConfig;
@@ -274,80 +273,26 @@ fn a_bad_or_missing_header_from_a_balancer_network_closes_the_connection() {
 // ---------------------------------------------------------------------------------------------
 // A real `ferry serve` (flag and log lines) and a real HAProxy
 
-/// `ferry serve` on 127.0.0.1:0 with the accounts of `dir`, its log collected as it runs.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
-
-impl Serve {
-    fn start(dir: &Path, args: &[&str]) -> Self {
-        let db = dir.join("ferry.db");
-        let mut add = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .arg("--db")
-            .arg(&db)
-            .args(["user", "add", USER, "--password-stdin"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        add.stdin
-            .take()
-            .unwrap()
-            .write_all(PASSWORD.as_bytes())
-            .unwrap();
-        assert!(add.wait().unwrap().success());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .arg("--db")
-            .arg(&db)
-            .args(["serve", "127.0.0.1:0", "--root"])
-            .arg(dir.join("root"))
-            .args(args)
-            .env_remove("FERRY_LOG")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in std::io::BufRead::lines(stderr).map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let addr = eventually(LIMIT, || {
-            let text = log.lock().unwrap().clone();
-            let line = text.lines().find(|l| l.contains("listening"))?;
-            line.split_whitespace()
-                .find_map(|word| word.strip_prefix("listen="))
-                .map(|value| value.parse().unwrap())
-        });
-        Self { child, addr, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `ferry serve` on 127.0.0.1:0 with the account [`USER`] in `dir`, its log collected as it runs.
+fn serve(dir: &Path, args: &[&str]) -> FerryServe {
+    let added = run_with_input(
+        &mut ferry_command(
+            dir,
+            &["--db", "ferry.db", "user", "add", USER, "--password-stdin"],
+        ),
+        PASSWORD,
+        LIMIT,
+    );
+    assert_success(&added);
+    let mut all = vec!["--db", "ferry.db", "serve", "127.0.0.1:0", "--root", "root"];
+    all.extend_from_slice(args);
+    FerryServe::start(&mut ferry_command(dir, &all))
 }
 
 #[test]
 fn ferry_serve_logs_the_claimed_client_and_the_balancer() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path(), &["--proxy-protocol-from", "127.0.0.2"]);
+    let serve = serve(dir.path(), &["--proxy-protocol-from", "127.0.0.2"]);
     let mut stream = connect_from(serve.addr, ip("127.0.0.2"));
     stream
         .write_all(&v1("192.0.2.7:56324".parse().unwrap()))
@@ -429,7 +374,7 @@ fn login_and_transfers_through_a_real_haproxy_with_send_proxy_v2() {
         certfile.display().to_string(),
         keyfile.display().to_string(),
     );
-    let serve = Serve::start(
+    let serve = serve(
         dir.path(),
         &[
             "--proxy-protocol-from",

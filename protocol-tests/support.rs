@@ -4,8 +4,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,8 @@ use ferry::server::{self, Server, ServerConfig, Shutdown, TlsContext, TlsSetting
 use ferry::storage::fs::FsProvider;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
+
+use crate::dialogue::Dialogue;
 
 pub const USER: &str = "alice";
 pub const PASSWORD: &str = "s3cret pass";
@@ -464,5 +466,122 @@ impl RawSession {
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
         stream
+    }
+}
+
+// A real `ferry` process, as operators run it
+
+/// How long a `ferry serve` process may take to start or to stop.
+const PROCESS_LIMIT: Duration = Duration::from_secs(60);
+
+/// `ferry ARGS` in `dir`, with no `FERRY_*` variable inherited from the test's environment.
+pub fn ferry_command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command.current_dir(dir).args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("FERRY_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// A running `ferry serve` process; killed when dropped.
+pub struct FerryServe {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl FerryServe {
+    /// Starts `command` (a `ferry serve`) and waits for its "listening" log line.
+    pub fn start(command: &mut Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting ferry serve");
+        let log = Arc::new(Mutex::new(String::new()));
+        let reader = BufReader::new(child.stderr.take().unwrap());
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in reader.lines() {
+                let Ok(line) = line else { break };
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let deadline = Instant::now() + PROCESS_LIMIT;
+        let addr = loop {
+            let text = log.lock().unwrap().clone();
+            if let Some(line) = text.lines().find(|l| l.contains("listening")) {
+                let value = line
+                    .split_whitespace()
+                    .find_map(|word| word.strip_prefix("listen="))
+                    .unwrap_or_else(|| panic!("no listen= in {line:?}"));
+                break value.parse().unwrap();
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("ferry serve exited ({status}) before listening:\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ferry serve never listened:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Self { child, addr, log }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn connect(&self) -> Dialogue {
+        let (dialogue, greeting) = Dialogue::open(self.addr);
+        assert_eq!(greeting.code, 220, "{greeting:?}");
+        dialogue
+    }
+
+    /// Sends SIGTERM (the first asks for a graceful stop; a second would stop at once).
+    pub fn signal_terminate(&self) {
+        // The shell's built-in kill: no procps needed.
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", self.child.id())])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to end.
+    pub fn wait(mut self) -> ExitStatus {
+        let deadline = Instant::now() + PROCESS_LIMIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "ferry serve did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the process to end.
+    pub fn terminate(self) -> ExitStatus {
+        self.signal_terminate();
+        self.wait()
+    }
+}
+
+impl Drop for FerryServe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
