@@ -20,6 +20,7 @@ mod deploy_service_cli;
 )]
 mod dialogue;
 mod ftplib;
+mod garage;
 mod lftp;
 mod limits;
 mod proxy;

@@ -1,8 +1,10 @@
 //! The behaviour every [`Storage`] backend must show, as one suite each backend runs.
 //!
 //! A backend's test module calls `storage_conformance_tests!(fixture())`, where the expression
-//! builds a fresh, empty [`Fixture`]; the macro expands to one `#[tokio::test]` per behaviour, so
-//! a failure names what broke. The tests themselves are plain async functions below.
+//! (which may `.await`) builds a fresh, empty [`Fixture`]; the macro expands to one
+//! `#[tokio::test]` per behaviour, so a failure names what broke. The tests themselves are plain
+//! async functions below. What a backend's [`Capabilities`](super::Capabilities) leave out
+//! (append, writing at an offset, setting times) must fail with `Unsupported` and change nothing.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -21,8 +23,13 @@ pub(crate) struct Fixture {
 
 impl Fixture {
     pub(crate) fn new(storage: impl Storage + 'static, keep_alive: impl Any + Send) -> Self {
+        Self::shared(Arc::new(storage), keep_alive)
+    }
+
+    /// A fixture around a storage a provider opened.
+    pub(crate) fn shared(storage: Arc<dyn Storage>, keep_alive: impl Any + Send) -> Self {
         Self {
-            storage: Arc::new(storage),
+            storage,
             _keep_alive: Box::new(keep_alive),
         }
     }
@@ -105,6 +112,20 @@ fn path(text: &str) -> VirtualPath {
     VirtualPath::parse(text).expect("test paths are valid")
 }
 
+/// The write modes `storage` offers: `Replace` and `CreateNew` always, `Append` and `At` when its
+/// capabilities say so.
+fn offered_modes(storage: &dyn Storage) -> Vec<WriteMode> {
+    let capabilities = storage.capabilities();
+    let mut modes = vec![WriteMode::Replace, WriteMode::CreateNew];
+    if capabilities.append {
+        modes.push(WriteMode::Append);
+    }
+    if capabilities.write_at_offset {
+        modes.push(WriteMode::At(0));
+    }
+    modes
+}
+
 /// Uploads `content` to `at` with `Replace` and commits.
 async fn put(storage: &dyn Storage, at: &str, content: &[u8]) {
     write_with(storage, at, WriteMode::Replace, content).await;
@@ -146,10 +167,12 @@ pub(crate) async fn commit_returns_the_size(storage: &dyn Storage) {
         write_with(storage, "/a", WriteMode::Replace, b"12345").await,
         5
     );
-    assert_eq!(
-        write_with(storage, "/a", WriteMode::Append, b"678").await,
-        8
-    );
+    if storage.capabilities().append {
+        assert_eq!(
+            write_with(storage, "/a", WriteMode::Append, b"678").await,
+            8
+        );
+    }
 }
 
 pub(crate) async fn zero_byte_file(storage: &dyn Storage) {
@@ -262,6 +285,20 @@ pub(crate) async fn create_new_fails_at_commit_if_the_name_was_taken_meanwhile(
 }
 
 pub(crate) async fn append_creates_then_appends(storage: &dyn Storage) {
+    if !storage.capabilities().append {
+        put(storage, "/log", b"one\n").await;
+        assert_fails!(
+            storage.write(&path("/log"), WriteMode::Append).await,
+            StorageError::Unsupported(_)
+        );
+        assert_fails!(
+            storage.write(&path("/new"), WriteMode::Append).await,
+            StorageError::Unsupported(_)
+        );
+        assert_eq!(get(storage, "/log").await, b"one\n");
+        assert_eq!(names(storage, "/").await, ["log"]);
+        return;
+    }
     write_with(storage, "/log", WriteMode::Append, b"one\n").await;
     assert_eq!(get(storage, "/log").await, b"one\n");
     write_with(storage, "/log", WriteMode::Append, b"two\n").await;
@@ -270,6 +307,16 @@ pub(crate) async fn append_creates_then_appends(storage: &dyn Storage) {
 
 pub(crate) async fn write_at_offset_keeps_the_head_and_cuts_the_tail(storage: &dyn Storage) {
     put(storage, "/resume", b"0123456789").await;
+    if !storage.capabilities().write_at_offset {
+        for offset in [4, 10] {
+            assert_fails!(
+                storage.write(&path("/resume"), WriteMode::At(offset)).await,
+                StorageError::Unsupported(_)
+            );
+        }
+        assert_eq!(get(storage, "/resume").await, b"0123456789");
+        return;
+    }
     assert_eq!(
         write_with(storage, "/resume", WriteMode::At(4), b"ab").await,
         6
@@ -285,14 +332,29 @@ pub(crate) async fn write_at_offset_keeps_the_head_and_cuts_the_tail(storage: &d
 
 pub(crate) async fn write_at_offset_beyond_the_end_is_invalid_offset(storage: &dyn Storage) {
     put(storage, "/short", b"abc").await;
-    assert_fails!(
-        storage.write(&path("/short"), WriteMode::At(4)).await,
-        StorageError::InvalidOffset(4)
-    );
+    if storage.capabilities().write_at_offset {
+        assert_fails!(
+            storage.write(&path("/short"), WriteMode::At(4)).await,
+            StorageError::InvalidOffset(4)
+        );
+    } else {
+        assert_fails!(
+            storage.write(&path("/short"), WriteMode::At(4)).await,
+            StorageError::Unsupported(_)
+        );
+    }
     assert_eq!(get(storage, "/short").await, b"abc");
 }
 
 pub(crate) async fn write_at_offset_of_a_missing_file(storage: &dyn Storage) {
+    if !storage.capabilities().write_at_offset {
+        assert_fails!(
+            storage.write(&path("/missing"), WriteMode::At(3)).await,
+            StorageError::Unsupported(_)
+        );
+        assert!(names(storage, "/").await.is_empty());
+        return;
+    }
     assert_fails!(
         storage.write(&path("/missing"), WriteMode::At(3)).await,
         StorageError::NotFound
@@ -327,12 +389,7 @@ pub(crate) async fn read_of_a_directory_or_missing_file_fails(storage: &dyn Stor
 
 pub(crate) async fn write_to_a_directory_or_the_root_is_a_directory(storage: &dyn Storage) {
     storage.mkdir(&path("/dir")).await.unwrap();
-    for mode in [
-        WriteMode::Replace,
-        WriteMode::CreateNew,
-        WriteMode::Append,
-        WriteMode::At(0),
-    ] {
+    for mode in offered_modes(storage) {
         assert_fails!(
             storage.write(&path("/dir"), mode).await,
             StorageError::IsADirectory
@@ -346,12 +403,7 @@ pub(crate) async fn write_to_a_directory_or_the_root_is_a_directory(storage: &dy
 }
 
 pub(crate) async fn write_with_a_missing_parent_is_not_found(storage: &dyn Storage) {
-    for mode in [
-        WriteMode::Replace,
-        WriteMode::CreateNew,
-        WriteMode::Append,
-        WriteMode::At(0),
-    ] {
+    for mode in offered_modes(storage) {
         assert_fails!(
             storage.write(&path("/no/such/dir/file"), mode).await,
             StorageError::NotFound
@@ -687,7 +739,11 @@ pub(crate) async fn errors_map_to_reply_codes(storage: &dyn Storage) {
         .await
         .err()
         .unwrap();
-    assert_eq!(code(offset), ReplyCode::INVALID_REST_PARAMETER);
+    if storage.capabilities().write_at_offset {
+        assert_eq!(code(offset), ReplyCode::INVALID_REST_PARAMETER);
+    } else {
+        assert_eq!(code(offset), ReplyCode::PARAMETER_NOT_IMPLEMENTED);
+    }
     let into_itself = storage
         .rename(&path("/dir"), &path("/dir/sub"))
         .await

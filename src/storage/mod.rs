@@ -5,11 +5,14 @@
 //! the server what it may promise (FEAT, REST, APPE, SITE CHMOD) before a client relies on it, and
 //! [`StorageError::reply_code`] is the one typed map from storage failures to FTP replies.
 //!
-//! Backends: [`fs`] (local disk, jailed to the home) and [`memory`]. A third backend is a type that
-//! implements [`Storage`] — see the example on the trait.
+//! Backends: [`fs`] (local disk, jailed to the home), [`memory`], and `s3` (object storage, behind
+//! the `s3` cargo feature). Another backend is a type that implements [`Storage`] — see the
+//! example on the trait.
 
 pub mod fs;
 pub mod memory;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 #[cfg(test)]
 pub(crate) mod conformance;
@@ -115,6 +118,12 @@ pub enum StorageError {
     QuotaExceeded,
     #[error("not supported by this storage: {0}")]
     Unsupported(&'static str),
+    /// Object storage renames a directory by copying each object below it, up to a limit.
+    #[error(
+        "this directory holds more than {limit} objects; object storage renames by copying each \
+         one — move its files in smaller steps, or raise rename_dir_limit"
+    )]
+    RenameTooLarge { limit: usize },
     #[error("storage temporarily unavailable: {0}")]
     Unavailable(String),
     #[error("storage I/O error: {0}")]
@@ -130,7 +139,8 @@ impl StorageError {
             | Self::NotADirectory
             | Self::IsADirectory
             | Self::DirectoryNotEmpty
-            | Self::PermissionDenied => ReplyCode::FILE_UNAVAILABLE,
+            | Self::PermissionDenied
+            | Self::RenameTooLarge { .. } => ReplyCode::FILE_UNAVAILABLE,
             Self::InvalidOffset(_) => ReplyCode::INVALID_REST_PARAMETER,
             Self::InvalidName => ReplyCode::FILE_NAME_NOT_ALLOWED,
             Self::InsufficientSpace => ReplyCode::INSUFFICIENT_STORAGE,
