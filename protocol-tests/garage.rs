@@ -115,7 +115,8 @@ admin_token = "{admin_token}"
 
         // $0: garage, $1: config, $2: log, $3: directory. Garage gets /dev/null as stdin (an
         // asynchronous command does), the wrapper keeps the pipe.
-        let script = r#""$0" -c "$1" server --single-node --default-access-key --default-bucket >"$2" 2>&1 &
+        let script = r#""$0" -c "$1" server --single-node --default-access-key --default-bucket \
+  >"$2" 2>&1 &
 garage=$!
 read -r _ignored
 kill "$garage" 2>/dev/null

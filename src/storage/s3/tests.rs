@@ -404,3 +404,17 @@ async fn capabilities_offer_ranged_reads_only() {
     assert!(!capabilities.append && !capabilities.write_at_offset);
     assert!(!capabilities.set_modified && !capabilities.chmod);
 }
+
+#[tokio::test]
+async fn names_a_key_cannot_hold_are_refused() {
+    let (_provider, _prefix, storage) = home_with(settings()).await;
+    assert!(matches!(
+        storage.write(&path("/tab\there"), WriteMode::Replace).await,
+        Err(StorageError::InvalidName)
+    ));
+    assert!(matches!(
+        storage.mkdir(&path("/bell\u{7}")).await,
+        Err(StorageError::InvalidName)
+    ));
+    assert!(names(&storage, "/").await.is_empty());
+}
