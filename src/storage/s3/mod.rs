@@ -132,7 +132,11 @@ impl S3Provider {
 
     /// The storage rooted at `home` (created if missing), as its concrete type.
     pub async fn open_home(&self, home: &str) -> StorageResult<S3Storage> {
-        // Absolute and relative homes mean the same: the bucket has no other root.
+        // Absolute and relative homes mean the same: the bucket has no other root. `..` would
+        // quietly put a home elsewhere, so it is refused, as the fs backend does.
+        if home.split('/').any(|part| part == "..") {
+            return Err(StorageError::InvalidName);
+        }
         let home = VirtualPath::parse(home).map_err(|_| StorageError::InvalidName)?;
         let mut root = self.bucket.prefix.clone();
         for part in home.components() {

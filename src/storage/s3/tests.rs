@@ -352,6 +352,10 @@ async fn homes_are_prefixes_created_at_open() {
             format!("{prefix}/users/alice/note")
         ]
     );
+    assert!(matches!(
+        provider.open("users/../../escape").await,
+        Err(StorageError::InvalidName)
+    ));
     let bob = provider.open("users/bob").await.unwrap();
     assert!(names(&*bob, "/").await.is_empty());
     assert_eq!(
