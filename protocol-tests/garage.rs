@@ -115,7 +115,8 @@ admin_token = "{admin_token}"
 
         // $0: garage, $1: config, $2: log, $3: directory. Garage gets /dev/null as stdin (an
         // asynchronous command does), the wrapper keeps the pipe.
-        let script = r#""$0" -c "$1" server --single-node --default-access-key --default-bucket >"$2" 2>&1 &
+        let script = r#""$0" -c "$1" server --single-node --default-access-key --default-bucket \
+  >"$2" 2>&1 &
 garage=$!
 read -r _ignored
 kill "$garage" 2>/dev/null
@@ -195,11 +196,17 @@ fn wait_until_ready(s3_port: u16, admin_port: u16, log: &Path) {
             return;
         }
         let output = std::fs::read_to_string(log).unwrap_or_default();
-        if output.contains("Error:") || started.elapsed() > STARTUP_DEADLINE {
-            panic!(
-                "Garage did not start within {STARTUP_DEADLINE:?} (log {}):\n{output}",
-                log.display()
-            );
+        // Garage reports a fatal error as a line `Error: ...` and exits; a panic with PANIC.
+        let failed = output
+            .lines()
+            .any(|line| line.starts_with("Error: ") || line.contains("PANIC"));
+        if failed || started.elapsed() > STARTUP_DEADLINE {
+            let what = if failed {
+                "Garage failed to start".to_owned()
+            } else {
+                format!("Garage did not start within {STARTUP_DEADLINE:?}")
+            };
+            panic!("{what} (log {}):\n{output}", log.display());
         }
         std::thread::sleep(Duration::from_millis(50));
     }

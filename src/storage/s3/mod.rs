@@ -19,8 +19,15 @@
 //! directory rename fails half way, the source is still whole (deletes come after every copy)
 //! and the copies made so far stay at the target.
 //!
-//! Listings go out page by page (1,000 keys per request), never collected whole. Uploads: see
-//! [`upload`].
+//! Listings go out page by page (1,000 keys per request), never collected whole. Keys that
+//! other clients wrote and `object_store` cannot represent (control characters, empty segments
+//! as in `a//b`) make the listing of their directory fail.
+//!
+//! Uploads: see the `upload` module. STOU (`CreateNew`) checks the name when the upload opens
+//! and again right before it completes; an upload of the same name that finishes in between is
+//! replaced. A create-only PUT (`If-None-Match: *`) would close that gap, but not every
+//! S3-compatible store honours it (Garage 2.5 ignores it). A file rename is one CopyObject,
+//! which AWS limits to 5 GiB.
 
 mod raw;
 mod settings;
@@ -125,7 +132,11 @@ impl S3Provider {
 
     /// The storage rooted at `home` (created if missing), as its concrete type.
     pub async fn open_home(&self, home: &str) -> StorageResult<S3Storage> {
-        // Absolute and relative homes mean the same: the bucket has no other root.
+        // Absolute and relative homes mean the same: the bucket has no other root. `..` would
+        // quietly put a home elsewhere, so it is refused, as the fs backend does.
+        if home.split('/').any(|part| part == "..") {
+            return Err(StorageError::InvalidName);
+        }
         let home = VirtualPath::parse(home).map_err(|_| StorageError::InvalidName)?;
         let mut root = self.bucket.prefix.clone();
         for part in home.components() {

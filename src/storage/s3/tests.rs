@@ -352,6 +352,10 @@ async fn homes_are_prefixes_created_at_open() {
             format!("{prefix}/users/alice/note")
         ]
     );
+    assert!(matches!(
+        provider.open("users/../../escape").await,
+        Err(StorageError::InvalidName)
+    ));
     let bob = provider.open("users/bob").await.unwrap();
     assert!(names(&*bob, "/").await.is_empty());
     assert_eq!(
@@ -403,4 +407,18 @@ async fn capabilities_offer_ranged_reads_only() {
     assert!(capabilities.read_at_offset);
     assert!(!capabilities.append && !capabilities.write_at_offset);
     assert!(!capabilities.set_modified && !capabilities.chmod);
+}
+
+#[tokio::test]
+async fn names_a_key_cannot_hold_are_refused() {
+    let (_provider, _prefix, storage) = home_with(settings()).await;
+    assert!(matches!(
+        storage.write(&path("/tab\there"), WriteMode::Replace).await,
+        Err(StorageError::InvalidName)
+    ));
+    assert!(matches!(
+        storage.mkdir(&path("/bell\u{7}")).await,
+        Err(StorageError::InvalidName)
+    ));
+    assert!(names(&storage, "/").await.is_empty());
 }
