@@ -24,6 +24,8 @@ mod garage;
 mod lftp;
 mod limits;
 mod proxy;
+#[cfg(feature = "s3")]
+mod scale_out;
 mod smoke;
 mod suppaftp_client;
 #[allow(

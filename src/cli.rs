@@ -428,6 +428,10 @@ async fn open_storage(spec: &StorageSpec) -> anyhow::Result<Arc<dyn StorageProvi
                 .with_context(|| format!("cannot open the FTP root {}", root.display()))?;
             Ok(Arc::new(FsProvider::new(root)))
         }
+        #[cfg(feature = "s3")]
+        StorageSpec::S3(settings) => Ok(Arc::new(
+            crate::storage::s3::S3Provider::connect(settings).await?,
+        )),
     }
 }
 
@@ -435,6 +439,13 @@ async fn open_storage(spec: &StorageSpec) -> anyhow::Result<Arc<dyn StorageProvi
 fn describe_storage(spec: &StorageSpec) -> String {
     match spec {
         StorageSpec::Fs(FsSettings { root }) => format!("local disk under {}", root.display()),
+        #[cfg(feature = "s3")]
+        StorageSpec::S3(settings) => format!(
+            "s3://{}/{} at {}",
+            settings.bucket,
+            settings.prefix.as_deref().unwrap_or(""),
+            settings.endpoint.as_deref().unwrap_or("AWS")
+        ),
     }
 }
 

@@ -178,6 +178,9 @@ pub struct FileConfig {
 pub enum StorageSpec {
     /// Local disk: `backend = "fs"`, `root = "/srv/ftp"`.
     Fs(FsSettings),
+    /// A bucket of S3 or of an S3-compatible store: `backend = "s3"`, `bucket = "ftp"`, ...
+    #[cfg(feature = "s3")]
+    S3(crate::storage::s3::S3Settings),
 }
 
 /// `backend = "fs"`: homes are directories under `root`.
@@ -201,11 +204,55 @@ impl StorageSpec {
         })
     }
 
-    #[allow(clippy::unnecessary_wraps)]
+    /// `s3://BUCKET[/PREFIX]`, with the endpoint and region from `AWS_ENDPOINT_URL` and
+    /// `AWS_REGION` (as the AWS tools read them) and the keys from `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY`. A custom endpoint is addressed path-style, as self-hosted stores
+    /// expect, and may be plain `http://`.
     fn from_url(text: &str) -> Result<Self, ConfigError> {
-        Err(ConfigError::Invalid(format!(
-            "unsupported storage URL {text:?}: this ferry knows only local disk (--root)"
-        )))
+        Self::from_url_with_env(text, |name| std::env::var(name).ok())
+    }
+
+    fn from_url_with_env(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let Some(rest) = text.strip_prefix("s3://") else {
+            return Err(ConfigError::Invalid(format!(
+                "unsupported storage URL {text:?}: give s3://BUCKET/PREFIX, or the name of a \
+                 [storage.NAME] table"
+            )));
+        };
+        #[cfg(feature = "s3")]
+        {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "the storage URL {text:?} names no bucket: give s3://BUCKET/PREFIX"
+                )));
+            }
+            let prefix = prefix.trim_matches('/');
+            let endpoint = env("AWS_ENDPOINT_URL_S3")
+                .or_else(|| env("AWS_ENDPOINT_URL"))
+                .filter(|e| !e.is_empty());
+            Ok(Self::S3(crate::storage::s3::S3Settings {
+                bucket: bucket.to_owned(),
+                prefix: (!prefix.is_empty()).then(|| prefix.to_owned()),
+                region: env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")),
+                path_style: endpoint.is_some(),
+                allow_http: endpoint
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("http://")),
+                endpoint,
+                ..Default::default()
+            }))
+        }
+        #[cfg(not(feature = "s3"))]
+        {
+            let _ = (rest, env);
+            Err(ConfigError::Invalid(format!(
+                "{text:?} needs object storage, and this ferry was built without the s3 feature"
+            )))
+        }
     }
 }
 
@@ -511,6 +558,64 @@ mod tests {
         };
         let err = ServeSettings::resolve(&missing, &file).unwrap_err();
         assert!(err.to_string().contains("[storage.tape]"), "{err}");
+    }
+
+    #[cfg(feature = "s3")]
+    #[test]
+    fn s3_storage_comes_from_a_table_or_a_url_with_the_aws_environment() {
+        let file = FileConfig::parse(
+            r#"
+            [storage.shared]
+            backend = "s3"
+            bucket = "ftp"
+            prefix = "homes"
+            endpoint = "http://127.0.0.1:3900"
+            region = "garage"
+            path_style = true
+            allow_http = true
+            rename_dir_limit = 10
+            "#,
+        )
+        .unwrap();
+        let StorageSpec::S3(shared) = &file.storage["shared"] else {
+            panic!("{:?}", file.storage)
+        };
+        assert_eq!(shared.bucket, "ftp");
+        assert_eq!(shared.rename_dir_limit, Some(10));
+
+        let env = |name: &str| match name {
+            "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:3900".to_owned()),
+            "AWS_REGION" => Some("garage".to_owned()),
+            _ => None,
+        };
+        let StorageSpec::S3(url) = StorageSpec::from_url_with_env("s3://ftp/homes/", env).unwrap()
+        else {
+            panic!("not s3")
+        };
+        assert_eq!(
+            (
+                url.bucket.as_str(),
+                url.prefix.as_deref(),
+                url.region.as_deref()
+            ),
+            ("ftp", Some("homes"), Some("garage"))
+        );
+        assert_eq!(url.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+        assert!(url.path_style && url.allow_http);
+        let StorageSpec::S3(aws) = StorageSpec::from_url_with_env("s3://bucket", |_| None).unwrap()
+        else {
+            panic!("not s3")
+        };
+        assert_eq!((aws.prefix, aws.endpoint), (None, None));
+        assert!(!aws.path_style && !aws.allow_http);
+
+        for bad in ["s3://", "s3:///prefix", "ftp://host/x"] {
+            let err = StorageSpec::from_url_with_env(bad, |_| None).unwrap_err();
+            assert!(
+                err.to_string().contains("s3://BUCKET/PREFIX"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -34,6 +34,29 @@ def expect_error(code, call, *args, **kwargs):
     raise AssertionError(f"expected a {code} reply, the call succeeded")
 
 
+def mirror_down(ftp, workdir):
+    """Copies the server's tree under /site into WORKDIR/down, walking it with MLSD, and checks
+    that SIZE agrees with every file it downloaded."""
+
+    def walk(remote, local):
+        os.makedirs(local, exist_ok=True)
+        for name, facts in ftp.mlsd(remote, facts=["type", "size"]):
+            if facts["type"] in ("cdir", "pdir"):
+                continue
+            path = f"{remote}/{name}"
+            if facts["type"] == "dir":
+                walk(path, os.path.join(local, name))
+                continue
+            out = io.BytesIO()
+            ftp.retrbinary(f"RETR {path}", out.write)
+            assert len(out.getvalue()) == int(facts["size"]), (path, facts)
+            assert ftp.size(path) == int(facts["size"]), path
+            with open(os.path.join(local, name), "wb") as file:
+                file.write(out.getvalue())
+
+    walk("/site", os.path.join(workdir, "down"))
+
+
 def transfers(ftp, workdir):
     """Uploads every file of WORKDIR/up and downloads it back into WORKDIR/down, first in passive
     mode (PASV), then in active mode (PORT)."""
@@ -209,6 +232,7 @@ def main():
         ftp.quit()
         return
     scenarios = {
+        "mirror_down": mirror_down,
         "transfers": transfers,
         "resume": resume,
         "append": append,
