@@ -44,6 +44,11 @@ fn sample_configuration_parses_and_matches_the_defaults_it_documents() {
         settings.named_storage.contains_key("archive"),
         "the sample shows a named storage"
     );
+    #[cfg(feature = "s3")]
+    assert!(
+        matches!(&settings.named_storage["shared"], ferry::config::StorageSpec::S3(s3) if s3.bucket == "ftp"),
+        "the sample shows an S3 storage"
+    );
     let tls = settings.tls.expect("the sample configures FTPS");
     assert_eq!(tls.required.as_str(), "all");
     assert!(!tls.require_resumption && !tls.allow_ccc);

@@ -275,6 +275,10 @@ fn object_storage_says_what_it_cannot_do_and_never_shows_half_an_upload() {
     let feat = ftp.expect("FEAT", 211).text();
     assert!(feat.contains(" REST STREAM"), "downloads resume: {feat}");
     assert!(!feat.contains("MFMT"), "no settable times on S3: {feat}");
+    let help = ftp.expect("HELP APPE", 214);
+    assert!(help.text().contains("cannot append"), "{help:?}");
+    let help = ftp.expect("HELP RETR", 214);
+    assert!(help.text().contains("RETR is supported"), "{help:?}");
     assert_eq!(ftp.upload("STOR log.txt", b"one\n").1.code, 226);
     let _data = ftp.pasv_connect();
     let refused = ftp.expect("APPE log.txt", 502);

@@ -55,7 +55,13 @@ impl Session {
     pub(super) fn help(&self, topic: Option<&[u8]>) -> Handled {
         if let Some(topic) = topic {
             let topic = String::from_utf8_lossy(topic).trim().to_ascii_uppercase();
-            return if VERBS.contains(&topic.as_str()) {
+            return if let Some(what) = self.not_offered(&topic) {
+                Ok(Reply::new(
+                    ReplyCode::HELP,
+                    format!("{topic} is recognized, but this storage cannot {what}."),
+                )
+                .into())
+            } else if VERBS.contains(&topic.as_str()) {
                 Ok(Reply::new(ReplyCode::HELP, format!("{topic} is supported.")).into())
             } else {
                 Err(Reply::new(
@@ -70,6 +76,19 @@ impl Session {
         }
         lines.push("Help OK.".to_owned());
         Ok(Reply::multiline(ReplyCode::HELP, lines).into())
+    }
+
+    /// What a verb needs that this session's storage cannot do, if anything.
+    fn not_offered(&self, verb: &str) -> Option<&'static str> {
+        let capabilities = self.capabilities();
+        match verb {
+            "APPE" if !capabilities.append => Some("append to files"),
+            "MFMT" if !capabilities.set_modified => Some("set modification times"),
+            "REST" if !capabilities.read_at_offset && !capabilities.write_at_offset => {
+                Some("resume transfers")
+            }
+            _ => None,
+        }
     }
 
     pub(super) fn opts_utf8(&mut self, on: bool) -> Handled {
