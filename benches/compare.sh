@@ -3,7 +3,7 @@
 # pyftpdlib, django-ftpserver) measured by the same harness, in one run, on this machine.
 #
 #   benches/compare.sh HARNESS_DIR [--scale full|small] [--out FILE] [--no-anchors]
-#                      [--modes "none explicit"]
+#                      [--modes "none explicit"] [--s3]
 #
 # HARNESS_DIR holds ftpbench.py, run-anchors.sh, install-anchors.sh and summarize.py. The anchors
 # are installed (idempotently) and measured by the harness's own run-anchors.sh, which needs root;
@@ -16,10 +16,14 @@
 # its first login). One more connect_rate run at ferry's default cost (19 MiB, 2 passes) shows what
 # real password hashing costs (label `ferry-argon2id`).
 #
+# `--s3` adds ferry on object storage (label `ferry-s3`): a single-node Garage (`garage` on PATH,
+# or $GARAGE) on 127.0.0.1, its bucket the homes' storage, measured on retr_big, stor_big and
+# small_files in plain FTP, beside the runs on local disk above.
+#
 # Prints the comparison tables (summarize.py) at the end; the raw JSON lines stay in --out.
 set -euo pipefail
 
-usage() { sed -n '2,17p' "$0"; }
+usage() { sed -n '2,21p' "$0"; }
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 case "$1" in -h|--help) usage; exit 0 ;; esac
 HARNESS="$(cd "$1" && pwd)"; shift
@@ -27,8 +31,10 @@ SCALE=full
 OUT=""
 ANCHORS=1
 MODES="none explicit"
+S3=0
 while [ $# -gt 0 ]; do
   case "$1" in
+    --s3) S3=1; shift ;;
     --scale) SCALE=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --no-anchors) ANCHORS=0; shift ;;
@@ -50,6 +56,7 @@ PASSIVE=29000-29999
 USER_NAME=ftpbench
 PASSWORD=ftpbench-pw
 SERVER_PID=""
+GARAGE_PID=""
 
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
@@ -59,7 +66,13 @@ stop_ferry() {
   wait "$SERVER_PID" 2>/dev/null || true
   SERVER_PID=""
 }
-cleanup() { stop_ferry; rm -rf "$WORK/root"; }
+stop_garage() {
+  [ -n "$GARAGE_PID" ] || return 0
+  kill -TERM "$GARAGE_PID" 2>/dev/null || true
+  wait "$GARAGE_PID" 2>/dev/null || true
+  GARAGE_PID=""
+}
+cleanup() { stop_ferry; stop_garage; rm -rf "$WORK/root" "$WORK/garage"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -117,6 +130,46 @@ for mode in $MODES; do
   bench ferry-argon2id "$mode" --workloads connect_rate
   stop_ferry
 done
+
+if [ "$S3" = 1 ]; then
+  GARAGE="${GARAGE:-$(command -v garage || true)}"
+  [ -x "$GARAGE" ] || { echo "--s3 needs Garage: cargo install garage --locked, or set GARAGE" >&2; exit 2; }
+  log "ferry on S3 ($("$GARAGE" --version 2>/dev/null | head -1))"
+  mkdir -p "$WORK/garage"
+  cat >"$WORK/garage/garage.toml" <<EOF
+metadata_dir = "$WORK/garage/meta"
+data_dir = "$WORK/garage/data"
+db_engine = "sqlite"
+replication_factor = 1
+compression_level = "none"
+rpc_bind_addr = "127.0.0.1:21391"
+rpc_public_addr = "127.0.0.1:21391"
+rpc_secret = "$(openssl rand -hex 32)"
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:21390"
+[admin]
+api_bind_addr = "127.0.0.1:21393"
+admin_token = "$(openssl rand -hex 16)"
+EOF
+  export AWS_ACCESS_KEY_ID="GK$(openssl rand -hex 12)" AWS_SECRET_ACCESS_KEY="$(openssl rand -hex 32)"
+  export AWS_ENDPOINT_URL=http://127.0.0.1:21390 AWS_REGION=garage
+  GARAGE_DEFAULT_ACCESS_KEY="$AWS_ACCESS_KEY_ID" GARAGE_DEFAULT_SECRET_KEY="$AWS_SECRET_ACCESS_KEY" \
+    GARAGE_DEFAULT_BUCKET=ferry-bench RUST_LOG=garage=warn \
+    "$GARAGE" -c "$WORK/garage/garage.toml" server --single-node --default-access-key \
+    --default-bucket </dev/null >"$WORK/garage.log" 2>&1 &
+  GARAGE_PID=$!
+  for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:21393/health" >/dev/null 2>&1 && break
+    kill -0 "$GARAGE_PID" 2>/dev/null || { echo "garage did not start: $(tail -3 "$WORK/garage.log")" >&2; exit 1; }
+    sleep 0.1
+  done
+  start_ferry none --password-hash-memory-kib 64 --password-hash-passes 1 \
+    --storage s3://ferry-bench/homes
+  bench ferry-s3 none --workloads retr_big,stor_big,small_files
+  stop_ferry
+  stop_garage
+fi
 
 log "results: $OUT"
 python3 "$HARNESS/summarize.py" "$OUT"
