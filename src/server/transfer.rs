@@ -15,6 +15,13 @@ use crate::storage::StorageError;
 /// Bytes moved per read; large enough for line-rate on loopback, small enough per session.
 pub(crate) const BUFFER_SIZE: usize = 128 * 1024;
 
+/// An upload's first read buffer: enough for a small file at once.
+const RECEIVE_BUFFER_START: usize = 64 * 1024;
+
+/// The most an upload's read buffer grows to. Each write to disk is a hop to the blocking pool,
+/// so a fast client is written in large pieces; a slow one never fills the first buffer.
+const RECEIVE_BUFFER_MAX: usize = 1024 * 1024;
+
 /// Why a transfer stopped early.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TransferError {
@@ -130,7 +137,7 @@ pub(crate) async fn receive(
     stall: Duration,
     progress: &AtomicU64,
 ) -> Result<u64, TransferError> {
-    let mut buf = vec![0u8; BUFFER_SIZE];
+    let mut buf = vec![0u8; RECEIVE_BUFFER_START];
     let mut converted = Vec::new();
     let mut pending_cr = false;
     let mut total = 0u64;
@@ -141,6 +148,7 @@ pub(crate) async fn receive(
         if n == 0 {
             break;
         }
+        let filled = n == buf.len();
         let chunk = if ascii {
             converted.clear();
             crlf_to_lf(&buf[..n], &mut converted, &mut pending_cr);
@@ -153,6 +161,10 @@ pub(crate) async fn receive(
             .map_err(|e| TransferError::Storage(e.into()))?;
         total += chunk.len() as u64;
         progress.store(total, Ordering::Relaxed);
+        if filled && buf.len() < RECEIVE_BUFFER_MAX {
+            // The client sends faster than we write: fewer, larger writes.
+            buf.resize((buf.len() * 4).min(RECEIVE_BUFFER_MAX), 0);
+        }
     }
     if pending_cr {
         // A CR at the very end was not part of a CRLF.
