@@ -341,14 +341,14 @@ impl FsStorage {
                 Ok((staged, file.into_std()))
             })
             .await?;
-        Ok(FsUpload {
-            file: tokio::fs::File::from_std(file),
-            finish: if exclusive {
+        Ok(FsUpload::new(
+            file,
+            if exclusive {
                 Finish::Link(staged)
             } else {
                 Finish::Rename(staged)
             },
-        })
+        ))
     }
 }
 
@@ -363,37 +363,119 @@ enum Finish {
     Flush,
 }
 
+/// Uploads up to this size are kept in memory and written with the commit, in one trip to the
+/// blocking pool: a small file costs one trip to open and one to commit, not one per write too.
+const SMALL_UPLOAD: usize = 64 * 1024;
+
 /// An upload into a file on disk.
 #[derive(Debug)]
 pub struct FsUpload {
-    file: tokio::fs::File,
+    state: UploadState,
     finish: Finish,
 }
 
+/// Where the bytes of an upload are until it is committed.
+#[derive(Debug)]
+enum UploadState {
+    /// A staged upload of no more than [`SMALL_UPLOAD`] bytes so far: kept here (nothing is
+    /// visible before the commit anyway).
+    Small { file: std::fs::File, bytes: Vec<u8> },
+    /// Larger: streamed to the file, `pending[written..]` still to go before the next write.
+    Large {
+        file: tokio::fs::File,
+        pending: Vec<u8>,
+        written: usize,
+    },
+    /// Only while switching from `Small` to `Large`.
+    Switching,
+}
+
 impl FsUpload {
-    /// `Append` and `At`: the client asked to write into the file itself.
+    fn new(file: std::fs::File, finish: Finish) -> Self {
+        Self {
+            state: UploadState::Small {
+                file,
+                bytes: Vec::new(),
+            },
+            finish,
+        }
+    }
+
+    /// `Append` and `At`: the client asked to write into the file itself, so the bytes go there
+    /// as they come (what arrived before a broken connection stays, for the client to resume).
     fn in_place(file: std::fs::File) -> Self {
         Self {
-            file: tokio::fs::File::from_std(file),
+            state: UploadState::Large {
+                file: tokio::fs::File::from_std(file),
+                pending: Vec::new(),
+                written: 0,
+            },
             finish: Finish::Flush,
         }
+    }
+
+    /// Writes out what a switch to streaming left pending.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let UploadState::Large {
+            file,
+            pending,
+            written,
+        } = &mut self.state
+        else {
+            return Poll::Ready(Ok(()));
+        };
+        while *written < pending.len() {
+            let n = std::task::ready!(Pin::new(&mut *file).poll_write(cx, &pending[*written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *written += n;
+        }
+        *pending = Vec::new();
+        *written = 0;
+        Poll::Ready(Ok(()))
     }
 }
 
 #[async_trait]
 impl Upload for FsUpload {
-    async fn commit(self: Box<Self>) -> StorageResult<u64> {
-        let Self { mut file, finish } = *self;
+    async fn commit(mut self: Box<Self>) -> StorageResult<u64> {
+        std::future::poll_fn(|cx| self.poll_pending(cx)).await?;
+        let Self { state, finish } = *self;
         // No fsync: it costs most of the throughput, and the rename below is what keeps a
         // half-written file from ever showing under the target's name.
-        file.flush().await?;
-        let size = file.metadata().await?.len();
-        match finish {
-            Finish::Rename(staged) => run_blocking(move || staged.rename_over_target()).await?,
-            Finish::Link(staged) => run_blocking(move || staged.link_as_new_target()).await?,
-            Finish::Flush => {}
+        match state {
+            UploadState::Small { file, bytes } => {
+                run_blocking(move || {
+                    let mut file = file;
+                    io::Write::write_all(&mut file, &bytes)?;
+                    let size = file.metadata()?.len();
+                    finish.complete()?;
+                    Ok(size)
+                })
+                .await
+            }
+            UploadState::Large { mut file, .. } => {
+                file.flush().await?;
+                let size = file.metadata().await?.len();
+                run_blocking(move || finish.complete()).await?;
+                Ok(size)
+            }
+            UploadState::Switching => Err(StorageError::Io(io::Error::other(
+                "an earlier write to this upload failed",
+            ))),
         }
-        Ok(size)
+    }
+}
+
+impl Finish {
+    /// Makes a staged upload visible under its name.
+    fn complete(self) -> StorageResult<()> {
+        match self {
+            Finish::Rename(staged) => staged.rename_over_target(),
+            Finish::Link(staged) => staged.link_as_new_target(),
+            Finish::Flush => Ok(()),
+        }
     }
 }
 
@@ -403,15 +485,48 @@ impl AsyncWrite for FsUpload {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.file).poll_write(cx, buf)
+        let this = &mut *self;
+        if let UploadState::Small { bytes, .. } = &mut this.state {
+            if bytes.len() + buf.len() <= SMALL_UPLOAD {
+                bytes.extend_from_slice(buf);
+                return Poll::Ready(Ok(buf.len()));
+            }
+            // Too big to keep: stream from here on, what was kept first.
+            let UploadState::Small { file, bytes } =
+                std::mem::replace(&mut this.state, UploadState::Switching)
+            else {
+                unreachable!("matched above")
+            };
+            this.state = UploadState::Large {
+                file: tokio::fs::File::from_std(file),
+                pending: bytes,
+                written: 0,
+            };
+        }
+        std::task::ready!(this.poll_pending(cx))?;
+        match &mut this.state {
+            UploadState::Large { file, .. } => Pin::new(file).poll_write(cx, buf),
+            _ => Poll::Ready(Err(io::Error::other("the upload cannot take more bytes"))),
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.file).poll_flush(cx)
+        let this = &mut *self;
+        std::task::ready!(this.poll_pending(cx))?;
+        match &mut this.state {
+            UploadState::Large { file, .. } => Pin::new(file).poll_flush(cx),
+            // Kept bytes reach the file at commit; nothing is visible before that anyway.
+            _ => Poll::Ready(Ok(())),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.file).poll_shutdown(cx)
+        let this = &mut *self;
+        std::task::ready!(this.poll_pending(cx))?;
+        match &mut this.state {
+            UploadState::Large { file, .. } => Pin::new(file).poll_shutdown(cx),
+            _ => Poll::Ready(Ok(())),
+        }
     }
 }
 
@@ -709,6 +824,43 @@ mod tests {
     /// cap-std reports every attempt to leave the home as `PermissionDenied`.
     fn is_escape_refused<T>(result: &StorageResult<T>) -> bool {
         matches!(result, Err(StorageError::PermissionDenied))
+    }
+
+    #[tokio::test]
+    async fn an_upload_kept_in_memory_switches_to_the_file_when_it_grows() {
+        let (storage, home) = storage_in_temp_dir();
+        // Writes of an odd size, so one straddles the in-memory limit.
+        let content: Vec<u8> = (0..SMALL_UPLOAD * 3 + 7).map(|i| (i % 241) as u8).collect();
+        let mut upload = storage
+            .write(&path("/grown.bin"), WriteMode::Replace)
+            .await
+            .unwrap();
+        for chunk in content.chunks(1000) {
+            upload.write_all(chunk).await.unwrap();
+        }
+        assert!(
+            !home.path().join("grown.bin").exists(),
+            "visible before the commit"
+        );
+        assert_eq!(upload.commit().await.unwrap(), content.len() as u64);
+        assert_eq!(
+            std::fs::read(home.path().join("grown.bin")).unwrap(),
+            content
+        );
+
+        // A small one is written at the commit, whole; dropped, it leaves nothing.
+        let mut small = storage
+            .write(&path("/small.txt"), WriteMode::Replace)
+            .await
+            .unwrap();
+        small.write_all(b"small").await.unwrap();
+        small.flush().await.unwrap();
+        drop(small);
+        let names: Vec<_> = std::fs::read_dir(home.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["grown.bin"]);
     }
 
     #[tokio::test]
