@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ferry::auth::throttle::ThrottleConfig;
@@ -343,22 +343,8 @@ fn ferry_serve_logs_the_claimed_client_and_the_balancer() {
     );
 }
 
-/// HAProxy on the given config, stopped (by its own pid) when dropped.
-struct Haproxy(Child);
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn login_and_transfers_through_a_real_haproxy_with_send_proxy_v2() {
-    if Command::new("haproxy").arg("-v").output().is_err() {
-        println!("skipped: haproxy is not installed (apt-get install haproxy; .ci/run does)");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("root").join(USER)).unwrap();
     let passive = free_port_range(8);
@@ -418,26 +404,8 @@ fn login_and_transfers_through_a_real_haproxy_with_send_proxy_v2() {
         ),
     )
     .unwrap();
-    let haproxy_log = dir.path().join("haproxy.log");
-    let mut haproxy = Haproxy(
-        Command::new("haproxy")
-            .arg("-db")
-            .arg("-f")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&haproxy_log).unwrap())
-            .spawn()
-            .expect("starting haproxy"),
-    );
     let front_addr: SocketAddr = format!("127.0.0.5:{front}").parse().unwrap();
-    eventually(LIMIT, || {
-        if let Some(status) = haproxy.0.try_wait().unwrap() {
-            let log = std::fs::read_to_string(&haproxy_log).unwrap_or_default();
-            panic!("haproxy exited ({status}):\n{log}");
-        }
-        TcpStream::connect(front_addr).ok()
-    });
+    let _haproxy = Haproxy::start(&config, front_addr);
 
     // A raw client from 127.0.0.7: the server sees 127.0.0.7, not HAProxy's 127.0.0.9.
     let (mut ftp, greeting) = Dialogue::open_stream(connect_from(front_addr, ip("127.0.0.7")));

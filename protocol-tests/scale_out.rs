@@ -4,12 +4,12 @@
 //! `ferry deploy push`.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::dialogue::{Dialogue, eventually, free_port_range};
+use crate::dialogue::{Dialogue, free_port_range};
 use crate::garage::garage;
 use crate::support::*;
 
@@ -135,28 +135,6 @@ fn lftp(node: &FerryServe, script: &str) -> Output {
     run_with_timeout(Command::new("lftp").arg("-c").arg(commands), LIMIT)
 }
 
-/// Every file under `root`, by relative path, with its content.
-fn tree(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let mut files = std::collections::BTreeMap::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                let relative = path
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                files.insert(relative, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    files
-}
-
 fn login(node: &FerryServe) -> Dialogue {
     let mut ftp = node.connect();
     ftp.expect(&format!("USER {USER}"), 331);
@@ -232,12 +210,13 @@ fn two_nodes_over_one_bucket_serve_the_same_files_to_curl_lftp_and_ftplib() {
         LIMIT,
     );
     assert_success(&walked);
-    let mut expected: std::collections::BTreeMap<String, Vec<u8>> = tree(&local)
+    let mut expected: std::collections::BTreeMap<String, Vec<u8>> = read_tree(&local)
+        .0
         .into_iter()
         .map(|(path, content)| (format!("tree/{path}"), content))
         .collect();
     expected.insert("media/big.bin".into(), std::fs::read(&big).unwrap());
-    let got = tree(&scratch.join("down"));
+    let (got, _) = read_tree(&scratch.join("down"));
     assert_eq!(
         got.keys().collect::<Vec<_>>(),
         expected.keys().collect::<Vec<_>>()
@@ -336,9 +315,6 @@ fn object_storage_says_what_it_cannot_do_and_never_shows_half_an_upload() {
 
 #[test]
 fn nodes_behind_haproxy_serve_each_data_connection_from_the_node_of_its_session() {
-    if Command::new("haproxy").arg("-v").output().is_err() {
-        panic!("haproxy is missing: apt-get install haproxy (.ci/run does)");
-    }
     let cluster = Cluster::new();
     // Each node has its own passive ports; the balancer carries control connections to either
     // node (with a PROXY v2 header naming the client) and each node's passive range to that node
@@ -399,9 +375,8 @@ fn nodes_behind_haproxy_serve_each_data_connection_from_the_node_of_its_session(
         ),
     )
     .unwrap();
-    let _haproxy = Haproxy::start(&config);
     let front: SocketAddr = format!("127.0.0.5:{front}").parse().unwrap();
-    eventually(LIMIT, || TcpStream::connect(front).ok());
+    let _haproxy = Haproxy::start(&config, front);
 
     // Four sessions through the balancer from 127.0.0.7: two land on each node, and every
     // data connection (curl opens them to the announced address) reaches its own node.
@@ -437,31 +412,6 @@ fn nodes_behind_haproxy_serve_each_data_connection_from_the_node_of_its_session(
         assert!(sessions >= 2, "each node served its share:\n{log}");
         assert!(log.contains("peer=127.0.0.7:"), "{log}");
         assert!(log.contains("balancer=127.0.0.9:"), "{log}");
-    }
-}
-
-/// HAProxy on a config file, killed when dropped.
-struct Haproxy(std::process::Child);
-
-impl Haproxy {
-    fn start(config: &Path) -> Self {
-        let child = Command::new("haproxy")
-            .arg("-db")
-            .arg("-f")
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("haproxy starts");
-        Self(child)
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

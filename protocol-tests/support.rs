@@ -585,3 +585,47 @@ impl Drop for FerryServe {
         let _ = self.child.wait();
     }
 }
+
+/// A real HAProxy on a config file, killed when dropped.
+pub struct Haproxy(Child);
+
+impl Haproxy {
+    /// Starts HAProxy on `config` (its log goes beside the config) and waits until `front`
+    /// accepts connections.
+    pub fn start(config: &Path, front: SocketAddr) -> Self {
+        if Command::new("haproxy").arg("-v").output().is_err() {
+            panic!("haproxy is missing: apt-get install haproxy (.ci/run does)");
+        }
+        let log_path = config.with_extension("log");
+        let child = Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .expect("starting haproxy");
+        let mut haproxy = Self(child);
+        let deadline = Instant::now() + PROCESS_LIMIT;
+        while TcpStream::connect(front).is_err() {
+            if let Some(status) = haproxy.0.try_wait().unwrap() {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!("haproxy exited ({status}):\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "haproxy never listened on {front}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        haproxy
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

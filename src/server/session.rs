@@ -13,14 +13,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::future::{BoxFuture, Either};
+use futures_util::future::BoxFuture;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::control::{ControlConnection, ControlStream, Incoming};
 use super::data::{DataParams, DataSetup, DataTls};
-use super::limits::ConnectionSlot;
 use super::metrics::{Direction as TransferDirection, TransferOutcome};
 use super::tls::{Direction, SessionTls};
 use super::transfer::TransferError;
@@ -282,7 +281,7 @@ pub(crate) async fn run_in_memory(
 }
 
 /// The session on an accepted control stream: limits, greeting, commands, until it ends.
-fn serve_control(
+async fn serve_control(
     control_stream: ControlStream,
     tls: Option<SessionTls>,
     Peer {
@@ -292,22 +291,21 @@ fn serve_control(
     }: Peer,
     server: Arc<Server>,
     shutdown: Shutdown,
-) -> impl Future<Output = ()> + Send {
+) {
     let implicit = tls.is_some();
     let mut control = ControlConnection::new(control_stream);
-    let slot = match server.limits.acquire(peer.ip()) {
+    let _slot = match server.limits.acquire(peer.ip()) {
         Ok(slot) => slot,
         Err(refusal) => {
-            return Either::Left(async move {
-                warn!(%refusal, "connection refused");
-                let reply = Reply::new(ReplyCode::SERVICE_NOT_AVAILABLE, format!("{refusal}."));
-                server.metrics.reply(reply.code.get());
-                let _ = control.send(&reply).await;
-                control.shutdown().await;
-            });
+            warn!(%refusal, "connection refused");
+            let reply = Reply::new(ReplyCode::SERVICE_NOT_AVAILABLE, format!("{refusal}."));
+            server.metrics.reply(reply.code.get());
+            let _ = control.send(&reply).await;
+            control.shutdown().await;
+            return;
         }
     };
-    let session = Session {
+    let mut session = Session {
         server,
         peer,
         balancer,
@@ -332,26 +330,18 @@ fn serve_control(
         pbsz_set: implicit,
         shutdown,
     };
-    // Built here, outside any future, so the session's task holds the session once, not a
-    // second slot for it beside the future that runs it.
-    Either::Right(session.serve_to_end(slot))
+    debug!("connected");
+    let metrics = Arc::clone(&session.server.metrics);
+    metrics.session_opened();
+    if let Err(error) = session.serve().await {
+        debug!(%error, "control connection ended with an error");
+    }
+    session.control.shutdown().await;
+    metrics.session_closed();
+    debug!("disconnected");
 }
 
 impl Session {
-    /// Serves the session until it ends, then closes the control connection. `_slot` holds the
-    /// session's place under the connection limits until then.
-    async fn serve_to_end(mut self, _slot: ConnectionSlot) {
-        debug!("connected");
-        let metrics = Arc::clone(&self.server.metrics);
-        metrics.session_opened();
-        if let Err(error) = self.serve().await {
-            debug!(%error, "control connection ended with an error");
-        }
-        self.control.shutdown().await;
-        metrics.session_closed();
-        debug!("disconnected");
-    }
-
     async fn serve(&mut self) -> std::io::Result<()> {
         let banner = Reply::new(ReplyCode::SERVICE_READY, self.server.config.banner.clone());
         self.send_reply(&banner).await?;
@@ -481,7 +471,7 @@ impl Session {
                 }
                 Event::TransferDone(outcome) => {
                     let finished = transfer.take().expect("a transfer was running");
-                    let reply = Box::pin(self.finish_transfer(&finished.info, outcome)).await;
+                    let reply = self.finish_transfer(&finished.info, outcome).await;
                     match reply {
                         Some(reply) => self.send_reply(&reply).await?,
                         None => return Ok(()),

@@ -14,7 +14,7 @@ use tracing::error;
 use super::AppState;
 use crate::deploy::queue::DeployQueue;
 use crate::deploy::service_cli::service_json;
-use crate::deploy::store::{Deploy, DeployStatus, DeployStoreError};
+use crate::deploy::store::{Deploy, DeployStatus, DeployStoreError, Service};
 
 /// How many deploys a service's list shows.
 const DEPLOYS_LISTED: u32 = 100;
@@ -22,28 +22,11 @@ const DEPLOYS_LISTED: u32 = 100;
 pub async fn services(State(state): State<AppState>) -> Response {
     let queue = Arc::clone(&state.queue);
     let result = tokio::task::spawn_blocking(move || {
-        let store = queue.store();
-        let mut services = Vec::new();
-        for service in store.list_services()? {
-            let newest = store.list_deploys(&service.name, 1)?.into_iter().next();
-            let status = newest.as_ref().map_or("new", |d| d.status.as_str());
-            let mut value = service_json(&service, status);
-            if let Some(object) = value.as_object_mut() {
-                object.remove("key");
-                object.remove("hook_path");
-                object.insert(
-                    "last_deploy".to_owned(),
-                    newest.map_or(Value::Null, |d| deploy_json(&queue, &d)),
-                );
-                object.insert(
-                    "stats".to_owned(),
-                    serde_json::to_value(store.service_stats(&service.name)?)
-                        .unwrap_or(Value::Null),
-                );
-            }
-            services.push(value);
-        }
-        Ok::<_, DeployStoreError>(services)
+        let services = queue.store().list_services()?;
+        services
+            .iter()
+            .map(|service| service_summary(&queue, service))
+            .collect::<Result<Vec<_>, DeployStoreError>>()
     })
     .await;
     match result {
@@ -99,6 +82,31 @@ pub async fn deploy(State(state): State<AppState>, Path(id): Path<i64>) -> Respo
 }
 
 /// A deploy as logged, plus its live progress while it runs.
+/// A service as the API shows it (never its key or secrets), with its newest deploy and its
+/// statistics. Blocking: call it off the runtime.
+pub(super) fn service_summary(
+    queue: &DeployQueue,
+    service: &Service,
+) -> Result<Value, DeployStoreError> {
+    let store = queue.store();
+    let newest = store.list_deploys(&service.name, 1)?.into_iter().next();
+    let status = newest.as_ref().map_or("new", |d| d.status.as_str());
+    let mut value = service_json(service, status);
+    if let Some(object) = value.as_object_mut() {
+        object.remove("key");
+        object.remove("hook_path");
+        object.insert(
+            "last_deploy".to_owned(),
+            newest.map_or(Value::Null, |d| deploy_json(queue, &d)),
+        );
+        object.insert(
+            "stats".to_owned(),
+            serde_json::to_value(store.service_stats(&service.name)?).unwrap_or(Value::Null),
+        );
+    }
+    Ok(value)
+}
+
 pub(super) fn deploy_json(queue: &DeployQueue, deploy: &Deploy) -> Value {
     let mut value = serde_json::to_value(deploy).unwrap_or(Value::Null);
     if let Some(object) = value.as_object_mut() {

@@ -19,10 +19,9 @@ use serde_json::{Value, json};
 use tracing::{error, info};
 
 use super::AppState;
-use super::api::deploy_json;
+use super::api::{deploy_json, service_summary};
 use super::auth::Caller;
 use crate::deploy::restore::{self, RestoreError};
-use crate::deploy::service_cli::service_json;
 use crate::deploy::store::{DeployFilter, DeployStoreError};
 
 const DEFAULT_PER_PAGE: u32 = 50;
@@ -33,23 +32,8 @@ const MAX_PER_PAGE: u32 = 200;
 pub async fn service(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     let queue = Arc::clone(&state.queue);
     let result = tokio::task::spawn_blocking(move || {
-        let store = queue.store();
-        let service = store.service(&name)?;
-        let newest = store.list_deploys(&name, 1)?.into_iter().next();
-        let status = newest.as_ref().map_or("new", |d| d.status.as_str());
-        let mut value = service_json(&service, status);
-        if let Some(object) = value.as_object_mut() {
-            object.remove("key");
-            object.remove("hook_path");
-            object.insert(
-                "last_deploy".to_owned(),
-                newest.map_or(Value::Null, |d| deploy_json(&queue, &d)),
-            );
-            object.insert(
-                "stats".to_owned(),
-                serde_json::to_value(store.service_stats(&name)?).unwrap_or(Value::Null),
-            );
-        }
+        let service = queue.store().service(&name)?;
+        let value = service_summary(&queue, &service)?;
         Ok::<_, DeployStoreError>(value)
     })
     .await;
