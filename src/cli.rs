@@ -806,6 +806,7 @@ impl DeployTargetArgs {
             excludes: self.exclude.clone(),
             jobs: usize::from(self.jobs),
             init,
+            forward_only: false,
             state_dir: default_state_dir(),
             retry: default_retry_policy(),
             keepalive: Duration::from_secs_f64(self.keepalive),

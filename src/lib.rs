@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod deploy;
+pub mod private_files;
 pub mod protocol;
 pub mod server;
 pub mod storage;

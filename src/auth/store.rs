@@ -322,7 +322,7 @@ impl AccountStore {
             path: path.to_owned(),
             source,
         };
-        create_private_file(path).map_err(|e| open_error(e.into()))?;
+        crate::private_files::create_private_file(path).map_err(|e| open_error(e.into()))?;
         let connection = Connection::open(path).map_err(|e| open_error(e.into()))?;
         connection
             .busy_timeout(BUSY_TIMEOUT)
@@ -374,7 +374,7 @@ impl AccountStore {
             source,
         };
         let _ = std::fs::remove_file(&partial);
-        create_private_file(&partial).map_err(|e| open_error(e.into()))?;
+        crate::private_files::create_private_file(&partial).map_err(|e| open_error(e.into()))?;
         let written = (|| -> Result<(), StoreError> {
             let target = partial
                 .to_str()
@@ -827,21 +827,6 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     transaction.pragma_update(None, "user_version", supported)?;
     transaction.commit()?;
     Ok(())
-}
-
-/// Creates the database file with mode 0600 before SQLite does (SQLite would use the umask,
-/// usually 0644), since it holds password hashes. SQLite gives its `-wal` and `-shm` files the
-/// same mode.
-fn create_private_file(path: &Path) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 fn is_unique_violation(error: &rusqlite::Error) -> bool {

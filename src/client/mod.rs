@@ -13,6 +13,7 @@
 //! the client logs in again with TLS 1.2 (whose sessions resume any number of times) before the
 //! next transfer, and goes back to the directory it was in.
 
+pub mod bounded;
 mod connection;
 pub mod listing;
 pub mod tls;
@@ -26,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
+use self::bounded::{BoundedSink, ReadLimits};
 use self::connection::{ClientStream, ControlChannel};
 pub use self::listing::{RemoteEntry, RemoteKind};
 use self::tls::SessionStore;
@@ -186,6 +188,9 @@ pub enum ClientError {
     ResumptionRefused(Reply),
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The server sent more than the client keeps in memory for this download.
+    #[error("{what} holds {limit}, more than ferry reads; it is not what ferry expects there")]
+    TooLarge { what: String, limit: String },
 }
 
 impl ClientError {
@@ -197,7 +202,7 @@ impl ClientError {
             Self::ResumptionRefused(_) => true,
             Self::Refused { reply, .. } => (400..500).contains(&reply.code.get()),
             Self::LoginRefused(reply) => reply.code == ReplyCode::SERVICE_NOT_AVAILABLE,
-            Self::Tls(_) | Self::Protocol(_) => false,
+            Self::Tls(_) | Self::Protocol(_) | Self::TooLarge { .. } => false,
         }
     }
 
@@ -638,11 +643,40 @@ impl FtpClient {
     }
 
     async fn read_listing(&mut self, command: &str) -> ClientResult<String> {
-        let mut body = Vec::new();
         self.ensure_data_tls_can_resume().await?;
-        self.retrieve_into(command, &mut body).await?;
+        let what = format!("the {command} listing");
+        let body = self
+            .retrieve_bounded_into(command, &what, ReadLimits::LISTING)
+            .await?;
         String::from_utf8(body)
             .map_err(|_| ClientError::Protocol(format!("{command}: the listing is not UTF-8")))
+    }
+
+    /// Downloads `path` whole into memory, refusing ([`ClientError::TooLarge`]) more than
+    /// `max_bytes`.
+    pub async fn retrieve_small(&mut self, path: &str, max_bytes: u64) -> ClientResult<Vec<u8>> {
+        self.ensure_data_tls_can_resume().await?;
+        self.retrieve_bounded_into(&format!("RETR {path}"), path, ReadLimits::file(max_bytes))
+            .await
+    }
+
+    async fn retrieve_bounded_into(
+        &mut self,
+        command: &str,
+        what: &str,
+        limits: ReadLimits,
+    ) -> ClientResult<Vec<u8>> {
+        let mut sink = BoundedSink::new(limits);
+        let result = self.retrieve_into(command, &mut sink).await;
+        // The server answers a transfer cut short as it likes; the limit is the reason.
+        if let Some(exceeded) = sink.exceeded() {
+            return Err(ClientError::TooLarge {
+                what: what.to_owned(),
+                limit: exceeded.to_owned(),
+            });
+        }
+        result?;
+        Ok(sink.into_inner())
     }
 
     /// Downloads `path` from `offset` into `sink`. Returns the bytes received.

@@ -20,10 +20,14 @@ use super::DeployError;
 use super::git::{GitError, RepoSource};
 use super::ignore_rules::{IgnoreRules, TEMP_PREFIX};
 use super::journal::Journal;
-use super::marker::{MARKER_NAME, MarkerFile};
+use super::marker::{MARKER_NAME, MAX_MARKER_BYTES, MarkerFile};
 use super::plan::{DeployPlan, RemoteTree, Upload, human_bytes};
 use crate::client::{Backoff, ClientConfig, ClientError, FtpClient, RemoteKind, StoreMode};
 use crate::protocol::ReplyCode;
+
+/// The most files and directories a listing of the target may hold, so a server (or another
+/// user of it) cannot make the deploy hold an unbounded tree in memory.
+pub const MAX_TREE_ENTRIES: usize = 1_000_000;
 
 /// How often and how patiently failed operations are tried again: the client's [`Backoff`],
 /// with shorter waits than its defaults (a deploy has many small steps, and a server that is
@@ -155,9 +159,8 @@ impl Session {
             retry,
             "reading the deploy marker",
             |client| {
-                let mut body = Vec::new();
-                match client.retrieve(&path, 0, &mut body).await {
-                    Ok(_) => Ok(Some(body)),
+                match client.retrieve_small(&path, MAX_MARKER_BYTES).await {
+                    Ok(body) => Ok(Some(body)),
                     Err(ClientError::Refused { reply, command }) if reply.code.get() >= 500 => {
                         match client.kind_of(&path).await? {
                             None => Ok(None),
@@ -202,7 +205,7 @@ impl Session {
     }
 
     /// Lists every file and directory under the deploy root, not descending into ignored
-    /// directories.
+    /// directories; at most [`MAX_TREE_ENTRIES`] of them.
     pub async fn list_tree(
         &mut self,
         rules: &IgnoreRules,
@@ -226,6 +229,14 @@ impl Session {
                 }
             })?;
             let Some(entries) = listed else { break };
+            if tree.files.len() + tree.dirs.len() + entries.len() > MAX_TREE_ENTRIES {
+                return Err(DeployError::Transfer(format!(
+                    "the target holds more than {MAX_TREE_ENTRIES} files and directories under \
+                     {}; that is not a site ferry can compare (deploy to an empty directory, or \
+                     ignore the bulk in .ferryignore)",
+                    self.root
+                )));
+            }
             for entry in entries {
                 // A name that is not one path segment cannot be trusted to stay under the root.
                 if entry.name.is_empty()

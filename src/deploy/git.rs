@@ -18,6 +18,13 @@ pub enum GitError {
     Output { command: String, detail: String },
     #[error("{0} is not a commit in this repository")]
     UnknownRevision(String),
+    /// A tree path that git never checks out but a crafted commit can hold: deploying it could
+    /// reach outside the deploy root.
+    #[error(
+        "the commit holds the path {0:?}, which would leave the deploy directory (git never \
+         checks such a path out; the commit was crafted); refusing to deploy it"
+    )]
+    UnsafePath(String),
 }
 
 /// One file of a commit's tree (`git ls-tree -r -l`).
@@ -88,6 +95,76 @@ pub trait RepoSource: Send + Sync {
     fn blob_command(&self, blob: &str) -> tokio::process::Command;
 }
 
+/// One commit as `git log` tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitInfo {
+    pub id: ObjectId,
+    /// The whole message.
+    pub message: String,
+    pub author: String,
+    pub author_email: Option<String>,
+    /// The author date, ISO 8601.
+    pub timestamp: String,
+}
+
+/// A `git` command for the async runtime that never pages, prompts for credentials or
+/// translates the messages we may parse, with no standard input; killed if dropped.
+pub fn async_command() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new("git");
+    command
+        .env("GIT_PAGER", "cat")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs `git -C dir ARGS` on the async runtime; its standard output.
+pub async fn run_async(dir: &Path, args: &[&str]) -> Result<Vec<u8>, GitError> {
+    let output = async_command()
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .await
+        .map_err(GitError::Spawn)?;
+    checked(args, output)
+}
+
+/// [`run_async`] with `input` on standard input.
+pub async fn run_async_with_input(
+    dir: &Path,
+    args: &[&str],
+    input: Vec<u8>,
+) -> Result<Vec<u8>, GitError> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = async_command()
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(GitError::Spawn)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(&input).await.map_err(GitError::Spawn)?;
+    }
+    let output = child.wait_with_output().await.map_err(GitError::Spawn)?;
+    checked(args, output)
+}
+
+fn checked(args: &[&str], output: std::process::Output) -> Result<Vec<u8>, GitError> {
+    if output.status.success() {
+        return Ok(output.stdout);
+    }
+    Err(GitError::Failed {
+        command: args.join(" "),
+        stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+    })
+}
+
 /// A repository on local disk, read through the `git` command.
 #[derive(Debug, Clone)]
 pub struct GitCli {
@@ -138,6 +215,50 @@ impl GitCli {
     fn run_ok(&self, args: &[&str]) -> Result<Vec<u8>, GitError> {
         Ok(self.run(args, false)?.unwrap_or_default())
     }
+
+    /// The commits reachable from `to` but not from `from` (all of `to`'s history without it),
+    /// newest first, at most `limit`.
+    pub fn log(
+        &self,
+        from: Option<&str>,
+        to: &str,
+        limit: usize,
+    ) -> Result<Vec<CommitInfo>, GitError> {
+        let range = match from {
+            Some(from) => format!("{from}..{to}"),
+            None => to.to_owned(),
+        };
+        let max = format!("--max-count={limit}");
+        let output = self.run_ok(&[
+            "log",
+            &max,
+            "-z",
+            "--format=%H%x00%an%x00%ae%x00%aI%x00%B",
+            "--end-of-options",
+            &range,
+            "--",
+        ])?;
+        // `-z` ends each commit with a NUL, after the five NUL-separated fields.
+        let text = String::from_utf8_lossy(&output);
+        let mut fields = text.split('\0');
+        let mut commits = Vec::new();
+        while let Some(id) = fields.next() {
+            let id = id.trim();
+            if id.is_empty() {
+                break;
+            }
+            let mut next = || fields.next().unwrap_or_default().trim().to_owned();
+            let (author, email, timestamp, message) = (next(), next(), next(), next());
+            commits.push(CommitInfo {
+                id: id.to_owned(),
+                message,
+                author,
+                author_email: (!email.is_empty()).then_some(email),
+                timestamp,
+            });
+        }
+        Ok(commits)
+    }
 }
 
 impl RepoSource for GitCli {
@@ -185,18 +306,12 @@ impl RepoSource for GitCli {
 
     fn tree(&self, commit: &str) -> Result<Vec<TreeEntry>, GitError> {
         let output = self.run_ok(&["ls-tree", "-r", "-z", "-l", "--full-tree", commit])?;
-        parse_ls_tree(&output).map_err(|detail| GitError::Output {
-            command: "ls-tree".to_owned(),
-            detail,
-        })
+        parse_ls_tree(&output).map_err(|e| e.into_git("ls-tree"))
     }
 
     fn changes(&self, from: &str, to: &str) -> Result<Vec<Change>, GitError> {
         let output = self.run_ok(&["diff-tree", "-r", "-z", "--no-renames", from, to])?;
-        parse_diff_tree(&output).map_err(|detail| GitError::Output {
-            command: "diff-tree".to_owned(),
-            detail,
-        })
+        parse_diff_tree(&output).map_err(|e| e.into_git("diff-tree"))
     }
 
     fn read_blob(&self, blob: &str) -> Result<Vec<u8>, GitError> {
@@ -214,29 +329,71 @@ impl RepoSource for GitCli {
     }
 }
 
-fn utf8_path(raw: &[u8]) -> Result<String, String> {
-    String::from_utf8(raw.to_vec()).map_err(|_| {
-        format!(
+/// Whether `path` (slash-separated, from a tree) stays inside the directory it is relative to:
+/// not empty, not absolute, no empty, `.` or `..` segment. A backslash counts as a separator too,
+/// because some FTP servers (IIS, Windows builds of FileZilla Server) treat it as one.
+pub fn is_contained_path(path: &str) -> bool {
+    !path.is_empty()
+        && path
+            .split(['/', '\\'])
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+}
+
+/// A path of a tree listing or a diff: UTF-8 and contained, whatever the entry's type.
+fn tree_path(raw: &[u8]) -> Result<String, TreePathError> {
+    let path = String::from_utf8(raw.to_vec()).map_err(|_| {
+        TreePathError::Format(format!(
             "the file name {:?} is not UTF-8; FTP servers cannot be given it reliably",
             String::from_utf8_lossy(raw)
-        )
-    })
+        ))
+    })?;
+    if !is_contained_path(&path) {
+        return Err(TreePathError::Unsafe(path));
+    }
+    Ok(path)
+}
+
+/// Why git's output could not be turned into entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreePathError {
+    /// The output is not what git prints.
+    Format(String),
+    /// An entry's path would leave the deploy root.
+    Unsafe(String),
+}
+
+impl From<String> for TreePathError {
+    fn from(detail: String) -> Self {
+        Self::Format(detail)
+    }
+}
+
+impl TreePathError {
+    fn into_git(self, command: &str) -> GitError {
+        match self {
+            Self::Format(detail) => GitError::Output {
+                command: command.to_owned(),
+                detail,
+            },
+            Self::Unsafe(path) => GitError::UnsafePath(path),
+        }
+    }
 }
 
 /// Parses `git ls-tree -r -z -l`: `<mode> SP <type> SP <object> SP+ <size> TAB <path> NUL`.
-pub fn parse_ls_tree(output: &[u8]) -> Result<Vec<TreeEntry>, String> {
+pub fn parse_ls_tree(output: &[u8]) -> Result<Vec<TreeEntry>, TreePathError> {
     let mut entries = Vec::new();
     for record in output.split(|&b| b == 0).filter(|r| !r.is_empty()) {
         let tab = memchr::memchr(b'\t', record)
             .ok_or_else(|| format!("no tab in {:?}", String::from_utf8_lossy(record)))?;
         let meta = std::str::from_utf8(&record[..tab]).map_err(|e| e.to_string())?;
-        let path = utf8_path(&record[tab + 1..])?;
+        let path = tree_path(&record[tab + 1..])?;
         let fields: Vec<&str> = meta.split_whitespace().collect();
         let [mode, _kind, object, size] = fields[..] else {
-            return Err(format!("unexpected entry {meta:?}"));
+            return Err(format!("unexpected entry {meta:?}").into());
         };
         let Some(kind) = EntryKind::from_mode(mode) else {
-            return Err(format!("unknown mode {mode} for {path}"));
+            return Err(format!("unknown mode {mode} for {path}").into());
         };
         let size = if size == "-" {
             0
@@ -256,7 +413,7 @@ pub fn parse_ls_tree(output: &[u8]) -> Result<Vec<TreeEntry>, String> {
 
 /// Parses `git diff-tree -r -z --no-renames A B`:
 /// `:<mode> <mode> <sha> <sha> <status> NUL <path> NUL` per change.
-pub fn parse_diff_tree(output: &[u8]) -> Result<Vec<Change>, String> {
+pub fn parse_diff_tree(output: &[u8]) -> Result<Vec<Change>, TreePathError> {
     let mut changes = Vec::new();
     let mut fields = output.split(|&b| b == 0);
     while let Some(meta) = fields.next() {
@@ -265,24 +422,19 @@ pub fn parse_diff_tree(output: &[u8]) -> Result<Vec<Change>, String> {
         }
         let meta = std::str::from_utf8(meta).map_err(|e| e.to_string())?;
         let parts: Vec<&str> = meta.trim_start_matches(':').split(' ').collect();
-        let [_old_mode, new_mode, _old, _new, status] = parts[..] else {
-            return Err(format!("unexpected change {meta:?}"));
+        let [_old_mode, _new_mode, _old, _new, status] = parts[..] else {
+            return Err(format!("unexpected change {meta:?}").into());
         };
         let path = fields
             .next()
             .ok_or_else(|| format!("no path after {meta:?}"))?;
-        let path = utf8_path(path)?;
+        let path = tree_path(path)?;
         match status.chars().next() {
-            Some('A' | 'M' | 'T') => {
-                // A file that became a submodule or symlink is gone as a regular file.
-                if EntryKind::from_mode(new_mode).is_some_and(EntryKind::is_regular) {
-                    changes.push(Change::Upserted { path });
-                } else {
-                    changes.push(Change::Deleted { path });
-                }
-            }
+            // Whatever the new entry is: a file that became a symlink or a submodule is not
+            // deleted but left to the planner, which skips and reports what FTP cannot create.
+            Some('A' | 'M' | 'T') => changes.push(Change::Upserted { path }),
             Some('D') => changes.push(Change::Deleted { path }),
-            _ => return Err(format!("unexpected status {status:?} for {path}")),
+            _ => return Err(format!("unexpected status {status:?} for {path}").into()),
         }
     }
     Ok(changes)
@@ -309,7 +461,7 @@ mod tests {
     }
 
     #[test]
-    fn diff_tree_statuses_become_uploads_and_deletes() {
+    fn diff_tree_statuses_become_uploads_and_deletes_and_a_type_change_is_never_a_delete() {
         let z = "0000000000000000000000000000000000000000";
         let a = "1111111111111111111111111111111111111111";
         let output = format!(
@@ -328,7 +480,7 @@ mod tests {
                 Change::Deleted {
                     path: "gone".into()
                 },
-                Change::Deleted {
+                Change::Upserted {
                     path: "now-a-link".into()
                 },
             ]
@@ -338,6 +490,45 @@ mod tests {
     #[test]
     fn non_utf8_names_are_refused_with_a_reason() {
         let error = parse_ls_tree(b"100644 blob aaaa 1\t\xff\0").unwrap_err();
-        assert!(error.contains("not UTF-8"), "{error}");
+        assert!(
+            matches!(&error, TreePathError::Format(detail) if detail.contains("not UTF-8")),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn paths_that_leave_the_root_are_refused_for_every_entry_type_and_in_diffs() {
+        for path in [
+            "..",
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "a//b",
+            "./a",
+            "a/.",
+            "a/",
+            "",
+            "..\\x",
+            "a\\..\\..\\x",
+        ] {
+            for mode in ["100644 blob", "120000 blob", "160000 commit"] {
+                let record = format!("{mode} aaaa 1\t{path}\0");
+                assert_eq!(
+                    parse_ls_tree(record.as_bytes()),
+                    Err(TreePathError::Unsafe(path.to_owned())),
+                    "{mode} {path:?}"
+                );
+            }
+            let z = "0000000000000000000000000000000000000000";
+            let change = format!(":100644 000000 {z} {z} D\0{path}\0");
+            assert_eq!(
+                parse_diff_tree(change.as_bytes()),
+                Err(TreePathError::Unsafe(path.to_owned())),
+                "deleting {path:?}"
+            );
+        }
+        for path in ["a..b", "..hidden", "x/...", "a\\b.txt", "ü/é"] {
+            assert!(is_contained_path(path), "{path:?}");
+        }
     }
 }

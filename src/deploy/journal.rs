@@ -113,7 +113,8 @@ impl Journal {
     /// Opens the journal for appending; a journal for another deployed commit is replaced.
     pub fn open(path: &Path, target: &str, from: Option<&str>) -> std::io::Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            // Private: journals name the target's files.
+            crate::private_files::create_private_dir_all(dir)?;
         }
         let keep = !Self::load(path, target, from)?.is_empty();
         let mut file = std::fs::OpenOptions::new()

@@ -8,6 +8,9 @@ use crate::protocol::time::UtcDateTime;
 
 /// The marker's name, at the root of the deploy target.
 pub const MARKER_NAME: &str = ".ferry-deploy.json";
+/// The largest marker read: ferry writes a few hundred bytes. Whoever can write to the target
+/// could put a huge file there, which must not cost the deploy service its memory.
+pub const MAX_MARKER_BYTES: u64 = 16 * 1024;
 
 /// The marker's content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ pub mod history_cli;
 pub mod ignore_rules;
 pub mod journal;
 pub mod marker;
+pub mod mirror;
 pub mod notify;
 pub mod notify_cli;
 pub mod plan;
@@ -51,6 +52,12 @@ pub enum DeployError {
     /// The repository could not be read (exit 5).
     #[error("git: {0}")]
     Git(#[from] git::GitError),
+    /// The commit to deploy is older than the target's, and the request forbids going back
+    /// (exit 2).
+    #[error(
+        "{target} is an ancestor of the deployed commit {deployed} (the branch was moved back)"
+    )]
+    Backwards { deployed: String, target: String },
 }
 
 impl DeployError {
@@ -61,7 +68,7 @@ impl DeployError {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Usage(_) => Self::EXIT_USAGE,
+            Self::Usage(_) | Self::Backwards { .. } => Self::EXIT_USAGE,
             Self::Connection(_) => Self::EXIT_CONNECTION,
             Self::Transfer(_) => Self::EXIT_TRANSFER,
             Self::Git(_) => Self::EXIT_GIT,

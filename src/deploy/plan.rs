@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::git::{Change, TreeEntry};
+use super::git::{Change, EntryKind, TreeEntry, is_contained_path};
 use super::ignore_rules::IgnoreRules;
 use super::journal::JournalState;
 
@@ -72,6 +72,28 @@ pub struct DeployPlan {
     pub prunes: Vec<String>,
     /// Uploads and deletes an earlier, unfinished run already did.
     pub already_done: usize,
+    /// Entries of the target commit that FTP cannot create (symbolic links, submodules): not
+    /// uploaded, and whatever the server holds at their paths is left as it is.
+    pub skipped: Vec<SkippedEntry>,
+}
+
+/// A tree entry the deploy leaves out, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedEntry {
+    pub path: String,
+    pub kind: EntryKind,
+}
+
+impl SkippedEntry {
+    /// `symlink x` or `submodule y`.
+    pub fn describe(&self) -> String {
+        let kind = match self.kind {
+            EntryKind::Symlink => "symlink",
+            EntryKind::Submodule => "submodule",
+            EntryKind::File | EntryKind::Executable => "file",
+        };
+        format!("{kind} {}", self.path)
+    }
 }
 
 impl DeployPlan {
@@ -114,6 +136,12 @@ impl DeployPlan {
                 self.already_done
             ));
         }
+        if !self.skipped.is_empty() {
+            parts.push(format!(
+                "{} symlinks or submodules skipped (FTP cannot create them)",
+                self.skipped.len()
+            ));
+        }
         parts.join(", ")
     }
 
@@ -137,6 +165,11 @@ impl DeployPlan {
             self.prunes
                 .iter()
                 .map(|d| format!("rmdir   {d}/ (if empty)")),
+        );
+        steps.extend(
+            self.skipped
+                .iter()
+                .map(|s| format!("skip    {} (FTP cannot create it)", s.describe())),
         );
         steps
     }
@@ -190,18 +223,36 @@ pub fn plan(input: PlanInput<'_>) -> Result<DeployPlan, PlanError> {
         .filter(|e| e.kind.is_regular() && !rules.is_ignored(&e.path))
         .map(|e| (e.path.as_str(), e))
         .collect();
+    // git itself never checks out a path that leaves the root, and the tree parser refuses one;
+    // the check here keeps the planner safe on its own, for every entry type.
+    if let Some(entry) = input
+        .target_tree
+        .iter()
+        .find(|e| !is_contained_path(&e.path))
+    {
+        return Err(PlanError::UnsafePath(entry.path.clone()));
+    }
     for path in target_files.keys() {
         if path.contains(['\r', '\n']) {
             return Err(PlanError::UnsendableName((*path).to_owned()));
         }
-        // git itself never checks such a tree out; a crafted one must not reach outside the root.
-        if path
-            .split('/')
-            .any(|part| part.is_empty() || part == "." || part == "..")
-        {
-            return Err(PlanError::UnsafePath((*path).to_owned()));
-        }
     }
+    // Symlinks and submodules: reported, never uploaded, and never a reason to delete what the
+    // server holds at (or, for a submodule, under) their paths.
+    let skipped: Vec<SkippedEntry> = input
+        .target_tree
+        .iter()
+        .filter(|e| !e.kind.is_regular() && !rules.is_ignored(&e.path))
+        .map(|e| SkippedEntry {
+            path: e.path.clone(),
+            kind: e.kind,
+        })
+        .collect();
+    let unmanaged = |path: &str| {
+        skipped
+            .iter()
+            .any(|s| s.path == path || parents(path).any(|dir| dir == s.path))
+    };
     let target_dirs: BTreeSet<String> = target_files
         .keys()
         .flat_map(|p| parents(p))
@@ -283,7 +334,15 @@ pub fn plan(input: PlanInput<'_>) -> Result<DeployPlan, PlanError> {
         }
     }
     // A path cannot be both; the target commit's file wins.
-    deletes.retain(|p| !target_files.contains_key(p.as_str()));
+    deletes.retain(|p| !target_files.contains_key(p.as_str()) && !unmanaged(p));
+    for path in &deletes {
+        if !is_contained_path(path) {
+            return Err(PlanError::UnsafePath(path.clone()));
+        }
+        if path.contains(['\r', '\n']) {
+            return Err(PlanError::UnsendableName(path.clone()));
+        }
+    }
 
     for path in &deletes {
         for dir in parents(path) {
@@ -292,6 +351,8 @@ pub fn plan(input: PlanInput<'_>) -> Result<DeployPlan, PlanError> {
             }
         }
     }
+    prune_candidates
+        .retain(|d| !unmanaged(d) && !skipped.iter().any(|s| parents(&s.path).any(|p| p == d)));
 
     // A file where a directory must be, or a directory where a file must be.
     let blocking_dirs: BTreeSet<&str> = uploads
@@ -358,6 +419,7 @@ pub fn plan(input: PlanInput<'_>) -> Result<DeployPlan, PlanError> {
         deletes,
         prunes: deepest_first(prunes),
         already_done,
+        skipped,
     })
 }
 
@@ -631,5 +693,84 @@ mod tests {
             .unwrap_err();
             assert!(matches!(error, PlanError::UnsafePath(_)), "{bad}");
         }
+    }
+
+    #[test]
+    fn symlinks_and_submodules_are_skipped_and_reported_never_deleted() {
+        let mut target = tree(&[("index.html", "1"), ("lib/keep.txt", "2")]);
+        target.push(TreeEntry {
+            path: "current".into(),
+            kind: EntryKind::Symlink,
+            blob: "9".into(),
+            size: 5,
+        });
+        target.push(TreeEntry {
+            path: "vendor/theme".into(),
+            kind: EntryKind::Submodule,
+            blob: "8".into(),
+            size: 0,
+        });
+        // The server has a file where the symlink is and files under the submodule.
+        let remote = RemoteTree {
+            files: [
+                ("index.html".to_owned(), 1),
+                ("current".to_owned(), 3),
+                ("vendor/theme/style.css".to_owned(), 10),
+            ]
+            .into(),
+            dirs: ["vendor".to_owned(), "vendor/theme".to_owned()].into(),
+        };
+        let plan = run(
+            &target,
+            Basis::Listing {
+                commit: None,
+                remote: &remote,
+                changed: None,
+            },
+            &IgnoreRules::default(),
+        );
+        assert!(plan.deletes.is_empty(), "{:?}", plan.deletes);
+        assert!(plan.prunes.is_empty(), "{:?}", plan.prunes);
+        assert_eq!(
+            plan.skipped
+                .iter()
+                .map(SkippedEntry::describe)
+                .collect::<Vec<_>>(),
+            ["symlink current", "submodule vendor/theme"]
+        );
+        assert!(plan.summary().contains("2 symlinks or submodules skipped"));
+
+        // A file that became a symlink (diff-tree reports it as changed): not deleted either.
+        let old = tree(&[("index.html", "1"), ("current", "3")]);
+        let plan = run(
+            &target,
+            Basis::Ancestor {
+                commit: "o",
+                tree: &old,
+                changes: &[up("current"), up("lib/keep.txt")],
+            },
+            &IgnoreRules::default(),
+        );
+        assert!(plan.deletes.is_empty(), "{:?}", plan.deletes);
+        assert_eq!(paths(&plan.uploads), ["lib/keep.txt"]);
+    }
+
+    #[test]
+    fn a_delete_that_would_leave_the_root_is_refused() {
+        let target = tree(&[("index.html", "1")]);
+        let old = tree(&[("index.html", "1")]);
+        let error = plan(PlanInput {
+            target_commit: "t",
+            target_tree: &target,
+            basis: Basis::Ancestor {
+                commit: "o",
+                tree: &old,
+                changes: &[del("../victim.html")],
+            },
+            rules: &IgnoreRules::default(),
+            journal: &JournalState::default(),
+        })
+        .unwrap_err();
+        assert!(matches!(error, PlanError::UnsafePath(ref p) if p == "../victim.html"));
     }
 }

@@ -39,6 +39,9 @@ pub struct DeployRequest {
     pub jobs: usize,
     /// Upload the whole tree whatever the marker says.
     pub init: bool,
+    /// Refuse ([`DeployError::Backwards`]) a commit that is an ancestor of the one the target's
+    /// marker holds: the deploy service never moves a site back in time on a webhook.
+    pub forward_only: bool,
     /// Where journals live.
     pub state_dir: PathBuf,
     pub retry: RetryPolicy,
@@ -117,6 +120,19 @@ pub async fn prepare(request: &DeployRequest, create_root: bool) -> Result<Prepa
             done = journal.len(),
             "resuming an unfinished deploy: files it completed are not sent again"
         );
+    }
+
+    if request.forward_only
+        && let Some(deployed) = deployed.as_deref()
+        && deployed != target_commit
+        && repo.has_commit(deployed)?
+        && repo.is_ancestor(&target_commit, deployed)?
+    {
+        session.quit().await;
+        return Err(DeployError::Backwards {
+            deployed: deployed.to_owned(),
+            target: target_commit,
+        });
     }
 
     let plan = match deployed.as_deref() {

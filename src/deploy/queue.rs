@@ -16,15 +16,16 @@ use tracing::{error, info, warn};
 use super::DeployError;
 use super::executor::{Progress, ProgressSnapshot, default_retry_policy};
 use super::git::{GitCli, RepoSource};
-use super::git_auth;
+use super::mirror::Mirrors;
 use super::notify::{DeployFiles, MAX_LISTED_PATHS, Notifier};
 use super::push::{self, DeployRequest, PushOutcome, Revision};
 use super::store::{
-    Deploy, DeployStats, DeployStatus, DeployStoreError, Secret, Service, ServiceStore,
+    Deploy, DeployKind, DeployStats, DeployStatus, DeployStoreError, Secret, Service, ServiceStore,
 };
+use super::webhook::PushCommit;
 
-/// How long a `git clone` or `git fetch` of a mirror may take.
-const GIT_TIMEOUT: Duration = Duration::from_secs(600);
+/// The most commits a push deploy lists (for the log and the mails).
+const MAX_LISTED_COMMITS: usize = 50;
 /// How often the dispatcher looks at the queue without being woken (a safety net).
 const POLL: Duration = Duration::from_secs(5);
 /// Connections per deploy.
@@ -52,6 +53,7 @@ impl QueueConfig {
 pub struct DeployQueue {
     store: Arc<ServiceStore>,
     config: QueueConfig,
+    mirrors: Mirrors,
     wake: Notify,
     slots: Arc<Semaphore>,
     /// Services with a worker.
@@ -83,6 +85,7 @@ impl DeployQueue {
     ) -> Arc<Self> {
         Arc::new(Self {
             slots: Arc::new(Semaphore::new(config.parallel.max(1))),
+            mirrors: Mirrors::new(&config.state_dir),
             store,
             config,
             wake: Notify::new(),
@@ -114,6 +117,13 @@ impl DeployQueue {
     /// Re-queues what a crash interrupted, then dispatches queued deploys until the process
     /// ends.
     pub async fn run(self: Arc<Self>) {
+        if let Err(error) = crate::private_files::create_private_dir_all(&self.config.state_dir) {
+            error!(
+                dir = %self.config.state_dir.display(),
+                %error,
+                "cannot create the state directory; deploys will fail until it can be"
+            );
+        }
         let store = Arc::clone(&self.store);
         match blocking(move || store.requeue_interrupted()).await {
             Ok(0) => {}
@@ -147,6 +157,13 @@ impl DeployQueue {
 
     /// Runs the service's queued deploys one after the other.
     async fn work(self: Arc<Self>, service: String, slot: OwnedSemaphorePermit) {
+        // Frees the service and the slot however this ends, a panic included, so a deploy that
+        // crashes never leaves its service marked busy until a restart.
+        let _active = ActiveService {
+            queue: Arc::clone(&self),
+            service: service.clone(),
+            slot: Some(slot),
+        };
         loop {
             let store = Arc::clone(&self.store);
             let name = service.clone();
@@ -158,23 +175,31 @@ impl DeployQueue {
                     break;
                 }
             };
-            self.run_one(deploy).await;
+            Arc::clone(&self).run_one(deploy).await;
         }
-        lock(&self.active).remove(&service);
-        drop(slot);
-        self.wake();
     }
 
-    async fn run_one(&self, deploy: Deploy) {
+    async fn run_one(self: Arc<Self>, deploy: Deploy) {
         let id = deploy.id;
         let started = Instant::now();
         info!(
             deploy = id,
             service = deploy.service,
-            commit = deploy.commit_to,
+            kind = deploy.kind.as_str(),
             "deploy started"
         );
-        let result = self.deploy(&deploy).await;
+        // Its own task: a panic in the deploy ends as a failed deploy, not a stuck worker.
+        let task = {
+            let queue = Arc::clone(&self);
+            let deploy = deploy.clone();
+            tokio::spawn(async move { queue.deploy(&deploy).await })
+        };
+        let result = task.await.unwrap_or_else(|error| {
+            error!(deploy = id, %error, "the deploy task failed");
+            Err(RunError::Failed(format!(
+                "the deploy stopped on an internal error ({error}); it was logged"
+            )))
+        });
         let progress = lock(&self.progress).remove(&id);
         let (status, stats, files, message) = match result {
             Ok((stats, files)) => {
@@ -190,7 +215,20 @@ impl DeployQueue {
                 );
                 (DeployStatus::Ok, stats, files, None)
             }
-            Err(error) => {
+            Err(RunError::Refused(reason)) => {
+                warn!(
+                    deploy = id,
+                    service = deploy.service,
+                    "deploy not run: {reason}"
+                );
+                (
+                    DeployStatus::Skipped,
+                    DeployStats::default(),
+                    DeployFiles::default(),
+                    Some(reason),
+                )
+            }
+            Err(RunError::Failed(error)) => {
                 warn!(deploy = id, service = deploy.service, %error, "deploy failed");
                 // What went out before the failure, for the log.
                 let sent = DeployStats {
@@ -212,6 +250,9 @@ impl DeployQueue {
             error!(deploy = id, %error, "cannot record how the deploy ended");
             return;
         }
+        if status == DeployStatus::Skipped {
+            return;
+        }
         if let Some(notifier) = &self.notifier {
             // Its own task: a slow mail server never holds up the next deploy.
             tokio::spawn(Arc::clone(notifier).notify(
@@ -223,8 +264,8 @@ impl DeployQueue {
         }
     }
 
-    /// Mirror, then push; the error is the text to record.
-    async fn deploy(&self, deploy: &Deploy) -> Result<(DeployStats, DeployFiles), String> {
+    /// Mirror, settle the commit, then push.
+    async fn deploy(&self, deploy: &Deploy) -> Result<(DeployStats, DeployFiles), RunError> {
         let store = Arc::clone(&self.store);
         let name = deploy.service.clone();
         let (service, secrets) = blocking(move || {
@@ -233,24 +274,33 @@ impl DeployQueue {
             Ok::<_, DeployStoreError>((service, secrets))
         })
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(RunError::failed)?;
         let password = secrets
             .ftp_password
             .map(|p| p.expose().to_owned())
-            .ok_or_else(|| "the service has no FTP password".to_owned())?;
+            .ok_or_else(|| RunError::Failed("the service has no FTP password".to_owned()))?;
         let mirror = self
-            .fetch_mirror(&service, secrets.provider_token.as_ref())
-            .await?;
+            .mirrors
+            .update(&service, secrets.provider_token.as_ref())
+            .await
+            .map_err(RunError::failed)?;
+        // A push deploys what its branch holds now, whatever the webhook named: the webhook is
+        // only a trigger. Restores and rollbacks deploy the commit an admin chose.
+        let (commit, forward_only) = match deploy.kind {
+            DeployKind::Push => (self.settle_push(deploy, &service, &mirror).await?, true),
+            DeployKind::Restore | DeployKind::Rollback => (deploy.commit_to.clone(), false),
+        };
         let request = DeployRequest {
             repo_dir: mirror.clone(),
             client: service
                 .target
                 .client_config(password, service.tls_verify.to_client()),
             target: service.target.clone(),
-            revision: Revision::Commit(deploy.commit_to.clone()),
+            revision: Revision::Commit(commit),
             excludes: Vec::new(),
             jobs: JOBS,
             init: false,
+            forward_only,
             state_dir: self.config.state_dir.join("journals"),
             retry: default_retry_policy(),
             keepalive: Duration::from_secs(30),
@@ -260,14 +310,92 @@ impl DeployQueue {
             lock(&self.progress).insert(id, progress);
         })
         .await
-        .map_err(|e: DeployError| e.to_string())?;
+        .map_err(|error| match error {
+            error @ DeployError::Backwards { .. } => RunError::Refused(format!(
+                "{error}; a webhook never moves a site backwards: deploy that commit on purpose \
+                 with a rollback"
+            )),
+            error => RunError::Failed(error.to_string()),
+        })?;
+        if !outcome.plan.skipped.is_empty() {
+            let first: Vec<String> = outcome
+                .plan
+                .skipped
+                .iter()
+                .take(10)
+                .map(|s| s.describe())
+                .collect();
+            warn!(
+                deploy = id,
+                service = deploy.service,
+                count = outcome.plan.skipped.len(),
+                first = first.join(", "),
+                "entries FTP cannot create were left out"
+            );
+        }
         tokio::task::spawn_blocking(move || stats(&mirror, &outcome))
             .await
-            .map_err(|e| e.to_string())
+            .map_err(RunError::failed)
     }
 
-    /// Clones the service's repository as a mirror on first use, fetches into it afterwards,
-    /// with the service's provider token for a private repository over HTTPS.
+    /// The commit a push deploy runs: the tip of the pushed branch in the freshly fetched
+    /// mirror. Records it, with the commits since the last deploy as git tells them, in place
+    /// of what the webhook claimed.
+    async fn settle_push(
+        &self,
+        deploy: &Deploy,
+        service: &Service,
+        mirror: &Path,
+    ) -> Result<String, RunError> {
+        let branch = match &deploy.branch {
+            Some(branch) => branch.clone(),
+            None if !service.branch.is_glob() => service.branch.as_str().to_owned(),
+            None => {
+                return Err(RunError::Failed(
+                    "the deploy names no branch and the service's is a pattern".to_owned(),
+                ));
+            }
+        };
+        let repo = GitCli::new(mirror);
+        let claimed = deploy.commit_to.clone();
+        let last = service.last_deployed_commit.clone();
+        let (tip, commits) = tokio::task::spawn_blocking(move || {
+            let tip = repo.resolve(&format!("refs/heads/{branch}")).map_err(|_| {
+                RunError::Failed(format!(
+                    "the branch {branch} is not in the repository (was it deleted?)"
+                ))
+            })?;
+            let holds_claimed = repo.has_commit(&claimed).unwrap_or(false)
+                && repo.is_ancestor(&claimed, &tip).unwrap_or(false);
+            if !holds_claimed {
+                warn!(
+                    branch,
+                    claimed,
+                    tip,
+                    "the webhook named a commit the branch does not hold; deploying the branch tip"
+                );
+            }
+            let from = last.filter(|last| repo.is_ancestor(last, &tip).unwrap_or(false));
+            let commits: Vec<PushCommit> = repo
+                .log(from.as_deref(), &tip, MAX_LISTED_COMMITS)
+                .map_err(RunError::failed)?
+                .into_iter()
+                .rev()
+                .map(PushCommit::from)
+                .collect();
+            Ok::<_, RunError>((tip, commits))
+        })
+        .await
+        .map_err(RunError::failed)??;
+        let store = Arc::clone(&self.store);
+        let (id, recorded) = (deploy.id, tip.clone());
+        blocking(move || store.settle_deploy_commit(id, &recorded, &commits))
+            .await
+            .map_err(RunError::failed)?;
+        Ok(tip)
+    }
+
+    /// Brings the service's mirror up to date (see [`Mirrors::update`]); its path.
     pub async fn mirror(&self, service: &Service) -> Result<PathBuf, String> {
         let store = Arc::clone(&self.store);
         let name = service.name.clone();
@@ -278,66 +406,46 @@ impl DeployQueue {
             .await
     }
 
-    /// [`DeployQueue::mirror`] with the token already at hand.
     async fn fetch_mirror(
         &self,
         service: &Service,
         token: Option<&Secret>,
     ) -> Result<PathBuf, String> {
-        let dir = self
-            .config
-            .state_dir
-            .join("mirrors")
-            .join(format!("{}.git", service.id));
-        let mut command = tokio::process::Command::new("git");
-        if dir.join("HEAD").exists() {
-            // From the service's current URL, which an edit may have changed since the clone.
-            command
-                .arg("-C")
-                .arg(&dir)
-                .args(["fetch", "--prune", "--quiet", "--"])
-                .arg(&service.repo_url)
-                .arg("+refs/*:refs/*");
-        } else {
-            if let Some(parent) = dir.parent() {
-                tokio::fs::create_dir_all(parent)
-                    .await
-                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-            }
-            // A clone a crash cut short is started over.
-            let _ = tokio::fs::remove_dir_all(&dir).await;
-            command
-                .args(["clone", "--mirror", "--quiet", "--"])
-                .arg(&service.repo_url)
-                .arg(&dir);
-        }
-        if let Some(token) = token {
-            command.envs(git_auth::git_env(
-                service.provider,
-                &service.repo_url,
-                token,
-            ));
-        }
-        command
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env("LC_ALL", "C")
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true);
-        let output = tokio::time::timeout(GIT_TIMEOUT, command.output())
+        self.mirrors
+            .update(service, token)
             .await
-            .map_err(|_| format!("git did not finish within {GIT_TIMEOUT:?}"))?
-            .map_err(|e| format!("cannot run git: {e}"))?;
-        if !output.status.success() {
-            return Err(format!(
-                "git: cannot fetch {}: {}",
-                service.repo_url,
-                git_auth::explain_git_error(
-                    &String::from_utf8_lossy(&output.stderr),
-                    token.is_some()
-                )
-            ));
-        }
-        Ok(dir)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Why a deploy did not succeed.
+#[derive(Debug)]
+enum RunError {
+    /// It was not run, on purpose (recorded as skipped, with the reason).
+    Refused(String),
+    /// It failed (recorded as failed, with the error).
+    Failed(String),
+}
+
+impl RunError {
+    fn failed(error: impl std::fmt::Display) -> Self {
+        Self::Failed(error.to_string())
+    }
+}
+
+/// A service with a worker: freed, and the dispatcher woken, when dropped.
+struct ActiveService {
+    queue: Arc<DeployQueue>,
+    service: String,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for ActiveService {
+    fn drop(&mut self) {
+        lock(&self.queue.active).remove(&self.service);
+        // The slot goes back before the dispatcher looks for work again.
+        drop(self.slot.take());
+        self.queue.wake();
     }
 }
 

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -432,39 +431,18 @@ fn resolve(repo: &GitCli, service: &str, commit: &str) -> Result<String, Restore
 
 /// A commit's id, message, author and date, read from the repository.
 fn commit_info(repo: &Path, commit: &str) -> Result<PushCommit, RestoreError> {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args([
-            "log",
-            "-1",
-            "--format=%H%x00%an%x00%ae%x00%aI%x00%B",
-            "--end-of-options",
-            commit,
-        ])
-        .env("GIT_PAGER", "cat")
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(GitError::Spawn)?;
-    if !output.status.success() {
-        return Err(GitError::Failed {
-            command: format!("log -1 {commit}"),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        }
-        .into());
-    }
-    let text = String::from_utf8_lossy(&output.stdout);
-    let mut fields = text.splitn(5, '\0');
-    let mut next = || fields.next().unwrap_or_default().trim().to_owned();
-    let (id, author, email, timestamp, message) = (next(), next(), next(), next(), next());
-    Ok(PushCommit {
-        id,
-        message,
-        author,
-        author_email: (!email.is_empty()).then_some(email),
-        timestamp,
-    })
+    GitCli::new(repo)
+        .log(None, commit, 1)?
+        .into_iter()
+        .next()
+        .map(PushCommit::from)
+        .ok_or_else(|| {
+            GitError::Output {
+                command: format!("log -1 {commit}"),
+                detail: "no commit".to_owned(),
+            }
+            .into()
+        })
 }
 
 async fn blocking<T: Send + 'static>(
@@ -480,7 +458,7 @@ mod tests {
     use super::*;
 
     fn git(dir: &Path, args: &[&str]) -> String {
-        let output = Command::new("git")
+        let output = std::process::Command::new("git")
             .arg("-C")
             .arg(dir)
             .args(args)

@@ -12,8 +12,8 @@ use serde_json::json;
 
 use super::secret_key::SecretKey;
 use super::store::{
-    DeployStatus, NewService, Secret, Service, ServiceSecrets, ServiceStore, ServiceUpdate,
-    TlsVerify, Validation, generate_webhook_secret,
+    DeployStatus, DeployStoreError, NewService, Secret, SentSecret, Service, ServiceSecrets,
+    ServiceStore, ServiceUpdate, TlsVerify, Validation, generate_webhook_secret,
 };
 use super::target::DeployTarget;
 use super::validate::validate_and_record;
@@ -393,10 +393,13 @@ fn add(store: &ServiceStore, name: String, settings: ServiceSettings) -> anyhow:
             provider_token,
             webhook_secret: webhook_secret.clone(),
         },
+        api_url: settings
+            .api_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+            .map(parse_api_url)
+            .transpose()?,
     })?;
-    if let Some(api_url) = settings.api_url.as_deref().filter(|u| !u.trim().is_empty()) {
-        store.set_api_url(&name, Some(&parse_api_url(api_url)?))?;
-    }
     println!("service {name} added ({provider})");
     println!("hook: {}", service.hook_path());
     if let (true, Some(secret)) = (generated, &webhook_secret) {
@@ -456,16 +459,28 @@ fn edit(
             token.map(Some)
         },
         webhook_secret,
+        api_url: match settings.api_url.as_deref().map(str::trim) {
+            None => None,
+            Some("") => Some(None),
+            Some(url) => Some(Some(parse_api_url(url)?)),
+        },
         new_hook_key: flags.new_key,
     };
-    let service = store.update_service(name, &update)?;
-    if let Some(api_url) = &settings.api_url {
-        let api_url = match api_url.trim() {
-            "" => None,
-            url => Some(parse_api_url(url)?),
-        };
-        store.set_api_url(name, api_url.as_deref())?;
-    }
+    let service = store
+        .update_service(name, &update)
+        .map_err(|error| match error {
+            DeployStoreError::SecretMustBeGivenAgain(moved) => {
+                let flag = match moved.secret {
+                    SentSecret::FtpPassword => "--password-stdin",
+                    SentSecret::ProviderToken => "--token-stdin (or --clear-token)",
+                };
+                anyhow::anyhow!(
+                    "{}; nothing was changed (give it with {flag})",
+                    DeployStoreError::SecretMustBeGivenAgain(moved)
+                )
+            }
+            other => other.into(),
+        })?;
     println!("service {name} changed");
     println!("hook: {}", service.hook_path());
     Ok(())

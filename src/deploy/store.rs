@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use rand::Rng as _;
 use rand::distributions::Alphanumeric;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, Row, Transaction, TransactionBehavior, params,
+};
 use serde::Serialize;
 
 use super::secret_key::{SecretKey, SecretKeyError};
@@ -21,10 +23,12 @@ use super::webhook::{BranchPattern, Provider, PushCommit};
 
 mod access;
 mod overview;
+mod secret_places;
 
 pub use self::access::{API_TOKEN_CHARS, ApiToken, Session};
 pub use self::history::{DeployFilter, DeployKind, ServiceStats, SkipRecord};
 pub use self::overview::DeployCounts;
+pub use self::secret_places::{MovedSecret, SecretPlaces, SentSecret, moved_secrets};
 
 /// The schema, one migration per entry: entry `i` takes the deploy schema from `i` to `i + 1`.
 /// Append new entries; never edit one that has shipped.
@@ -147,6 +151,14 @@ const MIGRATIONS: &[&str] = &[
         pusher_when = CASE notify_pusher WHEN 1 THEN 'always' ELSE 'never' END,
         authors_when = CASE notify_authors WHEN 1 THEN 'always' ELSE 'never' END;
 "#,
+    r#"
+    -- A push deploys its branch's tip, recorded in commit_to once known, so a delivery is
+    -- told apart by the branch it updates, not by the commit it named.
+    DROP INDEX deploy_deploys_delivery;
+    CREATE UNIQUE INDEX deploy_deploys_delivery
+        ON deploy_deploys (service_id, delivery_id, coalesce(branch, ''))
+        WHERE delivery_id IS NOT NULL;
+"#,
 ];
 
 /// SQLite's clock as an ISO 8601 UTC timestamp.
@@ -166,6 +178,13 @@ const WEBHOOK_SECRET: &str = "webhook_secret";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployStoreError {
+    #[error(
+        "cannot create the database {path}: {source}; check that its directory exists and is writable"
+    )]
+    CreateFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot open the database {path}: {source}")]
     Open {
         path: PathBuf,
@@ -214,6 +233,13 @@ pub enum DeployStoreError {
         id: i64,
         status: DeployStatus,
     },
+    /// An edit moved where a stored secret is sent without giving the secret again.
+    #[error(
+        "the {setting} changed ({from} → {to}), and the stored {secret} is only ever sent where \
+         it was given: give the {secret} again with this change (or remove it)",
+        setting = .0.setting, from = .0.from, to = .0.to, secret = .0.secret.describe()
+    )]
+    SecretMustBeGivenAgain(MovedSecret),
     #[error("invalid value stored in the database: {0}")]
     Corrupt(String),
     #[error(transparent)]
@@ -337,6 +363,8 @@ pub struct NewService {
     pub tls_verify: TlsVerify,
     pub notification_set: Option<String>,
     pub secrets: ServiceSecrets,
+    /// The git host's API root, when not the provider's default.
+    pub api_url: Option<String>,
 }
 
 /// A change to a service: `None` leaves a field as it is. For secrets, `Some(None)` clears one.
@@ -352,6 +380,8 @@ pub struct ServiceUpdate {
     pub ftp_password: Option<Option<Secret>>,
     pub provider_token: Option<Option<Secret>>,
     pub webhook_secret: Option<Option<Secret>>,
+    /// The git host's API root (`Some(None)`: the provider's default).
+    pub api_url: Option<Option<String>>,
     /// Issue a new URL key (the old hook URL stops working).
     pub new_hook_key: bool,
 }
@@ -569,6 +599,13 @@ impl ServiceStore {
             path: path.to_owned(),
             source,
         };
+        // Readable by its owner only, like the accounts database it usually is.
+        crate::private_files::create_private_file(path).map_err(|source| {
+            DeployStoreError::CreateFile {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
         let connection = Connection::open(path).map_err(open_error)?;
         connection.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
         let _mode: String = connection
@@ -645,8 +682,8 @@ impl ServiceStore {
             &format!(
                 "INSERT INTO deploy_services (name, repo_url, provider, branch, target_url,
                      tls_verify, tls_ca_file, ftp_password, provider_token, webhook_secret,
-                     hook_key, notification_set_id, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, {NOW}, {NOW})"
+                     hook_key, notification_set_id, api_url, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, {NOW}, {NOW})"
             ),
             params![
                 new.name,
@@ -661,6 +698,7 @@ impl ServiceStore {
                 self.seal(new.secrets.webhook_secret.as_ref(), WEBHOOK_SECRET),
                 generate_hook_key(),
                 set_id,
+                new.api_url,
             ],
         );
         match result {
@@ -690,6 +728,7 @@ impl ServiceStore {
             )
             .optional()?
             .ok_or_else(|| DeployStoreError::NoSuchService(name.to_owned()))?;
+        check_secret_places(&tx, id, update)?;
         let set = |column: &str, value: &dyn rusqlite::ToSql| {
             tx.execute(
                 &format!("UPDATE deploy_services SET {column} = ?1 WHERE id = ?2"),
@@ -731,6 +770,9 @@ impl ServiceStore {
             if let Some(secret) = value {
                 set(column, &self.seal(secret.as_ref(), column))?;
             }
+        }
+        if let Some(api_url) = &update.api_url {
+            set("api_url", api_url)?;
         }
         if update.new_hook_key {
             set("hook_key", &generate_hook_key())?;
@@ -867,22 +909,10 @@ impl ServiceStore {
             .ok_or_else(|| DeployStoreError::Corrupt("the validation was not stored".into()))
     }
 
-    /// Sets (or with `None` clears) the service's git host API root.
-    pub fn set_api_url(&self, name: &str, api_url: Option<&str>) -> Result<(), DeployStoreError> {
-        let changed = self.lock().execute(
-            &format!("UPDATE deploy_services SET api_url = ?1, updated_at = {NOW} WHERE name = ?2"),
-            params![api_url, name],
-        )?;
-        if changed == 0 {
-            return Err(DeployStoreError::NoSuchService(name.to_owned()));
-        }
-        Ok(())
-    }
-
     // ---- deploys ----
 
     /// Queues a deploy. `None` when the service already has one for this delivery id and
-    /// commit (a host retrying a delivery).
+    /// branch (a host retrying a delivery).
     pub fn queue_deploy(
         &self,
         service: &str,
@@ -914,6 +944,26 @@ impl ServiceStore {
             Err(e) if is_unique_violation(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Records the commit a running push deploy really deploys (its branch's tip, which may be
+    /// newer than, or other than, what its webhook named) and the commits it brings.
+    pub fn settle_deploy_commit(
+        &self,
+        id: i64,
+        commit: &str,
+        commits: &[PushCommit],
+    ) -> Result<(), DeployStoreError> {
+        let commits =
+            serde_json::to_string(commits).map_err(|e| DeployStoreError::Corrupt(e.to_string()))?;
+        let changed = self.lock().execute(
+            "UPDATE deploy_deploys SET commit_to = ?1, commits = ?2 WHERE id = ?3",
+            params![commit, commits, id],
+        )?;
+        if changed == 0 {
+            return Err(DeployStoreError::NoSuchDeploy(id));
+        }
+        Ok(())
     }
 
     /// Marks a queued deploy as running, stamped with the current time.
@@ -1358,6 +1408,69 @@ fn notification_set_id(connection: &Connection, name: &str) -> Result<i64, Deplo
 }
 
 /// A fresh URL key: 30 characters from a CSPRNG (the thread RNG is seeded from the OS).
+/// Refuses an update that moves where a stored secret is sent without giving it again
+/// ([`secret_places`]).
+fn check_secret_places(
+    tx: &Transaction<'_>,
+    id: i64,
+    update: &ServiceUpdate,
+) -> Result<(), DeployStoreError> {
+    let (target, repo_url, provider, api_url, has_password, has_token): (
+        String,
+        String,
+        String,
+        Option<String>,
+        bool,
+        bool,
+    ) = tx.query_row(
+        "SELECT target_url, repo_url, provider, api_url, ftp_password IS NOT NULL,
+                provider_token IS NOT NULL
+         FROM deploy_services WHERE id = ?1",
+        [id],
+        |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+            ))
+        },
+    )?;
+    let before = SecretPlaces {
+        target: target.parse().map_err(DeployStoreError::Corrupt)?,
+        repo_url,
+        provider: provider.parse().map_err(DeployStoreError::Corrupt)?,
+        api_url,
+    };
+    let after = SecretPlaces {
+        target: update
+            .target
+            .clone()
+            .unwrap_or_else(|| before.target.clone()),
+        repo_url: update
+            .repo_url
+            .clone()
+            .unwrap_or_else(|| before.repo_url.clone()),
+        provider: update.provider.unwrap_or(before.provider),
+        api_url: update
+            .api_url
+            .clone()
+            .unwrap_or_else(|| before.api_url.clone()),
+    };
+    for moved in moved_secrets(&before, &after) {
+        let (stored, given) = match moved.secret {
+            SentSecret::FtpPassword => (has_password, update.ftp_password.is_some()),
+            SentSecret::ProviderToken => (has_token, update.provider_token.is_some()),
+        };
+        if stored && !given {
+            return Err(DeployStoreError::SecretMustBeGivenAgain(moved));
+        }
+    }
+    Ok(())
+}
+
 pub fn generate_hook_key() -> String {
     rand::thread_rng()
         .sample_iter(&Alphanumeric)

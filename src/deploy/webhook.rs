@@ -159,6 +159,18 @@ pub struct PushCommit {
     pub timestamp: String,
 }
 
+impl From<super::git::CommitInfo> for PushCommit {
+    fn from(commit: super::git::CommitInfo) -> Self {
+        Self {
+            id: commit.id,
+            message: commit.message,
+            author: commit.author,
+            author_email: commit.author_email,
+            timestamp: commit.timestamp,
+        }
+    }
+}
+
 /// One ref update, whatever the provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushEvent {
@@ -314,6 +326,62 @@ fn verify_hmac(
 
 /// Parses a request that [`verify`] accepted.
 pub fn parse(
+    provider: Provider,
+    headers: &Headers,
+    body: &[u8],
+) -> Result<WebhookEvent, WebhookError> {
+    let event = parse_unchecked(provider, headers, body)?;
+    if let WebhookEvent::Push(pushes) = &event {
+        pushes.iter().try_for_each(check_push)?;
+    }
+    Ok(event)
+}
+
+/// A push names its commits by full object id and its branch by a name git accepts. Nothing
+/// from a webhook is ever used as a revision (a push deploys its branch's tip), but a payload
+/// that says `main~1` or `../pull/1/head` is not from a git host and is refused as such.
+fn check_push(push: &PushEvent) -> Result<(), WebhookError> {
+    for (field, id) in [("before", &push.before), ("after", &push.after)] {
+        if !is_object_id(id) {
+            return Err(WebhookError::Malformed(format!(
+                "{field} is {id:?}, not a full commit id (40 or 64 hex digits)"
+            )));
+        }
+    }
+    if let Some(branch) = &push.branch
+        && !is_branch_name(branch)
+    {
+        return Err(WebhookError::Malformed(format!(
+            "{:?} is not a branch name git accepts",
+            push.git_ref
+        )));
+    }
+    Ok(())
+}
+
+/// A SHA-1 or SHA-256 object id in lowercase or uppercase hex.
+fn is_object_id(id: &str) -> bool {
+    matches!(id.len(), 40 | 64) && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `git check-ref-format --branch` rules: no control characters, space, `~ ^ : ? * [ \`, no
+/// `..` or `@{`, no empty, `.`-leading or `.lock`-ending component, not `@`, not `-`-leading.
+fn is_branch_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "@"
+        && !name.starts_with('-')
+        && !name.ends_with('.')
+        && !name.contains("..")
+        && !name.contains("@{")
+        && !name
+            .chars()
+            .any(|c| c.is_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\'))
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && !part.starts_with('.') && !part.ends_with(".lock"))
+}
+
+fn parse_unchecked(
     provider: Provider,
     headers: &Headers,
     body: &[u8],

@@ -340,6 +340,7 @@ mod tests {
                     tls_verify: TlsVerify::SystemRoots,
                     notification_set: None,
                     secrets: ServiceSecrets::default(),
+                    api_url: None,
                 })
                 .unwrap();
         }

@@ -39,6 +39,7 @@ fn new_service(name: &str) -> NewService {
             provider_token: Some(Secret::new(TOKEN_TEXT)),
             webhook_secret: Some(Secret::new(WEBHOOK_TEXT)),
         },
+        api_url: None,
     }
 }
 
@@ -294,14 +295,22 @@ fn api_url_is_stored_and_cleared() {
     let store = f.open();
     store.add_service(&new_service("site")).unwrap();
     assert_eq!(store.service("site").unwrap().api_url, None);
-    store
-        .set_api_url("site", Some("https://ghe.example.com/api/v3"))
-        .unwrap();
+    let set_api_url = |url: Option<&str>| {
+        store.update_service(
+            "site",
+            &ServiceUpdate {
+                api_url: Some(url.map(str::to_owned)),
+                provider_token: Some(Some(Secret::new(TOKEN_TEXT))),
+                ..ServiceUpdate::default()
+            },
+        )
+    };
+    set_api_url(Some("https://ghe.example.com/api/v3")).unwrap();
     assert_eq!(
         f.open().service("site").unwrap().api_url.as_deref(),
         Some("https://ghe.example.com/api/v3")
     );
-    store.set_api_url("site", None).unwrap();
+    set_api_url(None).unwrap();
     assert_eq!(store.service("site").unwrap().api_url, None);
 }
 

@@ -221,6 +221,7 @@ impl ServiceForm {
             target: checked.target,
             tls_verify: checked.tls_verify,
             notification_set: checked.notification_set,
+            api_url: checked.api_url,
             secrets: ServiceSecrets {
                 ftp_password: Self::secret(&self.ftp_password),
                 provider_token: Self::secret(&self.provider_token),
@@ -250,6 +251,7 @@ impl ServiceForm {
             } else {
                 Self::secret(&self.webhook_secret).map(Some)
             },
+            api_url: Some(checked.api_url),
             new_hook_key: self.new_key.is_some(),
         }
     }

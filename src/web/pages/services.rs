@@ -14,8 +14,8 @@ use tracing::info;
 use super::service_form::{FieldErrors, ServiceForm, check_errors};
 use super::{Admin, AppState, blocking, internal, render};
 use crate::deploy::store::{
-    Deploy, DeployCounts, DeployStatus, DeployStoreError, Service, ServiceStore, ServiceUpdate,
-    TlsVerify,
+    Deploy, DeployCounts, DeployStatus, DeployStoreError, SentSecret, Service, ServiceStore,
+    ServiceUpdate, TlsVerify,
 };
 use crate::deploy::validate::Check;
 use crate::deploy::webhook::Provider;
@@ -341,18 +341,10 @@ pub async fn create(
             );
         }
     };
-    let api_url = checked.api_url.clone();
     let new = form.new_service(checked);
     let secret = new.secrets.webhook_secret.clone();
     let store = Arc::clone(state.queue.store());
-    let added = blocking(move || {
-        let service = store.add_service(&new)?;
-        if api_url.is_some() {
-            store.set_api_url(&service.name, api_url.as_deref())?;
-        }
-        store.service(&service.name)
-    })
-    .await;
+    let added = blocking(move || store.add_service(&new)).await;
     let service = match added {
         Ok(Ok(service)) => service,
         Ok(Err(e @ (DeployStoreError::InvalidName(_) | DeployStoreError::ServiceExists(_)))) => {
@@ -498,19 +490,23 @@ pub async fn update(
             );
         }
     };
-    let api_url = checked.api_url.clone();
     let change = form.update(checked);
     let store = Arc::clone(state.queue.store());
-    let saved = blocking(move || {
-        store.update_service(&name, &change)?;
-        store.set_api_url(&name, api_url.as_deref())?;
-        store.service(&name)
-    })
-    .await;
+    let saved = blocking(move || store.update_service(&name, &change)).await;
     let service = match saved {
         Ok(Ok(service)) => service,
-        Ok(Err(e @ DeployStoreError::NoSuchNotificationSet(_))) => {
-            let errors = FieldErrors::from([("notification_set", e.to_string())]);
+        Ok(Err(
+            e @ (DeployStoreError::NoSuchNotificationSet(_)
+            | DeployStoreError::SecretMustBeGivenAgain(_)),
+        )) => {
+            let field = match &e {
+                DeployStoreError::SecretMustBeGivenAgain(moved) => match moved.secret {
+                    SentSecret::FtpPassword => "ftp_password",
+                    SentSecret::ProviderToken => "provider_token",
+                },
+                _ => "notification_set",
+            };
+            let errors = FieldErrors::from([(field, e.to_string())]);
             return form_page(
                 &state,
                 &admin,
