@@ -289,7 +289,9 @@ fn deploy_ids(server: &DeployServer, service: &str) -> Vec<i64> {
         .collect()
 }
 
-/// A repository with two commits on `main`; the commits.
+/// A repository with two commits: the first on `main`, the second on `next` until
+/// [`Repos::publish`] moves `main` to it (a push deploys the branch's tip, whatever its webhook
+/// names); the commits.
 fn two_commits(repos: &Repos) -> (String, String) {
     repos.write("index.html", b"<h1>one</h1>\n");
     repos.write("assets/app.js", &pattern(70_000, 11));
@@ -297,7 +299,7 @@ fn two_commits(repos: &Repos) -> (String, String) {
     repos.write("index.html", b"<h1>two</h1>\n");
     git(&repos.work, &["rm", "-q", "assets/app.js"]);
     repos.write("about.html", b"<p>about</p>\n");
-    let second = repos.commit_and_push("second", "main");
+    let second = repos.commit_and_push("second", "next");
     (first, second)
 }
 
@@ -357,6 +359,7 @@ fn gitea_pushes_deploy_json_and_form_and_its_test_delivery_tags_and_deletions_do
     );
     assert_eq!(deploy["user"], "gitea", "the pusher: {deploy}");
     assert_eq!(deploy["delivery_id"], "g-1");
+    repos.publish(&second, "main");
     let push2 = gitea_push("refs/heads/main", &first, &second);
     let deploy = expect_deployed(
         &server,
@@ -435,6 +438,7 @@ fn gitlab_push_hooks_deploy_with_the_token_and_tag_pushes_other_branches_and_del
         deploy["delivery_id"], "l-1",
         "Idempotency-Key names the delivery"
     );
+    repos.publish(&second, "main");
     let push2 = gitlab_push("refs/heads/main", &first, &second);
     expect_deployed(
         &server,
@@ -540,6 +544,7 @@ fn bitbucket_pushes_deploy_signed_or_by_url_key_and_its_ping_tags_and_closed_bra
         &first,
         &keyed_target,
     );
+    repos.publish(&second, "main");
     let push2 = bitbucket_push("branch", "main", Some(&first), Some(&second));
     expect_deployed(
         &server,

@@ -75,6 +75,45 @@ impl Repos {
         git(&self.work, &["rev-parse", "HEAD"])
     }
 
+    /// [`Repos::commit_and_push`] by another author (`--allow-empty`: the commit may change
+    /// nothing).
+    pub(crate) fn commit_and_push_as(&self, message: &str, name: &str, email: &str) -> String {
+        git(&self.work, &["add", "-A"]);
+        git(
+            &self.work,
+            &[
+                "-c",
+                &format!("user.name={name}"),
+                "-c",
+                &format!("user.email={email}"),
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                message,
+            ],
+        );
+        git(
+            &self.work,
+            &["push", "-q", "origin", "HEAD:refs/heads/main"],
+        );
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+
+    /// Moves `branch` of the bare repository to `commit`, pushed earlier under another name.
+    pub(crate) fn publish(&self, commit: &str, branch: &str) {
+        git(
+            &self.work,
+            &[
+                "push",
+                "-q",
+                "-f",
+                "origin",
+                &format!("{commit}:refs/heads/{branch}"),
+            ],
+        );
+    }
+
     /// The files of `commit` as `git archive` writes them.
     pub(crate) fn archive(&self, commit: &str) -> BTreeMap<String, Vec<u8>> {
         git_archive(&self.bare, commit)
@@ -139,12 +178,34 @@ impl DeployServer {
 
     /// With these environment variables too.
     pub(crate) fn start_with_env(db: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = ferry(db, &["deploy", "serve", "127.0.0.1:0"]);
+        command.args(extra).envs(env.iter().copied());
+        Self::launch(db, command)
+    }
+
+    /// Started by a shell that sets `umask` first, as a service manager or a login shell would.
+    pub(crate) fn start_under_umask(db: &Path, umask: &str) -> Self {
+        let ferry_command = ferry(db, &["deploy", "serve", "127.0.0.1:0"]);
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
+            .arg(ferry_command.get_program())
+            .args(ferry_command.get_args());
+        for (name, value) in ferry_command.get_envs() {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        Self::launch(db, command)
+    }
+
+    fn launch(db: &Path, mut command: Command) -> Self {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let token = add_token(db, &format!("tests-{n}"));
-        let mut child = ferry(db, &["deploy", "serve", "127.0.0.1:0"])
-            .args(extra)
-            .envs(env.iter().copied())
+        let mut child = command
             .env("FERRY_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -185,6 +246,10 @@ impl DeployServer {
 
     pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
@@ -470,7 +535,9 @@ fn signed_push_webhooks_deploy_the_pushed_commit_and_refusals_get_their_status()
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("duplicate"), "{text}");
 
-    // Two pushes in quick succession: the newest commit ends up deployed, as a tree diff.
+    // Two pushes in quick succession: the newest commit ends up deployed, as a tree diff. Each
+    // webhook only triggers a deploy of what main holds, so whichever runs first deploys the
+    // third commit and the other finds nothing left to do (or was coalesced into it).
     repos.write("index.html", b"<h1>hello again</h1>\n");
     let second = repos.commit_and_push("second", "main");
     git(&repos.work, &["rm", "-q", "css/site.css"]);
@@ -486,14 +553,16 @@ fn signed_push_webhooks_deploy_the_pushed_commit_and_refusals_get_their_status()
     assert_eq!(deploy3["status"], "ok", "{deploy3}\n{}", server.log());
     assert_eq!(deploy3["commit_to"], third.as_str());
     let deploy2 = wait_for_deploy(&server, id2);
-    // Either it ran before the third arrived, or it was coalesced into it.
     assert!(
         matches!(deploy2["status"].as_str(), Some("ok" | "skipped")),
         "{deploy2}"
     );
     assert_target_is(&target, &repos.archive(&third));
-    assert_eq!(deploy3["stats"]["files_removed"], 1, "{deploy3}");
-    assert_eq!(deploy3["stats"]["files_added"], 1, "{deploy3}");
+    let both = |field: &str| {
+        deploy2["stats"][field].as_u64().unwrap() + deploy3["stats"][field].as_u64().unwrap()
+    };
+    assert_eq!(both("files_removed"), 1, "{deploy2}\n{deploy3}");
+    assert_eq!(both("files_added"), 1, "{deploy2}\n{deploy3}");
 
     let services = get_json(&server, "/api/services");
     let service = &services["services"][0];
@@ -515,18 +584,19 @@ fn signed_push_webhooks_deploy_the_pushed_commit_and_refusals_get_their_status()
         .map(|d| d["id"].as_i64().unwrap())
         .collect();
     assert_eq!(ids, [id3, id2, id], "{listed}");
-    // The pushed commits (the second's too, if its push was coalesced into the third).
-    let commits: Vec<&str> = listed["deploys"][0]["commits"]
-        .as_array()
-        .unwrap()
+    // The commits the site moved through, as git tells them, oldest first, on whichever of
+    // the two deploys carried them.
+    let commits: Vec<&str> = listed["deploys"].as_array().unwrap()[..2]
         .iter()
+        .rev()
+        .flat_map(|d| d["commits"].as_array().unwrap())
         .map(|c| c["id"].as_str().unwrap())
         .collect();
-    assert_eq!(commits.last(), Some(&third.as_str()), "{listed}");
+    assert_eq!(commits, [second.as_str(), third.as_str()], "{listed}");
 }
 
 #[test]
-fn a_deploy_a_crash_left_running_is_resumed_on_start_and_an_unknown_commit_fails() {
+fn a_deploy_a_crash_left_running_is_resumed_on_start_and_a_missing_branch_fails() {
     use ferry::deploy::secret_key::SecretKey;
     use ferry::deploy::store::{NewDeploy, ServiceStore};
 
@@ -560,18 +630,30 @@ fn a_deploy_a_crash_left_running_is_resumed_on_start_and_an_unknown_commit_fails
     assert_target_is(&ftp.home().join("site"), &repos.archive(&commit));
     assert!(server.log().contains("queued again"), "{}", server.log());
 
-    // A push naming a commit the repository does not have fails, with git's word for it.
+    // A push naming a commit the repository does not have deploys what main holds: the
+    // webhook only triggers the deploy.
     let missing = "1234567890abcdef1234567890abcdef12345678";
     let body = push_body("main", &commit, missing, "ghost");
     let (status, text) = post_hook(&server, &key, "push", "d-ghost", &body, SECRET);
     assert_eq!(status, 202, "{text}");
     let deploy = wait_for_deploy(&server, queued_id(&text));
+    assert_eq!(deploy["status"], "ok", "{deploy}");
+    assert_eq!(deploy["commit_to"], commit.as_str(), "{deploy}");
+    assert_eq!(deploy["progress"], Value::Null);
+    // A push of a branch the repository does not have fails, with the reason.
+    git(&repos.bare, &["update-ref", "-d", "refs/heads/main"]);
+    let deploy = wait_for_deploy(
+        &server,
+        queued_id(&post_hook(&server, &key, "push", "d-gone", &body, SECRET).1),
+    );
     assert_eq!(deploy["status"], "failed", "{deploy}");
     assert!(
-        deploy["error"].as_str().unwrap().contains("git"),
+        deploy["error"]
+            .as_str()
+            .unwrap()
+            .contains("the branch main is not in the repository"),
         "{deploy}"
     );
-    assert_eq!(deploy["progress"], Value::Null);
     let services = get_json(&server, "/api/services");
     assert_eq!(services["services"][0]["status"], "failed", "{services}");
     assert_eq!(

@@ -268,7 +268,8 @@ fn list_edit_and_del_work_on_the_shared_accounts_database() {
     let users = succeeds(&mut ferry(dir.path(), &["user", "list"]), "");
     assert!(users.contains("deploy"), "{users}");
 
-    // edit changes what it names and keeps the rest, the hook key included.
+    // edit changes what it names and keeps the rest, the hook key included. A new target
+    // account needs its password given again: a stored one never follows it.
     let out = succeeds(
         &mut ferry(
             dir.path(),
@@ -283,9 +284,10 @@ fn list_edit_and_del_work_on_the_shared_accounts_database() {
                 "ftp://other@127.0.0.1:2121/www",
                 "--insecure",
                 "--no-validate",
+                "--password-stdin",
             ],
         ),
-        "",
+        "the other account's password\n",
     );
     assert_eq!(hook_key(&out), key);
     let json = show_json(dir.path(), "site");
