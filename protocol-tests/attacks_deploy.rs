@@ -804,3 +804,89 @@ fn concurrent_previews_and_deploys_update_one_mirror_at_a_time() {
     assert_eq!(deploy["status"], "ok", "{deploy}\n{}", server.log());
     assert_target_is(&ftp.home().join("www"), &repos.archive(&second));
 }
+
+/// The value of the first `name="csrf"` hidden field of a page.
+fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no CSRF field in {page}"))
+        .to_owned()
+}
+
+#[test]
+fn the_dashboard_form_never_sends_a_stored_password_to_a_new_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    let repos = Repos::new(dir.path());
+    repos.write("index.html", b"<h1>site</h1>\n");
+    repos.commit_and_push("site", "main");
+    let ftp = TestServer::start();
+    let to = format!("ftp://{USER}@127.0.0.1:{}/www", ftp.port());
+    add_service(&db, "site", &repos, &to, &["--provider", "git"]);
+    let output = run_with_input(
+        &mut ferry(
+            &db,
+            &["user", "add", "admin", "--admin", "--password-stdin"],
+        ),
+        "admin password\n",
+        LIMIT,
+    );
+    assert_success(&output);
+    let server = DeployServer::start(&db, &[]);
+    let jar = dir.path().join("cookies");
+    let jar = jar.to_str().unwrap();
+    let (status, page) = crate::deploy_serve::curl(&["-c", jar, &server.url("/login")]);
+    assert_eq!(status, 200, "{page}");
+    let (status, _) = crate::deploy_serve::curl(&[
+        "-b",
+        jar,
+        "-c",
+        jar,
+        "--data-urlencode",
+        &format!("csrf={}", csrf_of(&page)),
+        "--data-urlencode",
+        "user=admin",
+        "--data-urlencode",
+        "password=admin password",
+        "--data-urlencode",
+        "next=/",
+        &server.url("/login"),
+    ]);
+    assert_eq!(status, 303, "logged in");
+    let (status, page) =
+        crate::deploy_serve::curl(&["-b", jar, &server.url("/services/site/edit")]);
+    assert_eq!(status, 200, "{page}");
+
+    let catcher = SecretCatcher::ftp();
+    let elsewhere = format!("ftp://{USER}@127.0.0.1:{}/www", catcher.port);
+    let mut form = vec![
+        format!("csrf={}", csrf_of(&page)),
+        "name=site".to_owned(),
+        format!("repo={}", repos.bare.display()),
+        "provider=git".to_owned(),
+        "branch=main".to_owned(),
+        format!("target={elsewhere}"),
+        "tls_verify=system".to_owned(),
+        "enabled=on".to_owned(),
+    ];
+    let post = |form: &[String]| {
+        let mut args = vec!["-b", jar];
+        for field in form {
+            args.extend(["--data-urlencode", field.as_str()]);
+        }
+        let url = server.url("/services/site/edit");
+        args.push(&url);
+        crate::deploy_serve::curl(&args)
+    };
+    let (status, page) = post(&form);
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("give the FTP password again"), "{page}");
+    assert_eq!(catcher.seen(), Vec::<String>::new(), "nothing reached it");
+    assert_eq!(show(&db)["target"], to, "nothing was changed");
+    // With a password typed for the new target, the change is saved.
+    form.push("ftp_password=for the new host".to_owned());
+    let (status, page) = post(&form);
+    assert!(matches!(status, 200 | 303), "{status}: {page}");
+    assert_eq!(show(&db)["target"], elsewhere);
+}
