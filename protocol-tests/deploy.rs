@@ -183,6 +183,11 @@ struct PyFtpd {
 
 impl PyFtpd {
     fn start(tls: bool) -> Self {
+        Self::start_with(tls, &[])
+    }
+
+    /// With more options of `pyftpdlib_server.py`.
+    fn start_with(tls: bool, options: &[&str]) -> Self {
         let root = tempfile::tempdir().unwrap();
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut command = Command::new("python3");
@@ -196,6 +201,7 @@ impl PyFtpd {
                 .arg(manifest.join("certs-dev/cert.pem"))
                 .arg(manifest.join("certs-dev/key.pem"));
         }
+        command.args(options);
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -337,6 +343,18 @@ fn deploy_to_ferry_over_ftp_mirrors_every_kind_of_change() {
 #[test]
 fn deploy_to_pyftpdlib_mirrors_every_kind_of_change() {
     let server = PyFtpd::start(false);
+    let url = format!("ftp://{USER}@127.0.0.1:{}/site", server.port);
+    let deployer = Deployer::new(url, &["--jobs", "2", "--exclude", "*.tmp"]);
+    let target = server.root.path().join("site");
+    std::fs::create_dir_all(&target).unwrap();
+    deploy_story(&deployer, &target);
+}
+
+#[test]
+fn deploy_to_a_server_that_will_not_rename_over_a_file_mirrors_every_kind_of_change() {
+    // Windows servers refuse RNTO onto an existing file: each replaced file is moved aside,
+    // the new one renamed into place, and the old one deleted; nothing is left behind.
+    let server = PyFtpd::start_with(false, &["--no-rename-over"]);
     let url = format!("ftp://{USER}@127.0.0.1:{}/site", server.port);
     let deployer = Deployer::new(url, &["--jobs", "2", "--exclude", "*.tmp"]);
     let target = server.root.path().join("site");

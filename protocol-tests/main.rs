@@ -24,6 +24,7 @@ mod ftplib;
 mod garage;
 mod lftp;
 mod limits;
+mod operators;
 mod proxy;
 #[cfg(feature = "s3")]
 mod scale_out;

@@ -5,19 +5,32 @@ reply goes to --log, so tests can check what the client actually sent.
 
     pyftpdlib_server.py --home DIR --user NAME --password PW [--port N]
         [--tls CERT KEY] [--without CMD]... [--refuse CMD]... [--max-cons-per-ip N]
-        [--masquerade ADDR] [--log FILE]
+        [--masquerade ADDR] [--log FILE] [--no-rename-over]
 
 --without CMD removes a command altogether (and from FEAT); --refuse CMD keeps it in FEAT but
-answers "502" to it, as servers behind some firewalls do with EPSV.
+answers "502" to it, as servers behind some firewalls do with EPSV. --no-rename-over refuses to
+rename onto an existing file, as Windows servers (IIS, FileZilla Server) do.
 """
 
 import argparse
+import errno
 import logging
+import os
 import sys
 
 from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.filesystems import AbstractedFS
 from pyftpdlib.handlers import FTPHandler
 from pyftpdlib.servers import FTPServer
+
+
+class NoRenameOverFS(AbstractedFS):
+    """Renames like Windows: never onto an existing file."""
+
+    def rename(self, src, dst):
+        if os.path.exists(dst):
+            raise OSError(errno.EEXIST, "Cannot create a file when that file already exists")
+        super().rename(src, dst)
 
 
 def refusing(command):
@@ -39,6 +52,7 @@ def main():
     parser.add_argument("--max-cons-per-ip", type=int, default=0)
     parser.add_argument("--masquerade")
     parser.add_argument("--log")
+    parser.add_argument("--no-rename-over", action="store_true")
     args = parser.parse_args()
 
     if args.log:
@@ -68,6 +82,8 @@ def main():
         attributes["ftp_" + command] = refusing(command)
     if args.masquerade:
         attributes["masquerade_address"] = args.masquerade
+    if args.no_rename_over:
+        attributes["abstracted_fs"] = NoRenameOverFS
     if args.tls:
         attributes["certfile"] = args.tls[0]
         attributes["keyfile"] = args.tls[1]

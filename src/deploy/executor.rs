@@ -4,7 +4,7 @@
 //! fresh connection, and sessions waiting for the others send NOOPs so the server keeps them.
 //! Every reply is checked by the client; a failure here is never silent.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::io::IsTerminal as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -400,6 +400,9 @@ pub struct Executor {
     pub keepalive: Duration,
     pub journal: Arc<Mutex<Journal>>,
     pub progress: Arc<Progress>,
+    /// Temporary names uploads went to and that were not renamed into place yet: removed when
+    /// the run fails, so a failed deploy leaves no `.ferry-tmp.*` file behind.
+    pub temps: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Executor {
@@ -418,7 +421,45 @@ impl Executor {
         if let Some(drawer) = drawer {
             let _ = drawer.await;
         }
+        if result.is_err() {
+            self.remove_leftover_temps(&mut sessions).await;
+        }
         (result.map(|()| report), sessions)
+    }
+
+    /// After a failed run: deletes the temporary files its uploads left (best effort, on a new
+    /// connection if the old one broke), so the target holds no `.ferry-tmp.*` name of ours.
+    async fn remove_leftover_temps(&self, sessions: &mut [Session]) {
+        let temps: Vec<String> = match self.temps.lock() {
+            Ok(mut temps) => std::mem::take(&mut *temps).into_iter().collect(),
+            Err(_) => return,
+        };
+        if temps.is_empty() {
+            return;
+        }
+        let Some(session) = sessions.first_mut() else {
+            warn!(
+                files = temps.len(),
+                "no connection left to remove the failed deploy's temporary files"
+            );
+            return;
+        };
+        let mut removed = 0;
+        for temp in &temps {
+            let mut deleted = session.client.delete(temp).await;
+            if deleted.as_ref().is_err_and(ClientError::is_transient)
+                && session.client.reconnect().await.is_ok()
+            {
+                deleted = session.client.delete(temp).await;
+            }
+            match deleted {
+                Ok(()) => removed += 1,
+                // Never created, or already gone.
+                Err(ClientError::Refused { reply, .. }) if reply.code.get() >= 500 => {}
+                Err(error) => warn!(file = temp, %error, "cannot remove a temporary file"),
+            }
+        }
+        info!(removed, "removed the failed deploy's temporary files");
     }
 
     async fn run_phases(
@@ -467,6 +508,7 @@ impl Executor {
                 retry: self.retry,
                 journal: Arc::clone(&self.journal),
                 progress: Arc::clone(&self.progress),
+                temps: Arc::clone(&self.temps),
             };
             let queue = Arc::clone(&queue);
             let busy = Arc::clone(&busy);
@@ -645,6 +687,7 @@ struct Worker {
     retry: RetryPolicy,
     journal: Arc<Mutex<Journal>>,
     progress: Arc<Progress>,
+    temps: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Worker {
@@ -711,7 +754,34 @@ impl Worker {
         path: &str,
     ) -> Result<(), StepError> {
         let temp = temp_name(path);
-        let sent = match self.store_blob(client, upload, &temp).await {
+        if let Ok(mut temps) = self.temps.lock() {
+            temps.insert(temp.clone());
+        }
+        let result = self.upload_via(client, upload, path, &temp).await;
+        if result.is_ok() {
+            if let Ok(mut temps) = self.temps.lock() {
+                temps.remove(&temp);
+            }
+        } else if matches!(result, Err(StepError::Client(ClientError::Refused { .. })))
+            && client.delete(&temp).await.is_ok()
+        {
+            // A refusal (a rename the account may not make, say) leaves the connection
+            // usable: the temporary file goes at once.
+            if let Ok(mut temps) = self.temps.lock() {
+                temps.remove(&temp);
+            }
+        }
+        result
+    }
+
+    async fn upload_via(
+        &self,
+        client: &mut FtpClient,
+        upload: &Upload,
+        path: &str,
+        temp: &str,
+    ) -> Result<(), StepError> {
+        let sent = match self.store_blob(client, upload, temp).await {
             // The directory may have been removed on the server behind our back: make it again.
             Err(StepError::Client(ClientError::Refused { reply, command }))
                 if reply.code.get() >= 500 =>
@@ -725,7 +795,7 @@ impl Worker {
                     "the directory is missing on the server; creating it"
                 );
                 client.mkdir_all(parent).await?;
-                self.store_blob(client, upload, &temp).await?
+                self.store_blob(client, upload, temp).await?
             }
             other => other?,
         };
@@ -735,7 +805,7 @@ impl Worker {
                 upload.size
             ))));
         }
-        rename_over(client, &temp, path).await?;
+        rename_over(client, temp, path).await?;
         self.progress.bytes_done.fetch_add(sent, Ordering::Relaxed);
         Ok(())
     }
@@ -780,25 +850,42 @@ impl Worker {
     }
 }
 
-/// RNFR/RNTO `from` over `to`. Servers that refuse to rename over an existing file (IIS, FileZilla
-/// Server) get the old file deleted first — the only moment a visitor could miss it.
-async fn rename_over(client: &mut FtpClient, from: &str, to: &str) -> Result<(), ClientError> {
+/// RNFR/RNTO `from` over `to`. Servers that refuse to rename over an existing file (IIS,
+/// FileZilla Server) refuse the RNTO: the old file is then renamed aside, the new one into place,
+/// and the old one deleted — the only moment a visitor could miss it. The old file is never
+/// deleted before the new one is in place, so a server that refuses every rename (an account
+/// without the rename permission) loses nothing.
+pub(crate) async fn rename_over(
+    client: &mut FtpClient,
+    from: &str,
+    to: &str,
+) -> Result<(), ClientError> {
     match client.rename(from, to).await {
-        Err(ClientError::Refused { reply, .. })
-            if reply.code == ReplyCode::FILE_UNAVAILABLE || reply.code.get() == 553 =>
+        Err(ClientError::Refused { reply, command })
+            if command.starts_with("RNTO")
+                && (reply.code == ReplyCode::FILE_UNAVAILABLE || reply.code.get() == 553) =>
         {
-            if client.kind_of(to).await? == Some(RemoteKind::File) {
-                warn!(
-                    file = to,
-                    "the server will not rename over a file; deleting it first"
-                );
-                client.delete(to).await?;
-                client.rename(from, to).await
-            } else {
-                Err(ClientError::Refused {
-                    command: format!("RNTO {to}"),
-                    reply,
-                })
+            if client.kind_of(to).await? != Some(RemoteKind::File) {
+                return Err(ClientError::Refused { command, reply });
+            }
+            warn!(
+                file = to,
+                "the server will not rename over a file; moving the old one aside first"
+            );
+            let aside = format!("{}.old", temp_name(to));
+            client.rename(to, &aside).await?;
+            match client.rename(from, to).await {
+                Ok(()) => {
+                    if let Err(error) = client.delete(&aside).await {
+                        warn!(file = aside, %error, "cannot delete the replaced file");
+                    }
+                    Ok(())
+                }
+                Err(error) => {
+                    // Put the old file back: the site keeps what it had.
+                    let _ = client.rename(&aside, to).await;
+                    Err(error)
+                }
             }
         }
         other => other,

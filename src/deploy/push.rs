@@ -315,6 +315,7 @@ pub async fn push_watched(
         keepalive: request.keepalive,
         journal: Arc::clone(&journal),
         progress: Progress::new(&plan),
+        temps: Arc::default(),
     };
     watch(Arc::clone(&executor.progress));
     let (result, mut sessions) = executor.run(&plan, sessions).await;

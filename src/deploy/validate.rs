@@ -1,17 +1,20 @@
 //! Checks that a service can deploy before a push needs it: the repository answers and has the
 //! branch, the FTP target accepts the stored login (with the service's TLS verification), the
-//! target directory is a directory, a file can be written there and removed again, and — with
+//! target directory is a directory (or can be made), a file can be uploaded there, replaced by a
+//! rename from a temporary name and deleted — the steps of every deploy — and — with
 //! a provider token — the git host has the service's webhook registered. The CLI (`service
 //! add/edit/validate`), the API and `deploy serve`'s schedule all run [`validate_and_record`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client::{FtpClient, RemoteKind, StoreMode};
+use crate::client::{ClientError, FtpClient, RemoteKind, StoreMode};
 
 use tracing::{info, warn};
 
+use super::executor::rename_over;
 use super::git_auth;
+use super::ignore_rules::TEMP_PREFIX;
 use super::provider_api::ProviderApi;
 use super::store::{
     DeployStoreError, Service, ServiceSecrets, ServiceStore, Validation, ValidationCheck,
@@ -275,23 +278,33 @@ async fn check_target(service: &Service, secrets: &ServiceSecrets) -> Vec<Check>
     } else {
         client.kind_of(dir).await
     };
-    let probe = match kind {
+    // A missing target directory is made for the probe and removed after it, as the first
+    // deploy would make it; what validation creates, it removes.
+    let mut created = Vec::new();
+    match kind {
         Ok(Some(RemoteKind::Dir)) => {
             checks.push(passed("target directory", format!("/{dir} exists")));
-            if dir.is_empty() {
-                PROBE_NAME.to_owned()
-            } else {
-                format!("{dir}/{PROBE_NAME}")
+        }
+        Ok(None) => match make_missing_dirs(&mut client, dir).await {
+            Ok(made) => {
+                checks.push(passed(
+                    "target directory",
+                    format!("/{dir} does not exist yet; the first deploy creates it (tried)"),
+                ));
+                created = made;
             }
-        }
-        Ok(None) => {
-            checks.push(passed(
-                "target directory",
-                format!("/{dir} does not exist yet; the first deploy creates it"),
-            ));
-            let _ = client.quit().await;
-            return checks;
-        }
+            Err(error) => {
+                checks.push(failed(
+                    "target directory",
+                    format!(
+                        "/{dir} does not exist and cannot be created ({error}); create it or \
+                         give the account the right to"
+                    ),
+                ));
+                let _ = client.quit().await;
+                return checks;
+            }
+        },
         Ok(Some(_)) => {
             checks.push(failed(
                 "target directory",
@@ -304,18 +317,84 @@ async fn check_target(service: &Service, secrets: &ServiceSecrets) -> Vec<Check>
             checks.push(failed("target directory", format!("/{dir}: {error}")));
             return checks;
         }
-    };
-    let mut body: &[u8] = b"ferry deploy service validate\n";
-    let written = match client.store(&probe, &mut body, StoreMode::Replace).await {
-        Ok(_) => client.delete(&probe).await,
-        Err(error) => Err(error),
-    };
-    checks.push(match written {
-        Ok(()) => passed("write access", format!("wrote and removed {probe}")),
-        Err(error) => failed("write access", format!("cannot write {probe}: {error}")),
+    }
+    checks.push(match probe_deploy_steps(&mut client, dir).await {
+        Ok(detail) => passed("write access", detail),
+        Err(detail) => failed("write access", detail),
     });
+    for made in created.iter().rev() {
+        if let Err(error) = client.rmdir(made).await {
+            warn!(dir = made, %error, "validation cannot remove the directory it made");
+        }
+    }
     let _ = client.quit().await;
     checks
+}
+
+/// Makes `dir` and its missing parents; the ones it made, parents first.
+async fn make_missing_dirs(client: &mut FtpClient, dir: &str) -> Result<Vec<String>, ClientError> {
+    let mut made = Vec::new();
+    let mut prefix = String::new();
+    for part in dir.split('/').filter(|p| !p.is_empty()) {
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        prefix.push_str(part);
+        if client.kind_of(&prefix).await?.is_none() {
+            client.mkdir(&prefix).await?;
+            made.push(prefix.clone());
+        }
+    }
+    Ok(made)
+}
+
+/// What a deploy does to every file, on probe names in `dir`: upload a file, upload its next
+/// version to the temporary name, rename that over the file, delete the file. The first step that
+/// fails is named; whatever was written is removed again, failure or not.
+async fn probe_deploy_steps(client: &mut FtpClient, dir: &str) -> Result<String, String> {
+    let in_dir = |name: &str| {
+        if dir.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{dir}/{name}")
+        }
+    };
+    let probe = in_dir(PROBE_NAME);
+    let temp = in_dir(&format!("{TEMP_PREFIX}{PROBE_NAME}"));
+    let mut body: &[u8] = b"ferry deploy service validate\n";
+    let result = async {
+        client
+            .store(&probe, &mut body, StoreMode::Replace)
+            .await
+            .map_err(|e| format!("uploading {probe} failed: {e}"))?;
+        let mut body: &[u8] = b"ferry deploy service validate, again\n";
+        client
+            .store(&temp, &mut body, StoreMode::Replace)
+            .await
+            .map_err(|e| format!("uploading {temp} failed: {e}"))?;
+        rename_over(client, &temp, &probe).await.map_err(|e| {
+            format!(
+                "renaming {temp} over {probe} failed: {e}; every deploy uploads to a temporary \
+                 name and renames it into place, so the account needs the rename permission"
+            )
+        })?;
+        client.delete(&probe).await.map_err(|e| {
+            format!(
+                "deleting {probe} failed: {e}; deploys delete the files a commit removes, so \
+                 the account needs the delete permission"
+            )
+        })?;
+        Ok(format!(
+            "uploaded, renamed over and deleted {probe}, as every deploy does"
+        ))
+    }
+    .await;
+    if result.is_err() {
+        for name in [&temp, &probe] {
+            let _ = client.delete(name).await;
+        }
+    }
+    result
 }
 
 fn passed(name: &'static str, detail: String) -> Check {
