@@ -145,3 +145,123 @@ fn validation_tries_what_a_deploy_does_and_a_failed_deploy_leaves_no_temporary_f
     assert_eq!(leftovers(&www.join("css")), Vec::<String>::new());
     assert_eq!(std::fs::read(www.join("index.html")).unwrap(), b"old\n");
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_a_listing_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    for n in 0..3 {
+        assert_success(&run_with_timeout(
+            &mut ferry(&db, &["deploy", "token", "add", &format!("t{n}")]),
+            LIMIT,
+        ));
+    }
+    // `ferry deploy token list | head -0`: the pipe is closed before anything is written.
+    for args in [
+        &["deploy", "token", "list"][..],
+        &["deploy", "log"],
+        &["user", "list"],
+    ] {
+        let mut child = ferry(&db, args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_typo_in_the_database_path_creates_nothing_and_says_so_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo.db");
+    for args in [
+        &["user", "list"][..],
+        &["group", "list"],
+        &["user", "del", "bob"],
+        &["deploy", "service", "list"],
+        &["deploy", "log"],
+        &["deploy", "token", "list"],
+        &["deploy", "notify", "list"],
+    ] {
+        let output = run_with_timeout(&mut ferry(&typo, args), LIMIT);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("there is no database at") && stderr.contains("typo"),
+            "{args:?}: {stderr}"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{args:?} created {left:?}");
+    }
+    // A database in a directory that does not exist: the reason once, not three times.
+    let output = run_with_input(
+        &mut ferry(
+            &dir.path().join("missing/ferry.db"),
+            &["user", "add", "bob", "--password-stdin"],
+        ),
+        "pw\n",
+        LIMIT,
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("cannot open").count(), 1, "{stderr}");
+    // `user passwd` without the flag shows `user passwd`, not `user add`.
+    let db = dir.path().join("ferry.db");
+    assert_success(&run_with_input(
+        &mut ferry(&db, &["user", "add", "bob", "--password-stdin"]),
+        "pw\n",
+        LIMIT,
+    ));
+    let output = run_with_timeout(&mut ferry(&db, &["user", "passwd", "bob"]), LIMIT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ferry user passwd NAME --password-stdin"),
+        "{stderr}"
+    );
+    // Listing the deploy services makes no key file.
+    assert_success(&run_with_timeout(
+        &mut ferry(&db, &["deploy", "service", "list"]),
+        LIMIT,
+    ));
+    assert!(!dir.path().join("ferry.db.secret-key").exists());
+}
+
+#[test]
+fn a_deploy_to_an_implicit_tls_port_without_it_says_to_use_ftps_implicit() {
+    let ftp = TestServer::start_with_implicit_tls(|_, _| {});
+    let implicit = ftp.implicit_addr.unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    let repos = Repos::new(repo.path());
+    repos.write("index.html", b"x\n");
+    repos.commit_and_push("x", "main");
+    let output = run_with_input(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .env("FERRY_STATE_DIR", repo.path().join("state"))
+            .args([
+                "deploy",
+                "push",
+                repos.work.to_str().unwrap(),
+                "--to",
+                &format!("ftps://{USER}@localhost:{}/www", implicit.port()),
+                "--password-stdin",
+            ]),
+        &format!("{PASSWORD}\n"),
+        LIMIT,
+    );
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("sent no FTP greeting") && stderr.contains("use ftps-implicit://"),
+        "{stderr}"
+    );
+}

@@ -386,19 +386,27 @@ impl Cli {
         match self.command {
             Command::Serve(args) => serve(self.db, *args).await,
             Command::User(command) => {
-                let store = open_store(&db_path(self.db, None))?;
-                user_command(&store, command)
+                let db = db_path(self.db, None);
+                if !matches!(command, UserCommand::Add { .. }) {
+                    require_database(&db)?;
+                }
+                user_command(&open_store(&db)?, command)
             }
             Command::Group(command) => {
-                let store = open_store(&db_path(self.db, None))?;
-                group_command(&store, command)
+                let db = db_path(self.db, None);
+                if !matches!(command, GroupCommand::Add { .. }) {
+                    require_database(&db)?;
+                }
+                group_command(&open_store(&db)?, command)
             }
             Command::Accounts(AccountsCommand::Snapshot { out }) => {
-                let store = open_store(&db_path(self.db, None))?;
+                let db = db_path(self.db, None);
+                require_database(&db)?;
+                let store = open_store(&db)?;
                 store.snapshot(&out).with_context(|| {
                     format!("cannot write the accounts snapshot {}", out.display())
                 })?;
-                println!(
+                crate::outln!(
                     "wrote {}; start nodes on it with: ferry --db FILE serve --accounts-read-only",
                     out.display()
                 );
@@ -409,8 +417,8 @@ impl Cli {
                 let (cert, key) = write_development_certificate(&dir).with_context(|| {
                     format!("cannot write a certificate into {}", dir.display())
                 })?;
-                println!("wrote {} and {}", cert.display(), key.display());
-                println!("for development only: clients cannot verify this certificate");
+                crate::outln!("wrote {} and {}", cert.display(), key.display());
+                crate::outln!("for development only: clients cannot verify this certificate");
                 Ok(())
             }
         }
@@ -455,8 +463,20 @@ fn db_path(flag: Option<PathBuf>, file: Option<&FileConfig>) -> PathBuf {
 }
 
 fn open_store(path: &Path) -> anyhow::Result<AccountStore> {
-    AccountStore::open(path)
-        .with_context(|| format!("cannot open the accounts database {}", path.display()))
+    Ok(AccountStore::open(path)?)
+}
+
+/// Refuses to go on when there is no database at `db`: only commands that add something create
+/// one, so a typo in `--db` is an error instead of an empty new database.
+pub fn require_database(db: &Path) -> anyhow::Result<()> {
+    if db.exists() {
+        return Ok(());
+    }
+    bail!(
+        "there is no database at {} (nothing was added to it yet, or the path has a typo); the \
+         commands that add something create it, such as `ferry user add`",
+        db.display()
+    )
 }
 
 fn parse_perms(letters: Option<String>) -> anyhow::Result<Option<Permissions>> {
@@ -466,11 +486,12 @@ fn parse_perms(letters: Option<String>) -> anyhow::Result<Option<Permissions>> {
 }
 
 /// The first line of standard input, without its line ending.
-fn read_password(password_stdin: bool) -> anyhow::Result<String> {
+/// `example` is the command to show when the flag is missing, as in `ferry user add NAME`.
+fn read_password(password_stdin: bool, example: &str) -> anyhow::Result<String> {
     if !password_stdin {
         bail!(
             "pass the password on standard input with --password-stdin, \
-             as in: printf '%s' \"$PASSWORD\" | ferry user add NAME --password-stdin"
+             as in: printf '%s' \"$PASSWORD\" | {example} --password-stdin"
         );
     }
     let mut line = String::new();
@@ -498,7 +519,7 @@ fn user_command(store: &AccountStore, command: UserCommand) -> anyhow::Result<()
             password_stdin,
         } => {
             let permissions = parse_perms(perms)?;
-            let password = read_password(password_stdin)?;
+            let password = read_password(password_stdin, "ferry user add NAME")?;
             store.add_user(NewAccount {
                 name: &name,
                 group: group.as_deref(),
@@ -509,15 +530,20 @@ fn user_command(store: &AccountStore, command: UserCommand) -> anyhow::Result<()
                 storage: storage.as_deref(),
                 password: &password,
             })?;
-            println!("user {name} added");
+            crate::outln!("user {name} added");
         }
         UserCommand::List => {
-            println!(
+            crate::outln!(
                 "{:<24} {:<16} {:<12} {:<6} {:<8} {:<12} HOME",
-                "NAME", "GROUP", "PERMS", "ADMIN", "TLS", "STORAGE"
+                "NAME",
+                "GROUP",
+                "PERMS",
+                "ADMIN",
+                "TLS",
+                "STORAGE"
             );
             for user in store.list_users()? {
-                println!(
+                crate::outln!(
                     "{:<24} {:<16} {:<12} {:<6} {:<8} {:<12} {}",
                     user.name,
                     user.group.as_deref().unwrap_or("-"),
@@ -553,19 +579,19 @@ fn user_command(store: &AccountStore, command: UserCommand) -> anyhow::Result<()
             if enable || disable {
                 store.set_user_enabled(&name, enable)?;
             }
-            println!("user {name} changed");
+            crate::outln!("user {name} changed");
         }
         UserCommand::Del { name } => {
             store.delete_user(&name)?;
-            println!("user {name} deleted (the files in its home are kept)");
+            crate::outln!("user {name} deleted (the files in its home are kept)");
         }
         UserCommand::Passwd {
             name,
             password_stdin,
         } => {
-            let password = read_password(password_stdin)?;
+            let password = read_password(password_stdin, "ferry user passwd NAME")?;
             store.set_password(&name, &password)?;
-            println!("password of {name} changed");
+            crate::outln!("password of {name} changed");
         }
     }
     Ok(())
@@ -588,15 +614,18 @@ fn group_command(store: &AccountStore, command: GroupCommand) -> anyhow::Result<
             if storage.is_some() {
                 store.set_group_storage(&name, storage.as_deref())?;
             }
-            println!("group {name} added");
+            crate::outln!("group {name} added");
         }
         GroupCommand::List => {
-            println!(
+            crate::outln!(
                 "{:<24} {:<12} {:<8} {:<12} HOME",
-                "NAME", "PERMS", "TLS", "STORAGE"
+                "NAME",
+                "PERMS",
+                "TLS",
+                "STORAGE"
             );
             for group in store.list_groups()? {
-                println!(
+                crate::outln!(
                     "{:<24} {:<12} {:<8} {:<12} {}",
                     group.name,
                     group.permissions.to_string(),
@@ -608,7 +637,7 @@ fn group_command(store: &AccountStore, command: GroupCommand) -> anyhow::Result<
         }
         GroupCommand::Del { name } => {
             store.delete_group(&name)?;
-            println!("group {name} deleted");
+            crate::outln!("group {name} deleted");
         }
     }
     Ok(())
@@ -676,10 +705,18 @@ async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> 
     );
     info!(
         listen = %local,
-        implicit_tls = ?implicit.as_ref().and_then(|l| l.local_addr().ok()),
+        implicit_tls = %implicit
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map_or_else(|| "off".to_owned(), |addr| addr.to_string()),
         tls_required = settings.tls.as_ref().map_or("none", |t| t.required.as_str()),
         storage = %describe_storage(&settings.storage),
-        named_storage = ?settings.named_storage.keys().collect::<Vec<_>>(),
+        named_storage = %settings
+            .named_storage
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(","),
         db = %db.display(),
         accounts_read_only = settings.accounts_read_only,
         passive_ports = %settings.server.passive_ports,
@@ -772,7 +809,8 @@ impl DeployTargetArgs {
     fn request(&self, init: bool) -> Result<DeployRequest, DeployError> {
         let target = DeployTarget::parse(&self.to)?;
         let password = if self.password_stdin {
-            read_password(true).map_err(|e| DeployError::Usage(format!("{e:#}")))?
+            read_password(true, "ferry deploy push")
+                .map_err(|e| DeployError::Usage(format!("{e:#}")))?
         } else if let Some(password) = std::env::var("FERRY_FTP_PASSWORD")
             .ok()
             .filter(|p| !p.is_empty())
@@ -838,9 +876,9 @@ async fn deploy_command(db: Option<PathBuf>, command: DeployCommand) -> anyhow::
             let request = target.request(init)?;
             let prepared = push::dry_run(&request).await?;
             print_state(&request, &prepared);
-            println!("dry run: nothing was changed");
+            crate::outln!("dry run: nothing was changed");
             for step in prepared.plan.steps() {
-                println!("  {step}");
+                crate::outln!("  {step}");
             }
             prepared.close().await;
         }
@@ -853,10 +891,10 @@ async fn deploy_command(db: Option<PathBuf>, command: DeployCommand) -> anyhow::
             let outcome = push::push(&request).await?;
             let url = request.target.display_url();
             if outcome.up_to_date {
-                println!("{url} is up to date at {}", outcome.plan.to);
+                crate::outln!("{url} is up to date at {}", outcome.plan.to);
             } else {
                 let report = outcome.report.unwrap_or_default();
-                println!(
+                crate::outln!(
                     "deployed {} to {url}: {} uploaded ({}), {} deleted, {} directories created, {} removed",
                     outcome.plan.to,
                     report.uploaded,
@@ -870,7 +908,7 @@ async fn deploy_command(db: Option<PathBuf>, command: DeployCommand) -> anyhow::
         DeployCommand::Catchup { target } => {
             let request = target.request(false)?;
             let marker = push::catchup(&request).await?;
-            println!(
+            crate::outln!(
                 "recorded {} as deployed on {} (nothing uploaded)",
                 marker.commit,
                 request.target.display_url()
@@ -938,24 +976,49 @@ async fn deploy_serve(db: &Path, args: DeployServeArgs) -> anyhow::Result<()> {
 }
 
 fn print_state(request: &DeployRequest, prepared: &push::Prepared) {
-    println!("target:   {}", request.target.display_url());
+    crate::outln!("target:   {}", request.target.display_url());
     match &prepared.marker {
-        Some(marker) => println!(
+        Some(marker) => crate::outln!(
             "deployed: {} ({} by {})",
-            marker.commit, marker.time, marker.who
+            marker.commit,
+            marker.time,
+            marker.who
         ),
-        None => println!("deployed: nothing (no {MARKER_NAME} on the target)"),
+        None => crate::outln!("deployed: nothing (no {MARKER_NAME} on the target)"),
     }
-    println!("to push:  {}", prepared.target_commit);
+    crate::outln!("to push:  {}", prepared.target_commit);
     if prepared.journaled > 0 {
-        println!(
+        crate::outln!(
             "an unfinished deploy completed {} operations; a push resumes it",
             prepared.journaled
         );
     }
     if prepared.plan.is_empty() {
-        println!("changes:  none");
+        crate::outln!("changes:  none");
     } else {
-        println!("changes:  {}", prepared.plan.summary());
+        crate::outln!("changes:  {}", prepared.plan.summary());
+    }
+}
+
+/// Prints a line of a command's output on standard output. A reader that went away (`ferry deploy
+/// log | head -1`) ends the command quietly and successfully, as it does for ripgrep, instead of
+/// the panic `println!` gives on a closed pipe.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::print_line(::std::format_args!($($arg)*))
+    };
+}
+
+/// What [`outln!`] calls.
+#[doc(hidden)]
+pub fn print_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    if let Err(error) = writeln!(std::io::stdout().lock(), "{line}") {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write the output: {error}");
+        std::process::exit(1);
     }
 }

@@ -40,10 +40,24 @@ fn main() -> ExitCode {
                     ExitCode::from(deploy.exit_code())
                 }
                 None => {
-                    eprintln!("error: {error:#}");
+                    eprintln!("error: {}", describe(&error));
                     ExitCode::FAILURE
                 }
             }
         }
     }
+}
+
+/// The error and its causes, each said once: a cause whose text the message already holds (an
+/// error that names its source, then the source itself) is not repeated.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }

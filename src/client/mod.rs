@@ -188,6 +188,13 @@ pub enum ClientError {
     ResumptionRefused(Reply),
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// Nothing answered like an FTP server after connecting.
+    #[error(
+        "{addr} sent no FTP greeting within {waited:?}: if it expects TLS from the first byte \
+         (implicit FTPS, customarily port 990), use ftps-implicit://; otherwise check the host \
+         and port"
+    )]
+    NoGreeting { addr: String, waited: Duration },
     /// The server sent more than the client keeps in memory for this download.
     #[error("{what} holds {limit}, more than ferry reads; it is not what ferry expects there")]
     TooLarge { what: String, limit: String },
@@ -202,7 +209,9 @@ impl ClientError {
             Self::ResumptionRefused(_) => true,
             Self::Refused { reply, .. } => (400..500).contains(&reply.code.get()),
             Self::LoginRefused(reply) => reply.code == ReplyCode::SERVICE_NOT_AVAILABLE,
-            Self::Tls(_) | Self::Protocol(_) | Self::TooLarge { .. } => false,
+            Self::Tls(_) | Self::Protocol(_) | Self::TooLarge { .. } | Self::NoGreeting { .. } => {
+                false
+            }
         }
     }
 
@@ -365,7 +374,23 @@ impl FtpClient {
     }
 
     async fn greet_and_login(&mut self) -> ClientResult<()> {
-        let mut greeting = self.control.read_reply().await?;
+        // A server greets at once; one that says nothing (or hangs up) while waiting for a TLS
+        // handshake is an implicit-FTPS port reached without it, and is told as such.
+        let waited = self.config.connect_timeout;
+        let no_greeting = || ClientError::NoGreeting {
+            addr: self.peer.to_string(),
+            waited,
+        };
+        let mut greeting = match tokio::time::timeout(waited, self.control.read_reply()).await {
+            Ok(Ok(reply)) => reply,
+            Err(_) | Ok(Err(ClientError::ConnectionClosed | ClientError::Timeout(_)))
+                if self.config.security != Security::Implicit =>
+            {
+                return Err(no_greeting());
+            }
+            Ok(Err(error)) => return Err(error),
+            Err(_) => return Err(ClientError::Timeout("the server's greeting")),
+        };
         while greeting.code.is_preliminary() {
             greeting = self.control.read_reply().await?;
         }

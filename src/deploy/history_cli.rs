@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use clap::Args;
 use serde_json::json;
 
@@ -14,7 +13,7 @@ use super::marker::current_deployer;
 use super::plan::human_bytes;
 use super::queue::{DeployQueue, QueueConfig};
 use super::restore::{self, DeployedSource, Preview};
-use super::service_cli::SecretKeyArgs;
+use super::service_cli::{Access, SecretKeyArgs};
 use super::store::{Deploy, DeployFilter, DeployStatus, ServiceStats, ServiceStore};
 
 /// `ferry deploy log`
@@ -88,15 +87,9 @@ pub struct RollbackArgs {
     pub queueing: QueueingArgs,
 }
 
-fn open_store(db: &Path, key: &SecretKeyArgs) -> anyhow::Result<ServiceStore> {
-    let key = key.load(db)?;
-    ServiceStore::open(db, key)
-        .with_context(|| format!("cannot open the deploy database {}", db.display()))
-}
-
 /// `ferry deploy log [SERVICE] [--failed] [--limit N] [--json]`
 pub fn log(db: &Path, args: LogArgs) -> anyhow::Result<()> {
-    let store = open_store(db, &args.key)?;
+    let store = args.key.open_store(db, Access::Read)?;
     let filter = DeployFilter {
         service: args.service.clone(),
         failed_only: args.failed,
@@ -111,21 +104,29 @@ pub fn log(db: &Path, args: LogArgs) -> anyhow::Result<()> {
         .transpose()?;
     if args.json {
         let value = json!({ "deploys": deploys, "total": total, "stats": stats });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
-    println!(
+    crate::outln!(
         "{:<6} {:<16} {:<9} {:<8} {:<16} {:<20} {:<14} {:>10} {:>8}  ERROR",
-        "ID", "SERVICE", "STATUS", "COMMIT", "USER", "DATE", "FILES +/~/-", "BYTES", "DURATION"
+        "ID",
+        "SERVICE",
+        "STATUS",
+        "COMMIT",
+        "USER",
+        "DATE",
+        "FILES +/~/-",
+        "BYTES",
+        "DURATION"
     );
     for deploy in &deploys {
-        println!("{}", log_line(deploy));
+        crate::outln!("{}", log_line(deploy));
     }
     if deploys.len() as u64 != total {
-        println!("({} of {total} shown; --limit shows more)", deploys.len());
+        crate::outln!("({} of {total} shown; --limit shows more)", deploys.len());
     }
     if let (Some(name), Some(stats)) = (&args.service, &stats) {
-        println!("{name}: {}", stats_line(stats));
+        crate::outln!("{name}: {}", stats_line(stats));
     }
     Ok(())
 }
@@ -191,10 +192,10 @@ pub fn stats_line(stats: &ServiceStats) -> String {
 
 /// `ferry deploy skip DEPLOY_ID --reason TEXT [--by NAME]`
 pub fn skip(db: &Path, args: SkipArgs) -> anyhow::Result<()> {
-    let store = open_store(db, &args.key)?;
+    let store = args.key.open_store(db, Access::Change)?;
     let by = args.by.unwrap_or_else(current_deployer);
     let deploy = store.skip_deploy(args.deploy_id, &by, &args.reason)?;
-    println!(
+    crate::outln!(
         "deploy {} of {} skipped by {by}: {}",
         deploy.id,
         deploy.service,
@@ -205,7 +206,7 @@ pub fn skip(db: &Path, args: SkipArgs) -> anyhow::Result<()> {
 
 /// A queue over the database for its mirrors and store; `deploy serve` runs the deploys.
 fn queue(db: &Path, args: &QueueingArgs) -> anyhow::Result<Arc<DeployQueue>> {
-    let store = open_store(db, &args.key)?;
+    let store = args.key.open_store(db, Access::Change)?;
     let state_dir = args
         .state_dir
         .clone()
@@ -266,53 +267,53 @@ fn refuse_if_active(store: &ServiceStore, service: &str) -> anyhow::Result<()> {
 fn print_queued(preview: &Preview, id: i64, as_json: bool) -> anyhow::Result<()> {
     if as_json {
         let value = json!({ "deploy": id, "preview": preview });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
     print_preview(preview, false)?;
-    println!("queued deploy {id}: a running `ferry deploy serve` deploys it");
+    crate::outln!("queued deploy {id}: a running `ferry deploy serve` deploys it");
     Ok(())
 }
 
 /// The preview as text: what is deployed, the commits, then one `A|M|D path` line per file.
 fn print_preview(preview: &Preview, as_json: bool) -> anyhow::Result<()> {
     if as_json {
-        println!("{}", serde_json::to_string_pretty(preview)?);
+        crate::outln!("{}", serde_json::to_string_pretty(preview)?);
         return Ok(());
     }
-    println!("service:  {} ({})", preview.service, preview.kind.as_str());
+    crate::outln!("service:  {} ({})", preview.service, preview.kind.as_str());
     if !preview.deploys.is_empty() {
         let ids: Vec<String> = preview.deploys.iter().map(i64::to_string).collect();
-        println!("restores: deploys {}", ids.join(", "));
+        crate::outln!("restores: deploys {}", ids.join(", "));
     }
     let source = match preview.deployed_source {
         DeployedSource::Marker => "read from the target's marker",
         DeployedSource::Store => "as last recorded; the target's marker was not read",
         DeployedSource::None => "nothing deployed yet",
     };
-    println!(
+    crate::outln!(
         "deployed: {} ({source})",
         preview.deployed.as_deref().unwrap_or("-")
     );
     if let Some(note) = &preview.marker_note {
-        println!("note:     {note}");
+        crate::outln!("note:     {note}");
     }
-    println!("to:       {}", preview.to);
+    crate::outln!("to:       {}", preview.to);
     if let Some(id) = preview.active_deploy {
-        println!("busy:     deploy {id} is queued or running; a restore must wait for it");
+        crate::outln!("busy:     deploy {id} is queued or running; a restore must wait for it");
     }
-    println!("commits:");
+    crate::outln!("commits:");
     for commit in &preview.commits {
-        println!(
+        crate::outln!(
             "  {} {} ({})",
             short(&commit.id),
             commit.message.lines().next().unwrap_or(""),
             commit.author
         );
     }
-    println!("changes:  {}", preview.changes.len());
+    crate::outln!("changes:  {}", preview.changes.len());
     for file in &preview.changes {
-        println!("{} {}", file.change.letter(), file.path);
+        crate::outln!("{} {}", file.change.letter(), file.path);
     }
     Ok(())
 }

@@ -79,9 +79,10 @@ impl DeployError {
     /// anything else a transfer error naming what was being done.
     pub fn from_client(doing: &str, error: ClientError) -> Self {
         match error {
-            ClientError::Connect { .. } | ClientError::LoginRefused(_) | ClientError::Tls(_) => {
-                Self::Connection(error)
-            }
+            ClientError::Connect { .. }
+            | ClientError::LoginRefused(_)
+            | ClientError::Tls(_)
+            | ClientError::NoGreeting { .. } => Self::Connection(error),
             ClientError::Timeout("the control connection") => Self::Connection(error),
             error => Self::Transfer(format!("{doing}: {error}")),
         }

@@ -4,11 +4,10 @@
 
 use std::path::Path;
 
-use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
-use super::service_cli::SecretKeyArgs;
-use super::store::{NotificationSet, NotificationSetUpdate, NotifyWhen, ServiceStore};
+use super::service_cli::{Access, SecretKeyArgs};
+use super::store::{NotificationSet, NotificationSetUpdate, NotifyWhen};
 
 /// `ferry deploy notify ...`
 #[derive(Debug, Args)]
@@ -94,9 +93,12 @@ fn addresses(list: &[String]) -> Vec<String> {
 
 /// Runs one `deploy notify` command against the database at `db`.
 pub fn run(db: &Path, args: NotifyArgs) -> anyhow::Result<()> {
-    let key = args.key.load(db)?;
-    let store = ServiceStore::open(db, key)
-        .with_context(|| format!("cannot open the deploy database {}", db.display()))?;
+    let access = match &args.command {
+        NotifyCommand::Add { .. } => Access::Create,
+        NotifyCommand::List | NotifyCommand::Show { .. } => Access::Read,
+        _ => Access::Change,
+    };
+    let store = args.key.open_store(db, access)?;
     match args.command {
         NotifyCommand::Add { name, settings } => {
             let set = NotificationSet {
@@ -107,15 +109,18 @@ pub fn run(db: &Path, args: NotifyArgs) -> anyhow::Result<()> {
                 notify_authors: settings.authors.unwrap_or_default(),
             };
             store.add_notification_set(&set)?;
-            println!("notification set {name} added");
+            crate::outln!("notification set {name} added");
         }
         NotifyCommand::List => {
-            println!(
+            crate::outln!(
                 "{:<20} {:<7} {:<7} {:<6} AUTHORS",
-                "NAME", "SUCCESS", "FAILURE", "PUSHER"
+                "NAME",
+                "SUCCESS",
+                "FAILURE",
+                "PUSHER"
             );
             for set in store.list_notification_sets()? {
-                println!(
+                crate::outln!(
                     "{:<20} {:<7} {:<7} {:<6} {}",
                     set.name,
                     set.success_emails.len(),
@@ -128,7 +133,7 @@ pub fn run(db: &Path, args: NotifyArgs) -> anyhow::Result<()> {
         NotifyCommand::Show { name, json } => {
             let set = store.notification_set(&name)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&set)?);
+                crate::outln!("{}", serde_json::to_string_pretty(&set)?);
             } else {
                 let list = |l: &[String]| {
                     if l.is_empty() {
@@ -137,11 +142,11 @@ pub fn run(db: &Path, args: NotifyArgs) -> anyhow::Result<()> {
                         l.join(", ")
                     }
                 };
-                println!("name:     {}", set.name);
-                println!("success:  {}", list(&set.success_emails));
-                println!("failure:  {}", list(&set.failure_emails));
-                println!("pusher:   {}", set.notify_pusher);
-                println!("authors:  {}", set.notify_authors);
+                crate::outln!("name:     {}", set.name);
+                crate::outln!("success:  {}", list(&set.success_emails));
+                crate::outln!("failure:  {}", list(&set.failure_emails));
+                crate::outln!("pusher:   {}", set.notify_pusher);
+                crate::outln!("authors:  {}", set.notify_authors);
             }
         }
         NotifyCommand::Edit {
@@ -159,11 +164,11 @@ pub fn run(db: &Path, args: NotifyArgs) -> anyhow::Result<()> {
                 notify_authors: when(settings.authors, no_authors),
             };
             store.update_notification_set(&name, &update)?;
-            println!("notification set {name} changed");
+            crate::outln!("notification set {name} changed");
         }
         NotifyCommand::Del { name } => {
             store.delete_notification_set(&name)?;
-            println!("notification set {name} deleted");
+            crate::outln!("notification set {name} deleted");
         }
     }
     Ok(())

@@ -45,6 +45,46 @@ impl SecretKeyArgs {
         }
         Ok(SecretKey::load_or_create(&SecretKey::default_path(db))?)
     }
+
+    /// The key if it exists; else one that lives in memory only, for commands that never seal
+    /// nor open a secret (a listing must not create a key file, let alone one that would not
+    /// match secrets sealed under a lost key).
+    fn load_for_reading(&self, db: &Path) -> anyhow::Result<SecretKey> {
+        let path = match &self.secret_key_file {
+            Some(path) => path.clone(),
+            None if std::env::var_os("FERRY_SECRET_KEY").is_some() => return self.load(db),
+            None => SecretKey::default_path(db),
+        };
+        if path.exists() {
+            return self.load(db);
+        }
+        Ok(SecretKey::generate().0)
+    }
+
+    /// Opens the deploy database at `db` as `access` allows.
+    pub fn open_store(&self, db: &Path, access: Access) -> anyhow::Result<ServiceStore> {
+        if access != Access::Create {
+            crate::cli::require_database(db)?;
+        }
+        let key = match access {
+            Access::Read => self.load_for_reading(db)?,
+            Access::Create | Access::Change => self.load(db)?,
+        };
+        ServiceStore::open(db, key)
+            .with_context(|| format!("cannot open the deploy database {}", db.display()))
+    }
+}
+
+/// What a command may do to the database: only commands that add something create it, and only
+/// commands that store a secret create the key file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Lists and shows: the database must exist; no key file is made.
+    Read,
+    /// Changes something that must already exist.
+    Change,
+    /// Adds: the database and the key file are made when missing.
+    Create,
 }
 
 /// `ferry deploy service ...`
@@ -258,10 +298,12 @@ pub fn guess_provider(repo: &str) -> Provider {
 
 /// Runs one `deploy service` command against the database at `db`.
 pub async fn run(db: &Path, args: ServiceArgs) -> anyhow::Result<()> {
-    let key = args.key.load(db)?;
-    let store = ServiceStore::open(db, key)
-        .with_context(|| format!("cannot open the deploy database {}", db.display()))?;
-    let store = Arc::new(store);
+    let access = match &args.command {
+        ServiceCommand::Add { .. } => Access::Create,
+        ServiceCommand::List | ServiceCommand::Show { .. } => Access::Read,
+        _ => Access::Change,
+    };
+    let store = Arc::new(args.key.open_store(db, access)?);
     match args.command {
         ServiceCommand::Add { name, settings } => {
             let validate = !settings.no_validate;
@@ -295,7 +337,7 @@ pub async fn run(db: &Path, args: ServiceArgs) -> anyhow::Result<()> {
         }
         ServiceCommand::Del { name } => {
             store.delete_service(&name)?;
-            println!("service {name} deleted (the files on its target are kept)");
+            crate::outln!("service {name} deleted (the files on its target are kept)");
             Ok(())
         }
         ServiceCommand::Validate { name } => {
@@ -316,7 +358,7 @@ async fn validate_service(store: &Arc<ServiceStore>, name: &str) -> anyhow::Resu
     let (checks, validation) = validate_and_record(Arc::clone(store), name).await?;
     for check in &checks {
         let mark = if check.ok { "ok  " } else { "FAIL" };
-        println!("{mark} {:<17} {}", check.name, check.detail);
+        crate::outln!("{mark} {:<17} {}", check.name, check.detail);
     }
     Ok(validation)
 }
@@ -324,10 +366,10 @@ async fn validate_service(store: &Arc<ServiceStore>, name: &str) -> anyhow::Resu
 /// After `add` and `edit`: the checks are shown and stored; a failing one does not undo the
 /// change.
 async fn validate_after_saving(store: &Arc<ServiceStore>, name: &str) -> anyhow::Result<()> {
-    println!("validating (--no-validate skips this):");
+    crate::outln!("validating (--no-validate skips this):");
     let validation = validate_service(store, name).await?;
     if !validation.ok {
-        println!(
+        crate::outln!(
             "saved, but service {name} cannot deploy yet: {}",
             validation.message
         );
@@ -348,9 +390,11 @@ async fn register_hook(
     } else {
         "already registered"
     };
-    println!(
+    crate::outln!(
         "webhook {verb} on {}: {} (id {})",
-        outcome.repo, outcome.hook.url, outcome.hook.id
+        outcome.repo,
+        outcome.hook.url,
+        outcome.hook.id
     );
     Ok(())
 }
@@ -400,10 +444,10 @@ fn add(store: &ServiceStore, name: String, settings: ServiceSettings) -> anyhow:
             .map(parse_api_url)
             .transpose()?,
     })?;
-    println!("service {name} added ({provider})");
-    println!("hook: {}", service.hook_path());
+    crate::outln!("service {name} added ({provider})");
+    crate::outln!("hook: {}", service.hook_path());
     if let (true, Some(secret)) = (generated, &webhook_secret) {
-        println!("secret: {}", secret.expose());
+        crate::outln!("secret: {}", secret.expose());
     }
     Ok(())
 }
@@ -481,18 +525,21 @@ fn edit(
             }
             other => other.into(),
         })?;
-    println!("service {name} changed");
-    println!("hook: {}", service.hook_path());
+    crate::outln!("service {name} changed");
+    crate::outln!("hook: {}", service.hook_path());
     Ok(())
 }
 
 fn list(store: &ServiceStore) -> anyhow::Result<()> {
-    println!(
+    crate::outln!(
         "{:<20} {:<9} {:<16} {:<12} TARGET",
-        "NAME", "PROVIDER", "BRANCH", "DEPLOYED"
+        "NAME",
+        "PROVIDER",
+        "BRANCH",
+        "DEPLOYED"
     );
     for service in store.list_services()? {
-        println!(
+        crate::outln!(
             "{:<20} {:<9} {:<16} {:<12} {}",
             service.name,
             service.provider,
@@ -546,17 +593,17 @@ fn show(store: &ServiceStore, name: &str, as_json: bool) -> anyhow::Result<()> {
     if as_json {
         let mut value = service_json(&service, status);
         value["stats"] = serde_json::to_value(&stats)?;
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
     let set = |flag: bool| if flag { "set" } else { "not set" };
-    println!("name:        {}", service.name);
-    println!("hook:        {}", service.hook_path());
-    println!("repo:        {}", service.repo_url);
-    println!("provider:    {}", service.provider);
-    println!("branch:      {}", service.branch);
-    println!("target:      {}", service.target);
-    println!(
+    crate::outln!("name:        {}", service.name);
+    crate::outln!("hook:        {}", service.hook_path());
+    crate::outln!("repo:        {}", service.repo_url);
+    crate::outln!("provider:    {}", service.provider);
+    crate::outln!("branch:      {}", service.branch);
+    crate::outln!("target:      {}", service.target);
+    crate::outln!(
         "tls verify:  {}",
         match &service.tls_verify {
             TlsVerify::SystemRoots => "system roots".to_owned(),
@@ -564,24 +611,24 @@ fn show(store: &ServiceStore, name: &str, as_json: bool) -> anyhow::Result<()> {
             TlsVerify::CaFile(path) => format!("against {}", path.display()),
         }
     );
-    println!(
+    crate::outln!(
         "notify:      {}",
         service.notification_set.as_deref().unwrap_or("-")
     );
-    println!(
+    crate::outln!(
         "enabled:     {}",
         if service.enabled { "yes" } else { "no" }
     );
-    println!("password:    {}", set(service.has_ftp_password));
-    println!("token:       {}", set(service.has_provider_token));
-    println!("secret:      {}", set(service.has_webhook_secret));
-    println!(
+    crate::outln!("password:    {}", set(service.has_ftp_password));
+    crate::outln!("token:       {}", set(service.has_provider_token));
+    crate::outln!("secret:      {}", set(service.has_webhook_secret));
+    crate::outln!(
         "deployed:    {}",
         service.last_deployed_commit.as_deref().unwrap_or("-")
     );
-    println!("status:      {status}");
-    println!("deploys:     {}", super::history_cli::stats_line(&stats));
-    println!(
+    crate::outln!("status:      {status}");
+    crate::outln!("deploys:     {}", super::history_cli::stats_line(&stats));
+    crate::outln!(
         "api:         {}",
         service
             .api_url
@@ -590,7 +637,7 @@ fn show(store: &ServiceStore, name: &str, as_json: bool) -> anyhow::Result<()> {
     );
     match &service.last_validation {
         Some(v) => {
-            println!(
+            crate::outln!(
                 "validation:  {} at {}: {}",
                 if v.ok { "ok" } else { "failed" },
                 v.at,
@@ -598,10 +645,10 @@ fn show(store: &ServiceStore, name: &str, as_json: bool) -> anyhow::Result<()> {
             );
             for check in &v.checks {
                 let mark = if check.ok { "ok  " } else { "FAIL" };
-                println!("  {mark} {:<17} {}", check.name, check.message);
+                crate::outln!("  {mark} {:<17} {}", check.name, check.message);
             }
         }
-        None => println!("validation:  never run"),
+        None => crate::outln!("validation:  never run"),
     }
     Ok(())
 }

@@ -4,11 +4,9 @@
 
 use std::path::Path;
 
-use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
-use super::service_cli::SecretKeyArgs;
-use super::store::ServiceStore;
+use super::service_cli::{Access, SecretKeyArgs};
 
 /// `ferry deploy token ...`
 #[derive(Debug, Args)]
@@ -31,21 +29,24 @@ pub enum TokenCommand {
 
 /// Runs one `deploy token` command against the database at `db`.
 pub fn run(db: &Path, args: TokenArgs) -> anyhow::Result<()> {
-    let key = args.key.load(db)?;
-    let store = ServiceStore::open(db, key)
-        .with_context(|| format!("cannot open the deploy database {}", db.display()))?;
+    let access = match &args.command {
+        TokenCommand::Add { .. } => Access::Create,
+        TokenCommand::List => Access::Read,
+        TokenCommand::Del { .. } => Access::Change,
+    };
+    let store = args.key.open_store(db, access)?;
     match args.command {
         TokenCommand::Add { name } => {
             let token = store.add_api_token(&name)?;
-            println!("token: {}", token.expose());
+            crate::outln!("token: {}", token.expose());
             eprintln!(
                 "keep it now, it cannot be shown again; send it as `Authorization: Bearer TOKEN`"
             );
         }
         TokenCommand::List => {
-            println!("{:<24} {:<22} LAST USED", "NAME", "CREATED");
+            crate::outln!("{:<24} {:<22} LAST USED", "NAME", "CREATED");
             for token in store.list_api_tokens()? {
-                println!(
+                crate::outln!(
                     "{:<24} {:<22} {}",
                     token.name,
                     token.created_at,
@@ -55,7 +56,7 @@ pub fn run(db: &Path, args: TokenArgs) -> anyhow::Result<()> {
         }
         TokenCommand::Del { name } => {
             store.delete_api_token(&name)?;
-            println!("token {name} deleted");
+            crate::outln!("token {name} deleted");
         }
     }
     Ok(())

@@ -65,8 +65,13 @@ pub enum CertificateError {
     Expired { path: PathBuf, not_after: String },
     #[error("the certificate {path} is not valid before {not_before}")]
     NotYetValid { path: PathBuf, not_before: String },
-    #[error("the private key {key} does not belong to the certificate {cert}: {reason}")]
-    Mismatch {
+    #[error(
+        "the private key {key} does not belong to the certificate {cert}; give the key the \
+         certificate was made with"
+    )]
+    Mismatch { cert: PathBuf, key: PathBuf },
+    #[error("the private key {key} cannot be used with the certificate {cert}: {reason}")]
+    UnusableKey {
         cert: PathBuf,
         key: PathBuf,
         reason: String,
@@ -106,13 +111,18 @@ pub fn load_certificate(
         path: keyfile.to_owned(),
         reason: e.to_string(),
     })?;
-    let certified = CertifiedKey::from_der(chain, key, &crypto_provider()).map_err(|e| {
-        CertificateError::Mismatch {
-            cert: certfile.to_owned(),
-            key: keyfile.to_owned(),
-            reason: e.to_string(),
-        }
-    })?;
+    let certified =
+        CertifiedKey::from_der(chain, key, &crypto_provider()).map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => CertificateError::Mismatch {
+                cert: certfile.to_owned(),
+                key: keyfile.to_owned(),
+            },
+            other => CertificateError::UnusableKey {
+                cert: certfile.to_owned(),
+                key: keyfile.to_owned(),
+                reason: other.to_string(),
+            },
+        })?;
     Ok(LoadedCertificate {
         key: Arc::new(certified),
         is_development,
