@@ -174,9 +174,11 @@ fn user_and_group_commands_manage_the_accounts_database() {
     assert!(!users.contains("bob") && users.contains("carol"), "{users}");
     let groups = stdout(&run(&mut ferry(d, &["--db", db, "group", "list"])));
     assert!(!groups.contains("web"), "{groups}");
-    // Without --db the database is ./ferry.db.
+    // Without --db the database is ./ferry.db; a listing never creates it, an addition does.
     assert!(!d.join("ferry.db").exists());
-    assert_success(&run(&mut ferry(d, &["group", "list"])));
+    assert!(!run(&mut ferry(d, &["group", "list"])).status.success());
+    assert!(!d.join("ferry.db").exists());
+    assert_success(&run(&mut ferry(d, &["group", "add", "web"])));
     assert!(d.join("ferry.db").exists());
 }
 

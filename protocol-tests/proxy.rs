@@ -383,8 +383,8 @@ fn login_and_transfers_through_a_real_haproxy_with_send_proxy_v2() {
         .log()
         .lines()
         .find(|l| l.contains("listening"))
-        .and_then(|line| line.split("implicit_tls=Some(").nth(1))
-        .and_then(|rest| rest.split(')').next())
+        .and_then(|line| line.split("implicit_tls=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
         .map(|addr| addr.parse::<SocketAddr>().unwrap())
         .expect("the implicit FTPS listener in the log");
     let (front, front_tls) = two_free_ports_on("127.0.0.5");
