@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use crate::deploy_providers::{PythonPeer, TOKEN, add_service, api_requests, check_line, header};
 use crate::deploy_serve::{DeployServer, add_user, curl, login, page_csrf};
 use crate::support::*;
 
@@ -130,4 +131,94 @@ fn login_redirects_only_to_paths_on_this_site_and_never_answers_500() {
             "a header was injected: {headers}"
         );
     }
+}
+
+#[test]
+fn a_provider_token_never_follows_a_redirect_to_another_origin() {
+    const GITLAB_HOOKS: &str = "/api/v4/projects/mike%2Fweb%2Fdiaspora/hooks";
+    const REPO: &str = "git@gitlab.example.invalid:mike/web/diaspora.git";
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    let log = |name: &str| dir.path().join(format!("{name}.log"));
+    let elsewhere = PythonPeer::start(
+        "provider_api_mock.py",
+        &[
+            "gitlab",
+            TOKEN,
+            GITLAB_HOOKS,
+            log("elsewhere").to_str().unwrap(),
+        ],
+    );
+    let other_port = format!("http://127.0.0.1:{}", elsewhere.port);
+    let other_host = format!("http://localhost:{}", elsewhere.port);
+    for (name, to_origin) in [("other-port", &other_port), ("other-host", &other_host)] {
+        let moved = PythonPeer::start(
+            "provider_api_mock.py",
+            &[
+                "gitlab",
+                TOKEN,
+                GITLAB_HOOKS,
+                log(name).to_str().unwrap(),
+                "/moved",
+                to_origin,
+            ],
+        );
+        let api_url = format!("http://127.0.0.1:{}/moved/api/v4", moved.port);
+        let (_, printed) = add_service(
+            &db,
+            name,
+            REPO,
+            "gitlab",
+            "ftp://deploy@127.0.0.1:9/www",
+            &["--api-url", &api_url],
+            Some(TOKEN),
+        );
+        let reached = api_requests(&log("elsewhere"));
+        assert!(
+            reached.is_empty(),
+            "the redirect target was reached: {reached:?}"
+        );
+        let asked = api_requests(&log(name));
+        assert_eq!(asked.len(), 1, "only the first request: {asked:?}");
+        assert_eq!(header(&asked[0], "PRIVATE-TOKEN"), Some(TOKEN));
+        let check = check_line(&printed, "webhook");
+        assert!(
+            check.starts_with("FAIL")
+                && check.contains(&format!("redirected to {to_origin}"))
+                && check.contains("--api-url"),
+            "{check}"
+        );
+        assert!(!printed.contains(TOKEN), "{printed}");
+    }
+
+    // A redirect within the API's own origin is still followed, token and all.
+    let moved = PythonPeer::start(
+        "provider_api_mock.py",
+        &[
+            "gitlab",
+            TOKEN,
+            GITLAB_HOOKS,
+            log("same-origin").to_str().unwrap(),
+            "/moved",
+        ],
+    );
+    let api_url = format!("http://127.0.0.1:{}/moved/api/v4", moved.port);
+    let (_, printed) = add_service(
+        &db,
+        "same-origin",
+        REPO,
+        "gitlab",
+        "ftp://deploy@127.0.0.1:9/www",
+        &["--api-url", &api_url],
+        Some(TOKEN),
+    );
+    let check = check_line(&printed, "webhook");
+    assert!(
+        check.starts_with("FAIL") && check.contains("has no webhook"),
+        "{check}"
+    );
+    let asked = api_requests(&log("same-origin"));
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(asked[1]["path"].as_str().unwrap().starts_with(GITLAB_HOOKS));
+    assert_eq!(header(&asked[1], "PRIVATE-TOKEN"), Some(TOKEN));
 }
