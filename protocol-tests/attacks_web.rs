@@ -7,7 +7,9 @@
 use std::path::Path;
 
 use crate::deploy_providers::{PythonPeer, TOKEN, add_service, api_requests, check_line, header};
-use crate::deploy_serve::{DeployServer, add_user, curl, login, page_csrf};
+use crate::deploy_serve::{
+    DeployServer, LIMIT, add_token, add_user, curl, ferry, login, page_csrf,
+};
 use crate::support::*;
 
 /// Runs curl writing the answer's headers to a file; the status, the headers and the body.
@@ -221,4 +223,88 @@ fn a_provider_token_never_follows_a_redirect_to_another_origin() {
     assert_eq!(asked.len(), 2, "{asked:?}");
     assert!(asked[1]["path"].as_str().unwrap().starts_with(GITLAB_HOOKS));
     assert_eq!(header(&asked[1], "PRIVATE-TOKEN"), Some(TOKEN));
+}
+
+/// Runs `ferry ARGS` against `db` (with `stdin` as its input) and expects success.
+fn ferry_ok(db: &Path, args: &[&str], stdin: &str) {
+    let output = run_with_input(&mut ferry(db, args), stdin, LIMIT);
+    assert_success(&output);
+}
+
+/// What a session cookie in `jar` gets now: the API's status, and where the dashboard's front
+/// page sends it (`None`: it is shown).
+fn session_answers(server: &DeployServer, dir: &Path, jar: &str) -> (u16, Option<String>) {
+    let (api, _) = curl(&["-b", jar, &server.url("/api/services")]);
+    let (page, headers, _) = curl_with_headers(dir, &["-b", jar, &server.url("/")]);
+    let to = match page {
+        200 => None,
+        303 => location(&headers),
+        other => panic!("GET / answered {other}: {headers}"),
+    };
+    (api, to)
+}
+
+#[test]
+fn sessions_end_when_the_password_changes_or_the_admin_flag_goes_and_stay_ended() {
+    const NEW_PASSWORD: &str = "a new passphrase";
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    add_user(&db, "admin", true);
+    add_user(&db, "other", true);
+    let server = DeployServer::start(&db, &[]);
+    let tmp = dir.path();
+    let jar = |name: &str| tmp.join(name).to_str().unwrap().to_owned();
+    let logged_in = |jar: &str, user: &str, password: &str| {
+        let (status, page) = login(&server, Path::new(jar), user, password);
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(session_answers(&server, tmp, jar), (200, None));
+    };
+    let ended = |jar: &str| {
+        assert_eq!(
+            session_answers(&server, tmp, jar),
+            (401, Some("/login?next=%2F".to_owned())),
+            "{}",
+            server.log()
+        );
+    };
+
+    // A new password ends the sessions made with the old one, on every device; another
+    // account's session goes on.
+    let (laptop, phone, colleague) = (jar("laptop"), jar("phone"), jar("colleague"));
+    logged_in(&laptop, "admin", PASSWORD);
+    logged_in(&phone, "admin", PASSWORD);
+    logged_in(&colleague, "other", PASSWORD);
+    ferry_ok(
+        &db,
+        &["user", "passwd", "admin", "--password-stdin"],
+        &format!("{NEW_PASSWORD}\n"),
+    );
+    ended(&laptop);
+    ended(&phone);
+    assert_eq!(session_answers(&server, tmp, &colleague), (200, None));
+    logged_in(&laptop, "admin", NEW_PASSWORD);
+
+    // Taking the admin flag away ends them too, and giving it back does not revive them.
+    ferry_ok(&db, &["user", "edit", "admin", "--no-admin"], "");
+    ended(&laptop);
+    ferry_ok(&db, &["user", "edit", "admin", "--admin"], "");
+    ended(&laptop);
+    logged_in(&laptop, "admin", NEW_PASSWORD);
+
+    // So do disabling the account, and deleting it and making one of the same name.
+    ferry_ok(&db, &["user", "edit", "admin", "--disable"], "");
+    ferry_ok(&db, &["user", "edit", "admin", "--enable"], "");
+    ended(&laptop);
+    logged_in(&laptop, "admin", NEW_PASSWORD);
+    ferry_ok(&db, &["user", "del", "admin"], "");
+    add_user(&db, "admin", true);
+    ended(&laptop);
+
+    // API tokens belong to no account: a token works until `deploy token del`, at once.
+    let token = add_token(&db, "ci");
+    let bearer = format!("Authorization: Bearer {token}");
+    let url = server.url("/api/services");
+    assert_eq!(curl(&["-H", &bearer, &url]).0, 200);
+    ferry_ok(&db, &["deploy", "token", "del", "ci"], "");
+    assert_eq!(curl(&["-H", &bearer, &url]).0, 401);
 }

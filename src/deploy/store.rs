@@ -147,6 +147,11 @@ const MIGRATIONS: &[&str] = &[
         pusher_when = CASE notify_pusher WHEN 1 THEN 'always' ELSE 'never' END,
         authors_when = CASE notify_authors WHEN 1 THEN 'always' ELSE 'never' END;
 "#,
+    r#"
+    -- The account's credential stamp when the session began (accounts.credential_stamp): once
+    -- the account's stamp differs, the session is over. Sessions from before have none and end.
+    ALTER TABLE deploy_sessions ADD COLUMN credential_stamp TEXT NOT NULL DEFAULT '';
+"#,
 ];
 
 /// SQLite's clock as an ISO 8601 UTC timestamp.

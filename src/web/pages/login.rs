@@ -2,7 +2,8 @@
 //! with their password (checked by argon2 on the password threads); a wrong password answers
 //! only after a delay that grows with each failure from the same address. The login form is
 //! protected from cross-site posts by a cookie that must match its hidden field (there is no
-//! session yet to hold a CSRF token).
+//! session yet to hold a CSRF token). A session records the account's credential stamp, read
+//! before the password is checked, so a password changed meanwhile still ends it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -151,6 +152,21 @@ pub async fn submit(
             Some("Too many failed logins from your address; wait ten minutes and try again."),
         );
     }
+    let stamp = match credential_stamp(&state, &form.user).await {
+        Ok(stamp) => stamp,
+        Err(e) => {
+            warn!(
+                error = e,
+                "cannot read the account before its password check"
+            );
+            return login_page(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &next,
+                Some("The account database cannot be read now; try again."),
+            );
+        }
+    };
     let result = dashboard
         .accounts
         .authenticate(&form.user, &form.password, ip)
@@ -187,7 +203,8 @@ pub async fn submit(
     let store = Arc::clone(state.queue.store());
     let user = form.user.clone();
     let lifetime = dashboard.settings.session_lifetime;
-    let (id, _session) = match blocking(move || store.create_session(&user, lifetime)).await {
+    let created = blocking(move || store.create_session(&user, &stamp, lifetime)).await;
+    let (id, _session) = match created {
         Ok(Ok(created)) => created,
         Ok(Err(e)) => return internal_page(&state, &e),
         Err(e) => return internal_page(&state, &e),
@@ -204,6 +221,19 @@ pub async fn submit(
         cookie(&state, LOGIN_COOKIE, "", "/login", 0),
     );
     response
+}
+
+/// The credential stamp of `user` now (empty for no such account: its login fails anyway).
+async fn credential_stamp(state: &AppState, user: &str) -> Result<String, String> {
+    let accounts = Arc::clone(&state.dashboard.accounts.store);
+    let user = user.to_owned();
+    match blocking(move || accounts.get_user(&user)).await {
+        Ok(Ok(account)) => Ok(account
+            .map(|account| account.credential_stamp().to_owned())
+            .unwrap_or_default()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e),
+    }
 }
 
 fn internal_page(state: &AppState, error: &dyn std::fmt::Display) -> Response {
