@@ -225,6 +225,125 @@ fn a_provider_token_never_follows_a_redirect_to_another_origin() {
     assert_eq!(header(&asked[1], "PRIVATE-TOKEN"), Some(TOKEN));
 }
 
+/// Posts the login form as a browser behind a proxy would: `forwarded_for` is the
+/// `X-Forwarded-For` header the proxy (here curl itself) adds. The status: `303` logged in,
+/// `401` wrong password, `429` refused unheard.
+fn login_from(
+    server: &DeployServer,
+    dir: &Path,
+    user: &str,
+    password: &str,
+    forwarded_for: &str,
+) -> u16 {
+    let jar = tempfile::NamedTempFile::new_in(dir).unwrap();
+    let jar = jar.path().to_str().unwrap();
+    let header = format!("X-Forwarded-For: {forwarded_for}");
+    let (status, page) = curl(&["-b", jar, "-c", jar, "-H", &header, &server.url("/login")]);
+    assert_eq!(status, 200, "{page}");
+    let csrf = format!("csrf={}", page_csrf(&page));
+    let user = format!("user={user}");
+    let password = format!("password={password}");
+    let (status, page) = curl(&[
+        "-b",
+        jar,
+        "-H",
+        &header,
+        "--data-urlencode",
+        &user,
+        "--data-urlencode",
+        &password,
+        "--data-urlencode",
+        &csrf,
+        &server.url("/login"),
+    ]);
+    assert!(
+        matches!(status, 303 | 401 | 429),
+        "{status}: {page}\n{}",
+        server.log()
+    );
+    status
+}
+
+/// `attempts` logins at once, each `(user, forwarded_for)` with a wrong password; all must be
+/// answered `401`.
+fn fail_logins(server: &DeployServer, dir: &Path, attempts: &[(String, &str)]) {
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = attempts
+            .iter()
+            .map(|(user, from)| scope.spawn(move || login_from(server, dir, user, "wrong", from)))
+            .collect();
+        for run in runs {
+            assert_eq!(run.join().unwrap(), 401, "{}", server.log());
+        }
+    });
+}
+
+fn wrong_for(user: &str, from: &'static str, times: usize) -> Vec<(String, &'static str)> {
+    vec![(user.to_owned(), from); times]
+}
+
+#[test]
+fn behind_a_trusted_proxy_login_failures_count_per_forwarded_client_and_account() {
+    const ATTACKER: &str = "198.51.100.7";
+    const ADMIN_DESK: &str = "203.0.113.9";
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    add_user(&db, "admin", true);
+    let server = DeployServer::start_with_env(&db, &[], &[("FERRY_TRUSTED_PROXY", "127.0.0.1/32")]);
+    let tmp = dir.path();
+
+    // Five wrong passwords for admin from the attacker's address refuse that pair only.
+    fail_logins(&server, tmp, &wrong_for("admin", ATTACKER, 5));
+    assert_eq!(login_from(&server, tmp, "admin", PASSWORD, ATTACKER), 429);
+    // Writing another address in front does not help: the proxy's entry is the right-most.
+    let spoofed = format!("6.6.6.6, {ATTACKER}");
+    assert_eq!(login_from(&server, tmp, "admin", PASSWORD, &spoofed), 429);
+    assert_eq!(login_from(&server, tmp, "admin", PASSWORD, ADMIN_DESK), 303);
+    let log = server.log();
+    assert!(
+        log.contains(&format!("client={ATTACKER}")) && log.contains("dashboard login failed"),
+        "the log names the forwarded client: {log}"
+    );
+    assert!(log.contains(&format!("client={ADMIN_DESK}")), "{log}");
+
+    // One address trying many accounts is refused for all of them, admin included.
+    let sprayer = "198.51.100.8";
+    let spray: Vec<(String, &str)> = (0..10).map(|n| (format!("user{n}"), sprayer)).collect();
+    fail_logins(&server, tmp, &spray);
+    assert_eq!(login_from(&server, tmp, "admin", PASSWORD, sprayer), 429);
+
+    // Many addresses guessing admin slow its logins down, but a right password from a fresh
+    // address still gets in.
+    let mut guesses = wrong_for("admin", "192.0.2.1", 4);
+    guesses.extend(wrong_for("admin", "192.0.2.2", 4));
+    guesses.extend(wrong_for("admin", "192.0.2.3", 4));
+    fail_logins(&server, tmp, &guesses);
+    assert_eq!(
+        login_from(&server, tmp, "admin", PASSWORD, "192.0.2.44"),
+        303
+    );
+    assert_eq!(login_from(&server, tmp, "admin", PASSWORD, ADMIN_DESK), 303);
+}
+
+#[test]
+fn forwarded_headers_from_a_peer_that_is_not_a_trusted_proxy_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    add_user(&db, "admin", true);
+    // Trusting another network leaves 127.0.0.1 a plain client.
+    let server = DeployServer::start(&db, &["--trusted-proxy", "10.0.0.0/8"]);
+    let tmp = dir.path();
+    fail_logins(&server, tmp, &wrong_for("admin", "198.51.100.7", 5));
+    // Every "forwarded" address is the same client, 127.0.0.1, which failed five times.
+    assert_eq!(
+        login_from(&server, tmp, "admin", PASSWORD, "203.0.113.9"),
+        429
+    );
+    let log = server.log();
+    assert!(log.contains("client=127.0.0.1"), "{log}");
+    assert!(!log.contains("198.51.100.7"), "{log}");
+}
+
 /// Runs `ferry ARGS` against `db` (with `stdin` as its input) and expects success.
 fn ferry_ok(db: &Path, args: &[&str], stdin: &str) {
     let output = run_with_input(&mut ferry(db, args), stdin, LIMIT);

@@ -149,6 +149,12 @@ pub struct DeployServeArgs {
     /// service behind a TLS proxy.
     #[arg(long)]
     pub secure_cookies: bool,
+    /// The reverse proxies in front of the service (CIDR[,CIDR...], e.g. 127.0.0.1/32): a
+    /// request from one of them is counted and logged as the client its X-Forwarded-For (else
+    /// Forwarded: for=) names — the right-most address that is not itself a trusted proxy.
+    /// Without it those headers are ignored.
+    #[arg(long, value_name = "CIDR[,CIDR...]", env = "FERRY_TRUSTED_PROXY")]
+    pub trusted_proxy: Option<crate::web::client_address::TrustedProxies>,
     #[command(flatten)]
     pub mail: MailArgs,
     /// Validate every service this often (one at a time; 0 turns it off): 90s, 15m, 1h, 1d.
@@ -929,6 +935,7 @@ async fn deploy_serve(db: &Path, args: DeployServeArgs) -> anyhow::Result<()> {
                     ..Default::default()
                 },
             )),
+            trusted_proxies: Arc::new(args.trusted_proxy.unwrap_or_default()),
         },
         stop_signal(),
     )

@@ -2,10 +2,13 @@
 //! `POST /hooks/{key}` ([`hooks`]), deploys are queued in SQLite and run in the background by the
 //! [`DeployQueue`]; the JSON API under `/api/` ([`api`]) shows services, deploys and live
 //! progress and manages notification sets ([`notifications`]), for callers [`auth`] lets in;
-//! the dashboard's HTML [`pages`] sit at `/`; `/healthz` answers `ok`.
+//! the dashboard's HTML [`pages`] sit at `/`; `/healthz` answers `ok`. Before any of them,
+//! [`client_address`] finds who each request comes from (behind a trusted reverse proxy, the
+//! client it names).
 
 pub mod api;
 pub mod auth;
+pub mod client_address;
 pub mod history;
 pub mod hooks;
 pub mod notifications;
@@ -19,6 +22,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tracing::info;
 
+use self::client_address::TrustedProxies;
 use crate::deploy::queue::DeployQueue;
 
 /// What every handler shares.
@@ -32,6 +36,8 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// The dashboard pages' logins, templates and settings.
     pub dashboard: Arc<pages::Dashboard>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`).
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 /// The whole application's routes.
@@ -47,6 +53,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(healthz))
         .merge(pages::page_routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            client_address::identify_client,
+        ))
         .with_state(state)
 }
 
@@ -91,9 +101,13 @@ pub async fn serve(
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let address = listener.local_addr()?;
-    info!(listen = %address, "ferry deploy service listening");
+    info!(
+        listen = %address,
+        trusted_proxies = ?state.trusted_proxies,
+        "ferry deploy service listening"
+    );
     let queue = tokio::spawn(Arc::clone(&state.queue).run());
-    // The peer address feeds the login throttle.
+    // The peer address feeds the client address (and so the login guard).
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(stop)

@@ -1,15 +1,16 @@
 //! `GET/POST /login` and `POST /logout`. Admin accounts of ferry's accounts database log in
-//! with their password (checked by argon2 on the password threads); a wrong password answers
-//! only after a delay that grows with each failure from the same address. The login form is
+//! with their password (checked by argon2 on the password threads); failures are counted by the
+//! [`LoginGuard`](crate::auth::LoginGuard) per account at the client's address (behind a trusted
+//! proxy, the client it names), per address and per account, so a wrong password answers after a
+//! growing delay and a guesser is refused without locking anyone else out. The login form is
 //! protected from cross-site posts by a cookie that must match its hidden field (there is no
 //! session yet to hold a CSRF token). A session records the account's credential stamp, read
 //! before the password is checked, so a password changed meanwhile still ends it.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use rand::Rng as _;
@@ -21,6 +22,7 @@ use tracing::{info, warn};
 use super::{Admin, AppState, blocking, internal, render};
 use crate::auth::{AuthError, Authenticator as _};
 use crate::web::auth::{SESSION_COOKIE, current_session, session_id};
+use crate::web::client_address::ClientAddress;
 
 /// The cookie holding the login form's CSRF token.
 const LOGIN_COOKIE: &str = "ferry_login";
@@ -126,14 +128,14 @@ pub async fn form(
 
 pub async fn submit(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddress(client): ClientAddress,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let next = safe_next(Some(&form.next));
     let expected = cookie_value(&headers, LOGIN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(form.csrf.as_bytes())) {
-        warn!(peer = %peer.ip(), "login form without its CSRF cookie");
+        warn!(client = %client, "login form without its CSRF cookie");
         return login_page(
             &state,
             StatusCode::FORBIDDEN,
@@ -142,16 +144,20 @@ pub async fn submit(
         );
     }
     let dashboard = &state.dashboard;
-    let ip = peer.ip();
-    if dashboard.throttle.is_blocked(ip) {
-        warn!(peer = %ip, "login refused: too many failures from this address");
-        return login_page(
-            &state,
-            StatusCode::TOO_MANY_REQUESTS,
-            &next,
-            Some("Too many failed logins from your address; wait ten minutes and try again."),
-        );
-    }
+    let slow_down = match dashboard.login_guard.admit(&form.user, client) {
+        Ok(slow_down) => slow_down,
+        Err(refusal) => {
+            warn!(user = form.user, client = %client, ?refusal, "login refused: too many failures");
+            return login_page(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                &next,
+                Some(refusal.message()),
+            );
+        }
+    };
+    // Someone is guessing this account's password from elsewhere: every attempt waits a little.
+    tokio::time::sleep(slow_down).await;
     let stamp = match credential_stamp(&state, &form.user).await {
         Ok(stamp) => stamp,
         Err(e) => {
@@ -169,12 +175,12 @@ pub async fn submit(
     };
     let result = dashboard
         .accounts
-        .authenticate(&form.user, &form.password, ip)
+        .authenticate(&form.user, &form.password, client)
         .await;
     let refusal = match result {
         Ok(details) if details.admin => None,
         Ok(_) => {
-            warn!(user = form.user, "dashboard login refused: not an admin");
+            warn!(user = form.user, client = %client, "dashboard login refused: not an admin");
             Some((
                 StatusCode::FORBIDDEN,
                 "This account may not use the dashboard: ask for the admin flag \
@@ -190,16 +196,16 @@ pub async fn submit(
         }
         Err(_) => {
             // Slow the next guess down; the answer waits as long.
-            dashboard.throttle.record_failure(ip);
-            tokio::time::sleep(dashboard.throttle.failure_delay(ip)).await;
-            warn!(user = form.user, peer = %ip, "dashboard login failed");
+            let delay = dashboard.login_guard.record_failure(&form.user, client);
+            tokio::time::sleep(delay).await;
+            warn!(user = form.user, client = %client, "dashboard login failed");
             Some((StatusCode::UNAUTHORIZED, "Wrong user name or password."))
         }
     };
     if let Some((status, text)) = refusal {
         return login_page(&state, status, &next, Some(text));
     }
-    dashboard.throttle.record_success(ip);
+    dashboard.login_guard.record_success(&form.user, client);
     let store = Arc::clone(state.queue.store());
     let user = form.user.clone();
     let lifetime = dashboard.settings.session_lifetime;
@@ -209,7 +215,7 @@ pub async fn submit(
         Ok(Err(e)) => return internal_page(&state, &e),
         Err(e) => return internal_page(&state, &e),
     };
-    info!(user = form.user, peer = %ip, "dashboard login");
+    info!(user = form.user, client = %client, "dashboard login");
     let mut response = Redirect::to(&next).into_response();
     let headers = response.headers_mut();
     headers.append(
