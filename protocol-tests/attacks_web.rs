@@ -4,11 +4,15 @@
 //! redirect. Each test names the attack it stands for and would fail on a server without the
 //! defence.
 
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::deploy_providers::{PythonPeer, TOKEN, add_service, api_requests, check_line, header};
 use crate::deploy_serve::{
-    DeployServer, LIMIT, add_token, add_user, curl, ferry, login, page_csrf,
+    DeployServer, LIMIT, Repos, add_named_service, add_token, add_user, curl, ferry, login,
+    page_csrf,
 };
 use crate::support::*;
 
@@ -223,6 +227,287 @@ fn a_provider_token_never_follows_a_redirect_to_another_origin() {
     assert_eq!(asked.len(), 2, "{asked:?}");
     assert!(asked[1]["path"].as_str().unwrap().starts_with(GITLAB_HOOKS));
     assert_eq!(header(&asked[1], "PRIVATE-TOKEN"), Some(TOKEN));
+}
+
+/// Raw connections from one loopback address that send a request a byte at a time, and what the
+/// server did with each.
+struct SlowClients {
+    streams: Vec<SlowStream>,
+    last_drip: Instant,
+}
+
+struct SlowStream {
+    stream: TcpStream,
+    received: Vec<u8>,
+    closed: bool,
+}
+
+/// A connection to `server` from the local address `from` (any 127.0.0.0/8 address reaches
+/// the loopback interface, so each stands for another client).
+fn connect_from(from: Ipv4Addr, server: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from((from, 0)).into())
+        .unwrap_or_else(|e| panic!("cannot bind {from}: {e}"));
+    socket.connect(&server.into()).unwrap();
+    TcpStream::from(socket)
+}
+
+fn server_address(server: &DeployServer) -> SocketAddr {
+    server
+        .url("")
+        .strip_prefix("http://")
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+impl SlowClients {
+    /// `count` connections from `from`, each having sent `start` (a request cut short).
+    fn open(server: &DeployServer, from: Ipv4Addr, count: usize, start: &[u8]) -> Self {
+        let address = server_address(server);
+        let streams = (0..count)
+            .map(|_| {
+                let mut stream = connect_from(from, address);
+                stream.write_all(start).unwrap();
+                stream.set_nonblocking(true).unwrap();
+                SlowStream {
+                    stream,
+                    received: Vec::new(),
+                    closed: false,
+                }
+            })
+            .collect();
+        Self {
+            streams,
+            last_drip: Instant::now(),
+        }
+    }
+
+    /// Reads what the server sent, notes the connections it closed, and sends each open one
+    /// more byte every two seconds.
+    fn poll(&mut self) {
+        let drip = self.last_drip.elapsed() >= Duration::from_secs(2);
+        if drip {
+            self.last_drip = Instant::now();
+        }
+        for slow in self.streams.iter_mut().filter(|s| !s.closed) {
+            let mut buffer = [0_u8; 4096];
+            loop {
+                match slow.stream.read(&mut buffer) {
+                    Ok(0) => slow.closed = true,
+                    Ok(n) => {
+                        slow.received.extend_from_slice(&buffer[..n]);
+                        continue;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => slow.closed = true,
+                }
+                break;
+            }
+            if drip && !slow.closed && slow.stream.write_all(b"a").is_err() {
+                slow.closed = true;
+            }
+        }
+    }
+
+    /// Polls until `done` holds, failing after `limit` with `what` and the server's log.
+    fn wait_until(
+        &mut self,
+        server: &DeployServer,
+        limit: Duration,
+        what: &str,
+        done: impl Fn(&Self) -> bool,
+    ) {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.poll();
+            if done(self) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: after {limit:?}, {} of {} closed, {} answered 503\n{}",
+                self.closed(),
+                self.streams.len(),
+                self.refused(),
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn closed(&self) -> usize {
+        self.streams.iter().filter(|s| s.closed).count()
+    }
+
+    /// Connections answered `503` (over a cap) before they sent a whole request.
+    fn refused(&self) -> usize {
+        self.streams
+            .iter()
+            .filter(|s| s.received.starts_with(b"HTTP/1.1 503"))
+            .count()
+    }
+
+    fn answers(&self) -> Vec<String> {
+        self.streams
+            .iter()
+            .map(|s| String::from_utf8_lossy(&s.received).into_owned())
+            .collect()
+    }
+}
+
+const SLOW_HEADERS: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: deploy.example.com\r\nX-Slow: ";
+
+/// curl from the local address `from`; the status and body.
+fn curl_from(from: Ipv4Addr, server: &DeployServer, path: &str) -> (u16, String) {
+    curl(&["--interface", &from.to_string(), &server.url(path)])
+}
+
+#[test]
+fn slow_header_connections_are_capped_per_client_and_closed_by_the_header_timeout() {
+    const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+    const NEIGHBOUR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+    const PER_CLIENT: usize = 32;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    // The defaults: 32 connections per client, 15 s for the headers.
+    let server = DeployServer::start(&db, &[]);
+
+    let mut attack = SlowClients::open(&server, ATTACKER, PER_CLIENT + 8, SLOW_HEADERS);
+    attack.wait_until(
+        &server,
+        LIMIT,
+        "8 connections over the per-client cap",
+        |a| a.refused() == 8,
+    );
+    assert!(
+        attack
+            .answers()
+            .iter()
+            .any(|a| a.contains("too many connections from your address")),
+        "{:?}",
+        attack.answers()
+    );
+    // Another client is not held up by them.
+    assert_eq!(
+        curl_from(NEIGHBOUR, &server, "/healthz"),
+        (200, "ok\n".to_owned())
+    );
+
+    // An idle kept-alive connection is closed by the same timer.
+    let mut idle = connect_from(NEIGHBOUR, server_address(&server));
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: deploy.example.com\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0_u8; 1024];
+    while !answer.ends_with(b"ok\n") {
+        let n = idle.read(&mut buffer).unwrap();
+        assert!(n > 0, "closed before answering: {answer:?}");
+        answer.extend_from_slice(&buffer[..n]);
+    }
+    idle.set_read_timeout(Some(LIMIT)).unwrap();
+    let closed = loop {
+        match idle.read(&mut buffer) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) => {
+                use std::io::ErrorKind::{TimedOut, WouldBlock};
+                break !matches!(e.kind(), WouldBlock | TimedOut);
+            }
+        }
+    };
+    assert!(closed, "an idle kept-alive connection was not closed");
+
+    // The held ones are cut once their headers are overdue, whatever they keep sending.
+    attack.wait_until(&server, LIMIT, "every slow connection closed", |a| {
+        a.closed() == a.streams.len()
+    });
+    assert_eq!(
+        curl_from(ATTACKER, &server, "/healthz"),
+        (200, "ok\n".to_owned())
+    );
+}
+
+#[test]
+fn a_full_connection_cap_answers_503_until_slow_clients_are_cut_and_slow_bodies_get_408() {
+    const FIRST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+    const SECOND: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+    const LATECOMER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    let repos = Repos::new(dir.path());
+    repos.write("index.html", b"<h1>hello</h1>\n");
+    repos.commit_and_push("first", "main");
+    let key = add_named_service(&db, "site", &repos, "ftp://deploy@127.0.0.1:9/www");
+    // Timeouts long enough that the cap is still full when the latecomer comes, whatever the
+    // machine's load.
+    let server = DeployServer::start(
+        &db,
+        &[
+            "--max-connections",
+            "12",
+            "--max-connections-per-client",
+            "8",
+            "--header-timeout",
+            "30s",
+            "--body-timeout",
+            "3s",
+        ],
+    );
+
+    let mut first = SlowClients::open(&server, FIRST, 8, SLOW_HEADERS);
+    let mut second = SlowClients::open(&server, SECOND, 4, SLOW_HEADERS);
+    // Both are held (nothing answered), and the thirteenth connection finds the cap full.
+    let mut latecomer = SlowClients::open(&server, LATECOMER, 1, SLOW_HEADERS);
+    latecomer.wait_until(&server, LIMIT, "the latecomer refused", |l| {
+        l.refused() == 1 && l.closed() == 1
+    });
+    assert!(
+        latecomer.answers()[0].contains("too many connections to this service"),
+        "{:?}",
+        latecomer.answers()
+    );
+    first.poll();
+    second.poll();
+    assert_eq!(first.closed() + second.closed(), 0, "{:?}", first.answers());
+
+    // Once the header timeout has cut them, the latecomer gets in.
+    let limit = LIMIT + Duration::from_secs(30);
+    first.wait_until(&server, limit, "the first client's connections cut", |c| {
+        c.closed() == c.streams.len()
+    });
+    second.wait_until(&server, limit, "the second client's connections cut", |c| {
+        c.closed() == c.streams.len()
+    });
+    assert_eq!(
+        curl_from(LATECOMER, &server, "/healthz"),
+        (200, "ok\n".to_owned())
+    );
+
+    // A webhook whose body trickles in is answered 408 and its connection closed.
+    let head = format!(
+        "POST /hooks/{key} HTTP/1.1\r\nHost: deploy.example.com\r\nContent-Type: \
+         application/json\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: slow-1\r\n\
+         X-Hub-Signature-256: sha256={}\r\nContent-Length: 100000\r\n\r\n{{",
+        "0".repeat(64)
+    );
+    let mut slow_body = SlowClients::open(&server, FIRST, 1, head.as_bytes());
+    slow_body.wait_until(&server, LIMIT, "the slow body cut", |c| c.closed() == 1);
+    let answer = &slow_body.answers()[0];
+    assert!(
+        answer.starts_with("HTTP/1.1 408") && answer.contains("did not arrive within 3 seconds"),
+        "{answer}"
+    );
+    assert!(
+        server.log().contains("request body too slow"),
+        "{}",
+        server.log()
+    );
+    assert_eq!(
+        curl_from(FIRST, &server, "/healthz"),
+        (200, "ok\n".to_owned())
+    );
 }
 
 /// Posts the login form as a browser behind a proxy would: `forwarded_for` is the

@@ -1,6 +1,7 @@
 //! Who a request comes from: the TCP peer, or — when that peer is a reverse proxy named with
 //! `--trusted-proxy` — the client the proxies name in `X-Forwarded-For` (else in `Forwarded:
-//! for=`, RFC 7239). The login guard and the log count clients by this address. A peer that is not trusted is taken as it is: anyone can write those headers.
+//! for=`, RFC 7239). The login guard, the connection caps and the log all count clients by
+//! this address. A peer that is not trusted is taken as it is: anyone can write those headers.
 //!
 //! Each proxy appends the address it got the request from, so the list is read from the right:
 //! the first address that is not itself a trusted proxy is the client. What the client wrote
