@@ -213,7 +213,7 @@ fn bitbucket_push(
 
 /// `ferry deploy service add NAME` for `repo` onto `to` (the FTP password on stdin, then the
 /// token if any); the hook key.
-fn add_service(
+pub(crate) fn add_service(
     db: &Path,
     name: &str,
     repo: &str,
@@ -573,13 +573,13 @@ fn bitbucket_pushes_deploy_signed_or_by_url_key_and_its_ping_tags_and_closed_bra
 }
 
 /// A helper program (Python) that prints `port N` once it listens; killed when dropped.
-struct PythonPeer {
+pub(crate) struct PythonPeer {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl PythonPeer {
-    fn start(script: &str, args: &[&str]) -> Self {
+    pub(crate) fn start(script: &str, args: &[&str]) -> Self {
         let path = format!(
             "{}/protocol-tests/python/{script}",
             env!("CARGO_MANIFEST_DIR")
@@ -613,7 +613,7 @@ impl Drop for PythonPeer {
     }
 }
 
-const TOKEN: &str = "glpat-x9Yq2Zr7Vb4Nc1Md8Lk3";
+pub(crate) const TOKEN: &str = "glpat-x9Yq2Zr7Vb4Nc1Md8Lk3";
 
 #[test]
 fn a_private_repository_deploys_with_the_provider_token_and_fails_clearly_without() {
@@ -747,7 +747,7 @@ fn a_private_repository_deploys_with_the_provider_token_and_fails_clearly_withou
 }
 
 /// The mock API's log: one JSON value per request.
-fn api_requests(log: &Path) -> Vec<Value> {
+pub(crate) fn api_requests(log: &Path) -> Vec<Value> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
@@ -755,7 +755,7 @@ fn api_requests(log: &Path) -> Vec<Value> {
         .collect()
 }
 
-fn header<'a>(request: &'a Value, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(request: &'a Value, name: &str) -> Option<&'a str> {
     request["headers"]
         .as_object()
         .unwrap()
@@ -843,7 +843,7 @@ fn assert_registration(provider: &str, body: &Value, url: &str) {
 }
 
 /// The printed line of the check named `name` (`ok   NAME  message` or `FAIL NAME  message`).
-fn check_line<'a>(printed: &'a str, name: &str) -> &'a str {
+pub(crate) fn check_line<'a>(printed: &'a str, name: &str) -> &'a str {
     printed
         .lines()
         .find(|l| {

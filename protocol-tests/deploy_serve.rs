@@ -984,7 +984,8 @@ fn the_api_refuses_missing_wrong_and_deleted_tokens_and_session_calls_without_cs
     ]);
     assert_eq!(status, 403);
     assert_eq!(curl(&["-b", jar_arg, &url]).0, 200);
-    // Taking the admin flag away ends the session at once.
+    // Taking the admin flag away ends the session at once, and giving it back does not revive
+    // it: the admin logs in again.
     let output = run_with_timeout(
         &mut ferry(&db, &["user", "edit", "admin", "--no-admin"]),
         LIMIT,
@@ -996,6 +997,10 @@ fn the_api_refuses_missing_wrong_and_deleted_tokens_and_session_calls_without_cs
         LIMIT,
     );
     assert_success(&output);
+    assert_refused(curl(&["-b", jar_arg, &url]), 401);
+    let (status, page) = login(&server, &jar, "admin", PASSWORD);
+    assert_eq!(status, 200, "{page}");
+    let csrf = page_csrf(&page);
     assert_eq!(curl(&["-b", jar_arg, &url]).0, 200);
     // Logging out ends it too.
     let form = format!("csrf={csrf}");

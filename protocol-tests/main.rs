@@ -3,6 +3,7 @@
 //! client reaches.
 
 mod attacks_deploy;
+mod attacks_web;
 mod cli;
 mod client;
 mod contrib;

@@ -149,12 +149,45 @@ pub struct DeployServeArgs {
     /// service behind a TLS proxy.
     #[arg(long)]
     pub secure_cookies: bool,
+    /// The reverse proxies in front of the service (CIDR[,CIDR...], e.g. 127.0.0.1/32): a
+    /// request from one of them is counted and logged as the client its X-Forwarded-For (else
+    /// Forwarded: for=) names — the right-most address that is not itself a trusted proxy.
+    /// Without it those headers are ignored.
+    #[arg(long, value_name = "CIDR[,CIDR...]", env = "FERRY_TRUSTED_PROXY")]
+    pub trusted_proxy: Option<crate::web::client_address::TrustedProxies>,
+    /// Connections open at once, from all clients; more are answered 503.
+    #[arg(long, value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Connections open at once from one client address (an IPv6 /64); more are answered 503.
+    /// A trusted proxy's connections count only towards --max-connections.
+    #[arg(long, value_name = "N", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_client: u32,
+    /// How long a request's headers may take to arrive, and how long a kept-alive connection
+    /// may wait idle for its next request, before it is closed: 15s, 1m.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_timeout)]
+    pub header_timeout: Duration,
+    /// How long a request's body (a webhook's payload) may take to arrive after its headers;
+    /// a slower one is answered 408 and its connection closed: 60s, 2m.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
+    pub body_timeout: Duration,
     #[command(flatten)]
     pub mail: MailArgs,
     /// Validate every service this often (one at a time; 0 turns it off): 90s, 15m, 1h, 1d.
     #[arg(long, value_name = "DURATION", default_value = "1h",
           value_parser = crate::deploy::validate::parse_interval)]
     pub validate_every: std::time::Duration,
+}
+
+/// A duration as `--validate-every` takes it, but never zero: a zero timeout would refuse every
+/// request.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let duration = crate::deploy::validate::parse_interval(text)?;
+    if duration.is_zero() {
+        return Err("a timeout must be at least 1s".to_owned());
+    }
+    Ok(duration)
 }
 
 fn parse_public_url(text: &str) -> Result<String, String> {
@@ -968,6 +1001,13 @@ async fn deploy_serve(db: &Path, args: DeployServeArgs) -> anyhow::Result<()> {
                     ..Default::default()
                 },
             )),
+            trusted_proxies: Arc::new(args.trusted_proxy.unwrap_or_default()),
+            limits: crate::web::connections::HttpLimits {
+                max_connections: args.max_connections as usize,
+                max_connections_per_client: args.max_connections_per_client as usize,
+                header_timeout: args.header_timeout,
+                body_timeout: args.body_timeout,
+            },
         },
         stop_signal(),
     )

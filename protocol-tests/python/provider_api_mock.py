@@ -4,10 +4,13 @@ GitLab (`/api/v4/projects/{id}/hooks`) and Bitbucket Cloud (`/2.0/repositories/{
 The responses are the documented examples with the request's values filled in; the repository
 starts with one unrelated hook.
 
-usage: provider_api_mock.py PROVIDER TOKEN HOOKS_PATH LOG_FILE
+usage: provider_api_mock.py PROVIDER TOKEN HOOKS_PATH LOG_FILE [MOVED_PREFIX [TO_ORIGIN]]
 Only HOOKS_PATH (the exact raw path, query aside) exists; a request without the provider's
 token header is answered 401 as the host does. Every request is appended to LOG_FILE as one JSON
 line: method, path (with the query), headers, body (parsed JSON or null). Prints `port N`.
+With MOVED_PREFIX, a request whose path starts with it is answered `301 Moved Permanently`
+(RFC 9110 section 15.4.2) to the same path without the prefix, on TO_ORIGIN
+(`http://HOST:PORT`) when given, else on this server: an API that moved.
 """
 
 import json
@@ -122,6 +125,8 @@ def bitbucket_hook(uuid, body):
 
 def main():
     provider, token, hooks_path, log_file = sys.argv[1:5]
+    moved_prefix = sys.argv[5] if len(sys.argv) > 5 else None
+    to_origin = sys.argv[6] if len(sys.argv) > 6 else ""
     lock = threading.Lock()
     unrelated = "https://ci.example.com/notify"
     hooks = {
@@ -157,6 +162,12 @@ def main():
                         "headers": {k: v for k, v in self.headers.items()},
                         "body": body,
                     }) + "\n")
+            if moved_prefix and self.path.startswith(moved_prefix):
+                self.send_response(301)
+                self.send_header("Location", to_origin + self.path[len(moved_prefix):])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if not auth_ok(provider, self.headers, token):
                 return self.answer(401, UNAUTHORIZED[provider])
             path = self.path.partition("?")[0]

@@ -5,9 +5,11 @@
 //! those details name. Accounts and groups live in SQLite ([`store`]); passwords are argon2id for
 //! new accounts, and Django's hash strings are verified so imported users keep their passwords
 //! ([`password`]). [`Permissions`] are pyftpdlib's letters `elradfmwMT`. [`throttle`] slows down
-//! and then bans client addresses that keep failing to log in.
+//! and then bans client addresses that keep failing to log in; [`login_guard`] does the same per
+//! account and address for logins that name an account up front (the deploy dashboard).
 
 mod checkers;
+pub mod login_guard;
 pub mod password;
 pub mod permissions;
 pub mod store;
@@ -18,11 +20,12 @@ use std::net::IpAddr;
 
 use async_trait::async_trait;
 
+pub use login_guard::{LoginGuard, LoginRefusal};
 pub use permissions::{Permission, Permissions};
 pub use store::{
     AccountRecord, AccountStore, GroupRecord, NewAccount, SqliteAuthenticator, StoreError,
 };
-pub use throttle::{LoginThrottle, ThrottleConfig};
+pub use throttle::{KeyedThrottle, LoginThrottle, ThrottleConfig};
 
 /// Which connections an account must protect with TLS (RFC 4217), where it tightens the server's
 /// policy.

@@ -56,10 +56,20 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE groups ADD COLUMN storage TEXT;
     ALTER TABLE accounts ADD COLUMN storage TEXT;
 "#,
+    r#"
+    -- A random value replaced whenever the account's credentials change or its access is taken
+    -- away (see `AccountRecord::credential_stamp`): dashboard sessions made under another stamp
+    -- are over.
+    ALTER TABLE accounts ADD COLUMN credential_stamp TEXT NOT NULL DEFAULT '';
+    UPDATE accounts SET credential_stamp = lower(hex(randomblob(16)));
+"#,
 ];
 
 /// SQLite's clock as an ISO 8601 UTC timestamp, so no Rust date library is needed.
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
+
+/// A fresh credential stamp: 128 random bits from SQLite's generator, in hex.
+const NEW_STAMP: &str = "lower(hex(randomblob(16)))";
 
 /// How long a writer waits for another process (the CLI while the server runs) to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -199,6 +209,7 @@ pub struct AccountRecord {
     pub storage: Option<String>,
     pub group_storage: Option<String>,
     password_hash: String,
+    credential_stamp: String,
 }
 
 impl AccountRecord {
@@ -225,6 +236,13 @@ impl AccountRecord {
     /// The account's named storage, else its group's; `None` is the server's storage.
     pub fn effective_storage(&self) -> Option<&str> {
         self.storage.as_deref().or(self.group_storage.as_deref())
+    }
+
+    /// A random value that changes whenever the account's password changes or its admin flag
+    /// or `enabled` is taken away, and differs between an account and one later made under the
+    /// same name. Whatever was granted under one stamp (a dashboard session) ends with it.
+    pub fn credential_stamp(&self) -> &str {
+        &self.credential_stamp
     }
 
     /// What the server needs once this account has logged in.
@@ -597,8 +615,8 @@ impl AccountStore {
             &format!(
                 "INSERT INTO accounts
                      (name, group_id, home, permissions, password_hash, admin, tls_required,
-                      storage, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, {NOW})"
+                      storage, created_at, credential_stamp)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, {NOW}, {NEW_STAMP})"
             ),
             params![
                 account.name,
@@ -653,12 +671,13 @@ impl AccountStore {
         Ok(())
     }
 
-    /// Replaces an account's password with an argon2id hash of `password`.
+    /// Replaces an account's password with an argon2id hash of `password`, and its credential
+    /// stamp: what the old password opened is closed.
     pub fn set_password(&self, name: &str, password: &str) -> Result<(), StoreError> {
         if password.is_empty() {
             return Err(StoreError::EmptyPassword);
         }
-        self.set_password_hash(name, &hash_password(password))
+        self.replace_password_hash(name, &hash_password(password))
     }
 
     /// Stores a password hash made elsewhere, such as the `password` column of Django's
@@ -671,12 +690,16 @@ impl AccountStore {
         if !recognised {
             return Err(StoreError::UnrecognisedHash);
         }
-        self.set_password_hash(name, hash)
+        self.replace_password_hash(name, hash)
     }
 
-    fn set_password_hash(&self, name: &str, hash: &str) -> Result<(), StoreError> {
+    /// A new password: a new hash and a new credential stamp.
+    fn replace_password_hash(&self, name: &str, hash: &str) -> Result<(), StoreError> {
         let updated = self.connection().execute(
-            "UPDATE accounts SET password_hash = ?2 WHERE name = ?1",
+            &format!(
+                "UPDATE accounts SET password_hash = ?2, credential_stamp = {NEW_STAMP} \
+                 WHERE name = ?1"
+            ),
             [name, hash],
         )?;
         if updated == 0 {
@@ -685,14 +708,52 @@ impl AccountStore {
         Ok(())
     }
 
-    /// Allows or refuses logins to an account without deleting it.
-    pub fn set_user_enabled(&self, name: &str, enabled: bool) -> Result<(), StoreError> {
-        self.update_user(name, "enabled", &enabled)
+    /// The same password hashed at another cost: the stamp stays, sessions go on. Only if the
+    /// hash is still `verified`, so a password changed meanwhile is not put back.
+    fn upgrade_password_hash(
+        &self,
+        name: &str,
+        verified: &str,
+        upgraded: &str,
+    ) -> Result<(), StoreError> {
+        self.connection().execute(
+            "UPDATE accounts SET password_hash = ?3 WHERE name = ?1 AND password_hash = ?2",
+            [name, verified, upgraded],
+        )?;
+        Ok(())
     }
 
-    /// Gives an account the right to use the deploy dashboard, or takes it away.
+    /// Allows or refuses logins to an account without deleting it. Refusing them also ends
+    /// the account's dashboard sessions (a new credential stamp).
+    pub fn set_user_enabled(&self, name: &str, enabled: bool) -> Result<(), StoreError> {
+        self.set_access_flag(name, "enabled", enabled)
+    }
+
+    /// Gives an account the right to use the deploy dashboard, or takes it away — and with it
+    /// every session it has (a new credential stamp), so granting it again later does not bring
+    /// them back.
     pub fn set_user_admin(&self, name: &str, admin: bool) -> Result<(), StoreError> {
-        self.update_user(name, "admin", &admin)
+        self.set_access_flag(name, "admin", admin)
+    }
+
+    /// Sets a flag that lets the account in (`admin`, `enabled`); clearing it replaces the
+    /// credential stamp. `column` is always a literal from this file, never user input.
+    fn set_access_flag(&self, name: &str, column: &str, granted: bool) -> Result<(), StoreError> {
+        let stamp = if granted {
+            "credential_stamp"
+        } else {
+            NEW_STAMP
+        };
+        let updated = self.connection().execute(
+            &format!(
+                "UPDATE accounts SET {column} = ?2, credential_stamp = {stamp} WHERE name = ?1"
+            ),
+            params![name, granted],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::UserNotFound(name.to_owned()));
+        }
+        Ok(())
     }
 
     /// Moves an account into a group, or out of any group with `None`.
@@ -755,7 +816,7 @@ impl AccountStore {
 const SELECT_ACCOUNT: &str = "
     SELECT a.name, g.name, a.home, a.permissions, a.tls_required, a.admin, a.enabled,
            a.created_at, a.last_login, g.home, g.permissions, g.tls_required, a.password_hash,
-           a.storage, g.storage
+           a.storage, g.storage, a.credential_stamp
     FROM accounts a LEFT JOIN groups g ON g.id = a.group_id";
 
 fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRecord> {
@@ -775,6 +836,7 @@ fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRecord> 
         password_hash: row.get(12)?,
         storage: row.get(13)?,
         group_storage: row.get(14)?,
+        credential_stamp: row.get(15)?,
     })
 }
 
@@ -1030,7 +1092,7 @@ fn authenticate_blocking(
         tracing::warn!(user, error = %e, "cannot record the login time");
     }
     if cost.needs_rehash(&account.password_hash) {
-        match store.set_password_hash(user, &cost.hash(password)) {
+        match store.upgrade_password_hash(user, &account.password_hash, &cost.hash(password)) {
             Ok(()) => tracing::info!(
                 user,
                 memory_kib = cost.memory_kib,
@@ -1393,6 +1455,69 @@ mod tests {
                 Err(StoreError::UnrecognisedHash)
             ));
         }
+    }
+
+    #[test]
+    fn the_credential_stamp_changes_with_the_password_and_when_access_is_taken_away() {
+        let (_dir, store) = temp_store();
+        store.add_user(user("alice", "pw")).unwrap();
+        let stamp = || store.get_user("alice").unwrap().unwrap().credential_stamp;
+        let first = stamp();
+        assert_eq!(first.len(), 32, "{first:?}");
+
+        // Granting, re-granting and other edits keep it.
+        store.set_user_admin("alice", true).unwrap();
+        store.set_user_enabled("alice", true).unwrap();
+        store.set_user_storage("alice", Some("disk")).unwrap();
+        store.record_login("alice").unwrap();
+        assert_eq!(stamp(), first);
+
+        let mut seen = vec![first];
+        let changes: [&dyn Fn(); 4] = [
+            &|| store.set_password("alice", "new pw").unwrap(),
+            &|| store.set_user_admin("alice", false).unwrap(),
+            &|| store.set_user_enabled("alice", false).unwrap(),
+            &|| {
+                store
+                    .import_password_hash("alice", &hash_password("imported"))
+                    .unwrap()
+            },
+        ];
+        for change in changes {
+            change();
+            let now = stamp();
+            assert!(!seen.contains(&now), "{now} again");
+            seen.push(now);
+        }
+        // The same name made again is another account.
+        store.delete_user("alice").unwrap();
+        store.add_user(user("alice", "pw")).unwrap();
+        assert!(!seen.contains(&stamp()));
+    }
+
+    #[tokio::test]
+    async fn a_rehash_at_login_keeps_the_stamp_and_never_puts_an_old_password_back() {
+        let (_dir, store) = temp_store();
+        store.add_user(user("alice", "pw")).unwrap();
+        let store = Arc::new(store);
+        let account = store.get_user("alice").unwrap().unwrap();
+        let cheaper = HashCost {
+            memory_kib: 8 * 1024,
+            passes: 1,
+        };
+        let auth = SqliteAuthenticator::with_hash_cost(Arc::clone(&store), cheaper);
+        auth.authenticate("alice", "pw", PEER).await.unwrap();
+        let rehashed = store.get_user("alice").unwrap().unwrap();
+        assert_ne!(rehashed.password_hash, account.password_hash);
+        assert_eq!(rehashed.credential_stamp, account.credential_stamp);
+
+        // A rehash of a hash that changed meanwhile does nothing.
+        store.set_password("alice", "changed").unwrap();
+        store
+            .upgrade_password_hash("alice", &account.password_hash, &cheaper.hash("pw"))
+            .unwrap();
+        assert!(auth.authenticate("alice", "changed", PEER).await.is_ok());
+        assert!(auth.authenticate("alice", "pw", PEER).await.is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Failed-login throttling per client address: a growing delay after each failure, and a ban
-//! after too many failures in a window. In memory only; a restart forgives everyone.
+//! Failed-login throttling: a growing delay after each failure, and a ban after too many
+//! failures in a window. [`KeyedThrottle`] counts per any key; [`LoginThrottle`] is the FTP
+//! server's, per client address. In memory only; a restart forgives everyone.
 //!
 //! The server asks [`LoginThrottle::is_blocked`] before it looks at a password, sleeps
 //! [`LoginThrottle::failure_delay`] before it answers a failed `PASS`, and reports the outcome
@@ -7,6 +8,7 @@
 //! an `_at` twin that takes the time, so tests run on synthetic instants instead of sleeping.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -18,13 +20,14 @@ pub struct ThrottleConfig {
     pub max_failures: u32,
     /// How far back failures count.
     pub window: Duration,
-    /// How long a ban lasts.
+    /// How long a ban lasts. Zero never bans: the last `max_failures` failures are only counted,
+    /// for a delay.
     pub ban: Duration,
     /// The delay after a first failure; each further recent failure adds as much again.
     pub base_delay: Duration,
     /// The longest delay, whatever the count.
     pub max_delay: Duration,
-    /// How many addresses are tracked at most, so a flood of addresses cannot exhaust memory.
+    /// How many addresses (keys) are tracked at most, so a flood of them cannot exhaust memory.
     pub max_tracked: usize,
 }
 
@@ -78,11 +81,127 @@ impl Entry {
     }
 }
 
+/// Failed-login bookkeeping per key (an address, an account, an account at an address),
+/// shared by all sessions of a server.
+#[derive(Debug)]
+pub struct KeyedThrottle<K> {
+    config: ThrottleConfig,
+    entries: Mutex<HashMap<K, Entry>>,
+}
+
+impl<K: Eq + Hash + Clone> KeyedThrottle<K> {
+    pub fn new(config: ThrottleConfig) -> Self {
+        Self {
+            config,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &ThrottleConfig {
+        &self.config
+    }
+
+    /// Whether logins under `key` are refused without looking at the password.
+    pub fn is_blocked_at(&self, key: &K, now: Instant) -> bool {
+        self.entries()
+            .get(key)
+            .is_some_and(|entry| entry.is_banned_at(now))
+    }
+
+    /// The failures under `key` still inside the window.
+    pub fn recent_failures_at(&self, key: &K, now: Instant) -> u32 {
+        let recent = self.entries().get(key).map_or(0, |entry| {
+            entry
+                .failures
+                .iter()
+                .filter(|t| now.saturating_duration_since(**t) < self.config.window)
+                .count()
+        });
+        u32::try_from(recent).unwrap_or(u32::MAX)
+    }
+
+    /// How long to wait before answering a failed login under `key`: `base_delay` times the
+    /// failures still in the window (at least one, the failure being answered), capped at
+    /// `max_delay`.
+    pub fn failure_delay_at(&self, key: &K, now: Instant) -> Duration {
+        let recent = self.recent_failures_at(key, now).max(1);
+        self.config
+            .base_delay
+            .saturating_mul(recent)
+            .min(self.config.max_delay)
+    }
+
+    /// Counts a failed login under `key`; the `max_failures`-th within the window bans it.
+    /// Whether this failure started a ban.
+    pub fn record_failure_at(&self, key: K, now: Instant) -> bool {
+        let mut entries = self.entries();
+        if !entries.contains_key(&key) && entries.len() >= self.config.max_tracked {
+            self.make_room(&mut entries, now);
+        }
+        let entry = entries.entry(key).or_default();
+        entry.forget_failures_before(now.checked_sub(self.config.window));
+        entry.failures.push_back(now);
+        let max_failures = self.config.max_failures as usize;
+        if self.config.ban.is_zero() {
+            // Never a ban: the last `max_failures` are kept, for the delay.
+            while entry.failures.len() > max_failures {
+                entry.failures.pop_front();
+            }
+            return false;
+        }
+        if entry.failures.len() < max_failures {
+            return false;
+        }
+        entry.banned_until = Some(now + self.config.ban);
+        entry.failures.clear();
+        true
+    }
+
+    /// Forgets the failures under `key` after a good login. A ban still running stays.
+    pub fn record_success_at(&self, key: &K, now: Instant) {
+        let mut entries = self.entries();
+        if let Some(entry) = entries.get_mut(key) {
+            entry.failures.clear();
+            if !entry.is_banned_at(now) {
+                entries.remove(key);
+            }
+        }
+    }
+
+    /// How many keys are tracked now.
+    pub fn tracked(&self) -> usize {
+        self.entries().len()
+    }
+
+    /// Drops stale entries; if none were stale, the one that would expire first, so a newcomer
+    /// is always tracked (its failures matter more than an old key's nearly spent ones).
+    fn make_room(&self, entries: &mut HashMap<K, Entry>, now: Instant) {
+        let window = self.config.window;
+        entries.retain(|_, entry| !entry.is_stale_at(now, window));
+        if entries.len() < self.config.max_tracked {
+            return;
+        }
+        let soonest = entries
+            .iter()
+            .min_by_key(|(_, entry)| entry.expires_at(window))
+            .map(|(key, _)| key.clone());
+        if let Some(key) = soonest {
+            entries.remove(&key);
+        }
+    }
+
+    fn entries(&self) -> MutexGuard<'_, HashMap<K, Entry>> {
+        // The map holds only counters; whatever a panicking thread left is still usable.
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// Per-address failed-login bookkeeping, shared by all sessions of a server.
 #[derive(Debug)]
 pub struct LoginThrottle {
-    config: ThrottleConfig,
-    entries: Mutex<HashMap<IpAddr, Entry>>,
+    by_address: KeyedThrottle<IpAddr>,
 }
 
 impl Default for LoginThrottle {
@@ -94,13 +213,12 @@ impl Default for LoginThrottle {
 impl LoginThrottle {
     pub fn new(config: ThrottleConfig) -> Self {
         Self {
-            config,
-            entries: Mutex::new(HashMap::new()),
+            by_address: KeyedThrottle::new(config),
         }
     }
 
     pub fn config(&self) -> &ThrottleConfig {
-        &self.config
+        self.by_address.config()
     }
 
     /// Whether logins from `ip` are refused without looking at the password.
@@ -127,95 +245,38 @@ impl LoginThrottle {
     }
 
     pub fn is_blocked_at(&self, ip: IpAddr, now: Instant) -> bool {
-        self.entries()
-            .get(&throttle_key(ip))
-            .is_some_and(|entry| entry.is_banned_at(now))
+        self.by_address.is_blocked_at(&throttle_key(ip), now)
     }
 
     pub fn failure_delay_at(&self, ip: IpAddr, now: Instant) -> Duration {
-        let recent = self
-            .entries()
-            .get(&throttle_key(ip))
-            .map_or(0, |entry| {
-                entry
-                    .failures
-                    .iter()
-                    .filter(|t| now.saturating_duration_since(**t) < self.config.window)
-                    .count()
-            })
-            .max(1);
-        let recent = u32::try_from(recent).unwrap_or(u32::MAX);
-        self.config
-            .base_delay
-            .saturating_mul(recent)
-            .min(self.config.max_delay)
+        self.by_address.failure_delay_at(&throttle_key(ip), now)
     }
 
     pub fn record_failure_at(&self, ip: IpAddr, now: Instant) {
         let key = throttle_key(ip);
-        let mut entries = self.entries();
-        if !entries.contains_key(&key) && entries.len() >= self.config.max_tracked {
-            self.make_room(&mut entries, now);
-        }
-        let entry = entries.entry(key).or_default();
-        entry.forget_failures_before(now.checked_sub(self.config.window));
-        entry.failures.push_back(now);
-        if entry.failures.len() >= self.config.max_failures as usize {
-            entry.banned_until = Some(now + self.config.ban);
-            entry.failures.clear();
+        if self.by_address.record_failure_at(key, now) {
             tracing::warn!(
                 peer = %key,
-                ban_secs = self.config.ban.as_secs(),
+                ban_secs = self.config().ban.as_secs(),
                 "too many failed logins; refusing logins from this address for a while"
             );
         }
     }
 
     pub fn record_success_at(&self, ip: IpAddr, now: Instant) {
-        let key = throttle_key(ip);
-        let mut entries = self.entries();
-        if let Some(entry) = entries.get_mut(&key) {
-            entry.failures.clear();
-            if !entry.is_banned_at(now) {
-                entries.remove(&key);
-            }
-        }
+        self.by_address.record_success_at(&throttle_key(ip), now);
     }
 
     /// How many addresses are tracked now.
     pub fn tracked(&self) -> usize {
-        self.entries().len()
-    }
-
-    /// Drops stale entries; if none were stale, the one that would expire first, so a newcomer
-    /// is always tracked (its failures matter more than an old address's nearly spent ones).
-    fn make_room(&self, entries: &mut HashMap<IpAddr, Entry>, now: Instant) {
-        let window = self.config.window;
-        entries.retain(|_, entry| !entry.is_stale_at(now, window));
-        if entries.len() < self.config.max_tracked {
-            return;
-        }
-        let soonest = entries
-            .iter()
-            .min_by_key(|(_, entry)| entry.expires_at(window))
-            .map(|(ip, _)| *ip);
-        if let Some(ip) = soonest {
-            entries.remove(&ip);
-        }
-    }
-
-    fn entries(&self) -> MutexGuard<'_, HashMap<IpAddr, Entry>> {
-        // The map holds only counters; whatever a panicking thread left is still usable.
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.by_address.tracked()
     }
 }
 
 /// The address a client is counted under. An IPv6 client usually holds a whole /64, so counting
 /// single addresses would let it rotate through them; IPv4-mapped IPv6 counts as the IPv4
 /// address it is.
-fn throttle_key(ip: IpAddr) -> IpAddr {
+pub fn throttle_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -370,14 +431,30 @@ mod tests {
         throttle.record_failure_at(ip(4), later);
         assert_eq!(throttle.tracked(), 3);
         assert!(throttle.is_blocked_at(ip(1), later));
-        assert!(!throttle.entries().contains_key(&ip(2)));
+        assert!(!throttle.by_address.entries().contains_key(&ip(2)));
 
         // Nothing stale now: the entry that expires first (ip(3)) makes room.
         throttle.record_failure_at(ip(5), later);
         assert_eq!(throttle.tracked(), 3);
         assert!(throttle.is_blocked_at(ip(1), later));
-        let entries = throttle.entries();
+        let entries = throttle.by_address.entries();
         assert!(!entries.contains_key(&ip(3)));
         assert!(entries.contains_key(&ip(4)) && entries.contains_key(&ip(5)));
+    }
+
+    #[test]
+    fn a_throttle_without_a_ban_keeps_counting_its_last_failures() {
+        let throttle = KeyedThrottle::new(ThrottleConfig {
+            max_failures: 3,
+            ban: Duration::ZERO,
+            ..ThrottleConfig::default()
+        });
+        let start = Instant::now();
+        for i in 0..10 {
+            assert!(!throttle.record_failure_at("admin", start + secs(i)));
+            assert!(!throttle.is_blocked_at(&"admin", start + secs(i)));
+        }
+        assert_eq!(throttle.recent_failures_at(&"admin", start + secs(10)), 3);
+        assert_eq!(throttle.recent_failures_at(&"other", start + secs(10)), 0);
     }
 }

@@ -14,6 +14,11 @@
 //! `https://api.bitbucket.org/2.0`) is derived from the repository URL unless the service sets
 //! its own. A hook is recognised by its URL ending in the service's `/hooks/KEY`, so the check
 //! needs no public URL; registering one does.
+//!
+//! Redirects are followed only within the API root's origin (scheme, host and port): the
+//! provider token rides in a header (GitLab's `PRIVATE-TOKEN` is one reqwest does not know to
+//! strip), so a redirect to another host, another port or plain `http` is refused with
+//! [`ProviderApiError::Redirected`] instead of handing the token over.
 
 use std::time::Duration;
 
@@ -25,6 +30,9 @@ use super::store::{Secret, Service, ServiceSecrets};
 use super::webhook::Provider;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Same-origin redirects followed at most (reqwest's own default is 10).
+const MAX_REDIRECTS: usize = 5;
 
 /// What a path segment keeps unencoded: RFC 3986's unreserved characters.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -61,6 +69,55 @@ pub enum ProviderApiError {
     },
     #[error("unexpected answer from {url}: {message}")]
     Format { url: String, message: String },
+    #[error(
+        "the {provider} API at {url} redirected to {to}, another origin; the provider token is \
+         not sent there. If that is the host's real API, set it as the service's API root: \
+         ferry deploy service edit NAME --api-url URL"
+    )]
+    Redirected {
+        provider: Provider,
+        url: String,
+        /// The origin (`scheme://host:port`) the redirect pointed to, never its path or query.
+        to: String,
+    },
+}
+
+/// Why the redirect policy stopped a request; found again in reqwest's error by
+/// [`redirect_refusal`].
+#[derive(Debug, thiserror::Error)]
+enum RedirectRefusal {
+    #[error("redirected to another origin, {0}")]
+    OtherOrigin(String),
+    #[error("more than {MAX_REDIRECTS} redirects")]
+    TooMany,
+}
+
+/// Follows a redirect only to the origin the request started at, and only a few times.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let started = attempt.previous().first().map(url::Url::origin);
+        let next = attempt.url().origin();
+        if started.as_ref() != Some(&next) {
+            let to = next.ascii_serialization();
+            attempt.error(RedirectRefusal::OtherOrigin(to))
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(RedirectRefusal::TooMany)
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// The [`RedirectRefusal`] behind a reqwest error, if the redirect policy made it.
+fn redirect_refusal(error: &reqwest::Error) -> Option<&RedirectRefusal> {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(refusal) = cause.downcast_ref::<RedirectRefusal>() {
+            return Some(refusal);
+        }
+        source = cause.source();
+    }
+    None
 }
 
 /// Where a repository lives on its host.
@@ -206,6 +263,7 @@ impl ProviderApi {
         let client = reqwest::Client::builder()
             .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
             .timeout(TIMEOUT)
+            .redirect(same_origin_redirects())
             .build()
             .map_err(|e| ProviderApiError::Unreachable {
                 provider,
@@ -294,7 +352,22 @@ impl ProviderApi {
             url: url.clone(),
             message: e.to_string(),
         };
-        let response = request.send().await.map_err(unreachable)?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| match redirect_refusal(&e) {
+                Some(RedirectRefusal::OtherOrigin(to)) => ProviderApiError::Redirected {
+                    provider: self.provider,
+                    url: url.clone(),
+                    to: to.clone(),
+                },
+                Some(refusal @ RedirectRefusal::TooMany) => ProviderApiError::Unreachable {
+                    provider: self.provider,
+                    url: url.clone(),
+                    message: refusal.to_string(),
+                },
+                None => unreachable(e),
+            })?;
         let status = response.status().as_u16();
         let text = response.text().await.map_err(unreachable)?;
         if status == 401 || status == 403 {

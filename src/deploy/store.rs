@@ -159,6 +159,11 @@ const MIGRATIONS: &[&str] = &[
         ON deploy_deploys (service_id, delivery_id, coalesce(branch, ''))
         WHERE delivery_id IS NOT NULL;
 "#,
+    r#"
+    -- The account's credential stamp when the session began (accounts.credential_stamp): once
+    -- the account's stamp differs, the session is over. Sessions from before have none and end.
+    ALTER TABLE deploy_sessions ADD COLUMN credential_stamp TEXT NOT NULL DEFAULT '';
+"#,
 ];
 
 /// SQLite's clock as an ISO 8601 UTC timestamp.

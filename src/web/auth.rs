@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use subtle::ConstantTimeEq as _;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use super::AppState;
 use crate::deploy::store::Session;
@@ -119,12 +119,18 @@ async fn authenticate(
     Ok(Caller::Session(session))
 }
 
-/// The live session `id` names, if its account is still an enabled admin: taking the admin flag
-/// away (or disabling or deleting the account) ends its sessions at once.
+/// The live session `id` names, if its account is still an enabled admin with the credential
+/// stamp the session began under: a new password, taking the admin flag away, disabling or
+/// deleting the account ends its sessions at once — and for good, since the stamp does not come
+/// back when the flag does. An ended session's row is deleted on the way.
 pub async fn current_session(state: &AppState, id: String) -> Result<Option<Session>, Response> {
     let store = Arc::clone(state.queue.store());
     let accounts = Arc::clone(&state.dashboard.accounts.store);
-    let session = blocking(move || store.session(&id)).await?;
+    let session = {
+        let store = Arc::clone(&store);
+        let id = id.clone();
+        blocking(move || store.session(&id)).await?
+    };
     let Some(session) = session else {
         return Ok(None);
     };
@@ -140,7 +146,21 @@ pub async fn current_session(state: &AppState, id: String) -> Result<Option<Sess
             return Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error"));
         }
     };
-    Ok(account.filter(|a| a.admin && a.enabled).map(|_| session))
+    let still_valid = account.is_some_and(|account| {
+        account.admin
+            && account.enabled
+            && !session.credential_stamp.is_empty()
+            && account.credential_stamp() == session.credential_stamp
+    });
+    if still_valid {
+        return Ok(Some(session));
+    }
+    info!(
+        user = session.user,
+        "dashboard session ended: the account's password or access changed"
+    );
+    blocking(move || store.delete_session(&id)).await?;
+    Ok(None)
 }
 
 /// The value of the session cookie, if the request carries one.

@@ -2,10 +2,16 @@
 //! `POST /hooks/{key}` ([`hooks`]), deploys are queued in SQLite and run in the background by the
 //! [`DeployQueue`]; the JSON API under `/api/` ([`api`]) shows services, deploys and live
 //! progress and manages notification sets ([`notifications`]), for callers [`auth`] lets in;
-//! the dashboard's HTML [`pages`] sit at `/`; `/healthz` answers `ok`.
+//! the dashboard's HTML [`pages`] sit at `/`; `/healthz` answers `ok`. Before any of them,
+//! [`connections`] caps and times the connections, [`body_deadline`] times request bodies, and
+//! [`client_address`] finds who each request comes from (behind a trusted reverse proxy, the
+//! client it names).
 
 pub mod api;
 pub mod auth;
+pub mod body_deadline;
+pub mod client_address;
+pub mod connections;
 pub mod history;
 pub mod hooks;
 pub mod notifications;
@@ -19,6 +25,8 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tracing::info;
 
+use self::client_address::TrustedProxies;
+use self::connections::HttpLimits;
 use crate::deploy::queue::DeployQueue;
 
 /// What every handler shares.
@@ -32,6 +40,10 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// The dashboard pages' logins, templates and settings.
     pub dashboard: Arc<pages::Dashboard>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`).
+    pub trusted_proxies: Arc<TrustedProxies>,
+    /// Connection caps and timeouts.
+    pub limits: HttpLimits,
 }
 
 /// The whole application's routes.
@@ -47,6 +59,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(healthz))
         .merge(pages::page_routes())
+        // The last layer runs first: the client is known before the body deadline starts.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            body_deadline::enforce_body_deadline,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            client_address::identify_client,
+        ))
         .with_state(state)
 }
 
@@ -91,16 +112,22 @@ pub async fn serve(
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let address = listener.local_addr()?;
-    info!(listen = %address, "ferry deploy service listening");
+    let limits = state.limits.clone();
+    let trusted = Arc::clone(&state.trusted_proxies);
+    info!(
+        listen = %address,
+        max_connections = limits.max_connections,
+        max_connections_per_client = limits.max_connections_per_client,
+        header_timeout_secs = limits.header_timeout.as_secs(),
+        body_timeout_secs = limits.body_timeout.as_secs(),
+        trusted_proxies = ?trusted,
+        "ferry deploy service listening"
+    );
     let queue = tokio::spawn(Arc::clone(&state.queue).run());
-    // The peer address feeds the login throttle.
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await;
+    connections::serve_connections(listener, router(state), &limits, &trusted, stop).await;
     queue.abort();
     info!("ferry deploy service stopped");
-    served
+    Ok(())
 }
 
 async fn healthz() -> &'static str {

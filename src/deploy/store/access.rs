@@ -1,6 +1,12 @@
 //! Who may use the JSON API and the dashboard: named API tokens and login sessions. Only the
 //! SHA-256 of a token or of a session id is stored, so the database alone lets nobody in; the
 //! token itself is shown once, when it is made.
+//!
+//! A session belongs to an account and carries the account's credential stamp from its start;
+//! the web layer ends it once the account's stamp differs (a new password, the admin flag taken
+//! away). A token belongs to no account: it is a credential of its own for scripts and CI, made
+//! and deleted with `ferry deploy token` by whoever holds the database and its key, and checked
+//! against the database on every request, so deleting it revokes it at once.
 
 use std::time::Duration;
 
@@ -36,6 +42,8 @@ pub struct Session {
     /// Forms and non-GET API calls of this session must carry it.
     pub csrf_token: String,
     pub expires_at: String,
+    /// The account's credential stamp when the session began.
+    pub credential_stamp: String,
 }
 
 /// A fresh random string of `chars` letters and digits (the thread RNG is seeded from the OS).
@@ -148,11 +156,13 @@ impl ServiceStore {
 
     // ---- sessions ----
 
-    /// Starts a session for `user` lasting `lifetime`; its id (the cookie's value, not stored)
-    /// and the session. Expired sessions are removed on the way.
+    /// Starts a session for `user`, whose credential stamp was `credential_stamp` before its
+    /// password was checked, lasting `lifetime`; its id (the cookie's value, not stored) and the
+    /// session. Expired sessions are removed on the way.
     pub fn create_session(
         &self,
         user: &str,
+        credential_stamp: &str,
         lifetime: Duration,
     ) -> Result<(Secret, Session), DeployStoreError> {
         let id = random_chars(SESSION_ID_CHARS);
@@ -164,16 +174,18 @@ impl ServiceStore {
         )?;
         let expires_at: String = connection.query_row(
             &format!(
-                "INSERT INTO deploy_sessions (id_sha256, user, csrf_token, created_at, expires_at)
+                "INSERT INTO deploy_sessions
+                     (id_sha256, user, csrf_token, created_at, expires_at, credential_stamp)
                  VALUES (?1, ?2, ?3, {NOW},
-                         strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?4))
+                         strftime('%Y-%m-%dT%H:%M:%SZ', 'now', ?4), ?5)
                  RETURNING expires_at"
             ),
             params![
                 sha256(&id),
                 user,
                 csrf_token,
-                format!("+{} seconds", lifetime.as_secs())
+                format!("+{} seconds", lifetime.as_secs()),
+                credential_stamp,
             ],
             |row| row.get(0),
         )?;
@@ -183,6 +195,7 @@ impl ServiceStore {
                 user: user.to_owned(),
                 csrf_token,
                 expires_at,
+                credential_stamp: credential_stamp.to_owned(),
             },
         ))
     }
@@ -193,7 +206,7 @@ impl ServiceStore {
             .lock()
             .query_row(
                 &format!(
-                    "SELECT user, csrf_token, expires_at FROM deploy_sessions
+                    "SELECT user, csrf_token, expires_at, credential_stamp FROM deploy_sessions
                      WHERE id_sha256 = ?1 AND expires_at > {NOW}"
                 ),
                 [sha256(id)],
@@ -202,6 +215,7 @@ impl ServiceStore {
                         user: row.get(0)?,
                         csrf_token: row.get(1)?,
                         expires_at: row.get(2)?,
+                        credential_stamp: row.get(3)?,
                     })
                 },
             )
@@ -268,15 +282,18 @@ mod tests {
     fn a_session_is_found_by_its_id_until_logout_or_expiry() {
         let store = store();
         let (id, session) = store
-            .create_session("alice", Duration::from_secs(3600))
+            .create_session("alice", "stamp", Duration::from_secs(3600))
             .unwrap();
         assert_eq!(store.session(id.expose()).unwrap(), Some(session.clone()));
+        assert_eq!(session.credential_stamp, "stamp");
         assert_ne!(session.csrf_token, id.expose());
         assert_eq!(store.session("forged").unwrap(), None);
         store.delete_session(id.expose()).unwrap();
         assert_eq!(store.session(id.expose()).unwrap(), None);
 
-        let (expired, _) = store.create_session("alice", Duration::ZERO).unwrap();
+        let (expired, _) = store
+            .create_session("alice", "stamp", Duration::ZERO)
+            .unwrap();
         assert_eq!(store.session(expired.expose()).unwrap(), None);
     }
 }

@@ -1,14 +1,16 @@
 //! `GET/POST /login` and `POST /logout`. Admin accounts of ferry's accounts database log in
-//! with their password (checked by argon2 on the password threads); a wrong password answers
-//! only after a delay that grows with each failure from the same address. The login form is
+//! with their password (checked by argon2 on the password threads); failures are counted by the
+//! [`LoginGuard`](crate::auth::LoginGuard) per account at the client's address (behind a trusted
+//! proxy, the client it names), per address and per account, so a wrong password answers after a
+//! growing delay and a guesser is refused without locking anyone else out. The login form is
 //! protected from cross-site posts by a cookie that must match its hidden field (there is no
-//! session yet to hold a CSRF token).
+//! session yet to hold a CSRF token). A session records the account's credential stamp, read
+//! before the password is checked, so a password changed meanwhile still ends it.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use rand::Rng as _;
@@ -20,6 +22,7 @@ use tracing::{info, warn};
 use super::{Admin, AppState, blocking, internal, render};
 use crate::auth::{AuthError, Authenticator as _};
 use crate::web::auth::{SESSION_COOKIE, current_session, session_id};
+use crate::web::client_address::ClientAddress;
 
 /// The cookie holding the login form's CSRF token.
 const LOGIN_COOKIE: &str = "ferry_login";
@@ -43,12 +46,20 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-/// Where to go after logging in: a path on this site only (never `//host` or a URL).
+/// Where to go after logging in: an absolute path on this site, else `/`. Browsers read `//host`
+/// and `/\host` as another site, and drop tabs and newlines from a URL before reading it (so
+/// `/<TAB>/host` is `//host` too): the path must start with one `/` followed by neither `/` nor
+/// `\`, and hold only printable ASCII without `\` — which also keeps CR and LF out of the
+/// `Location` header. No scheme can get through: the first character is `/`.
 fn safe_next(next: Option<&str>) -> String {
+    let same_site_path = |path: &str| {
+        let bytes = path.as_bytes();
+        bytes.first() == Some(&b'/')
+            && !matches!(bytes.get(1), Some(b'/' | b'\\'))
+            && bytes.iter().all(|b| b.is_ascii_graphic() && *b != b'\\')
+    };
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
-            path.to_owned()
-        }
+        Some(path) if same_site_path(path) => path.to_owned(),
         _ => "/".to_owned(),
     }
 }
@@ -117,14 +128,14 @@ pub async fn form(
 
 pub async fn submit(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddress(client): ClientAddress,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let next = safe_next(Some(&form.next));
     let expected = cookie_value(&headers, LOGIN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(form.csrf.as_bytes())) {
-        warn!(peer = %peer.ip(), "login form without its CSRF cookie");
+        warn!(client = %client, "login form without its CSRF cookie");
         return login_page(
             &state,
             StatusCode::FORBIDDEN,
@@ -133,24 +144,43 @@ pub async fn submit(
         );
     }
     let dashboard = &state.dashboard;
-    let ip = peer.ip();
-    if dashboard.throttle.is_blocked(ip) {
-        warn!(peer = %ip, "login refused: too many failures from this address");
-        return login_page(
-            &state,
-            StatusCode::TOO_MANY_REQUESTS,
-            &next,
-            Some("Too many failed logins from your address; wait ten minutes and try again."),
-        );
-    }
+    let slow_down = match dashboard.login_guard.admit(&form.user, client) {
+        Ok(slow_down) => slow_down,
+        Err(refusal) => {
+            warn!(user = form.user, client = %client, ?refusal, "login refused: too many failures");
+            return login_page(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                &next,
+                Some(refusal.message()),
+            );
+        }
+    };
+    // Someone is guessing this account's password from elsewhere: every attempt waits a little.
+    tokio::time::sleep(slow_down).await;
+    let stamp = match credential_stamp(&state, &form.user).await {
+        Ok(stamp) => stamp,
+        Err(e) => {
+            warn!(
+                error = e,
+                "cannot read the account before its password check"
+            );
+            return login_page(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &next,
+                Some("The account database cannot be read now; try again."),
+            );
+        }
+    };
     let result = dashboard
         .accounts
-        .authenticate(&form.user, &form.password, ip)
+        .authenticate(&form.user, &form.password, client)
         .await;
     let refusal = match result {
         Ok(details) if details.admin => None,
         Ok(_) => {
-            warn!(user = form.user, "dashboard login refused: not an admin");
+            warn!(user = form.user, client = %client, "dashboard login refused: not an admin");
             Some((
                 StatusCode::FORBIDDEN,
                 "This account may not use the dashboard: ask for the admin flag \
@@ -166,25 +196,26 @@ pub async fn submit(
         }
         Err(_) => {
             // Slow the next guess down; the answer waits as long.
-            dashboard.throttle.record_failure(ip);
-            tokio::time::sleep(dashboard.throttle.failure_delay(ip)).await;
-            warn!(user = form.user, peer = %ip, "dashboard login failed");
+            let delay = dashboard.login_guard.record_failure(&form.user, client);
+            tokio::time::sleep(delay).await;
+            warn!(user = form.user, client = %client, "dashboard login failed");
             Some((StatusCode::UNAUTHORIZED, "Wrong user name or password."))
         }
     };
     if let Some((status, text)) = refusal {
         return login_page(&state, status, &next, Some(text));
     }
-    dashboard.throttle.record_success(ip);
+    dashboard.login_guard.record_success(&form.user, client);
     let store = Arc::clone(state.queue.store());
     let user = form.user.clone();
     let lifetime = dashboard.settings.session_lifetime;
-    let (id, _session) = match blocking(move || store.create_session(&user, lifetime)).await {
+    let created = blocking(move || store.create_session(&user, &stamp, lifetime)).await;
+    let (id, _session) = match created {
         Ok(Ok(created)) => created,
         Ok(Err(e)) => return internal_page(&state, &e),
         Err(e) => return internal_page(&state, &e),
     };
-    info!(user = form.user, peer = %ip, "dashboard login");
+    info!(user = form.user, client = %client, "dashboard login");
     let mut response = Redirect::to(&next).into_response();
     let headers = response.headers_mut();
     headers.append(
@@ -196,6 +227,19 @@ pub async fn submit(
         cookie(&state, LOGIN_COOKIE, "", "/login", 0),
     );
     response
+}
+
+/// The credential stamp of `user` now (empty for no such account: its login fails anyway).
+async fn credential_stamp(state: &AppState, user: &str) -> Result<String, String> {
+    let accounts = Arc::clone(&state.dashboard.accounts.store);
+    let user = user.to_owned();
+    match blocking(move || accounts.get_user(&user)).await {
+        Ok(Ok(account)) => Ok(account
+            .map(|account| account.credential_stamp().to_owned())
+            .unwrap_or_default()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e),
+    }
 }
 
 fn internal_page(state: &AppState, error: &dyn std::fmt::Display) -> Response {
@@ -242,9 +286,23 @@ mod tests {
     #[test]
     fn only_paths_on_this_site_are_followed_after_login() {
         assert_eq!(safe_next(Some("/services/site")), "/services/site");
-        assert_eq!(safe_next(Some("//evil.example/x")), "/");
-        assert_eq!(safe_next(Some("https://evil.example/")), "/");
-        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(Some("/log?service=a%20b")), "/log?service=a%20b");
+        assert_eq!(safe_next(Some("/")), "/");
+        for foreign in [
+            "//evil.example/x",
+            "https://evil.example/",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "\t//evil.example",
+            "/x\r\nSet-Cookie: a=b",
+            "/x y",
+            "/caf\u{e9}",
+            "evil.example",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(foreign)), "/", "{foreign:?}");
+        }
         assert_eq!(safe_next(None), "/");
     }
 }

@@ -26,8 +26,7 @@ use tracing::error;
 
 use super::AppState;
 use super::auth::{self, session_id};
-use crate::auth::SqliteAuthenticator;
-use crate::auth::throttle::LoginThrottle;
+use crate::auth::{LoginGuard, SqliteAuthenticator};
 use crate::deploy::store::Session;
 
 /// How the dashboard is set up, and what its pages share.
@@ -35,8 +34,9 @@ use crate::deploy::store::Session;
 pub struct Dashboard {
     /// Checks admin passwords (argon2 on dedicated threads, never on the async ones).
     pub accounts: SqliteAuthenticator,
-    /// A growing delay after wrong passwords, per client address.
-    pub throttle: LoginThrottle,
+    /// Failed logins per account at a client address, per address and per account: delays,
+    /// then refusals that never reach beyond the address that failed.
+    pub login_guard: LoginGuard,
     pub settings: DashboardSettings,
     templates: Environment<'static>,
 }
@@ -67,7 +67,7 @@ impl Dashboard {
     pub fn new(accounts: SqliteAuthenticator, settings: DashboardSettings) -> Self {
         Self {
             accounts,
-            throttle: LoginThrottle::default(),
+            login_guard: LoginGuard::default(),
             settings,
             templates: templates(),
         }
