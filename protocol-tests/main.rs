@@ -2,6 +2,7 @@
 //! tnftp, Python's ftplib, the suppaftp crate) and by hand-written dialogues for the corners no
 //! client reaches.
 
+mod attacks_server;
 mod cli;
 mod client;
 mod contrib;

@@ -2,7 +2,8 @@
 //!
 //! Every user name gets the same `331`, and every failure the same `530` after the same delay, so
 //! a client cannot tell which accounts exist. An address that keeps failing is refused for a
-//! while (`421`). Password checks run on the blocking pool inside the authenticator.
+//! while (`421`); each attempt is counted before its password is checked (`crate::auth::throttle`).
+//! Password checks run on the blocking pool inside the authenticator.
 
 use tracing::{info, warn};
 
@@ -55,17 +56,15 @@ impl Session {
             }
         };
         let ip = self.peer.ip();
-        let throttle = &self.server.throttle;
-        if throttle.is_blocked(ip) {
+        // Counted before the password is checked, so parallel sessions cannot race past the
+        // limit (see `crate::auth::throttle`).
+        let Ok(attempt) = self.server.throttle.admit(ip, &user).await else {
             warn!(
                 user,
                 "login refused: too many failed logins from this address"
             );
-            return Ok(Flow::Close(Reply::new(
-                ReplyCode::SERVICE_NOT_AVAILABLE,
-                "Too many failed logins from your address; try again later.",
-            )));
-        }
+            return Ok(Flow::Close(too_many_failures()));
+        };
         let password = String::from_utf8_lossy(password);
         let result = match self.anonymous_details(&user) {
             Some(details) => Ok(details),
@@ -77,8 +76,12 @@ impl Session {
             }
         };
         let details = match result {
-            Ok(details) => details,
+            Ok(details) => {
+                attempt.succeeded();
+                details
+            }
             Err(AuthError::Unavailable(reason)) => {
+                attempt.unchecked();
                 warn!(user, %reason, "login failed: account database unavailable");
                 return Err(Reply::new(
                     ReplyCode::SERVICE_NOT_AVAILABLE,
@@ -88,13 +91,10 @@ impl Session {
             Err(error) => {
                 warn!(user, %error, "login failed");
                 self.server.metrics.login(false);
-                throttle.record_failure(ip);
-                tokio::time::sleep(throttle.failure_delay(ip)).await;
-                if throttle.is_blocked(ip) {
-                    return Ok(Flow::Close(Reply::new(
-                        ReplyCode::SERVICE_NOT_AVAILABLE,
-                        "Too many failed logins from your address; try again later.",
-                    )));
+                let verdict = attempt.failed();
+                tokio::time::sleep(verdict.delay).await;
+                if verdict.banned {
+                    return Ok(Flow::Close(too_many_failures()));
                 }
                 return Err(Reply::new(ReplyCode::NOT_LOGGED_IN, "Login incorrect."));
             }
@@ -128,7 +128,6 @@ impl Session {
                 ));
             }
         };
-        throttle.record_success(ip);
         self.server.metrics.login(true);
         tracing::Span::current().record("user", details.name.as_str());
         info!(home = details.home, "logged in");
@@ -195,4 +194,12 @@ impl Session {
         self.rename_from = None;
         self.mlst_facts = MlstFacts::default_set();
     }
+}
+
+/// The reply to a login from an address that failed too often: the connection closes after it.
+fn too_many_failures() -> Reply {
+    Reply::new(
+        ReplyCode::SERVICE_NOT_AVAILABLE,
+        "Too many failed logins from your address; try again later.",
+    )
 }
