@@ -1,15 +1,19 @@
 //! Attacks on the FTP server, driven from outside against a real ferry server: password guesses
-//! around the login throttle (another account's good logins, parallel sessions).
+//! around the login throttle (another account's good logins, parallel sessions), CCC slipped
+//! between USER and PASS, and accounts that require TLS on a server without a certificate.
 
-use std::net::IpAddr;
+use std::io::{BufReader, Write};
+use std::net::{IpAddr, TcpStream};
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use ferry::auth::ThrottleConfig;
+use ferry::auth::store::AccountStore;
+use ferry::auth::{ThrottleConfig, TlsRequirement};
 
 use crate::dialogue::{Dialogue, Reply, eventually};
 use crate::support::*;
+use crate::tls::{TlsSession, client_config, read_reply};
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
@@ -149,4 +153,125 @@ fn parallel_wrong_passwords_are_counted_before_they_are_checked() {
         (4, SESSIONS - 4),
         "{replies:?}"
     );
+}
+
+// ---- CCC and the account's TLS policy ---------------------------------------------------------
+
+/// A server where TLS is optional and CCC allowed, and `alice` requires an encrypted control
+/// connection.
+fn ccc_server() -> TestServer {
+    let server = TestServer::start_with_tls(|tls, _| {
+        tls.required = TlsRequirement::None;
+        tls.allow_ccc = true;
+    });
+    AccountStore::open(&server.db_path())
+        .unwrap()
+        .set_user_tls_required(USER, Some(TlsRequirement::Control))
+        .unwrap();
+    server
+}
+
+#[test]
+fn ccc_between_user_and_pass_is_refused_and_the_password_stays_encrypted() {
+    let server = ccc_server();
+    let mut session = TlsSession::connect(&server, client_config(rustls::DEFAULT_VERSIONS));
+    session.expect(&format!("USER {USER}"), "331");
+    let refused = session.expect("CCC", "503");
+    assert!(refused.contains("only after login"), "{refused}");
+    // Still under TLS: the reply came through it, and the password goes through it too.
+    session.expect(&format!("PASS {PASSWORD}"), "230");
+    // Logged in, the account's requirement keeps the control connection encrypted.
+    let refused = session.expect("CCC", "533");
+    assert!(refused.contains("keeps the control connection encrypted"));
+    session.expect("NOOP", "200");
+}
+
+/// Sends CCC on a logged-in session and completes the TLS close both ways: what follows is clear
+/// text on the same TCP connection.
+fn clear_the_control_connection(mut session: TlsSession) -> BufReader<TcpStream> {
+    session.expect("CCC", "200");
+    let mut tls = session.stream.into_inner();
+    tls.conn.send_close_notify();
+    tls.conn.write_tls(&mut tls.sock).unwrap();
+    while tls.conn.wants_read() {
+        match tls.conn.read_tls(&mut tls.sock) {
+            Ok(0) => break,
+            Ok(_) => {
+                if tls.conn.process_new_packets().unwrap().peer_has_closed() {
+                    break;
+                }
+            }
+            Err(e) => panic!("reading the server's close_notify: {e}"),
+        }
+    }
+    BufReader::new(tls.sock)
+}
+
+#[test]
+fn after_ccc_the_account_that_requires_tls_cannot_log_in_in_clear() {
+    let server = ccc_server();
+    // reader requires nothing of its own and may clear the control connection...
+    let mut session = TlsSession::connect(&server, client_config(rustls::DEFAULT_VERSIONS));
+    session.expect(&format!("USER {READER}"), "331");
+    session.expect(&format!("PASS {PASSWORD}"), "230");
+    let mut plain = clear_the_control_connection(session);
+    let mut command = |line: &str| {
+        plain
+            .get_mut()
+            .write_all(format!("{line}\r\n").as_bytes())
+            .unwrap();
+        read_reply(&mut plain)
+    };
+    assert!(command("PWD").starts_with("257"));
+    // ...but alice may not log in on it, neither as a new USER nor after REIN.
+    let refused = command(&format!("USER {USER}"));
+    assert!(refused.starts_with("530"), "{refused}");
+    assert!(refused.contains("AUTH TLS"), "{refused}");
+    assert!(command("REIN").starts_with("220"));
+    assert!(command(&format!("USER {USER}")).starts_with("530"));
+    assert!(command("PWD").starts_with("530"));
+}
+
+#[test]
+fn an_account_that_requires_tls_is_refused_on_a_server_without_a_certificate() {
+    let server = TestServer::start();
+    let store = AccountStore::open(&server.db_path()).unwrap();
+    store
+        .set_user_tls_required(READER, Some(TlsRequirement::Control))
+        .unwrap();
+    let mut ftp = Dialogue::connect(&server);
+    // Refused at USER, before the password is sent in clear.
+    let refused = ftp.expect(&format!("USER {READER}"), 530);
+    assert!(
+        refused.text().contains("requires TLS (control)")
+            && refused.text().contains("no TLS certificate"),
+        "{refused:?}"
+    );
+    // An account that comes to require TLS between USER and PASS is refused at PASS: even
+    // protecting only its data connections is impossible here.
+    ftp.expect(&format!("USER {USER}"), 331);
+    store
+        .set_user_tls_required(USER, Some(TlsRequirement::Data))
+        .unwrap();
+    let refused = ftp.expect(&format!("PASS {PASSWORD}"), 530);
+    assert!(
+        refused.text().contains("requires TLS (data)")
+            && refused.text().contains("no TLS certificate"),
+        "{refused:?}"
+    );
+    ftp.expect("PWD", 530);
+}
+
+#[test]
+fn the_accounts_tls_policy_is_checked_again_at_pass() {
+    let server = TestServer::start_with_tls(|tls, _| tls.required = TlsRequirement::None);
+    let mut ftp = Dialogue::connect(&server);
+    ftp.expect(&format!("USER {USER}"), 331);
+    AccountStore::open(&server.db_path())
+        .unwrap()
+        .set_user_tls_required(USER, Some(TlsRequirement::Control))
+        .unwrap();
+    let refused = ftp.expect(&format!("PASS {PASSWORD}"), 530);
+    assert!(refused.text().contains("AUTH TLS"), "{refused:?}");
+    ftp.expect("PWD", 530);
 }

@@ -3,12 +3,14 @@
 //! Every user name gets the same `331`, and every failure the same `530` after the same delay, so
 //! a client cannot tell which accounts exist. An address that keeps failing is refused for a
 //! while (`421`); each attempt is counted before its password is checked (`crate::auth::throttle`).
-//! Password checks run on the blocking pool inside the authenticator.
+//! Password checks run on the blocking pool inside the authenticator. What an account requires to
+//! be encrypted is checked at USER, before a password can follow in clear text, and again at PASS
+//! with the account's details (RFC 4217 §11).
 
 use tracing::{info, warn};
 
 use super::Handled;
-use crate::auth::{AuthError, Permissions, UserDetails};
+use crate::auth::{AuthError, Permissions, TlsRequirement, UserDetails};
 use crate::protocol::command::TransferType;
 use crate::protocol::listing::MlstFacts;
 use crate::protocol::{Reply, ReplyCode, VirtualPath};
@@ -27,13 +29,19 @@ impl Session {
                 "USER needs a user name.",
             ));
         }
-        if !self.control.is_tls() && self.plain_login_refused(&name).await {
-            // Refused before the password is sent in clear (RFC 4217 §11).
-            warn!(user = name, "plain-text login refused: TLS is required");
-            return Err(Reply::new(
-                ReplyCode::NOT_LOGGED_IN,
-                "TLS is required to log in here: send AUTH TLS first (use FTPS in your client).",
-            ));
+        // Refused before the password is sent in clear (RFC 4217 §11). Under TLS every policy
+        // is met, so the account need not be looked up.
+        let requirement = if self.control.is_tls() {
+            None
+        } else {
+            self.server.authenticator.tls_requirement(&name).await
+        };
+        if let Err(reply) = self.tls_policy_allows_login(requirement) {
+            warn!(
+                user = name,
+                "login refused before the password: TLS is required"
+            );
+            return Err(reply);
         }
         // A new USER starts a new login, as after REIN.
         self.reset_session_state();
@@ -99,6 +107,12 @@ impl Session {
                 return Err(Reply::new(ReplyCode::NOT_LOGGED_IN, "Login incorrect."));
             }
         };
+        // Checked again with the account's details: the session may have changed since USER
+        // (CCC), and so may the account.
+        if let Err(reply) = self.tls_policy_allows_login(details.tls_required) {
+            warn!(user, "login refused: the account requires TLS");
+            return Err(reply);
+        }
         let provider = match &details.storage {
             None => &self.server.storage,
             Some(name) => match self.server.named_storage.get(name) {
@@ -136,18 +150,30 @@ impl Session {
         Ok(Reply::new(ReplyCode::LOGGED_IN, welcome).into())
     }
 
-    /// Whether the server's policy or the account's own forbids logging in without TLS.
-    async fn plain_login_refused(&self, user: &str) -> bool {
+    /// Whether this connection meets what the server and an account with `requirement` ask to
+    /// be encrypted, as far as a login can tell: the control connection itself, and for any
+    /// requirement at all, a server that can speak TLS.
+    fn tls_policy_allows_login(&self, requirement: Option<TlsRequirement>) -> Result<(), Reply> {
+        let account = requirement.unwrap_or(TlsRequirement::None);
         let Some(context) = &self.server.config.tls else {
-            return false;
+            if account == TlsRequirement::None {
+                return Ok(());
+            }
+            return Err(Reply::new(
+                ReplyCode::NOT_LOGGED_IN,
+                format!(
+                    "Your account requires TLS ({}), but this server has no TLS certificate; ask the server's operator to set up FTPS.",
+                    account.as_str()
+                ),
+            ));
         };
-        context.settings.required.control()
-            || self
-                .server
-                .authenticator
-                .tls_requirement(user)
-                .await
-                .is_some_and(|required| required.control())
+        if context.settings.required.combine(account).control() && !self.control.is_tls() {
+            return Err(Reply::new(
+                ReplyCode::NOT_LOGGED_IN,
+                "TLS is required to log in here: send AUTH TLS first (use FTPS in your client).",
+            ));
+        }
+        Ok(())
     }
 
     /// Anonymous logins, when the server allows them: any password, read-only.
