@@ -1,8 +1,9 @@
 //! Attacks on the FTP server, driven from outside against a real ferry server: password guesses
 //! around the login throttle (another account's good logins, parallel sessions), CCC slipped
-//! between USER and PASS, and accounts that require TLS on a server without a certificate.
+//! between USER and PASS, accounts that require TLS on a server without a certificate, and silent
+//! connections that hold descriptors while their TLS handshake or PROXY header is due.
 
-use std::io::{BufReader, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::path::Path;
 use std::sync::{Arc, Barrier};
@@ -10,10 +11,11 @@ use std::time::Duration;
 
 use ferry::auth::store::AccountStore;
 use ferry::auth::{ThrottleConfig, TlsRequirement};
+use rustls::{ClientConnection, StreamOwned};
 
-use crate::dialogue::{Dialogue, Reply, eventually};
+use crate::dialogue::{Dialogue, Reply, connect_from, eventually};
 use crate::support::*;
-use crate::tls::{TlsSession, client_config, read_reply};
+use crate::tls::{TlsSession, client_config, localhost, read_reply};
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
@@ -274,4 +276,156 @@ fn the_accounts_tls_policy_is_checked_again_at_pass() {
     let refused = ftp.expect(&format!("PASS {PASSWORD}"), 530);
     assert!(refused.text().contains("AUTH TLS"), "{refused:?}");
     ftp.expect("PWD", 530);
+}
+
+// ---- connection limits at accept ---------------------------------------------------------------
+
+/// How long a test waits for the server to close a connection it refuses; a connection the
+/// server holds instead stays open far longer (see `holding_handshakes`).
+const CLOSE_LIMIT: Duration = Duration::from_secs(30);
+
+/// True if the server closes `stream` within [`CLOSE_LIMIT`] without sending a byte.
+fn closed_by_server(mut stream: TcpStream) -> bool {
+    stream.set_read_timeout(Some(CLOSE_LIMIT)).unwrap();
+    let mut received = Vec::new();
+    match stream.read_to_end(&mut received) {
+        Ok(_) => received.is_empty(),
+        Err(error) => error.kind() == std::io::ErrorKind::ConnectionReset && received.is_empty(),
+    }
+}
+
+/// Settings under which a connection waiting for its TLS handshake is held far longer than any
+/// test runs: a connection the server does not close at once is held.
+fn holding_handshakes(config: &mut ferry::server::ServerConfig) {
+    config.timeouts.data_accept = Duration::from_secs(600);
+}
+
+#[test]
+fn silent_implicit_tls_connections_count_against_the_per_address_limit() {
+    let server = TestServer::start_with_implicit_tls(|tls, config| {
+        tls.required = TlsRequirement::None;
+        config.max_connections_per_ip = 5;
+        holding_handshakes(config);
+    });
+    let implicit = server.implicit_addr.unwrap();
+    // Five connections that never send a ClientHello take the address's five slots...
+    let held: Vec<TcpStream> = (0..5)
+        .map(|_| TcpStream::connect(implicit).unwrap())
+        .collect();
+    // ...so each further one is closed at once, before any handshake.
+    for attempt in 0..55 {
+        let silent = TcpStream::connect(implicit).unwrap();
+        assert!(
+            closed_by_server(silent),
+            "connection {} beyond the limit was held",
+            attempt + 1
+        );
+    }
+    // The plain listener counts them too.
+    let (_refused, greeting) = Dialogue::open(server.addr);
+    assert_eq!(greeting.code, 421, "{greeting:?}");
+    assert!(
+        greeting
+            .text()
+            .contains("too many connections from your address"),
+        "{greeting:?}"
+    );
+    // Other addresses are served on both listeners.
+    let (mut neighbour, greeting) = Dialogue::open_from(server.addr, ip("127.0.0.2"));
+    assert_eq!(greeting.code, 220, "{greeting:?}");
+    neighbour.log_in(READER);
+    greeted_over_tls(connect_from(implicit, ip("127.0.0.2"))).expect("a neighbour is served");
+    // The held connections were kept, not dropped: one still completes its handshake.
+    let mut held = held.into_iter();
+    greeted_over_tls(held.next().unwrap()).expect("a held connection is served");
+    drop(held);
+    // Once they are gone, the address is welcome again.
+    eventually(Duration::from_secs(30), || {
+        let (mut ftp, greeting) = Dialogue::open(server.addr);
+        (greeting.code == 220).then(|| ftp.log_in(USER))
+    });
+}
+
+#[test]
+fn silent_implicit_tls_connections_count_toward_the_total_at_accept() {
+    let server = TestServer::start_with_implicit_tls(|tls, config| {
+        tls.required = TlsRequirement::None;
+        config.max_connections = 3;
+        holding_handshakes(config);
+    });
+    let implicit = server.implicit_addr.unwrap();
+    let _held: Vec<TcpStream> = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        .into_iter()
+        .map(|from| connect_from(implicit, ip(from)))
+        .collect();
+    // One listener accepts in order: the fourth is turned away only once the three are counted.
+    assert!(closed_by_server(connect_from(implicit, ip("127.0.0.5"))));
+    let (_refused, greeting) = Dialogue::open_from(server.addr, ip("127.0.0.6"));
+    assert_eq!(greeting.code, 421, "{greeting:?}");
+    assert!(
+        greeting.text().contains("limit of 3 connections"),
+        "{greeting:?}"
+    );
+}
+
+/// A PROXY protocol v1 header from a balancer for a TCP6 client.
+fn proxy_v1_tcp6(client: &str) -> Vec<u8> {
+    format!("PROXY TCP6 {client} 2001:db8::21 40000 990\r\n").into_bytes()
+}
+
+#[test]
+fn behind_a_balancer_clients_count_by_their_slash_64_before_their_tls_handshake() {
+    let server = TestServer::start_with_implicit_tls(|tls, config| {
+        tls.required = TlsRequirement::None;
+        config.proxy_protocol_from = ferry::server::proxy::parse_networks("127.0.0.1").unwrap();
+        config.max_connections_per_ip = 2;
+        holding_handshakes(config);
+    });
+    let implicit = server.implicit_addr.unwrap();
+    let through_balancer = |client: &str| {
+        let mut stream = connect_from(implicit, ip("127.0.0.1"));
+        stream.write_all(&proxy_v1_tcp6(client)).unwrap();
+        stream
+    };
+    // Three silent clients of one /64, whatever their last 64 bits: only two get a slot. Their
+    // headers are read in parallel, so which one is turned away is not known beforehand; the two
+    // held ones complete their handshakes later, the third was closed before its own.
+    let clients = ["2001:db8:0:1::1", "2001:db8:0:1:ffff::2", "2001:db8:0:1::3"];
+    let silent: Vec<TcpStream> = clients.into_iter().map(through_balancer).collect();
+    // Kept open while counting, so no slot comes free in between.
+    let greeted: Vec<Option<TlsSession>> = silent.into_iter().map(greeted_over_tls).collect();
+    let held = greeted.iter().filter(|session| session.is_some()).count();
+    assert_eq!(held, 2, "clients of one /64 held beyond the limit of 2");
+    // Another /64 behind the same balancer is served.
+    greeted_over_tls(through_balancer("2001:db8:0:2::1")).expect("another /64 is served");
+}
+
+/// Completes an implicit TLS handshake on `tcp` and reads the `220`; `None` if the server closed
+/// the connection instead.
+fn greeted_over_tls(tcp: TcpStream) -> Option<TlsSession> {
+    tcp.set_read_timeout(Some(CLOSE_LIMIT)).unwrap();
+    let config = client_config(rustls::DEFAULT_VERSIONS);
+    let mut tls = StreamOwned::new(
+        ClientConnection::new(config.clone(), localhost()).unwrap(),
+        tcp,
+    );
+    while tls.conn.is_handshaking() {
+        if let Err(error) = tls.conn.complete_io(&mut tls.sock) {
+            assert!(
+                !matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "the server neither closed nor served the connection"
+            );
+            return None;
+        }
+    }
+    let mut session = TlsSession {
+        stream: BufReader::new(tls),
+        config,
+    };
+    let greeting = session.reply();
+    assert!(greeting.starts_with("220"), "{greeting}");
+    Some(session)
 }
