@@ -1,7 +1,8 @@
 //! Attacks on the FTP server, driven from outside against a real ferry server: password guesses
 //! around the login throttle (another account's good logins, parallel sessions), CCC slipped
-//! between USER and PASS, accounts that require TLS on a server without a certificate, and silent
-//! connections that hold descriptors while their TLS handshake or PROXY header is due.
+//! between USER and PASS, accounts that require TLS on a server without a certificate, silent
+//! connections that hold descriptors while their TLS handshake or PROXY header is due, and data
+//! connections that resume TLS sessions of other control connections.
 
 use std::io::{BufReader, Read, Write};
 use std::net::{IpAddr, TcpStream};
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use ferry::auth::store::AccountStore;
 use ferry::auth::{ThrottleConfig, TlsRequirement};
-use rustls::{ClientConnection, StreamOwned};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use crate::dialogue::{Dialogue, Reply, connect_from, eventually};
 use crate::support::*;
@@ -428,4 +429,77 @@ fn greeted_over_tls(tcp: TcpStream) -> Option<TlsSession> {
     let greeting = session.reply();
     assert!(greeting.starts_with("220"), "{greeting}");
     Some(session)
+}
+
+// ---- TLS session resumption across control connections -----------------------------------------
+
+#[test]
+fn a_data_connection_may_resume_a_session_of_another_control_connection_of_the_same_user() {
+    let server = TestServer::start_with_tls(|tls, _| tls.require_resumption = true);
+    for versions in [
+        &[&rustls::version::TLS12][..],
+        &[&rustls::version::TLS13][..],
+    ] {
+        // One client-side session cache for every connection, as rclone and all Go programs
+        // keep: the first control connection's sessions land in it...
+        let shared = client_config(versions);
+        let mut first = TlsSession::login(&server, Arc::clone(&shared));
+        // ...and a second control connection of the same user, which made its own handshake
+        // with an empty cache, opens its data connection from it.
+        let mut second = TlsSession::login(&server, client_config(versions));
+        second.config = Arc::clone(&shared);
+        let (_, resumed) = second.list();
+        assert!(resumed, "{versions:?}");
+        first.expect("NOOP", "200");
+    }
+}
+
+/// What a thief at the client's address sends to a passive port: a TLS session of its own.
+fn race_to_the_passive_port(victim: &mut TlsSession, thief: Arc<ClientConfig>) -> String {
+    let tcp = victim.pasv_tcp();
+    victim.expect("LIST", "150");
+    let connection = ClientConnection::new(thief, localhost()).unwrap();
+    let mut stolen = StreamOwned::new(connection, tcp);
+    let _ = stolen.read_to_end(&mut Vec::new());
+    victim.reply()
+}
+
+#[test]
+fn a_data_connection_may_not_resume_a_session_of_another_user_address_or_anonymous_connection() {
+    let server = TestServer::start_with_tls(|tls, config| {
+        tls.require_resumption = true;
+        // How long a data connection waits for the login of the connection whose session it
+        // resumed; the thief below that never logs in makes it run out once.
+        config.timeouts.data_accept = Duration::from_secs(10);
+    });
+    let mut alice = TlsSession::login(&server, client_config(rustls::DEFAULT_VERSIONS));
+    // Sessions issued to a connection logged in as another user from alice's address...
+    let other_user = client_config(rustls::DEFAULT_VERSIONS);
+    let mut reader = TlsSession::connect(&server, Arc::clone(&other_user));
+    reader.expect(&format!("USER {READER}"), "331");
+    reader.expect(&format!("PASS {PASSWORD}"), "230");
+    // ...to one logged in as alice from another address...
+    let other_address = client_config(rustls::DEFAULT_VERSIONS);
+    let mut elsewhere =
+        TlsSession::connect_from(&server, ip("127.0.0.2"), Arc::clone(&other_address));
+    elsewhere.expect(&format!("USER {USER}"), "331");
+    elsewhere.expect(&format!("PASS {PASSWORD}"), "230");
+    // ...to one that never logged in...
+    let nobody = client_config(rustls::DEFAULT_VERSIONS);
+    let _anonymous = TlsSession::connect(&server, Arc::clone(&nobody));
+    // ...and to one that claims to be alice but never sends her password.
+    let claimant = client_config(rustls::DEFAULT_VERSIONS);
+    let mut pretender = TlsSession::connect(&server, Arc::clone(&claimant));
+    pretender.expect(&format!("USER {USER}"), "331");
+    for thief in [other_user, other_address, nobody, claimant] {
+        let reply = race_to_the_passive_port(&mut alice, thief);
+        assert!(reply.starts_with("522"), "{reply}");
+        assert!(
+            reply.contains("logged in as the same user from the same address"),
+            "{reply}"
+        );
+    }
+    // Alice's own sessions still resume.
+    let (_, resumed) = alice.list();
+    assert!(resumed);
 }

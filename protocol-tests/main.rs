@@ -1,6 +1,6 @@
 //! Wire tests: a real ferry server on 127.0.0.1 port 0, driven by real FTP clients (curl, lftp,
-//! tnftp, Python's ftplib, the suppaftp crate) and by hand-written dialogues for the corners no
-//! client reaches.
+//! tnftp, rclone, Python's ftplib, the suppaftp crate) and by hand-written dialogues for the
+//! corners no client reaches.
 
 mod attacks_server;
 mod cli;
@@ -25,6 +25,7 @@ mod garage;
 mod lftp;
 mod limits;
 mod proxy;
+mod rclone;
 #[cfg(feature = "s3")]
 mod scale_out;
 mod smoke;

@@ -132,6 +132,15 @@ impl TlsSession {
         Self::secure(TcpStream::connect(server.addr).unwrap(), config)
     }
 
+    /// Like [`TlsSession::connect`], from a chosen loopback address.
+    pub(crate) fn connect_from(
+        server: &TestServer,
+        local: std::net::IpAddr,
+        config: Arc<ClientConfig>,
+    ) -> Self {
+        Self::secure(crate::dialogue::connect_from(server.addr, local), config)
+    }
+
     /// Reads the greeting on `tcp`, sends AUTH TLS and completes the handshake.
     fn secure(tcp: TcpStream, config: Arc<ClientConfig>) -> Self {
         tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();

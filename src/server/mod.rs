@@ -14,6 +14,7 @@ pub mod masquerade;
 pub mod metrics;
 pub mod passive;
 pub mod proxy;
+mod resumption;
 mod session;
 pub mod tls;
 mod transfer;

@@ -242,7 +242,7 @@ pub(crate) async fn run(
     }
     let (control_stream, tls) = match (kind, &server.config.tls) {
         (ListenerKind::ImplicitTls, Some(context)) => {
-            let tls = context.session();
+            let tls = context.session(peer.ip());
             let limit = server.config.timeouts.data_accept;
             let accepted = ControlStream::accept_tls(stream, Arc::clone(&tls.control), limit).await;
             server.metrics.tls_handshake("control", accepted.is_ok());
@@ -761,12 +761,17 @@ impl Session {
         }
     }
 
-    /// TLS for data connections, under PROT P.
+    /// Whether data connections are encrypted: under TLS, after PROT P.
+    pub(crate) fn data_is_protected(&self) -> bool {
+        self.tls.is_some() && self.protection == ProtectionLevel::Private
+    }
+
+    /// TLS for one data connection, under PROT P.
     pub(crate) fn data_tls(&self, direction: Direction) -> Option<DataTls> {
-        let tls = self.tls.as_ref()?;
-        if self.protection != ProtectionLevel::Private {
+        if !self.data_is_protected() {
             return None;
         }
+        let (config, resumed_from) = self.tls.as_ref()?.data(direction);
         let require_resumption = self
             .server
             .config
@@ -774,7 +779,8 @@ impl Session {
             .as_ref()
             .is_some_and(|context| context.settings.require_resumption);
         Some(DataTls {
-            config: Arc::clone(tls.data(direction)),
+            config,
+            resumed_from,
             require_resumption,
             metrics: Arc::clone(&self.server.metrics),
         })

@@ -15,6 +15,7 @@ use crate::protocol::command::TransferType;
 use crate::protocol::listing::MlstFacts;
 use crate::protocol::{Reply, ReplyCode, VirtualPath};
 use crate::server::data::DataSetup;
+use crate::server::resumption::LoginState;
 use crate::server::session::{Flow, LoggedIn, Login, Session};
 
 /// User names that mean "anonymous" (RFC 1635).
@@ -46,10 +47,28 @@ impl Session {
         // A new USER starts a new login, as after REIN.
         self.reset_session_state();
         self.login = Login::AwaitingPassword { user: name };
+        self.publish_login();
         Ok(Reply::new(ReplyCode::NEED_PASSWORD, "Password required.").into())
     }
 
     pub(super) async fn pass(&mut self, password: &[u8]) -> Handled {
+        let handled = self.check_password(password).await;
+        self.publish_login();
+        handled
+    }
+
+    /// Tells the TLS resumption rule where this session is in logging in: other control
+    /// connections of the same user may hand its TLS sessions to their data connections.
+    fn publish_login(&self) {
+        let Some(tls) = &self.tls else { return };
+        tls.set_login(match &self.login {
+            Login::AwaitingUser => LoginState::Out,
+            Login::AwaitingPassword { .. } => LoginState::Pending,
+            Login::LoggedIn(logged_in) => LoginState::In(logged_in.details.name.as_str().into()),
+        });
+    }
+
+    async fn check_password(&mut self, password: &[u8]) -> Handled {
         let user = match std::mem::replace(&mut self.login, Login::AwaitingUser) {
             Login::AwaitingPassword { user } => user,
             Login::LoggedIn(logged_in) => {
@@ -204,6 +223,7 @@ impl Session {
     pub(super) fn rein(&mut self) -> Handled {
         self.reset_session_state();
         self.login = Login::AwaitingUser;
+        self.publish_login();
         Ok(Reply::new(ReplyCode::SERVICE_READY, "Ready for a new user.").into())
     }
 

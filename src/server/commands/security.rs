@@ -27,7 +27,7 @@ impl Session {
             ));
         }
         if self.tls.is_none() {
-            self.tls = Some(context.session());
+            self.tls = Some(context.session(self.peer.ip()));
         }
         Ok(Flow::StartTls(Reply::new(
             ReplyCode::AUTH_OK,
