@@ -1,8 +1,9 @@
 //! Wire tests: a real ferry server on 127.0.0.1 port 0, driven by real FTP clients (curl, lftp,
-//! tnftp, Python's ftplib, the suppaftp crate) and by hand-written dialogues for the corners no
-//! client reaches.
+//! tnftp, rclone, Python's ftplib, the suppaftp crate) and by hand-written dialogues for the
+//! corners no client reaches.
 
 mod attacks_deploy;
+mod attacks_server;
 mod attacks_web;
 mod cli;
 mod client;
@@ -27,6 +28,7 @@ mod lftp;
 mod limits;
 mod operators;
 mod proxy;
+mod rclone;
 #[cfg(feature = "s3")]
 mod scale_out;
 mod smoke;

@@ -253,8 +253,10 @@ fn a_bad_or_missing_header_from_a_balancer_network_closes_the_connection() {
     ];
     for header in bad {
         let mut stream = connect_from(server.addr, ip("127.0.0.1"));
-        stream.write_all(header).unwrap();
-        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        // The server may close (and reset) the connection as soon as it has seen the bad bytes,
+        // before the client gets to write the rest or to close its sending side.
+        let _ = stream.write_all(header);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
         assert!(
             closed_without_greeting(stream),
             "{:?}",

@@ -72,7 +72,9 @@ fn python_ftps(server: &TestServer, upload: &Path, remote: &str, download: &Path
 }
 
 /// A rustls client configuration that trusts the development certificate.
-fn client_config(versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<ClientConfig> {
+pub(crate) fn client_config(
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
     client_config_trusting(&dev_certificate().0, versions)
 }
 
@@ -95,14 +97,14 @@ fn client_config_trusting(
     )
 }
 
-fn localhost() -> ServerName<'static> {
+pub(crate) fn localhost() -> ServerName<'static> {
     ServerName::try_from("localhost").unwrap()
 }
 
-type TlsTcp = StreamOwned<ClientConnection, TcpStream>;
+pub(crate) type TlsTcp = StreamOwned<ClientConnection, TcpStream>;
 
 /// Reads one complete FTP reply (all lines of a multi-line reply).
-fn read_reply(reader: &mut impl BufRead) -> String {
+pub(crate) fn read_reply(reader: &mut impl BufRead) -> String {
     let mut text = String::new();
     loop {
         let mut line = String::new();
@@ -118,15 +120,29 @@ fn read_reply(reader: &mut impl BufRead) -> String {
 }
 
 /// A control connection driven by hand under TLS (explicit: AUTH TLS on a plain connection).
-struct TlsSession {
-    stream: BufReader<TlsTcp>,
-    config: Arc<ClientConfig>,
+pub(crate) struct TlsSession {
+    pub(crate) stream: BufReader<TlsTcp>,
+    /// The client configuration, whose session cache data connections resume from.
+    pub(crate) config: Arc<ClientConfig>,
 }
 
 impl TlsSession {
     /// Connects, reads the greeting, sends AUTH TLS and completes the handshake.
-    fn connect(server: &TestServer, config: Arc<ClientConfig>) -> Self {
-        let tcp = TcpStream::connect(server.addr).unwrap();
+    pub(crate) fn connect(server: &TestServer, config: Arc<ClientConfig>) -> Self {
+        Self::secure(TcpStream::connect(server.addr).unwrap(), config)
+    }
+
+    /// Like [`TlsSession::connect`], from a chosen loopback address.
+    pub(crate) fn connect_from(
+        server: &TestServer,
+        local: std::net::IpAddr,
+        config: Arc<ClientConfig>,
+    ) -> Self {
+        Self::secure(crate::dialogue::connect_from(server.addr, local), config)
+    }
+
+    /// Reads the greeting on `tcp`, sends AUTH TLS and completes the handshake.
+    fn secure(tcp: TcpStream, config: Arc<ClientConfig>) -> Self {
         tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut plain = BufReader::new(tcp);
         assert!(read_reply(&mut plain).starts_with("220"));
@@ -137,7 +153,7 @@ impl TlsSession {
         Self::handshake(plain.into_inner(), config)
     }
 
-    fn handshake(tcp: TcpStream, config: Arc<ClientConfig>) -> Self {
+    pub(crate) fn handshake(tcp: TcpStream, config: Arc<ClientConfig>) -> Self {
         let connection = ClientConnection::new(Arc::clone(&config), localhost()).unwrap();
         let mut stream = StreamOwned::new(connection, tcp);
         while stream.conn.is_handshaking() {
@@ -150,7 +166,7 @@ impl TlsSession {
     }
 
     /// Connects, secures and logs in with PBSZ 0 and PROT P.
-    fn login(server: &TestServer, config: Arc<ClientConfig>) -> Self {
+    pub(crate) fn login(server: &TestServer, config: Arc<ClientConfig>) -> Self {
         let mut session = Self::connect(server, config);
         session.expect(&format!("USER {USER}"), "331");
         session.expect(&format!("PASS {PASSWORD}"), "230");
@@ -159,18 +175,18 @@ impl TlsSession {
         session
     }
 
-    fn send(&mut self, line: &str) {
+    pub(crate) fn send(&mut self, line: &str) {
         let stream = self.stream.get_mut();
         stream.write_all(format!("{line}\r\n").as_bytes()).unwrap();
         stream.flush().unwrap();
     }
 
-    fn reply(&mut self) -> String {
+    pub(crate) fn reply(&mut self) -> String {
         read_reply(&mut self.stream)
     }
 
     #[track_caller]
-    fn expect(&mut self, line: &str, code: &str) -> String {
+    pub(crate) fn expect(&mut self, line: &str, code: &str) -> String {
         self.send(line);
         let reply = self.reply();
         assert!(
@@ -181,7 +197,7 @@ impl TlsSession {
     }
 
     /// PASV, then a TCP connection to the port it names.
-    fn pasv_tcp(&mut self) -> TcpStream {
+    pub(crate) fn pasv_tcp(&mut self) -> TcpStream {
         let reply = self.expect("PASV", "227");
         let addr = ferry::protocol::address::parse_pasv_reply(&reply[4..]).unwrap();
         let tcp = TcpStream::connect(addr).unwrap();
@@ -190,13 +206,13 @@ impl TlsSession {
     }
 
     /// A TLS data connection: resumes the control session when the configuration can.
-    fn data_tls(&self, tcp: TcpStream) -> TlsTcp {
+    pub(crate) fn data_tls(&self, tcp: TcpStream) -> TlsTcp {
         let connection = ClientConnection::new(Arc::clone(&self.config), localhost()).unwrap();
         StreamOwned::new(connection, tcp)
     }
 
     /// LIST over a TLS data connection; returns the listing and whether the data TLS resumed.
-    fn list(&mut self) -> (String, bool) {
+    pub(crate) fn list(&mut self) -> (String, bool) {
         let tcp = self.pasv_tcp();
         self.expect("LIST", "150");
         let mut data = self.data_tls(tcp);

@@ -61,7 +61,8 @@ pub struct ServeArgs {
     /// What must be encrypted: none, control, data or all (default all when a certificate is given).
     #[arg(long, value_name = "WHAT", env = "FERRY_TLS_REQUIRED")]
     pub tls_required: Option<TlsRequirement>,
-    /// Refuse TLS data connections that do not resume the control connection's TLS session.
+    /// Refuse TLS data connections that do not resume a TLS session of their control connection
+    /// (or of another one logged in as the same user from the same address).
     #[arg(long, env = "FERRY_REQUIRE_TLS_RESUMPTION")]
     pub require_tls_resumption: bool,
     /// Allow CCC (clear command channel after login).

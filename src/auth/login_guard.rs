@@ -12,12 +12,13 @@
 //! lock out `admin` at address B, and the account-wide count only slows every attempt down, so
 //! a right password from a fresh address still gets in. A distributed guesser is bounded by the
 //! per-address limits times the addresses it holds, each attempt slowed by the account-wide
-//! delay. Addresses are counted as [`throttle_key`] groups them (an IPv6 client by its /64).
+//! delay. Addresses are counted as [`client_network`] groups them (an IPv6 client by its /64).
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use super::throttle::{KeyedThrottle, ThrottleConfig, throttle_key};
+use super::keyed_throttle::KeyedThrottle;
+use super::throttle::{ThrottleConfig, client_network};
 
 /// Longer names cannot be accounts (see the account store); cutting them keeps a flood of huge
 /// names from filling memory.
@@ -109,7 +110,7 @@ impl LoginGuard {
         client: IpAddr,
         now: Instant,
     ) -> Result<Duration, LoginRefusal> {
-        let client = throttle_key(client);
+        let client = client_network(client);
         let account = account_key(account);
         if self.by_address.is_blocked_at(&client, now) {
             return Err(LoginRefusal::Address);
@@ -132,7 +133,7 @@ impl LoginGuard {
     }
 
     pub fn record_failure_at(&self, account: &str, client: IpAddr, now: Instant) -> Duration {
-        let client = throttle_key(client);
+        let client = client_network(client);
         let account = account_key(account);
         let pair = (account.clone(), client);
         if self
@@ -158,7 +159,7 @@ impl LoginGuard {
     }
 
     pub fn record_success_at(&self, account: &str, client: IpAddr, now: Instant) {
-        let client = throttle_key(client);
+        let client = client_network(client);
         self.by_account_at_address
             .record_success_at(&(account_key(account), client), now);
         self.by_address.record_success_at(&client, now);

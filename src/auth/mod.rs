@@ -9,6 +9,7 @@
 //! account and address for logins that name an account up front (the deploy dashboard).
 
 mod checkers;
+pub mod keyed_throttle;
 pub mod login_guard;
 pub mod password;
 pub mod permissions;
@@ -20,12 +21,13 @@ use std::net::IpAddr;
 
 use async_trait::async_trait;
 
+pub use keyed_throttle::KeyedThrottle;
 pub use login_guard::{LoginGuard, LoginRefusal};
 pub use permissions::{Permission, Permissions};
 pub use store::{
     AccountRecord, AccountStore, GroupRecord, NewAccount, SqliteAuthenticator, StoreError,
 };
-pub use throttle::{KeyedThrottle, LoginThrottle, ThrottleConfig};
+pub use throttle::{LoginThrottle, ThrottleConfig};
 
 /// Which connections an account must protect with TLS (RFC 4217), where it tightens the server's
 /// policy.

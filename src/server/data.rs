@@ -24,6 +24,7 @@ use tracing::warn;
 
 use super::metrics::ServerMetrics;
 use super::passive::PortLease;
+use super::resumption::{ForeignSession, ResumedFrom};
 
 /// How the next data connection will be made.
 #[derive(Debug, Default)]
@@ -94,13 +95,19 @@ impl DataStream {
 const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(5);
 
 /// TLS on the data connection (PROT P).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct DataTls {
-    /// The session's data configuration: it can resume the control connection's TLS session.
+    /// This data connection's configuration: it can resume the control connection's TLS
+    /// sessions and those of its user's other control connections (see `super::resumption`).
     pub(crate) config: Arc<rustls::ServerConfig>,
+    /// What the handshake resumed, for the check after it; `None` without session tickets.
+    pub(crate) resumed_from: Option<ResumedFrom>,
     pub(crate) require_resumption: bool,
     pub(crate) metrics: Arc<ServerMetrics>,
 }
+
+/// What `--require-tls-resumption` asks of a data connection, as the client should read it.
+const REUSE_REQUIRED: &str = "this server requires TLS session reuse: a data connection must resume the TLS session of this control connection, or of another control connection logged in as the same user from the same address";
 
 /// Why the data connection could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -114,13 +121,15 @@ pub(crate) enum DataError {
     #[error("TLS negotiation on the data connection failed: {0}")]
     Tls(io::Error),
     #[error(
-        "the data connection did not resume the control connection's TLS session, which this server requires; enable TLS session reuse in your client"
+        "{REUSE_REQUIRED}, but this one started a new TLS session; turn on TLS session reuse (resumption) in your client"
     )]
     NotResumed,
+    #[error("{REUSE_REQUIRED}, but {0}")]
+    ForeignSession(ForeignSession),
 }
 
 /// What opening a data connection needs to know about the session.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct DataParams {
     /// The client's address on the control connection (behind a balancer: from its PROXY header).
     pub(crate) peer_ip: IpAddr,
@@ -180,10 +189,19 @@ impl DataSetup {
             .map_err(DataError::Tls);
         tls.metrics.tls_handshake("data", stream.is_ok());
         let stream = stream?;
-        let resumed = stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
-        if tls.require_resumption && !resumed {
-            warn!("refused a TLS data connection that did not resume the control session");
-            return Err(DataError::NotResumed);
+        if tls.require_resumption {
+            let resumed = stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
+            if !resumed {
+                warn!("refused a TLS data connection that did not resume a TLS session");
+                return Err(DataError::NotResumed);
+            }
+            if let Some(resumed_from) = tls.resumed_from {
+                // Nothing has been sent on the connection yet: a refused one carries no byte.
+                if let Err(refusal) = resumed_from.verify(params.timeout).await {
+                    warn!(%refusal, "refused a resumed TLS data connection");
+                    return Err(DataError::ForeignSession(refusal));
+                }
+            }
         }
         Ok(DataStream::Tls(Box::new(stream)))
     }

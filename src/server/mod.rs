@@ -14,6 +14,7 @@ pub mod masquerade;
 pub mod metrics;
 pub mod passive;
 pub mod proxy;
+mod resumption;
 mod session;
 pub mod tls;
 mod transfer;
@@ -35,6 +36,7 @@ use crate::storage::StorageProvider;
 
 pub use http::serve_http;
 pub use limits::ConnectionLimits;
+use limits::{ConnectionSlot, LimitExceeded};
 pub use masquerade::Masquerade;
 pub use metrics::ServerMetrics;
 pub use passive::{PassivePortPool, PortRanges};
@@ -201,6 +203,15 @@ pub async fn serve(
                 continue;
             }
         };
+        // Counted before anything is read: a connection that never finishes its TLS handshake or
+        // PROXY header holds a descriptor all the same (see `limits`).
+        let slot = match admit(&server, peer) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                refuse_at_accept(&server, stream, peer, kind, refusal);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         // Clients send ABOR as TCP urgent data (Python's ftplib sends the whole `ABOR\r\n` with
         // MSG_OOB). Without SO_OOBINLINE the kernel takes the urgent byte out of the stream and
@@ -220,7 +231,7 @@ pub async fn serve(
         );
         let server = Arc::clone(&server);
         let shutdown = shutdown.clone();
-        sessions.spawn(session::run(stream, peer, server, shutdown, kind).instrument(span));
+        sessions.spawn(session::run(stream, peer, slot, server, shutdown, kind).instrument(span));
     }
     // Close the listeners first, so new connections are refused at once instead of waiting in
     // the backlog for a server that will never greet them.
@@ -240,6 +251,41 @@ pub async fn serve(
         );
         shutdown.immediate.cancel();
         sessions.wait().await;
+    }
+}
+
+/// Takes a connection slot for a connection just accepted from `peer`. A balancer's connection
+/// names its client only in the PROXY header, read later in the session's task: until then it
+/// counts in the total only, and the session counts it against the client once the header is in
+/// (`ConnectionSlot::assign`). Counting it against the balancer's own address instead would cap
+/// everybody behind the balancer at one address's share. Balancers are trusted networks, and
+/// their headers arrive within `proxy::HEADER_TIMEOUT`, so the total bounds what they can hold.
+fn admit(server: &Server, peer: SocketAddr) -> Result<ConnectionSlot, LimitExceeded> {
+    if proxy::is_trusted(&server.config.proxy_protocol_from, peer.ip()) {
+        server.limits.acquire_unaddressed()
+    } else {
+        server.limits.acquire(peer.ip())
+    }
+}
+
+/// Turns away a connection over a limit without holding it: a plain one gets its `421` if the
+/// socket takes it at once (a fresh socket's send buffer always does), an implicit TLS one is
+/// closed (no TLS, so no reply it could read).
+fn refuse_at_accept(
+    server: &Server,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    kind: ListenerKind,
+    refusal: LimitExceeded,
+) {
+    warn!(%peer, %refusal, "connection refused");
+    if kind == ListenerKind::Plain {
+        let reply = crate::protocol::Reply::new(
+            crate::protocol::ReplyCode::SERVICE_NOT_AVAILABLE,
+            format!("{refusal}."),
+        );
+        server.metrics.reply(reply.code.get());
+        let _ = stream.try_write(&reply.to_bytes());
     }
 }
 

@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use super::control::{ControlConnection, ControlStream, Incoming};
 use super::data::{DataParams, DataSetup, DataTls};
+use super::limits::{ConnectionSlot, LimitExceeded};
 use super::metrics::{Direction as TransferDirection, TransferOutcome};
 use super::tls::{Direction, SessionTls};
 use super::transfer::TransferError;
@@ -196,6 +197,7 @@ pub(crate) enum ListenerKind {
 pub(crate) async fn run(
     mut stream: TcpStream,
     tcp_peer: SocketAddr,
+    mut slot: ConnectionSlot,
     server: Arc<Server>,
     shutdown: Shutdown,
     kind: ListenerKind,
@@ -225,9 +227,22 @@ pub(crate) async fn run(
         span.record("balancer", tracing::field::display(balancer));
     }
     let (balancer, peer) = (peer.balancer.map(|b| b.ip()), peer.client);
+    // A balancer's connection was counted in the total at accept; now its client is known.
+    if let Err(refusal) = slot.assign(peer.ip()) {
+        warn!(%refusal, "connection refused");
+        if kind == ListenerKind::Plain {
+            refuse(
+                ControlConnection::new(ControlStream::Plain(stream)),
+                &server,
+                refusal,
+            )
+            .await;
+        }
+        return;
+    }
     let (control_stream, tls) = match (kind, &server.config.tls) {
         (ListenerKind::ImplicitTls, Some(context)) => {
-            let tls = context.session();
+            let tls = context.session(peer.ip());
             let limit = server.config.timeouts.data_accept;
             let accepted = ControlStream::accept_tls(stream, Arc::clone(&tls.control), limit).await;
             server.metrics.tls_handshake("control", accepted.is_ok());
@@ -249,10 +264,19 @@ pub(crate) async fn run(
             balancer,
             local,
         },
+        slot,
         server,
         shutdown,
     )
     .await;
+}
+
+/// Sends the `421` of a connection over a limit and closes it.
+async fn refuse(mut control: ControlConnection, server: &Server, refusal: LimitExceeded) {
+    let reply = Reply::new(ReplyCode::SERVICE_NOT_AVAILABLE, format!("{refusal}."));
+    server.metrics.reply(reply.code.get());
+    let _ = control.send(&reply).await;
+    control.shutdown().await;
 }
 
 /// Where a control connection comes from and arrives.
@@ -272,15 +296,24 @@ pub(crate) async fn run_in_memory(
     server: Arc<Server>,
     shutdown: Shutdown,
 ) {
+    let control_stream = ControlStream::Memory(stream);
+    let slot = match server.limits.acquire(peer.ip()) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            refuse(ControlConnection::new(control_stream), &server, refusal).await;
+            return;
+        }
+    };
     let peer = Peer {
         client: peer,
         balancer: None,
         local,
     };
-    serve_control(ControlStream::Memory(stream), None, peer, server, shutdown).await;
+    serve_control(control_stream, None, peer, slot, server, shutdown).await;
 }
 
-/// The session on an accepted control stream: limits, greeting, commands, until it ends.
+/// The session on an accepted control stream, holding its connection slot: greeting, commands,
+/// until it ends.
 async fn serve_control(
     control_stream: ControlStream,
     tls: Option<SessionTls>,
@@ -289,22 +322,12 @@ async fn serve_control(
         balancer,
         local,
     }: Peer,
+    _slot: ConnectionSlot,
     server: Arc<Server>,
     shutdown: Shutdown,
 ) {
     let implicit = tls.is_some();
-    let mut control = ControlConnection::new(control_stream);
-    let _slot = match server.limits.acquire(peer.ip()) {
-        Ok(slot) => slot,
-        Err(refusal) => {
-            warn!(%refusal, "connection refused");
-            let reply = Reply::new(ReplyCode::SERVICE_NOT_AVAILABLE, format!("{refusal}."));
-            server.metrics.reply(reply.code.get());
-            let _ = control.send(&reply).await;
-            control.shutdown().await;
-            return;
-        }
-    };
+    let control = ControlConnection::new(control_stream);
     let mut session = Session {
         server,
         peer,
@@ -738,12 +761,17 @@ impl Session {
         }
     }
 
-    /// TLS for data connections, under PROT P.
+    /// Whether data connections are encrypted: under TLS, after PROT P.
+    pub(crate) fn data_is_protected(&self) -> bool {
+        self.tls.is_some() && self.protection == ProtectionLevel::Private
+    }
+
+    /// TLS for one data connection, under PROT P.
     pub(crate) fn data_tls(&self, direction: Direction) -> Option<DataTls> {
-        let tls = self.tls.as_ref()?;
-        if self.protection != ProtectionLevel::Private {
+        if !self.data_is_protected() {
             return None;
         }
+        let (config, resumed_from) = self.tls.as_ref()?.data(direction);
         let require_resumption = self
             .server
             .config
@@ -751,7 +779,8 @@ impl Session {
             .as_ref()
             .is_some_and(|context| context.settings.require_resumption);
         Some(DataTls {
-            config: Arc::clone(tls.data(direction)),
+            config,
+            resumed_from,
             require_resumption,
             metrics: Arc::clone(&self.server.metrics),
         })
@@ -808,9 +837,11 @@ mod tests {
             ))),
             Arc::new(MemoryProvider::new()),
         );
+        let slot = server.limits.acquire(peer.ip()).unwrap();
         let session = run(
             stream,
             peer,
+            slot,
             server,
             Shutdown::default(),
             ListenerKind::Plain,

@@ -1,9 +1,11 @@
 //! FTPS (RFC 4217): certificates, reload on SIGHUP, and the TLS configurations of one session.
 //!
-//! Every control session gets its own session cache and ticketer, shared by its control and data
-//! connections. A data connection can therefore resume the control connection's TLS session — and
-//! only that one: a thief who races the client to a passive port cannot present it, which is what
-//! `--require-tls-resumption` enforces (as FileZilla Server and vsftpd's `require_ssl_reuse` do).
+//! Every control session gets its own configurations and TLS 1.2 session-id cache; session tickets
+//! carry the control connection they were issued to (see [`super::resumption`]). A data connection
+//! can therefore resume the control connection's TLS session, or one issued to another control
+//! connection logged in as the same user from the same address — and nothing else: a thief who
+//! races the client to a passive port cannot present one, which is what `--require-tls-resumption`
+//! enforces (as FileZilla Server and vsftpd's `require_ssl_reuse` do).
 //!
 //! TLS 1.3 clients use a session ticket once (rustls and OpenSSL do; GnuTLS reuses), so a session
 //! that requires resumption needs a fresh ticket for every data connection. rustls can only send
@@ -15,6 +17,7 @@
 //! ticket, after one); TLS 1.2 sessions resume without limit, which is why ferry's own client falls
 //! back to TLS 1.2 when a server refuses a data connection that did not resume.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -26,6 +29,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tracing::{info, warn};
 
+use super::resumption::{ControlBinding, LoginState, ResumedFrom, ResumptionRegistry};
 use crate::auth::TlsRequirement;
 
 /// TLS 1.3 session tickets sent on a control connection: as many as a rustls client keeps per
@@ -42,7 +46,8 @@ pub struct TlsSettings {
     pub keyfile: PathBuf,
     /// What must be encrypted (accounts can require more, never less).
     pub required: TlsRequirement,
-    /// Refuse data connections that do not resume the control connection's TLS session.
+    /// Refuse data connections that do not resume a TLS session of their control connection or
+    /// of another one logged in as the same user from the same address.
     pub require_resumption: bool,
     /// Allow CCC (clear the control channel after login), for NAT helpers that read it.
     pub allow_ccc: bool,
@@ -174,6 +179,8 @@ fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
 pub struct TlsContext {
     pub settings: TlsSettings,
     current: RwLock<Arc<CertifiedKey>>,
+    /// The ticket key and the control connections that sessions are issued to.
+    resumption: Arc<ResumptionRegistry>,
 }
 
 impl TlsContext {
@@ -184,6 +191,7 @@ impl TlsContext {
         Ok(Self {
             current: RwLock::new(loaded.key),
             settings,
+            resumption: ResumptionRegistry::new(),
         })
     }
 
@@ -196,8 +204,9 @@ impl TlsContext {
         Ok(())
     }
 
-    /// Fresh configurations for one control session.
-    pub fn session(&self) -> SessionTls {
+    /// Fresh configurations for one control session from `client_ip` (behind a balancer, the
+    /// client its PROXY header names).
+    pub(crate) fn session(&self, client_ip: IpAddr) -> SessionTls {
         let key = Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()));
         let mut control = ServerConfig::builder_with_provider(crypto_provider())
             .with_safe_default_protocol_versions()
@@ -205,9 +214,9 @@ impl TlsContext {
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(SingleCertAndKey::from(key)));
         control.session_storage = ServerSessionMemoryCache::new(8);
-        match rustls::crypto::aws_lc_rs::Ticketer::new() {
-            Ok(ticketer) => control.ticketer = ticketer,
-            Err(error) => warn!(%error, "no TLS session tickets for this session"),
+        let binding = self.resumption.bind(client_ip);
+        if let Some(ticketer) = self.resumption.control_ticketer(&binding) {
+            control.ticketer = ticketer;
         }
         control.send_tls13_tickets = CONTROL_TICKETS;
         let mut download = control.clone();
@@ -218,6 +227,8 @@ impl TlsContext {
             control: Arc::new(control),
             download: Arc::new(download),
             upload: Arc::new(upload),
+            binding,
+            registry: Arc::clone(&self.resumption),
         }
     }
 }
@@ -237,23 +248,41 @@ fn announce(settings: &TlsSettings, loaded: &LoadedCertificate) {
 }
 
 /// The TLS configurations of one control session; data connections resume its sessions.
-#[derive(Debug, Clone)]
-pub struct SessionTls {
-    pub control: Arc<ServerConfig>,
-    /// Data connections that carry a download or listing: the client reads them to the end, so
-    /// they can hand it a fresh ticket for the next data connection.
-    pub download: Arc<ServerConfig>,
-    /// Data connections that carry an upload: no tickets (see the module notes).
-    pub upload: Arc<ServerConfig>,
+#[derive(Debug)]
+pub(crate) struct SessionTls {
+    pub(crate) control: Arc<ServerConfig>,
+    /// What data connections that carry a download or listing start from: the client reads them
+    /// to the end, so they can hand it a fresh ticket for the next data connection.
+    download: Arc<ServerConfig>,
+    /// What data connections that carry an upload start from: no tickets (see the module notes).
+    upload: Arc<ServerConfig>,
+    /// Who the session's TLS sessions are issued to, for the resumption rule.
+    binding: Arc<ControlBinding>,
+    registry: Arc<ResumptionRegistry>,
 }
 
 impl SessionTls {
-    /// The configuration for a data connection carrying bytes in `direction`.
-    pub(crate) fn data(&self, direction: Direction) -> &Arc<ServerConfig> {
-        match direction {
-            Direction::Download => &self.download,
-            Direction::Upload => &self.upload,
-        }
+    /// Records where the session is in logging in, for the resumption rule.
+    pub(crate) fn set_login(&self, state: LoginState) {
+        self.binding.set_login(state);
+    }
+
+    /// The configuration of one data connection carrying bytes in `direction`, and what it will
+    /// have resumed (`None` without session tickets). Each data connection gets its own ticketer
+    /// to note that in; the TLS 1.2 session-id cache is the session's.
+    pub(crate) fn data(&self, direction: Direction) -> (Arc<ServerConfig>, Option<ResumedFrom>) {
+        let mut config = match direction {
+            Direction::Download => ServerConfig::clone(&self.download),
+            Direction::Upload => ServerConfig::clone(&self.upload),
+        };
+        let resumed = self
+            .registry
+            .data_ticketer(&self.binding)
+            .map(|(ticketer, resumed)| {
+                config.ticketer = ticketer;
+                resumed
+            });
+        (Arc::new(config), resumed)
     }
 }
 
@@ -354,7 +383,7 @@ mod tests {
     }
 
     #[test]
-    fn each_session_gets_its_own_session_cache() {
+    fn each_session_gets_its_own_session_cache_and_each_data_connection_its_ticketer() {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = write_development_certificate(dir.path()).unwrap();
         let context = TlsContext::new(TlsSettings {
@@ -365,19 +394,25 @@ mod tests {
             allow_ccc: false,
         })
         .unwrap();
-        let a = context.session();
-        let b = context.session();
+        let ip = IpAddr::from([192, 0, 2, 1]);
+        let a = context.session(ip);
+        let b = context.session(ip);
+        let (upload, _) = a.data(Direction::Upload);
+        let (download, resumed) = a.data(Direction::Download);
+        assert!(resumed.is_some());
         assert!(Arc::ptr_eq(
             &a.control.session_storage,
-            &a.upload.session_storage
+            &upload.session_storage
         ));
-        assert!(Arc::ptr_eq(&a.control.ticketer, &a.download.ticketer));
+        // Each data connection notes what it resumed in a ticketer of its own.
+        assert!(!Arc::ptr_eq(&a.control.ticketer, &download.ticketer));
+        assert!(!Arc::ptr_eq(&upload.ticketer, &download.ticketer));
         assert!(!Arc::ptr_eq(
             &a.control.session_storage,
             &b.control.session_storage
         ));
-        assert_eq!(a.upload.send_tls13_tickets, 0);
-        assert_eq!(a.download.send_tls13_tickets, 1);
+        assert_eq!(upload.send_tls13_tickets, 0);
+        assert_eq!(download.send_tls13_tickets, 1);
         assert_eq!(a.control.send_tls13_tickets, CONTROL_TICKETS);
     }
 }

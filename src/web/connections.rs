@@ -28,7 +28,7 @@ use tower::Layer as _;
 use tracing::{debug, error, warn};
 
 use super::client_address::TrustedProxies;
-use crate::auth::throttle::throttle_key;
+use crate::auth::throttle::client_network;
 
 /// How long clients may take, and how many connections they may hold (`deploy serve`'s flags
 /// give the defaults: 1024 connections, 32 per client, 15 s for headers, 60 s for a body).
@@ -178,7 +178,7 @@ pub async fn serve_connections(
             },
             () = &mut stop => break,
         };
-        let client = (!trusted.contains(peer.ip())).then(|| throttle_key(peer.ip()));
+        let client = (!trusted.contains(peer.ip())).then(|| client_network(peer.ip()));
         let permit = match caps.admit(client) {
             Ok(permit) => permit,
             Err(cap) => {

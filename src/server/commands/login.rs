@@ -2,16 +2,20 @@
 //!
 //! Every user name gets the same `331`, and every failure the same `530` after the same delay, so
 //! a client cannot tell which accounts exist. An address that keeps failing is refused for a
-//! while (`421`). Password checks run on the blocking pool inside the authenticator.
+//! while (`421`); each attempt is counted before its password is checked (`crate::auth::throttle`).
+//! Password checks run on the blocking pool inside the authenticator. What an account requires to
+//! be encrypted is checked at USER, before a password can follow in clear text, and again at PASS
+//! with the account's details (RFC 4217 §11).
 
 use tracing::{info, warn};
 
 use super::Handled;
-use crate::auth::{AuthError, Permissions, UserDetails};
+use crate::auth::{AuthError, Permissions, TlsRequirement, UserDetails};
 use crate::protocol::command::TransferType;
 use crate::protocol::listing::MlstFacts;
 use crate::protocol::{Reply, ReplyCode, VirtualPath};
 use crate::server::data::DataSetup;
+use crate::server::resumption::LoginState;
 use crate::server::session::{Flow, LoggedIn, Login, Session};
 
 /// User names that mean "anonymous" (RFC 1635).
@@ -26,21 +30,45 @@ impl Session {
                 "USER needs a user name.",
             ));
         }
-        if !self.control.is_tls() && self.plain_login_refused(&name).await {
-            // Refused before the password is sent in clear (RFC 4217 §11).
-            warn!(user = name, "plain-text login refused: TLS is required");
-            return Err(Reply::new(
-                ReplyCode::NOT_LOGGED_IN,
-                "TLS is required to log in here: send AUTH TLS first (use FTPS in your client).",
-            ));
+        // Refused before the password is sent in clear (RFC 4217 §11). Under TLS every policy
+        // is met, so the account need not be looked up.
+        let requirement = if self.control.is_tls() {
+            None
+        } else {
+            self.server.authenticator.tls_requirement(&name).await
+        };
+        if let Err(reply) = self.tls_policy_allows_login(requirement) {
+            warn!(
+                user = name,
+                "login refused before the password: TLS is required"
+            );
+            return Err(reply);
         }
         // A new USER starts a new login, as after REIN.
         self.reset_session_state();
         self.login = Login::AwaitingPassword { user: name };
+        self.publish_login();
         Ok(Reply::new(ReplyCode::NEED_PASSWORD, "Password required.").into())
     }
 
     pub(super) async fn pass(&mut self, password: &[u8]) -> Handled {
+        let handled = self.check_password(password).await;
+        self.publish_login();
+        handled
+    }
+
+    /// Tells the TLS resumption rule where this session is in logging in: other control
+    /// connections of the same user may hand its TLS sessions to their data connections.
+    fn publish_login(&self) {
+        let Some(tls) = &self.tls else { return };
+        tls.set_login(match &self.login {
+            Login::AwaitingUser => LoginState::Out,
+            Login::AwaitingPassword { .. } => LoginState::Pending,
+            Login::LoggedIn(logged_in) => LoginState::In(logged_in.details.name.as_str().into()),
+        });
+    }
+
+    async fn check_password(&mut self, password: &[u8]) -> Handled {
         let user = match std::mem::replace(&mut self.login, Login::AwaitingUser) {
             Login::AwaitingPassword { user } => user,
             Login::LoggedIn(logged_in) => {
@@ -55,17 +83,15 @@ impl Session {
             }
         };
         let ip = self.peer.ip();
-        let throttle = &self.server.throttle;
-        if throttle.is_blocked(ip) {
+        // Counted before the password is checked, so parallel sessions cannot race past the
+        // limit (see `crate::auth::throttle`).
+        let Ok(attempt) = self.server.throttle.admit(ip, &user).await else {
             warn!(
                 user,
                 "login refused: too many failed logins from this address"
             );
-            return Ok(Flow::Close(Reply::new(
-                ReplyCode::SERVICE_NOT_AVAILABLE,
-                "Too many failed logins from your address; try again later.",
-            )));
-        }
+            return Ok(Flow::Close(too_many_failures()));
+        };
         let password = String::from_utf8_lossy(password);
         let result = match self.anonymous_details(&user) {
             Some(details) => Ok(details),
@@ -77,8 +103,12 @@ impl Session {
             }
         };
         let details = match result {
-            Ok(details) => details,
+            Ok(details) => {
+                attempt.succeeded();
+                details
+            }
             Err(AuthError::Unavailable(reason)) => {
+                attempt.unchecked();
                 warn!(user, %reason, "login failed: account database unavailable");
                 return Err(Reply::new(
                     ReplyCode::SERVICE_NOT_AVAILABLE,
@@ -88,17 +118,20 @@ impl Session {
             Err(error) => {
                 warn!(user, %error, "login failed");
                 self.server.metrics.login(false);
-                throttle.record_failure(ip);
-                tokio::time::sleep(throttle.failure_delay(ip)).await;
-                if throttle.is_blocked(ip) {
-                    return Ok(Flow::Close(Reply::new(
-                        ReplyCode::SERVICE_NOT_AVAILABLE,
-                        "Too many failed logins from your address; try again later.",
-                    )));
+                let verdict = attempt.failed();
+                tokio::time::sleep(verdict.delay).await;
+                if verdict.banned {
+                    return Ok(Flow::Close(too_many_failures()));
                 }
                 return Err(Reply::new(ReplyCode::NOT_LOGGED_IN, "Login incorrect."));
             }
         };
+        // Checked again with the account's details: the session may have changed since USER
+        // (CCC), and so may the account.
+        if let Err(reply) = self.tls_policy_allows_login(details.tls_required) {
+            warn!(user, "login refused: the account requires TLS");
+            return Err(reply);
+        }
         let provider = match &details.storage {
             None => &self.server.storage,
             Some(name) => match self.server.named_storage.get(name) {
@@ -128,7 +161,6 @@ impl Session {
                 ));
             }
         };
-        throttle.record_success(ip);
         self.server.metrics.login(true);
         tracing::Span::current().record("user", details.name.as_str());
         info!(home = details.home, "logged in");
@@ -137,18 +169,30 @@ impl Session {
         Ok(Reply::new(ReplyCode::LOGGED_IN, welcome).into())
     }
 
-    /// Whether the server's policy or the account's own forbids logging in without TLS.
-    async fn plain_login_refused(&self, user: &str) -> bool {
+    /// Whether this connection meets what the server and an account with `requirement` ask to
+    /// be encrypted, as far as a login can tell: the control connection itself, and for any
+    /// requirement at all, a server that can speak TLS.
+    fn tls_policy_allows_login(&self, requirement: Option<TlsRequirement>) -> Result<(), Reply> {
+        let account = requirement.unwrap_or(TlsRequirement::None);
         let Some(context) = &self.server.config.tls else {
-            return false;
+            if account == TlsRequirement::None {
+                return Ok(());
+            }
+            return Err(Reply::new(
+                ReplyCode::NOT_LOGGED_IN,
+                format!(
+                    "Your account requires TLS ({}), but this server has no TLS certificate; ask the server's operator to set up FTPS.",
+                    account.as_str()
+                ),
+            ));
         };
-        context.settings.required.control()
-            || self
-                .server
-                .authenticator
-                .tls_requirement(user)
-                .await
-                .is_some_and(|required| required.control())
+        if context.settings.required.combine(account).control() && !self.control.is_tls() {
+            return Err(Reply::new(
+                ReplyCode::NOT_LOGGED_IN,
+                "TLS is required to log in here: send AUTH TLS first (use FTPS in your client).",
+            ));
+        }
+        Ok(())
     }
 
     /// Anonymous logins, when the server allows them: any password, read-only.
@@ -179,6 +223,7 @@ impl Session {
     pub(super) fn rein(&mut self) -> Handled {
         self.reset_session_state();
         self.login = Login::AwaitingUser;
+        self.publish_login();
         Ok(Reply::new(ReplyCode::SERVICE_READY, "Ready for a new user.").into())
     }
 
@@ -195,4 +240,12 @@ impl Session {
         self.rename_from = None;
         self.mlst_facts = MlstFacts::default_set();
     }
+}
+
+/// The reply to a login from an address that failed too often: the connection closes after it.
+fn too_many_failures() -> Reply {
+    Reply::new(
+        ReplyCode::SERVICE_NOT_AVAILABLE,
+        "Too many failed logins from your address; try again later.",
+    )
 }

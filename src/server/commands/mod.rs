@@ -1,7 +1,7 @@
 //! Command handlers: one file per family, each an `impl Session` block.
 //!
-//! [`Session::dispatch`] enforces what holds for every command — login first (530), permission
-//! letters (550) — and routes to the handler. A handler returns `Err(reply)` for any refusal, so
+//! [`Session::dispatch`] enforces what holds for every command — login first (530), the logged-in
+//! account's TLS policy (530), permission letters (550) — and routes to the handler. A handler returns `Err(reply)` for any refusal, so
 //! the happy path reads top to bottom.
 
 mod data_setup;
@@ -30,6 +30,19 @@ impl Session {
             return Reply::new(
                 ReplyCode::NOT_LOGGED_IN,
                 "Please log in with USER and PASS first.",
+            )
+            .into();
+        }
+        // The TLS policy holds for every command after login, whatever happened to the control
+        // connection since (login and CCC refuse to break it; this catches any other way).
+        if self.user().is_some()
+            && self.tls_requirement().control()
+            && !self.control.is_tls()
+            && !matches!(command, Command::Quit)
+        {
+            return Reply::new(
+                ReplyCode::NOT_LOGGED_IN,
+                "Your account requires TLS on the control connection; reconnect and send AUTH TLS first.",
             )
             .into();
         }

@@ -27,7 +27,7 @@ impl Session {
             ));
         }
         if self.tls.is_none() {
-            self.tls = Some(context.session());
+            self.tls = Some(context.session(self.peer.ip()));
         }
         Ok(Flow::StartTls(Reply::new(
             ReplyCode::AUTH_OK,
@@ -80,8 +80,16 @@ impl Session {
     }
 
     /// CCC (RFC 4217 §6): back to a clear control connection, where the operator allows it.
+    /// Only after login: before it the account, and so what it requires, is not known yet, and a
+    /// password must never follow in clear text where the account forbids that.
     pub(super) fn ccc(&mut self) -> Handled {
         self.require_tls_control("CCC")?;
+        if self.user().is_none() {
+            return Err(Reply::new(
+                ReplyCode::BAD_SEQUENCE,
+                "CCC is accepted only after login (USER and PASS under TLS); log in first.",
+            ));
+        }
         let allowed = self
             .server
             .config

@@ -288,7 +288,7 @@ impl Session {
                 "Use PASV, EPSV, PORT or EPRT first to set up the data connection.",
             ));
         }
-        if self.data_tls(Direction::Upload).is_none() && self.tls_requirement().data() {
+        if !self.data_is_protected() && self.tls_requirement().data() {
             return Err(Reply::new(
                 ReplyCode::DATA_PROTECTION_REQUIRED,
                 "Data connections must be encrypted here: send PBSZ 0 and PROT P first.",
@@ -344,7 +344,9 @@ impl Session {
 fn data_failure(error: DataError) -> Failed {
     let code = match error {
         // RFC 4217 §10: a failed TLS negotiation on the data connection.
-        DataError::Tls(_) | DataError::NotResumed => ReplyCode::NETWORK_PROTOCOL_NOT_SUPPORTED,
+        DataError::Tls(_) | DataError::NotResumed | DataError::ForeignSession(_) => {
+            ReplyCode::NETWORK_PROTOCOL_NOT_SUPPORTED
+        }
         _ => ReplyCode::CANT_OPEN_DATA,
     };
     Failed {
