@@ -611,6 +611,26 @@ fn behind_a_trusted_proxy_login_failures_count_per_forwarded_client_and_account(
 }
 
 #[test]
+fn parallel_wrong_passwords_from_one_client_are_counted_before_they_are_checked() {
+    const ATTACKER: &str = "198.51.100.9";
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    add_user(&db, "admin", true);
+    let server = DeployServer::start_with_env(&db, &[], &[("FERRY_TRUSTED_PROXY", "127.0.0.1/32")]);
+    let tmp = dir.path();
+    // Twenty guesses sent at once: five are checked (401), the rest refused unheard (429).
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..20)
+            .map(|_| scope.spawn(|| login_from(&server, tmp, "admin", "wrong", ATTACKER)))
+            .collect();
+        runs.into_iter().map(|run| run.join().unwrap()).collect()
+    });
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(checked, 5, "{statuses:?}\n{}", server.log());
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 15);
+}
+
+#[test]
 fn forwarded_headers_from_a_peer_that_is_not_a_trusted_proxy_are_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ferry.db");

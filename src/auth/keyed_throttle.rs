@@ -124,6 +124,46 @@ impl<K: Eq + Hash + Clone> KeyedThrottle<K> {
         true
     }
 
+    /// Counts an attempt under `key` before its outcome is known, without banning, so parallel
+    /// attempts cannot all pass before the first failure is known: `false` (nothing counted)
+    /// when the attempts counted in the window already reach `max_failures`. The attempt then
+    /// ends with [`KeyedThrottle::confirm_failure_at`] or [`KeyedThrottle::forgive_one_at`].
+    pub fn reserve_at(&self, key: K, now: Instant) -> bool {
+        let mut entries = self.entries();
+        if !entries.contains_key(&key) && entries.len() >= self.config.max_tracked {
+            self.make_room(&mut entries, now);
+        }
+        let entry = entries.entry(key).or_default();
+        entry.forget_failures_before(now.checked_sub(self.config.window));
+        if entry.failures.len() >= self.config.max_failures as usize {
+            return false;
+        }
+        entry.failures.push_back(now);
+        true
+    }
+
+    /// A reserved attempt under `key` failed: bans the key when its failures reached
+    /// `max_failures`. Whether this started a ban.
+    pub fn confirm_failure_at(&self, key: &K, now: Instant) -> bool {
+        let mut entries = self.entries();
+        let Some(entry) = entries.get_mut(key) else {
+            return false;
+        };
+        if self.config.ban.is_zero() || entry.failures.len() < self.config.max_failures as usize {
+            return false;
+        }
+        entry.banned_until = Some(now + self.config.ban);
+        entry.failures.clear();
+        true
+    }
+
+    /// A reserved attempt under `key` succeeded: it no longer counts. The other failures do.
+    pub fn forgive_one_at(&self, key: &K) {
+        if let Some(entry) = self.entries().get_mut(key) {
+            entry.failures.pop_back();
+        }
+    }
+
     /// Forgets the failures under `key` after a good login. A ban still running stays.
     pub fn record_success_at(&self, key: &K, now: Instant) {
         let mut entries = self.entries();

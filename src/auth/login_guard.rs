@@ -88,7 +88,8 @@ fn account_key(account: &str) -> String {
 
 impl LoginGuard {
     /// Whether `client` may try a password for `account` now; if so, how long to wait before
-    /// checking it (the account-wide slow-down, zero for an account nobody is guessing).
+    /// checking it (the account-wide slow-down, zero for an account nobody is guessing). An
+    /// admitted attempt counts as a failure until [`LoginGuard::record_success`] says otherwise.
     pub fn admit(&self, account: &str, client: IpAddr) -> Result<Duration, LoginRefusal> {
         self.admit_at(account, client, Instant::now())
     }
@@ -98,8 +99,9 @@ impl LoginGuard {
         self.record_failure_at(account, client, Instant::now())
     }
 
-    /// A right password: `client`'s failures (for this account and overall) are forgotten. The
-    /// account-wide count stays: someone else may still be guessing.
+    /// A right password: `client`'s failures for this account are forgotten, its attempt no
+    /// longer counts at the address. The account-wide count stays: someone else may still be
+    /// guessing.
     pub fn record_success(&self, account: &str, client: IpAddr) {
         self.record_success_at(account, client, Instant::now());
     }
@@ -112,13 +114,21 @@ impl LoginGuard {
     ) -> Result<Duration, LoginRefusal> {
         let client = client_network(client);
         let account = account_key(account);
+        let pair = (account.clone(), client);
         if self.by_address.is_blocked_at(&client, now) {
             return Err(LoginRefusal::Address);
         }
-        if self
-            .by_account_at_address
-            .is_blocked_at(&(account.clone(), client), now)
-        {
+        if self.by_account_at_address.is_blocked_at(&pair, now) {
+            return Err(LoginRefusal::AccountAtAddress);
+        }
+        // The attempt counts as a failure from the moment it is admitted, and a right password
+        // takes it back: requests sent in parallel cannot all be checked before the first
+        // failure is known.
+        if !self.by_address.reserve_at(client, now) {
+            return Err(LoginRefusal::Address);
+        }
+        if !self.by_account_at_address.reserve_at(pair, now) {
+            self.by_address.forgive_one_at(&client);
             return Err(LoginRefusal::AccountAtAddress);
         }
         let beyond_free = self
@@ -132,21 +142,21 @@ impl LoginGuard {
             .min(config.max_delay))
     }
 
+    /// The admitted attempt was wrong: it already counts at its address, and may now ban the
+    /// address or the account there; the account-wide count grows too. How long to wait before
+    /// answering.
     pub fn record_failure_at(&self, account: &str, client: IpAddr, now: Instant) -> Duration {
         let client = client_network(client);
         let account = account_key(account);
         let pair = (account.clone(), client);
-        if self
-            .by_account_at_address
-            .record_failure_at(pair.clone(), now)
-        {
+        if self.by_account_at_address.confirm_failure_at(&pair, now) {
             tracing::warn!(
                 user = account.as_str(),
                 client = %client,
                 "too many failed logins for this account from this address; refusing them for a while"
             );
         }
-        if self.by_address.record_failure_at(client, now) {
+        if self.by_address.confirm_failure_at(&client, now) {
             tracing::warn!(
                 client = %client,
                 "too many failed logins from this address; refusing its logins for a while"
@@ -158,11 +168,13 @@ impl LoginGuard {
             .max(self.by_address.failure_delay_at(&client, now))
     }
 
+    /// The admitted attempt was right: this account's failures at `client` are forgotten; the
+    /// address keeps counting the others' (a good login never clears guesses at other accounts).
     pub fn record_success_at(&self, account: &str, client: IpAddr, now: Instant) {
         let client = client_network(client);
         self.by_account_at_address
             .record_success_at(&(account_key(account), client), now);
-        self.by_address.record_success_at(&client, now);
+        self.by_address.forgive_one_at(&client);
     }
 }
 
@@ -247,12 +259,16 @@ mod tests {
     fn the_answer_to_a_failure_waits_longer_with_each_one() {
         let guard = LoginGuard::default();
         let now = Instant::now();
-        let delays: Vec<u64> = (0..4)
-            .map(|_| guard.record_failure_at("admin", ATTACKER, now).as_secs())
-            .collect();
+        let mut attempt = || {
+            guard.admit_at("admin", ATTACKER, now).unwrap();
+            guard.record_failure_at("admin", ATTACKER, now).as_secs()
+        };
+        let delays: Vec<u64> = (0..4).map(|_| attempt()).collect();
         assert_eq!(delays, [1, 2, 3, 4]);
+        guard.admit_at("admin", ATTACKER, now).unwrap();
         guard.record_success_at("admin", ATTACKER, now);
-        assert_eq!(guard.record_failure_at("admin", ATTACKER, now), secs(1));
+        // The account's own failures are forgiven; the address still counts its four.
+        assert_eq!(attempt(), 5);
     }
 
     #[test]
@@ -261,11 +277,23 @@ mod tests {
         let now = Instant::now();
         let long = "a".repeat(100_000);
         for _ in 0..5 {
+            guard.admit_at(&long, ATTACKER, now).unwrap();
             guard.record_failure_at(&long, ATTACKER, now);
         }
         assert_eq!(
             guard.admit_at(&"a".repeat(64), ATTACKER, now),
             Err(LoginRefusal::AccountAtAddress)
         );
+    }
+
+    #[test]
+    fn parallel_attempts_are_counted_before_they_are_checked() {
+        let guard = LoginGuard::default();
+        let now = Instant::now();
+        // Twenty requests at once, none answered yet: five are let through to the check.
+        let admitted = (0..20)
+            .filter(|_| guard.admit_at("admin", ATTACKER, now).is_ok())
+            .count();
+        assert_eq!(admitted, 5);
     }
 }

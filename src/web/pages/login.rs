@@ -147,7 +147,7 @@ pub async fn submit(
     let slow_down = match dashboard.login_guard.admit(&form.user, client) {
         Ok(slow_down) => slow_down,
         Err(refusal) => {
-            warn!(user = form.user, client = %client, ?refusal, "login refused: too many failures");
+            warn!(user = form.user, client = %client, "login refused: {}", refusal.message());
             return login_page(
                 &state,
                 StatusCode::TOO_MANY_REQUESTS,
