@@ -259,7 +259,7 @@ mod tests {
     fn the_answer_to_a_failure_waits_longer_with_each_one() {
         let guard = LoginGuard::default();
         let now = Instant::now();
-        let mut attempt = || {
+        let attempt = || {
             guard.admit_at("admin", ATTACKER, now).unwrap();
             guard.record_failure_at("admin", ATTACKER, now).as_secs()
         };
