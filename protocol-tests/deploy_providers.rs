@@ -1,6 +1,6 @@
 //! The git-host side of `ferry deploy serve`, end to end:
 //! - Gitea/Forgejo, GitLab and Bitbucket Cloud push webhooks sent by curl with each host's
-//!   documented headers and payload (the requests in `src/deploy/testdata/`, their refs and
+//!   documented headers and payload (the requests in `src/deploy/service/testdata/`, their refs and
 //!   commits pointed at a real repository and signed again), deploying onto a real ferry FTP
 //!   target; each host's test event, a bad signature, tag pushes, pushes to other branches and
 //!   branch deletions;
@@ -34,9 +34,12 @@ struct HookRequest {
     body: Value,
 }
 
-/// One of the documented requests in `src/deploy/testdata/`.
+/// One of the documented requests in `src/deploy/service/testdata/`.
 fn documented(name: &str) -> HookRequest {
-    let path = format!("{}/src/deploy/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/src/deploy/service/testdata/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let (head, body) = text
         .split_once("\n\n")

@@ -597,8 +597,8 @@ fn signed_push_webhooks_deploy_the_pushed_commit_and_refusals_get_their_status()
 
 #[test]
 fn a_deploy_a_crash_left_running_is_resumed_on_start_and_a_missing_branch_fails() {
-    use ferry::deploy::secret_key::SecretKey;
-    use ferry::deploy::store::{NewDeploy, ServiceStore};
+    use ferry::deploy::service::secret_key::SecretKey;
+    use ferry::deploy::service::store::{NewDeploy, ServiceStore};
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ferry.db");

@@ -3,7 +3,7 @@
 //! secret always verifies, and one byte changed never does.
 #![no_main]
 
-use ferry::deploy::webhook::{BranchPattern, Headers, Provider, receive, sign, verify};
+use ferry::deploy::service::webhook::{BranchPattern, Headers, Provider, receive, sign, verify};
 use libfuzzer_sys::fuzz_target;
 
 const SECRET: &[u8] = b"It's a Secret to Everybody";

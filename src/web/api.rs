@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use tracing::error;
 
 use super::AppState;
-use crate::deploy::queue::DeployQueue;
-use crate::deploy::service_cli::service_json;
-use crate::deploy::store::{Deploy, DeployStatus, DeployStoreError, Service};
+use crate::cli::deploy_service::service_json;
+use crate::deploy::service::queue::DeployQueue;
+use crate::deploy::service::store::{Deploy, DeployStatus, DeployStoreError, Service};
 
 /// How many deploys a service's list shows.
 const DEPLOYS_LISTED: u32 = 100;

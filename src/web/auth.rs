@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq as _;
 use tracing::{error, info, warn};
 
 use super::AppState;
-use crate::deploy::store::Session;
+use crate::deploy::service::store::Session;
 
 /// The dashboard's session cookie.
 pub const SESSION_COOKIE: &str = "ferry_session";
@@ -177,7 +177,7 @@ pub fn session_id(headers: &HeaderMap) -> Option<String> {
 }
 
 async fn blocking<T: Send + 'static>(
-    job: impl FnOnce() -> Result<T, crate::deploy::store::DeployStoreError> + Send + 'static,
+    job: impl FnOnce() -> Result<T, crate::deploy::service::store::DeployStoreError> + Send + 'static,
 ) -> Result<T, Response> {
     match tokio::task::spawn_blocking(job).await {
         Ok(Ok(value)) => Ok(value),

@@ -21,8 +21,8 @@ use tracing::{error, info};
 use super::AppState;
 use super::api::{deploy_json, service_summary};
 use super::auth::Caller;
-use crate::deploy::restore::{self, RestoreError};
-use crate::deploy::store::{DeployFilter, DeployStoreError};
+use crate::deploy::service::restore::{self, RestoreError};
+use crate::deploy::service::store::{DeployFilter, DeployStoreError};
 
 const DEFAULT_PER_PAGE: u32 = 50;
 const MAX_PER_PAGE: u32 = 200;

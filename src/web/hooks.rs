@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use tracing::{error, info, warn};
 
 use super::AppState;
-use crate::deploy::store::{DeployStoreError, NewDeploy, Service, ServiceStore};
-use crate::deploy::webhook::{self, Headers, PushEvent, WebhookEvent};
+use crate::deploy::service::store::{DeployStoreError, NewDeploy, Service, ServiceStore};
+use crate::deploy::service::webhook::{self, Headers, PushEvent, WebhookEvent};
 
 pub async fn receive(
     State(state): State<AppState>,

@@ -27,7 +27,7 @@ use tracing::info;
 
 use self::client_address::TrustedProxies;
 use self::connections::HttpLimits;
-use crate::deploy::queue::DeployQueue;
+use crate::deploy::service::queue::DeployQueue;
 
 /// What every handler shares.
 #[derive(Debug, Clone)]

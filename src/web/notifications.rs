@@ -16,7 +16,7 @@ use serde_json::json;
 use tracing::error;
 
 use super::AppState;
-use crate::deploy::store::{
+use crate::deploy::service::store::{
     DeployStoreError, NotificationSet, NotificationSetUpdate, NotifyWhen, ServiceStore,
 };
 

@@ -12,9 +12,9 @@ use serde_json::json;
 use tracing::{error, warn};
 
 use super::AppState;
-use crate::deploy::provider_api::{self, ProviderApiError};
-use crate::deploy::store::DeployStoreError;
-use crate::deploy::validate::validate_and_record;
+use crate::deploy::service::provider_api::{self, ProviderApiError};
+use crate::deploy::service::store::DeployStoreError;
+use crate::deploy::service::validate::validate_and_record;
 
 pub async fn validate(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     let store = Arc::clone(state.queue.store());

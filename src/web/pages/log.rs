@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::services::DeployView;
 use super::{Admin, AppState, blocking, internal, render};
-use crate::deploy::store::{DeployFilter, DeployStoreError};
+use crate::deploy::service::store::{DeployFilter, DeployStoreError};
 
 const PER_PAGE: u32 = 25;
 const MAX_PER_PAGE: u32 = 200;

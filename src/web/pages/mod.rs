@@ -27,7 +27,7 @@ use tracing::error;
 use super::AppState;
 use super::auth::{self, session_id};
 use crate::auth::{LoginGuard, SqliteAuthenticator};
-use crate::deploy::store::Session;
+use crate::deploy::service::store::Session;
 
 /// How the dashboard is set up, and what its pages share.
 #[derive(Debug)]

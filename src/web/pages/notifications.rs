@@ -12,7 +12,9 @@ use tracing::info;
 
 use super::service_form::FieldErrors;
 use super::{Admin, AppState, blocking, internal, render};
-use crate::deploy::store::{DeployStoreError, NotificationSet, NotificationSetUpdate, NotifyWhen};
+use crate::deploy::service::store::{
+    DeployStoreError, NotificationSet, NotificationSetUpdate, NotifyWhen,
+};
 
 /// The form as posted: address lists one per line (or separated by commas).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cli::deploy_service::guess_provider;
 use crate::deploy::DeployTarget;
-use crate::deploy::service_cli::guess_provider;
-use crate::deploy::store::{
+use crate::deploy::service::store::{
     NewService, Secret, Service, ServiceSecrets, ServiceUpdate, TlsVerify, generate_webhook_secret,
 };
-use crate::deploy::validate::Check;
-use crate::deploy::webhook::{BranchPattern, Provider};
+use crate::deploy::service::validate::Check;
+use crate::deploy::service::webhook::{BranchPattern, Provider};
 
 /// The form as posted (every field a string, unchecked boxes absent).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

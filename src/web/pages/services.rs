@@ -13,12 +13,12 @@ use tracing::info;
 
 use super::service_form::{FieldErrors, ServiceForm, check_errors};
 use super::{Admin, AppState, blocking, internal, render};
-use crate::deploy::store::{
+use crate::deploy::service::store::{
     Deploy, DeployCounts, DeployStatus, DeployStoreError, SentSecret, Service, ServiceStore,
     ServiceUpdate, TlsVerify,
 };
-use crate::deploy::validate::Check;
-use crate::deploy::webhook::Provider;
+use crate::deploy::service::validate::Check;
+use crate::deploy::service::webhook::Provider;
 
 /// A service as the dashboard lists it.
 #[derive(Debug, Serialize)]
@@ -303,7 +303,7 @@ pub async fn new_form(State(state): State<AppState>, admin: Admin) -> Response {
 /// Runs every validation check on `name` and stores each result; the checks.
 async fn validate_and_record(state: &AppState, name: &str) -> Result<Vec<Check>, String> {
     let store = Arc::clone(state.queue.store());
-    crate::deploy::validate::validate_and_record(store, name)
+    crate::deploy::service::validate::validate_and_record(store, name)
         .await
         .map(|(checks, _)| checks)
         .map_err(|e| e.to_string())

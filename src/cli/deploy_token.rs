@@ -6,7 +6,7 @@ use std::path::Path;
 
 use clap::{Args, Subcommand};
 
-use super::service_cli::{Access, SecretKeyArgs};
+use super::deploy_service::{Access, SecretKeyArgs};
 
 /// `ferry deploy token ...`
 #[derive(Debug, Args)]

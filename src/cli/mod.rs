@@ -2,6 +2,11 @@
 //! parsed with clap and carried out here. The subcommand names and flags are a contract (scripts and tests drive them);
 //! extend them, never rename them.
 
+pub mod deploy_log;
+pub mod deploy_notify;
+pub mod deploy_service;
+pub mod deploy_token;
+
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
@@ -16,11 +21,11 @@ use crate::auth::store::{AccountStore, NewAccount};
 use crate::auth::{Permissions, SqliteAuthenticator, TlsRequirement};
 use crate::client::Verification;
 use crate::config::{DEFAULT_DB, FileConfig, FsSettings, ServeArgs, ServeSettings, StorageSpec};
-use crate::deploy::executor::default_retry_policy;
-use crate::deploy::journal::default_state_dir;
-use crate::deploy::marker::MARKER_NAME;
-use crate::deploy::plan::human_bytes;
-use crate::deploy::push::{self, DeployRequest, Revision};
+use crate::deploy::engine::executor::default_retry_policy;
+use crate::deploy::engine::journal::default_state_dir;
+use crate::deploy::engine::marker::MARKER_NAME;
+use crate::deploy::engine::plan::human_bytes;
+use crate::deploy::engine::push::{self, DeployRequest, Revision};
 use crate::deploy::{DeployError, DeployTarget};
 use crate::server::tls::write_development_certificate;
 use crate::server::{self, Server, Shutdown, TlsContext};
@@ -99,27 +104,27 @@ pub enum DeployCommand {
         target: DeployTargetArgs,
     },
     /// Manage deploy services: a repository branch deployed to an FTP target on each push.
-    Service(crate::deploy::service_cli::ServiceArgs),
+    Service(crate::cli::deploy_service::ServiceArgs),
     /// Manage notification sets: who is mailed after a service's deploys.
-    Notify(crate::deploy::notify_cli::NotifyArgs),
+    Notify(crate::cli::deploy_notify::NotifyArgs),
     /// Manage the tokens that authenticate calls to the JSON API under `/api/`.
-    Token(crate::deploy::token_cli::TokenArgs),
+    Token(crate::cli::deploy_token::TokenArgs),
     /// Run the deploy service: webhooks on `POST /hooks/KEY`, a durable queue deploying each
     /// matching push in the background, a JSON API under `/api/`, and `/healthz`.
     Serve(DeployServeArgs),
     /// The deploy log: each deploy's trigger, commit, files added/modified/removed, bytes,
     /// duration and result; with SERVICE, its statistics too.
-    Log(crate::deploy::history_cli::LogArgs),
+    Log(crate::cli::deploy_log::LogArgs),
     /// Mark a failed deploy skipped: a restore leaves it out. Who and why are recorded; nothing
     /// is deleted.
-    Skip(crate::deploy::history_cli::SkipArgs),
+    Skip(crate::cli::deploy_log::SkipArgs),
     /// Redeploy a service's failed deploys: queue the newest commit of the failed run, deployed
     /// from the target's real state. `--preview` shows the commits and the net file changes.
     /// A running `ferry deploy serve` carries the deploy out.
-    Restore(crate::deploy::history_cli::RestoreArgs),
+    Restore(crate::cli::deploy_log::RestoreArgs),
     /// Deploy a chosen commit (roll back or forward): queue it, or `--preview` the net file
     /// changes. A running `ferry deploy serve` carries the deploy out.
-    Rollback(crate::deploy::history_cli::RollbackArgs),
+    Rollback(crate::cli::deploy_log::RollbackArgs),
 }
 
 /// `ferry deploy serve`
@@ -129,12 +134,12 @@ pub struct DeployServeArgs {
     #[arg(value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
     pub listen: String,
     #[command(flatten)]
-    pub key: crate::deploy::service_cli::SecretKeyArgs,
+    pub key: crate::cli::deploy_service::SecretKeyArgs,
     /// Services deploying at the same time.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel: u16,
     /// Refuse webhook bodies larger than this many bytes (413).
-    #[arg(long, value_name = "BYTES", default_value_t = crate::deploy::webhook::DEFAULT_MAX_BODY_BYTES)]
+    #[arg(long, value_name = "BYTES", default_value_t = crate::deploy::service::webhook::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
     /// Where repository mirrors and deploy journals live (default: DB.state beside the
     /// database).
@@ -176,14 +181,14 @@ pub struct DeployServeArgs {
     pub mail: MailArgs,
     /// Validate every service this often (one at a time; 0 turns it off): 90s, 15m, 1h, 1d.
     #[arg(long, value_name = "DURATION", default_value = "1h",
-          value_parser = crate::deploy::validate::parse_interval)]
+          value_parser = crate::deploy::service::validate::parse_interval)]
     pub validate_every: std::time::Duration,
 }
 
 /// A duration as `--validate-every` takes it, but never zero: a zero timeout would refuse every
 /// request.
 fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let duration = crate::deploy::validate::parse_interval(text)?;
+    let duration = crate::deploy::service::validate::parse_interval(text)?;
     if duration.is_zero() {
         return Err("a timeout must be at least 1s".to_owned());
     }
@@ -229,9 +234,9 @@ pub struct MailArgs {
 
 impl MailArgs {
     /// The notifier the flags ask for; `None` without `--smtp`.
-    fn notifier(&self) -> anyhow::Result<Option<crate::deploy::notify::Notifier>> {
-        use crate::deploy::notify::{MailSettings, Notifier};
-        use crate::deploy::store::Secret;
+    fn notifier(&self) -> anyhow::Result<Option<crate::deploy::service::notify::Notifier>> {
+        use crate::deploy::service::notify::{MailSettings, Notifier};
+        use crate::deploy::service::store::Secret;
 
         let Some(smtp) = &self.smtp else {
             return Ok(None);
@@ -888,18 +893,18 @@ impl DeployTargetArgs {
 async fn deploy_command(db: Option<PathBuf>, command: DeployCommand) -> anyhow::Result<()> {
     match command {
         DeployCommand::Service(args) => {
-            crate::deploy::service_cli::run(&db_path(db, None), args).await?;
+            crate::cli::deploy_service::run(&db_path(db, None), args).await?;
         }
         DeployCommand::Serve(args) => deploy_serve(&db_path(db, None), args).await?,
-        DeployCommand::Notify(args) => crate::deploy::notify_cli::run(&db_path(db, None), args)?,
-        DeployCommand::Token(args) => crate::deploy::token_cli::run(&db_path(db, None), args)?,
-        DeployCommand::Log(args) => crate::deploy::history_cli::log(&db_path(db, None), args)?,
-        DeployCommand::Skip(args) => crate::deploy::history_cli::skip(&db_path(db, None), args)?,
+        DeployCommand::Notify(args) => crate::cli::deploy_notify::run(&db_path(db, None), args)?,
+        DeployCommand::Token(args) => crate::cli::deploy_token::run(&db_path(db, None), args)?,
+        DeployCommand::Log(args) => crate::cli::deploy_log::log(&db_path(db, None), args)?,
+        DeployCommand::Skip(args) => crate::cli::deploy_log::skip(&db_path(db, None), args)?,
         DeployCommand::Restore(args) => {
-            crate::deploy::history_cli::restore(&db_path(db, None), args).await?;
+            crate::cli::deploy_log::restore(&db_path(db, None), args).await?;
         }
         DeployCommand::Rollback(args) => {
-            crate::deploy::history_cli::rollback(&db_path(db, None), args).await?;
+            crate::cli::deploy_log::rollback(&db_path(db, None), args).await?;
         }
         DeployCommand::Push {
             target,
@@ -958,8 +963,8 @@ async fn deploy_command(db: Option<PathBuf>, command: DeployCommand) -> anyhow::
 }
 
 async fn deploy_serve(db: &Path, args: DeployServeArgs) -> anyhow::Result<()> {
-    use crate::deploy::queue::{DeployQueue, QueueConfig};
-    use crate::deploy::store::ServiceStore;
+    use crate::deploy::service::queue::{DeployQueue, QueueConfig};
+    use crate::deploy::service::store::ServiceStore;
 
     let key = args.key.load(db)?;
     let store = ServiceStore::open(db, key)
@@ -983,7 +988,7 @@ async fn deploy_serve(db: &Path, args: DeployServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tokio::spawn(crate::deploy::validate::run_schedule(
+    tokio::spawn(crate::deploy::service::validate::run_schedule(
         Arc::clone(queue.store()),
         args.validate_every,
     ));

@@ -13,16 +13,16 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{error, info, warn};
 
-use super::DeployError;
-use super::executor::{Progress, ProgressSnapshot, default_retry_policy};
-use super::git::{GitCli, RepoSource};
 use super::mirror::Mirrors;
 use super::notify::{DeployFiles, MAX_LISTED_PATHS, Notifier};
-use super::push::{self, DeployRequest, PushOutcome, Revision};
 use super::store::{
     Deploy, DeployKind, DeployStats, DeployStatus, DeployStoreError, Secret, Service, ServiceStore,
 };
 use super::webhook::PushCommit;
+use crate::deploy::engine::DeployError;
+use crate::deploy::engine::executor::{Progress, ProgressSnapshot, default_retry_policy};
+use crate::deploy::engine::git::{GitCli, RepoSource};
+use crate::deploy::engine::push::{self, DeployRequest, PushOutcome, Revision};
 
 /// The most commits a push deploy lists (for the log and the mails).
 const MAX_LISTED_COMMITS: usize = 50;

@@ -1,13 +1,13 @@
 //! `ferry deploy notify add/list/show/edit/del`: the named notification sets a service points
 //! at (`deploy service add/edit --notify NAME`). The clap types and their handlers; the mail
-//! itself is [`super::notify`]'s.
+//! itself is [`crate::deploy::service::notify`]'s.
 
 use std::path::Path;
 
 use clap::{Args, Subcommand};
 
-use super::service_cli::{Access, SecretKeyArgs};
-use super::store::{NotificationSet, NotificationSetUpdate, NotifyWhen};
+use super::deploy_service::{Access, SecretKeyArgs};
+use crate::deploy::service::store::{NotificationSet, NotificationSetUpdate, NotifyWhen};
 
 /// `ferry deploy notify ...`
 #[derive(Debug, Args)]

@@ -323,9 +323,9 @@ pub(super) fn carry_restore(
 mod tests {
     use super::super::{NewService, ServiceSecrets, TlsVerify};
     use super::*;
-    use crate::deploy::secret_key::SecretKey;
-    use crate::deploy::store::DeployStats;
-    use crate::deploy::webhook::{Provider, PushCommit};
+    use crate::deploy::service::secret_key::SecretKey;
+    use crate::deploy::service::store::DeployStats;
+    use crate::deploy::service::webhook::{Provider, PushCommit};
 
     fn store_with(names: &[&str]) -> ServiceStore {
         let store = ServiceStore::open_in_memory(SecretKey::generate().0).unwrap();

@@ -444,7 +444,7 @@ fn deepest_first(mut dirs: Vec<String>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::git::EntryKind;
+    use crate::deploy::engine::git::EntryKind;
 
     fn tree(files: &[(&str, &str)]) -> Vec<TreeEntry> {
         files

@@ -9,12 +9,14 @@ use std::sync::Arc;
 use clap::Args;
 use serde_json::json;
 
-use super::marker::current_deployer;
-use super::plan::human_bytes;
-use super::queue::{DeployQueue, QueueConfig};
-use super::restore::{self, DeployedSource, Preview};
-use super::service_cli::{Access, SecretKeyArgs};
-use super::store::{Deploy, DeployFilter, DeployStatus, ServiceStats, ServiceStore};
+use super::deploy_service::{Access, SecretKeyArgs};
+use crate::deploy::engine::marker::current_deployer;
+use crate::deploy::engine::plan::human_bytes;
+use crate::deploy::service::queue::{DeployQueue, QueueConfig};
+use crate::deploy::service::restore::{self, DeployedSource, Preview};
+use crate::deploy::service::store::{
+    Deploy, DeployFilter, DeployStatus, ServiceStats, ServiceStore,
+};
 
 /// `ferry deploy log`
 #[derive(Debug, Args)]
@@ -254,12 +256,14 @@ pub async fn rollback(db: &Path, args: RollbackArgs) -> anyhow::Result<()> {
 /// Fails early, before any fetch, when a deploy of the service is queued or running.
 fn refuse_if_active(store: &ServiceStore, service: &str) -> anyhow::Result<()> {
     if let Some(active) = store.active_deploy(service)? {
-        return Err(super::store::DeployStoreError::DeployActive {
-            service: service.to_owned(),
-            id: active.id,
-            status: active.status,
-        }
-        .into());
+        return Err(
+            crate::deploy::service::store::DeployStoreError::DeployActive {
+                service: service.to_owned(),
+                id: active.id,
+                status: active.status,
+            }
+            .into(),
+        );
     }
     Ok(())
 }

@@ -18,8 +18,8 @@ use minijinja::value::Value;
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use super::plan::human_bytes;
 use super::store::{Deploy, DeployStatus, DeployStoreError, NotificationSet, Secret, ServiceStore};
+use crate::deploy::engine::plan::human_bytes;
 
 /// How many paths of each kind (added, modified, removed) a message lists; the counts are
 /// always complete.

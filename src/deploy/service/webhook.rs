@@ -159,8 +159,8 @@ pub struct PushCommit {
     pub timestamp: String,
 }
 
-impl From<super::git::CommitInfo> for PushCommit {
-    fn from(commit: super::git::CommitInfo) -> Self {
+impl From<crate::deploy::engine::git::CommitInfo> for PushCommit {
+    fn from(commit: crate::deploy::engine::git::CommitInfo) -> Self {
         Self {
             id: commit.id,
             message: commit.message,

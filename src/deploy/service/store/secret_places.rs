@@ -5,10 +5,10 @@
 //!
 //! Pure: no database, no network.
 
-use super::super::DeployTarget;
 use super::super::provider_api::{RepoPath, default_api_url};
 use super::super::webhook::Provider;
 use crate::client::Security;
+use crate::deploy::engine::DeployTarget;
 
 /// A secret that is sent somewhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,8 +2,8 @@
 //! (`protocol-tests/deploy_notify.rs`, against a real SMTP server).
 
 use super::*;
-use crate::deploy::store::{DeployKind, DeployStats, NotifyWhen};
-use crate::deploy::webhook::PushCommit;
+use crate::deploy::service::store::{DeployKind, DeployStats, NotifyWhen};
+use crate::deploy::service::webhook::PushCommit;
 
 fn commit(id: &str, message: &str, author: &str, email: Option<&str>) -> PushCommit {
     PushCommit {

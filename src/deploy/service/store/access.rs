@@ -236,7 +236,7 @@ impl ServiceStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::secret_key::SecretKey;
+    use crate::deploy::service::secret_key::SecretKey;
 
     fn store() -> ServiceStore {
         ServiceStore::open_in_memory(SecretKey::generate().0).unwrap()

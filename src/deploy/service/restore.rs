@@ -16,14 +16,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::executor::{Session, default_retry_policy};
-use super::git::{GitCli, GitError, RepoSource};
-use super::journal::JournalState;
-use super::plan::{self, Basis, PlanInput};
-use super::push;
 use super::queue::DeployQueue;
 use super::store::{Deploy, DeployKind, DeployStoreError, NewDeploy, Service, ServiceStore};
 use super::webhook::PushCommit;
+use crate::deploy::engine::executor::{Session, default_retry_policy};
+use crate::deploy::engine::git::{GitCli, GitError, RepoSource};
+use crate::deploy::engine::journal::JournalState;
+use crate::deploy::engine::plan::{self, Basis, PlanInput};
+use crate::deploy::engine::push;
 
 /// How long reading the target's marker for a preview may take before the store's word is used.
 const MARKER_TIMEOUT: Duration = Duration::from_secs(15);

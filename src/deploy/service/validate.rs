@@ -12,14 +12,14 @@ use crate::client::{ClientError, FtpClient, RemoteKind, StoreMode};
 
 use tracing::{info, warn};
 
-use super::executor::rename_over;
 use super::git_auth;
-use super::ignore_rules::TEMP_PREFIX;
 use super::provider_api::ProviderApi;
 use super::store::{
     DeployStoreError, Service, ServiceSecrets, ServiceStore, Validation, ValidationCheck,
 };
 use super::webhook::Provider;
+use crate::deploy::engine::executor::rename_over;
+use crate::deploy::engine::ignore_rules::TEMP_PREFIX;
 
 /// One check and what it found.
 #[derive(Debug, Clone, PartialEq, Eq)]

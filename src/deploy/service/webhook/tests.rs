@@ -1,4 +1,4 @@
-//! Requests as each provider documents them, from `src/deploy/testdata/*.http`: the request
+//! Requests as each provider documents them, from `src/deploy/service/testdata/*.http`: the request
 //! line, the headers, a blank line, then the body (the file's final newline is not part of it).
 //! Their signatures were computed with GitHub's documented example secret.
 
@@ -12,7 +12,10 @@ struct Sample {
 }
 
 fn sample(name: &str) -> Sample {
-    let path = format!("{}/src/deploy/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/src/deploy/service/testdata/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let split = text
         .windows(2)

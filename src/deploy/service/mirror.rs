@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::git::{self, GitError};
 use super::git_auth;
 use super::store::{Secret, Service};
+use crate::deploy::engine::git::{self, GitError};
 
 /// How long a `git clone` or `git fetch` of a mirror may take.
 const GIT_TIMEOUT: Duration = Duration::from_secs(600);

@@ -18,8 +18,8 @@ use rusqlite::{
 use serde::Serialize;
 
 use super::secret_key::{SecretKey, SecretKeyError};
-use super::target::DeployTarget;
 use super::webhook::{BranchPattern, Provider, PushCommit};
+use crate::deploy::engine::target::DeployTarget;
 
 mod access;
 mod overview;

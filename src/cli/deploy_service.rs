@@ -10,14 +10,14 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::secret_key::SecretKey;
-use super::store::{
+use crate::deploy::engine::target::DeployTarget;
+use crate::deploy::service::secret_key::SecretKey;
+use crate::deploy::service::store::{
     DeployStatus, DeployStoreError, NewService, Secret, SentSecret, Service, ServiceSecrets,
     ServiceStore, ServiceUpdate, TlsVerify, Validation, generate_webhook_secret,
 };
-use super::target::DeployTarget;
-use super::validate::validate_and_record;
-use super::webhook::{BranchPattern, Provider};
+use crate::deploy::service::validate::validate_and_record;
+use crate::deploy::service::webhook::{BranchPattern, Provider};
 
 /// Where the key that encrypts deploy secrets comes from.
 #[derive(Debug, Clone, Args)]
@@ -384,7 +384,8 @@ async fn register_hook(
 ) -> anyhow::Result<()> {
     let service = store.service(name)?;
     let secrets = store.service_secrets(name)?;
-    let outcome = crate::deploy::provider_api::ensure_hook(&service, &secrets, public_url).await?;
+    let outcome =
+        crate::deploy::service::provider_api::ensure_hook(&service, &secrets, public_url).await?;
     let verb = if outcome.created {
         "registered"
     } else {
@@ -627,7 +628,7 @@ fn show(store: &ServiceStore, name: &str, as_json: bool) -> anyhow::Result<()> {
         service.last_deployed_commit.as_deref().unwrap_or("-")
     );
     crate::outln!("status:      {status}");
-    crate::outln!("deploys:     {}", super::history_cli::stats_line(&stats));
+    crate::outln!("deploys:     {}", super::deploy_log::stats_line(&stats));
     crate::outln!(
         "api:         {}",
         service
