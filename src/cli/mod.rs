@@ -6,6 +6,7 @@ pub mod deploy_log;
 pub mod deploy_notify;
 pub mod deploy_service;
 pub mod deploy_token;
+mod progress_line;
 
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
@@ -21,11 +22,11 @@ use crate::auth::store::{AccountStore, NewAccount};
 use crate::auth::{Permissions, SqliteAuthenticator, TlsRequirement};
 use crate::client::Verification;
 use crate::config::{DEFAULT_DB, FileConfig, FsSettings, ServeArgs, ServeSettings, StorageSpec};
-use crate::deploy::engine::executor::default_retry_policy;
 use crate::deploy::engine::journal::default_state_dir;
 use crate::deploy::engine::marker::MARKER_NAME;
 use crate::deploy::engine::plan::human_bytes;
 use crate::deploy::engine::push::{self, DeployRequest, Revision};
+use crate::deploy::engine::retry::default_retry_policy;
 use crate::deploy::{DeployError, DeployTarget};
 use crate::server::tls::write_development_certificate;
 use crate::server::{self, Server, Shutdown, TlsContext};
@@ -926,7 +927,10 @@ async fn deploy_command(db: Option<PathBuf>, command: DeployCommand) -> anyhow::
             init,
         } => {
             let request = target.request(init)?;
-            let outcome = push::push(&request).await?;
+            let reporter = progress_line::ProgressLine::new();
+            let outcome = push::push(&request, Arc::clone(&reporter) as _).await;
+            reporter.finish().await;
+            let outcome = outcome?;
             let url = request.target.display_url();
             if outcome.up_to_date {
                 crate::outln!("{url} is up to date at {}", outcome.plan.to);

@@ -6,15 +6,18 @@
 //! over [`crate::client::FtpClient`] connections, keeping the [`journal`] and writing the
 //! [`marker`] last; [`push`] ties them together. The engine owns the target URL and the error
 //! type whose kind decides the exit code. It knows no database, no HTTP and no terminal: progress
-//! goes to whoever watches [`executor::Progress`].
+//! goes to the [`progress::Reporter`] the caller passes.
 
+pub mod connection;
 pub mod executor;
 pub mod git;
 pub mod ignore_rules;
 pub mod journal;
 pub mod marker;
 pub mod plan;
+pub mod progress;
 pub mod push;
+pub mod retry;
 pub mod target;
 
 pub use self::target::DeployTarget;

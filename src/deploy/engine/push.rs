@@ -8,12 +8,15 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::executor::{ExecutionReport, Executor, Progress, RetryPolicy, Session};
+use super::connection::TargetConnection;
+use super::executor::{ExecutionReport, Executor};
 use super::git::{Change, GitCli, RepoSource, TreeEntry};
 use super::ignore_rules::{IGNORE_FILE, IgnoreRules};
 use super::journal::{Journal, JournalState};
 use super::marker::{MarkerFile, current_deployer};
 use super::plan::{self, Basis, DeployPlan, PlanInput};
+use super::progress::{Progress, Reporter};
+use super::retry::RetryPolicy;
 use super::{DeployError, DeployTarget};
 use crate::client::ClientConfig;
 
@@ -56,7 +59,7 @@ pub struct Prepared {
     pub plan: DeployPlan,
     /// Operations an unfinished earlier run completed (already left out of the plan).
     pub journaled: usize,
-    session: Session,
+    session: TargetConnection,
     repo: Arc<GitCli>,
     journal_path: PathBuf,
     journal_from: Option<String>,
@@ -94,7 +97,7 @@ pub async fn prepare(request: &DeployRequest, create_root: bool) -> Result<Prepa
     let target_tree = repo.tree(&target_commit)?;
     let rules = ignore_rules(repo.as_ref(), &target_tree, &request.excludes)?;
 
-    let mut session = Session::open(request.client.clone(), &request.target.path).await?;
+    let mut session = TargetConnection::open(request.client.clone(), &request.target.path).await?;
     if create_root {
         session.create_root().await?;
     }
@@ -249,16 +252,11 @@ impl Prepared {
     }
 }
 
-/// `ferry deploy push`: plan, execute, write the marker.
-pub async fn push(request: &DeployRequest) -> Result<PushOutcome, DeployError> {
-    push_watched(request, |_| {}).await
-}
-
-/// [`push`], handing the run's [`Progress`] to `watch` once the plan is made (not called when
-/// the target is already up to date).
-pub async fn push_watched(
+/// `ferry deploy push`: plan, execute, write the marker, telling `reporter` how the run goes
+/// (nothing when the target is already up to date).
+pub async fn push(
     request: &DeployRequest,
-    watch: impl FnOnce(Arc<Progress>),
+    reporter: Arc<dyn Reporter>,
 ) -> Result<PushOutcome, DeployError> {
     let prepared = prepare(request, true).await?;
     let Prepared {
@@ -292,7 +290,7 @@ pub async fn push_watched(
     let parallel_work = plan.uploads.len().max(plan.deletes.len());
     let extra = request.jobs.max(1).min(parallel_work.max(1)) - 1;
     let opened = futures_util::future::join_all(
-        (0..extra).map(|_| Session::open(config.clone(), &request.target.path)),
+        (0..extra).map(|_| TargetConnection::open(config.clone(), &request.target.path)),
     )
     .await;
     for session in opened {
@@ -315,9 +313,9 @@ pub async fn push_watched(
         keepalive: request.keepalive,
         journal: Arc::clone(&journal),
         progress: Progress::new(&plan),
+        reporter,
         temps: Arc::default(),
     };
-    watch(Arc::clone(&executor.progress));
     let (result, mut sessions) = executor.run(&plan, sessions).await;
     let report = match result {
         Ok(report) => report,
@@ -355,7 +353,7 @@ pub async fn push_watched(
 pub async fn catchup(request: &DeployRequest) -> Result<MarkerFile, DeployError> {
     let repo = GitCli::new(&request.repo_dir);
     let commit = request.resolve(&repo)?;
-    let mut session = Session::open(request.client.clone(), &request.target.path).await?;
+    let mut session = TargetConnection::open(request.client.clone(), &request.target.path).await?;
     session.create_root().await?;
     let marker = MarkerFile::new(&commit, unix_now(), current_deployer());
     let written = session.write_marker(&marker, &request.retry).await;

@@ -20,9 +20,10 @@ use super::store::{
 };
 use super::webhook::PushCommit;
 use crate::deploy::engine::DeployError;
-use crate::deploy::engine::executor::{Progress, ProgressSnapshot, default_retry_policy};
 use crate::deploy::engine::git::{GitCli, RepoSource};
+use crate::deploy::engine::progress::{Progress, ProgressSnapshot, Reporter};
 use crate::deploy::engine::push::{self, DeployRequest, PushOutcome, Revision};
+use crate::deploy::engine::retry::default_retry_policy;
 
 /// The most commits a push deploy lists (for the log and the mails).
 const MAX_LISTED_COMMITS: usize = 50;
@@ -59,7 +60,7 @@ pub struct DeployQueue {
     /// Services with a worker.
     active: Mutex<HashSet<String>>,
     /// Progress of running deploys, by deploy id.
-    progress: Mutex<HashMap<i64, Arc<Progress>>>,
+    progress: Arc<Mutex<HashMap<i64, Arc<Progress>>>>,
     /// Mails after each deploy; `None` when mail is off.
     notifier: Option<Arc<Notifier>>,
 }
@@ -90,7 +91,7 @@ impl DeployQueue {
             config,
             wake: Notify::new(),
             active: Mutex::new(HashSet::new()),
-            progress: Mutex::new(HashMap::new()),
+            progress: Arc::default(),
             notifier,
         })
     }
@@ -306,10 +307,12 @@ impl DeployQueue {
             keepalive: Duration::from_secs(30),
         };
         let id = deploy.id;
-        let outcome = push::push_watched(&request, |progress| {
-            lock(&self.progress).insert(id, progress);
-        })
-        .await
+        let reporter = Arc::new(QueuedDeployReporter {
+            deploy: id,
+            running: Arc::clone(&self.progress),
+        });
+        let outcome = push::push(&request, reporter)
+            .await
         .map_err(|error| match error {
             error @ DeployError::Backwards { .. } => RunError::Refused(format!(
                 "{error}; a webhook never moves a site backwards: deploy that commit on purpose \
@@ -415,6 +418,25 @@ impl DeployQueue {
             .update(service, token)
             .await
             .map_err(|e| e.to_string())
+    }
+}
+
+/// What a queued deploy tells: its live progress for the API, each file in the log.
+struct QueuedDeployReporter {
+    deploy: i64,
+    running: Arc<Mutex<HashMap<i64, Arc<Progress>>>>,
+}
+
+impl Reporter for QueuedDeployReporter {
+    fn started(&self, progress: &Arc<Progress>) {
+        lock(&self.running).insert(self.deploy, Arc::clone(progress));
+    }
+
+    fn file_done(&self, what: &str, path: &str, size: Option<u64>) {
+        match size {
+            Some(size) => info!(deploy = self.deploy, path, size, "{what}"),
+            None => info!(deploy = self.deploy, path, "{what}"),
+        }
     }
 }
 

@@ -19,11 +19,12 @@ use serde::Serialize;
 use super::queue::DeployQueue;
 use super::store::{Deploy, DeployKind, DeployStoreError, NewDeploy, Service, ServiceStore};
 use super::webhook::PushCommit;
-use crate::deploy::engine::executor::{Session, default_retry_policy};
+use crate::deploy::engine::connection::TargetConnection;
 use crate::deploy::engine::git::{GitCli, GitError, RepoSource};
 use crate::deploy::engine::journal::JournalState;
 use crate::deploy::engine::plan::{self, Basis, PlanInput};
 use crate::deploy::engine::push;
+use crate::deploy::engine::retry::default_retry_policy;
 
 /// How long reading the target's marker for a preview may take before the store's word is used.
 const MARKER_TIMEOUT: Duration = Duration::from_secs(15);
@@ -325,7 +326,7 @@ async fn deployed_commit(store: &Arc<ServiceStore>, service: &Service) -> Deploy
         .client_config(password, service.tls_verify.to_client());
     let path = service.target.path.clone();
     let read = async move {
-        let mut session = Session::open(config, &path).await?;
+        let mut session = TargetConnection::open(config, &path).await?;
         let marker = session.read_marker(&default_retry_policy()).await;
         session.quit().await;
         marker

@@ -18,7 +18,7 @@ use super::store::{
     DeployStoreError, Service, ServiceSecrets, ServiceStore, Validation, ValidationCheck,
 };
 use super::webhook::Provider;
-use crate::deploy::engine::executor::rename_over;
+use crate::deploy::engine::connection::rename_over;
 use crate::deploy::engine::ignore_rules::TEMP_PREFIX;
 
 /// One check and what it found.
