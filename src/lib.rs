@@ -12,6 +12,7 @@ pub mod deploy;
 pub mod private_files;
 pub mod protocol;
 pub mod server;
+pub mod sqlite;
 pub mod storage;
 pub mod systemd;
 pub mod web;

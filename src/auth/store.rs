@@ -1,8 +1,8 @@
 //! Accounts and groups in SQLite, and the [`Authenticator`] that logs users in against them.
 //!
 //! The tables follow django-ftpserver's models: a group gives its accounts a home, permissions
-//! and a TLS requirement unless an account sets its own. The schema is versioned with
-//! `PRAGMA user_version` and migrated forward on [`AccountStore::open`]. Methods are synchronous
+//! and a TLS requirement unless an account sets its own. The schema is the `accounts` component of
+//! the shared [`crate::sqlite`] layer, migrated forward on [`AccountStore::open`]. Methods are synchronous
 //! (SQLite and password hashing block): async code calls them through
 //! [`tokio::task::spawn_blocking`], as [`SqliteAuthenticator`] does.
 
@@ -10,17 +10,25 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
-use std::time::Duration;
 
 use super::checkers::PasswordCheckers;
 use async_trait::async_trait;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::password::{DUMMY_HASH, HashCost, hash_password, verify_password};
 use super::{AuthError, Authenticator, Permissions, TlsRequirement, UserDetails};
+use crate::sqlite::{self, MigrateError, NameError, Schema};
 
-/// The schema, one migration per entry: entry `i` takes `user_version` from `i` to `i + 1`.
+/// The accounts' part of the database (versions before the shared layer lived in `PRAGMA
+/// user_version`).
+const SCHEMA: Schema = Schema {
+    component: "accounts",
+    migrations: MIGRATIONS,
+    legacy_version: |connection| connection.query_row("PRAGMA user_version", [], |row| row.get(0)),
+};
+
+/// The schema, one migration per entry: entry `i` takes the accounts from version `i` to `i + 1`.
 /// Append new entries; never edit one that has shipped.
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -71,21 +79,13 @@ const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
 /// A fresh credential stamp: 128 random bits from SQLite's generator, in hex.
 const NEW_STAMP: &str = "lower(hex(randomblob(16)))";
 
-/// How long a writer waits for another process (the CLI while the server runs) to finish.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-const MAX_NAME_CHARS: usize = 64;
 const MAX_HOME_BYTES: usize = 4096;
 
 /// Why an account operation failed. Each message says what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("invalid {kind} name {name:?}: {reason}")]
-    InvalidName {
-        kind: &'static str,
-        name: String,
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
     #[error("invalid home {home:?}: {reason}")]
     InvalidHome { home: String, reason: &'static str },
     #[error(
@@ -336,20 +336,10 @@ impl AccountStore {
     /// Opens the database at `path`, creating it (readable by its owner only) if it does not
     /// exist, and migrates it to the current schema.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let open_error = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+        let connection = sqlite::open(path).map_err(|source| StoreError::Open {
             path: path.to_owned(),
             source,
-        };
-        crate::private_files::create_private_file(path).map_err(|e| open_error(e.into()))?;
-        let connection = Connection::open(path).map_err(|e| open_error(e.into()))?;
-        connection
-            .busy_timeout(BUSY_TIMEOUT)
-            .map_err(|e| open_error(e.into()))?;
-        // journal_mode answers with the mode it settled on; a file system without shared
-        // memory keeps the rollback journal, which is still correct, only less concurrent.
-        let _mode: String = connection
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .map_err(|e| open_error(e.into()))?;
+        })?;
         Self::with_connection(path.to_owned(), connection)
     }
 
@@ -411,6 +401,8 @@ impl AccountStore {
             for table in others {
                 copy.execute_batch(&format!("DROP TABLE \"{}\"", table.replace('"', "\"\"")))?;
             }
+            // A copy holds the accounts alone: its header carries their schema version.
+            copy.pragma_update(None, "user_version", SCHEMA.supported())?;
             copy.execute_batch("VACUUM")?;
             Ok(())
         })();
@@ -430,11 +422,13 @@ impl AccountStore {
     }
 
     fn with_connection(path: PathBuf, mut connection: Connection) -> Result<Self, StoreError> {
-        // SQLite leaves foreign keys off per connection unless asked; ON DELETE RESTRICT needs
-        // them.
-        connection.pragma_update(None, "foreign_keys", true)?;
-        connection.pragma_update(None, "synchronous", "NORMAL")?;
-        migrate(&mut connection)?;
+        sqlite::configure(&connection)?;
+        sqlite::migrate(&mut connection, &SCHEMA).map_err(|e| match e {
+            MigrateError::TooNew { found, supported } => {
+                StoreError::SchemaTooNew { found, supported }
+            }
+            MigrateError::Sqlite(e) => StoreError::Database(e),
+        })?;
         Ok(Self {
             path,
             connection: Mutex::new(connection),
@@ -507,7 +501,9 @@ impl AccountStore {
             params![name, home, permissions],
         );
         match inserted {
-            Err(e) if is_unique_violation(&e) => Err(StoreError::GroupExists(name.to_owned())),
+            Err(e) if sqlite::is_unique_violation(&e) => {
+                Err(StoreError::GroupExists(name.to_owned()))
+            }
             other => other.map(drop).map_err(StoreError::from),
         }
     }
@@ -630,7 +626,7 @@ impl AccountStore {
             ],
         );
         match inserted {
-            Err(e) if is_unique_violation(&e) => {
+            Err(e) if sqlite::is_unique_violation(&e) => {
                 Err(StoreError::UserExists(account.name.to_owned()))
             }
             other => other.map(drop).map_err(StoreError::from),
@@ -861,71 +857,21 @@ fn read_only_connection(path: &Path) -> Result<Connection, StoreError> {
     )
     .map_err(|e| open_error(e.into()))?;
     connection
-        .busy_timeout(BUSY_TIMEOUT)
+        .busy_timeout(sqlite::BUSY_TIMEOUT)
         .map_err(|e| open_error(e.into()))?;
+    // A copy's header holds its schema version (see `snapshot`).
     let found: u32 = connection
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(|e| open_error(e.into()))?;
-    let supported = MIGRATIONS.len() as u32;
+    let supported = SCHEMA.supported();
     if found != supported {
         return Err(StoreError::SnapshotSchema { found, supported });
     }
     Ok(connection)
 }
 
-/// Brings the schema up to date in one transaction, so a crash mid-way leaves the old version
-/// whole. IMMEDIATE takes the write lock first: two processes opening a new file at once
-/// migrate one after the other instead of both trying.
-fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
-    let supported = MIGRATIONS.len() as u32;
-    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let found: u32 = transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    if found > supported {
-        return Err(StoreError::SchemaTooNew { found, supported });
-    }
-    for migration in &MIGRATIONS[found as usize..] {
-        transaction.execute_batch(migration)?;
-    }
-    transaction.pragma_update(None, "user_version", supported)?;
-    transaction.commit()?;
-    Ok(())
-}
-
-fn is_unique_violation(error: &rusqlite::Error) -> bool {
-    matches!(
-        error,
-        rusqlite::Error::SqliteFailure(e, _)
-            if e.code == ErrorCode::ConstraintViolation
-                && e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-    )
-}
-
-/// User and group names become directory names (the default home) and appear in logs and
-/// listings, so they must be plain.
 fn validate_name(kind: &'static str, name: &str) -> Result<(), StoreError> {
-    let reason = if name.is_empty() {
-        Some("a name must not be empty")
-    } else if name.chars().count() > MAX_NAME_CHARS {
-        Some("a name is at most 64 characters long")
-    } else if name.contains('/') {
-        Some("a name must not contain '/'")
-    } else if name.chars().any(char::is_control) {
-        Some("a name must not contain control characters")
-    } else if name.starts_with('.') {
-        Some("a name must not start with '.'")
-    } else if name.trim() != name {
-        Some("a name must not start or end with white space")
-    } else {
-        None
-    };
-    match reason {
-        Some(reason) => Err(StoreError::InvalidName {
-            kind,
-            name: name.to_owned(),
-            reason,
-        }),
-        None => Ok(()),
-    }
+    Ok(sqlite::check_name(kind, name)?)
 }
 
 fn validate_home(home: &str) -> Result<(), StoreError> {
@@ -1137,10 +1083,7 @@ mod tests {
 
         let reopened = AccountStore::open(&path).unwrap();
         assert_eq!(reopened.list_users().unwrap().len(), 1);
-        let version: u32 = reopened
-            .connection()
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .unwrap();
+        let version = sqlite::version(&reopened.connection(), &SCHEMA).unwrap();
         assert_eq!(version, MIGRATIONS.len() as u32);
         let mode: String = reopened
             .connection()
@@ -1167,7 +1110,10 @@ mod tests {
         AccountStore::open(&path).unwrap();
         Connection::open(&path)
             .unwrap()
-            .pragma_update(None, "user_version", 99)
+            .execute(
+                "UPDATE schema_versions SET version = 99 WHERE component = 'accounts'",
+                [],
+            )
             .unwrap();
         let err = AccountStore::open(&path).unwrap_err();
         assert!(

@@ -1,25 +1,23 @@
 //! Deploy services, their deploys and notification sets, in SQLite.
 //!
-//! The tables live in the same database file as the FTP accounts, so they keep their own schema
-//! version (the `deploy_schema` table: the accounts own `PRAGMA user_version`). Secrets — FTP
+//! The tables live in the same database file as the FTP accounts, as the `deploy` component of the
+//! shared [`crate::sqlite`] layer (their own schema version and migrations). Secrets — FTP
 //! password, provider token, webhook secret — are sealed with the [`SecretKey`] before they are
 //! written: the database alone reveals none of them. Methods are synchronous; async code calls
 //! them through [`tokio::task::spawn_blocking`].
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use rand::Rng as _;
 use rand::distributions::Alphanumeric;
-use rusqlite::{
-    Connection, ErrorCode, OptionalExtension, Row, Transaction, TransactionBehavior, params,
-};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 
 use super::secret_key::{SecretKey, SecretKeyError};
 use super::webhook::{BranchPattern, Provider, PushCommit};
 use crate::deploy::engine::target::DeployTarget;
+use crate::sqlite::{self, MigrateError, NameError, Schema};
 
 mod access;
 mod overview;
@@ -29,6 +27,26 @@ pub use self::access::{API_TOKEN_CHARS, ApiToken, Session};
 pub use self::history::{DeployFilter, DeployKind, ServiceStats, SkipRecord};
 pub use self::overview::DeployCounts;
 pub use self::secret_places::{MovedSecret, SecretPlaces, SentSecret, moved_secrets};
+
+/// The deploy service's part of the database (versions before the shared layer lived in the
+/// `deploy_schema` table).
+const SCHEMA: Schema = Schema {
+    component: "deploy",
+    migrations: MIGRATIONS,
+    legacy_version: legacy_deploy_version,
+};
+
+fn legacy_deploy_version(connection: &Connection) -> rusqlite::Result<u32> {
+    let has_table: bool = connection.query_row(
+        "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = 'deploy_schema'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_table {
+        return Ok(0);
+    }
+    connection.query_row("SELECT version FROM deploy_schema", [], |row| row.get(0))
+}
 
 /// The schema, one migration per entry: entry `i` takes the deploy schema from `i` to `i + 1`.
 /// Append new entries; never edit one that has shipped.
@@ -169,12 +187,8 @@ const MIGRATIONS: &[&str] = &[
 /// SQLite's clock as an ISO 8601 UTC timestamp.
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
 
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// The length of a service's URL key (`/hooks/KEY`), from 62 symbols: 178 bits.
 pub const HOOK_KEY_CHARS: usize = 30;
-
-const MAX_NAME_CHARS: usize = 64;
 
 /// The columns that hold sealed secrets; each name is also the seal's context.
 const FTP_PASSWORD: &str = "ftp_password";
@@ -184,26 +198,20 @@ const WEBHOOK_SECRET: &str = "webhook_secret";
 #[derive(Debug, thiserror::Error)]
 pub enum DeployStoreError {
     #[error(
-        "cannot create the database {path}: {source}; check that its directory exists and is writable"
+        "cannot open the database {path}: {source}; check that its directory exists and is \
+         writable, or choose another file with --db"
     )]
-    CreateFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot open the database {path}: {source}")]
     Open {
         path: PathBuf,
-        source: rusqlite::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error(
         "the database has deploy schema version {found}, newer than this ferry knows \
          ({supported}); upgrade ferry"
     )]
     SchemaTooNew { found: u32, supported: u32 },
-    #[error(
-        "invalid service name {0:?}: use 1 to {MAX_NAME_CHARS} letters, digits, '-', '_' or '.'"
-    )]
-    InvalidName(String),
+    #[error(transparent)]
+    InvalidName(NameError),
     #[error("a service named {0} already exists; `ferry deploy service edit {0}` changes it")]
     ServiceExists(String),
     #[error("no service named {0}; `ferry deploy service list` shows them")]
@@ -220,8 +228,8 @@ pub enum DeployStoreError {
     ApiTokenExists(String),
     #[error("no API token named {0}; `ferry deploy token list` shows them")]
     NoSuchApiToken(String),
-    #[error("invalid token name {0:?}: use 1 to 64 letters, digits, '-', '_', '.' or '@'")]
-    InvalidTokenName(String),
+    #[error(transparent)]
+    InvalidTokenName(NameError),
     #[error(
         "deploy {id} is {status}; only a failed deploy can be skipped (`ferry deploy log` shows \
          the failed ones)"
@@ -600,22 +608,10 @@ impl std::fmt::Debug for ServiceStore {
 impl ServiceStore {
     /// Opens (creating if needed) the database at `path` and migrates its deploy tables.
     pub fn open(path: &Path, key: SecretKey) -> Result<Self, DeployStoreError> {
-        let open_error = |source| DeployStoreError::Open {
+        let connection = sqlite::open(path).map_err(|source| DeployStoreError::Open {
             path: path.to_owned(),
             source,
-        };
-        // Readable by its owner only, like the accounts database it usually is.
-        crate::private_files::create_private_file(path).map_err(|source| {
-            DeployStoreError::CreateFile {
-                path: path.to_owned(),
-                source,
-            }
         })?;
-        let connection = Connection::open(path).map_err(open_error)?;
-        connection.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
-        let _mode: String = connection
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .map_err(open_error)?;
         Self::with_connection(path.to_owned(), connection, key)
     }
 
@@ -632,9 +628,13 @@ impl ServiceStore {
         mut connection: Connection,
         key: SecretKey,
     ) -> Result<Self, DeployStoreError> {
-        connection.pragma_update(None, "foreign_keys", true)?;
-        connection.pragma_update(None, "synchronous", "NORMAL")?;
-        migrate(&mut connection)?;
+        sqlite::configure(&connection)?;
+        sqlite::migrate(&mut connection, &SCHEMA).map_err(|e| match e {
+            MigrateError::TooNew { found, supported } => {
+                DeployStoreError::SchemaTooNew { found, supported }
+            }
+            MigrateError::Sqlite(e) => DeployStoreError::Sqlite(e),
+        })?;
         Ok(ServiceStore {
             path,
             key,
@@ -708,7 +708,7 @@ impl ServiceStore {
         );
         match result {
             Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
+            Err(e) if sqlite::is_unique_violation(&e) => {
                 return Err(DeployStoreError::ServiceExists(new.name.clone()));
             }
             Err(e) => return Err(e.into()),
@@ -946,7 +946,7 @@ impl ServiceStore {
         );
         match result {
             Ok(_) => Ok(Some(connection.last_insert_rowid())),
-            Err(e) if is_unique_violation(&e) => Ok(None),
+            Err(e) if sqlite::is_unique_violation(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
@@ -1166,7 +1166,7 @@ impl ServiceStore {
         );
         match result {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => {
+            Err(e) if sqlite::is_unique_violation(&e) => {
                 Err(DeployStoreError::NotificationSetExists(set.name.clone()))
             }
             Err(e) => Err(e.into()),
@@ -1496,17 +1496,7 @@ pub fn generate_webhook_secret() -> Secret {
 }
 
 fn validate_name(name: &str) -> Result<(), DeployStoreError> {
-    let ok = !name.is_empty()
-        && name.chars().count() <= MAX_NAME_CHARS
-        && !name.starts_with(['.', '-'])
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(DeployStoreError::InvalidName(name.to_owned()))
-    }
+    sqlite::check_name("service", name).map_err(DeployStoreError::InvalidName)
 }
 
 /// Every address must parse as a mailbox address (`local@domain`), as the mailer will need it.
@@ -1518,34 +1508,6 @@ fn validate_addresses(addresses: &[String]) -> Result<(), DeployStoreError> {
         Some(bad) => Err(DeployStoreError::InvalidAddress(bad.clone())),
         None => Ok(()),
     }
-}
-
-fn is_unique_violation(error: &rusqlite::Error) -> bool {
-    matches!(error, rusqlite::Error::SqliteFailure(e, _)
-        if e.code == ErrorCode::ConstraintViolation
-            && e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
-}
-
-fn migrate(connection: &mut Connection) -> Result<(), DeployStoreError> {
-    let supported = MIGRATIONS.len() as u32;
-    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS deploy_schema (
-             id      INTEGER PRIMARY KEY CHECK (id = 1),
-             version INTEGER NOT NULL
-         ) STRICT;
-         INSERT OR IGNORE INTO deploy_schema (id, version) VALUES (1, 0);",
-    )?;
-    let found: u32 = tx.query_row("SELECT version FROM deploy_schema", [], |row| row.get(0))?;
-    if found > supported {
-        return Err(DeployStoreError::SchemaTooNew { found, supported });
-    }
-    for migration in &MIGRATIONS[found as usize..] {
-        tx.execute_batch(migration)?;
-    }
-    tx.execute("UPDATE deploy_schema SET version = ?1", [supported])?;
-    tx.commit()?;
-    Ok(())
 }
 
 mod history;

@@ -17,15 +17,13 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::{DeployStoreError, NOW, Secret, ServiceStore, is_unique_violation};
+use super::{DeployStoreError, NOW, Secret, ServiceStore};
 
 /// The length of an API token, from 62 symbols: 255 bits.
 pub const API_TOKEN_CHARS: usize = 43;
 
 /// The length of a session id and of a session's CSRF token (from 62 symbols: 190 bits).
 const SESSION_ID_CHARS: usize = 32;
-
-const MAX_TOKEN_NAME_CHARS: usize = 64;
 
 /// An API token as listed (never the token itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,16 +58,7 @@ fn sha256(text: &str) -> Vec<u8> {
 }
 
 fn validate_token_name(name: &str) -> Result<(), DeployStoreError> {
-    let ok = !name.is_empty()
-        && name.chars().count() <= MAX_TOKEN_NAME_CHARS
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
-    if ok {
-        Ok(())
-    } else {
-        Err(DeployStoreError::InvalidTokenName(name.to_owned()))
-    }
+    crate::sqlite::check_name("token", name).map_err(DeployStoreError::InvalidTokenName)
 }
 
 impl ServiceStore {
@@ -88,7 +77,7 @@ impl ServiceStore {
         );
         match result {
             Ok(_) => Ok(Secret::new(token)),
-            Err(e) if is_unique_violation(&e) => {
+            Err(e) if crate::sqlite::is_unique_violation(&e) => {
                 Err(DeployStoreError::ApiTokenExists(name.to_owned()))
             }
             Err(e) => Err(e.into()),

@@ -618,7 +618,10 @@ fn a_newer_deploy_schema_is_refused() {
     drop(f.open());
     Connection::open(&f.db)
         .unwrap()
-        .execute("UPDATE deploy_schema SET version = 99", [])
+        .execute(
+            "UPDATE schema_versions SET version = 99 WHERE component = 'deploy'",
+            [],
+        )
         .unwrap();
     assert!(matches!(
         ServiceStore::open(&f.db, f.key.clone()),
