@@ -597,8 +597,9 @@ fn signed_push_webhooks_deploy_the_pushed_commit_and_refusals_get_their_status()
 
 #[test]
 fn a_deploy_a_crash_left_running_is_resumed_on_start_and_a_missing_branch_fails() {
+    use ferry::deploy::service::model::NewDeploy;
     use ferry::deploy::service::secret_key::SecretKey;
-    use ferry::deploy::service::store::{NewDeploy, ServiceStore};
+    use ferry::deploy::service::store::DeployStore;
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ferry.db");
@@ -613,15 +614,15 @@ fn a_deploy_a_crash_left_running_is_resumed_on_start_and_a_missing_branch_fails(
     // What a server killed mid-deploy leaves behind: a deploy marked running.
     let id = {
         let secret_key = SecretKey::load_or_create(&SecretKey::default_path(&db)).unwrap();
-        let store = ServiceStore::open(&db, secret_key).unwrap();
+        let store = DeployStore::open(&db, secret_key).unwrap();
         let new = NewDeploy {
             branch: Some("main".into()),
             commit_to: commit.clone(),
             delivery_id: Some("d-crash".into()),
             ..NewDeploy::default()
         };
-        let id = store.queue_deploy("site", &new).unwrap().unwrap();
-        assert_eq!(store.claim_next_deploy("site").unwrap().unwrap().id, id);
+        let id = store.deploys().queue("site", &new).unwrap().unwrap();
+        assert_eq!(store.deploys().claim_next("site").unwrap().unwrap().id, id);
         id
     };
     let server = DeployServer::start(&db, &[]);

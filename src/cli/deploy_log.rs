@@ -12,11 +12,10 @@ use serde_json::json;
 use super::deploy_service::{Access, SecretKeyArgs};
 use crate::deploy::engine::marker::current_deployer;
 use crate::deploy::engine::plan::human_bytes;
+use crate::deploy::service::model::{Deploy, DeployFilter, DeployStatus, ServiceStats};
 use crate::deploy::service::queue::{DeployQueue, QueueConfig};
 use crate::deploy::service::restore::{self, DeployedSource, Preview};
-use crate::deploy::service::store::{
-    Deploy, DeployFilter, DeployStatus, ServiceStats, ServiceStore,
-};
+use crate::deploy::service::store::DeployStore;
 
 /// `ferry deploy log`
 #[derive(Debug, Args)]
@@ -98,11 +97,11 @@ pub fn log(db: &Path, args: LogArgs) -> anyhow::Result<()> {
         limit: args.limit,
         offset: 0,
     };
-    let (deploys, total) = store.deploy_log(&filter)?;
+    let (deploys, total) = store.deploys().log(&filter)?;
     let stats = args
         .service
         .as_deref()
-        .map(|name| store.service_stats(name))
+        .map(|name| store.deploys().stats(name))
         .transpose()?;
     if args.json {
         let value = json!({ "deploys": deploys, "total": total, "stats": stats });
@@ -196,7 +195,7 @@ pub fn stats_line(stats: &ServiceStats) -> String {
 pub fn skip(db: &Path, args: SkipArgs) -> anyhow::Result<()> {
     let store = args.key.open_store(db, Access::Change)?;
     let by = args.by.unwrap_or_else(current_deployer);
-    let deploy = store.skip_deploy(args.deploy_id, &by, &args.reason)?;
+    let deploy = store.deploys().skip(args.deploy_id, &by, &args.reason)?;
     crate::outln!(
         "deploy {} of {} skipped by {by}: {}",
         deploy.id,
@@ -254,8 +253,8 @@ pub async fn rollback(db: &Path, args: RollbackArgs) -> anyhow::Result<()> {
 }
 
 /// Fails early, before any fetch, when a deploy of the service is queued or running.
-fn refuse_if_active(store: &ServiceStore, service: &str) -> anyhow::Result<()> {
-    if let Some(active) = store.active_deploy(service)? {
+fn refuse_if_active(store: &DeployStore, service: &str) -> anyhow::Result<()> {
+    if let Some(active) = store.deploys().active(service)? {
         return Err(
             crate::deploy::service::store::DeployStoreError::DeployActive {
                 service: service.to_owned(),

@@ -7,7 +7,7 @@ use std::path::Path;
 use clap::{Args, Subcommand};
 
 use super::deploy_service::{Access, SecretKeyArgs};
-use crate::deploy::service::store::{NotificationSet, NotificationSetUpdate, NotifyWhen};
+use crate::deploy::service::model::{NotificationSet, NotificationSetUpdate, NotifyWhen};
 
 /// `ferry deploy notify ...`
 #[derive(Debug, Args)]
@@ -108,7 +108,7 @@ pub fn run(db: &Path, args: NotifyArgs) -> anyhow::Result<()> {
                 notify_pusher: settings.pusher.unwrap_or_default(),
                 notify_authors: settings.authors.unwrap_or_default(),
             };
-            store.add_notification_set(&set)?;
+            store.notification_sets().add(&set)?;
             crate::outln!("notification set {name} added");
         }
         NotifyCommand::List => {
@@ -119,7 +119,7 @@ pub fn run(db: &Path, args: NotifyArgs) -> anyhow::Result<()> {
                 "FAILURE",
                 "PUSHER"
             );
-            for set in store.list_notification_sets()? {
+            for set in store.notification_sets().list()? {
                 crate::outln!(
                     "{:<20} {:<7} {:<7} {:<6} {}",
                     set.name,
@@ -131,7 +131,7 @@ pub fn run(db: &Path, args: NotifyArgs) -> anyhow::Result<()> {
             }
         }
         NotifyCommand::Show { name, json } => {
-            let set = store.notification_set(&name)?;
+            let set = store.notification_sets().get(&name)?;
             if json {
                 crate::outln!("{}", serde_json::to_string_pretty(&set)?);
             } else {
@@ -163,11 +163,11 @@ pub fn run(db: &Path, args: NotifyArgs) -> anyhow::Result<()> {
                 notify_pusher: when(settings.pusher, no_pusher),
                 notify_authors: when(settings.authors, no_authors),
             };
-            store.update_notification_set(&name, &update)?;
+            store.notification_sets().update(&name, &update)?;
             crate::outln!("notification set {name} changed");
         }
         NotifyCommand::Del { name } => {
-            store.delete_notification_set(&name)?;
+            store.notification_sets().delete(&name)?;
             crate::outln!("notification set {name} deleted");
         }
     }

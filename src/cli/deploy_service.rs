@@ -11,10 +11,12 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::deploy::engine::target::DeployTarget;
+use crate::deploy::service::model::{
+    DeployStatus, NewService, Secret, Service, ServiceSecrets, ServiceUpdate, TlsVerify, Validation,
+};
 use crate::deploy::service::secret_key::SecretKey;
 use crate::deploy::service::store::{
-    DeployStatus, DeployStoreError, NewService, Secret, SentSecret, Service, ServiceSecrets,
-    ServiceStore, ServiceUpdate, TlsVerify, Validation, generate_webhook_secret,
+    DeployStore, DeployStoreError, SentSecret, generate_webhook_secret,
 };
 use crate::deploy::service::validate::validate_and_record;
 use crate::deploy::service::webhook::{BranchPattern, Provider};
@@ -62,7 +64,7 @@ impl SecretKeyArgs {
     }
 
     /// Opens the deploy database at `db` as `access` allows.
-    pub fn open_store(&self, db: &Path, access: Access) -> anyhow::Result<ServiceStore> {
+    pub fn open_store(&self, db: &Path, access: Access) -> anyhow::Result<DeployStore> {
         if access != Access::Create {
             crate::cli::require_database(db)?;
         }
@@ -70,7 +72,7 @@ impl SecretKeyArgs {
             Access::Read => self.load_for_reading(db)?,
             Access::Create | Access::Change => self.load(db)?,
         };
-        ServiceStore::open(db, key)
+        DeployStore::open(db, key)
             .with_context(|| format!("cannot open the deploy database {}", db.display()))
     }
 }
@@ -336,7 +338,7 @@ pub async fn run(db: &Path, args: ServiceArgs) -> anyhow::Result<()> {
             Ok(())
         }
         ServiceCommand::Del { name } => {
-            store.delete_service(&name)?;
+            store.services().delete(&name)?;
             crate::outln!("service {name} deleted (the files on its target are kept)");
             Ok(())
         }
@@ -354,7 +356,7 @@ pub async fn run(db: &Path, args: ServiceArgs) -> anyhow::Result<()> {
 }
 
 /// Runs every check, prints each and stores them all.
-async fn validate_service(store: &Arc<ServiceStore>, name: &str) -> anyhow::Result<Validation> {
+async fn validate_service(store: &Arc<DeployStore>, name: &str) -> anyhow::Result<Validation> {
     let (checks, validation) = validate_and_record(Arc::clone(store), name).await?;
     for check in &checks {
         let mark = if check.ok { "ok  " } else { "FAIL" };
@@ -365,7 +367,7 @@ async fn validate_service(store: &Arc<ServiceStore>, name: &str) -> anyhow::Resu
 
 /// After `add` and `edit`: the checks are shown and stored; a failing one does not undo the
 /// change.
-async fn validate_after_saving(store: &Arc<ServiceStore>, name: &str) -> anyhow::Result<()> {
+async fn validate_after_saving(store: &Arc<DeployStore>, name: &str) -> anyhow::Result<()> {
     crate::outln!("validating (--no-validate skips this):");
     let validation = validate_service(store, name).await?;
     if !validation.ok {
@@ -378,12 +380,12 @@ async fn validate_after_saving(store: &Arc<ServiceStore>, name: &str) -> anyhow:
 }
 
 async fn register_hook(
-    store: &Arc<ServiceStore>,
+    store: &Arc<DeployStore>,
     name: &str,
     public_url: &str,
 ) -> anyhow::Result<()> {
-    let service = store.service(name)?;
-    let secrets = store.service_secrets(name)?;
+    let service = store.services().get(name)?;
+    let secrets = store.services().secrets(name)?;
     let outcome =
         crate::deploy::service::provider_api::ensure_hook(&service, &secrets, public_url).await?;
     let verb = if outcome.created {
@@ -400,7 +402,7 @@ async fn register_hook(
     Ok(())
 }
 
-fn add(store: &ServiceStore, name: String, settings: ServiceSettings) -> anyhow::Result<()> {
+fn add(store: &DeployStore, name: String, settings: ServiceSettings) -> anyhow::Result<()> {
     let (Some(repo), Some(branch), Some(to)) = (&settings.repo, &settings.branch, &settings.to)
     else {
         bail!(
@@ -425,7 +427,7 @@ fn add(store: &ServiceStore, name: String, settings: ServiceSettings) -> anyhow:
         (None, true, _) | (None, false, Provider::Git) => (None, false),
         (None, false, _) => (Some(generate_webhook_secret()), true),
     };
-    let service = store.add_service(&NewService {
+    let service = store.services().add(&NewService {
         name: name.clone(),
         repo_url: repo.clone(),
         provider,
@@ -462,7 +464,7 @@ struct EditFlags {
 }
 
 fn edit(
-    store: &ServiceStore,
+    store: &DeployStore,
     name: &str,
     settings: &ServiceSettings,
     flags: EditFlags,
@@ -512,7 +514,8 @@ fn edit(
         new_hook_key: flags.new_key,
     };
     let service = store
-        .update_service(name, &update)
+        .services()
+        .update(name, &update)
         .map_err(|error| match error {
             DeployStoreError::SecretMustBeGivenAgain(moved) => {
                 let flag = match moved.secret {
@@ -531,7 +534,7 @@ fn edit(
     Ok(())
 }
 
-fn list(store: &ServiceStore) -> anyhow::Result<()> {
+fn list(store: &DeployStore) -> anyhow::Result<()> {
     crate::outln!(
         "{:<20} {:<9} {:<16} {:<12} TARGET",
         "NAME",
@@ -539,7 +542,7 @@ fn list(store: &ServiceStore) -> anyhow::Result<()> {
         "BRANCH",
         "DEPLOYED"
     );
-    for service in store.list_services()? {
+    for service in store.services().list()? {
         crate::outln!(
             "{:<20} {:<9} {:<16} {:<12} {}",
             service.name,
@@ -584,13 +587,14 @@ pub fn service_json(service: &Service, status: &str) -> serde_json::Value {
     })
 }
 
-fn show(store: &ServiceStore, name: &str, as_json: bool) -> anyhow::Result<()> {
-    let service = store.service(name)?;
+fn show(store: &DeployStore, name: &str, as_json: bool) -> anyhow::Result<()> {
+    let service = store.services().get(name)?;
     let status = store
-        .list_deploys(name, 1)?
+        .deploys()
+        .list(name, 1)?
         .first()
         .map_or("new", |d| DeployStatus::as_str(d.status));
-    let stats = store.service_stats(name)?;
+    let stats = store.deploys().stats(name)?;
     if as_json {
         let mut value = service_json(&service, status);
         value["stats"] = serde_json::to_value(&stats)?;

@@ -37,7 +37,7 @@ pub fn run(db: &Path, args: TokenArgs) -> anyhow::Result<()> {
     let store = args.key.open_store(db, access)?;
     match args.command {
         TokenCommand::Add { name } => {
-            let token = store.add_api_token(&name)?;
+            let token = store.access().add_api_token(&name)?;
             crate::outln!("token: {}", token.expose());
             eprintln!(
                 "keep it now, it cannot be shown again; send it as `Authorization: Bearer TOKEN`"
@@ -45,7 +45,7 @@ pub fn run(db: &Path, args: TokenArgs) -> anyhow::Result<()> {
         }
         TokenCommand::List => {
             crate::outln!("{:<24} {:<22} LAST USED", "NAME", "CREATED");
-            for token in store.list_api_tokens()? {
+            for token in store.access().list_api_tokens()? {
                 crate::outln!(
                     "{:<24} {:<22} {}",
                     token.name,
@@ -55,7 +55,7 @@ pub fn run(db: &Path, args: TokenArgs) -> anyhow::Result<()> {
             }
         }
         TokenCommand::Del { name } => {
-            store.delete_api_token(&name)?;
+            store.access().delete_api_token(&name)?;
             crate::outln!("token {name} deleted");
         }
     }

@@ -236,8 +236,8 @@ pub struct MailArgs {
 impl MailArgs {
     /// The notifier the flags ask for; `None` without `--smtp`.
     fn notifier(&self) -> anyhow::Result<Option<crate::deploy::service::notify::Notifier>> {
+        use crate::deploy::service::model::Secret;
         use crate::deploy::service::notify::{MailSettings, Notifier};
-        use crate::deploy::service::store::Secret;
 
         let Some(smtp) = &self.smtp else {
             return Ok(None);
@@ -968,10 +968,10 @@ async fn deploy_command(db: Option<PathBuf>, command: DeployCommand) -> anyhow::
 
 async fn deploy_serve(db: &Path, args: DeployServeArgs) -> anyhow::Result<()> {
     use crate::deploy::service::queue::{DeployQueue, QueueConfig};
-    use crate::deploy::service::store::ServiceStore;
+    use crate::deploy::service::store::DeployStore;
 
     let key = args.key.load(db)?;
-    let store = ServiceStore::open(db, key)
+    let store = DeployStore::open(db, key)
         .with_context(|| format!("cannot open the deploy database {}", db.display()))?;
     let state_dir = args
         .state_dir

@@ -13,8 +13,9 @@ use tracing::error;
 
 use super::AppState;
 use crate::cli::deploy_service::service_json;
+use crate::deploy::service::model::{Deploy, DeployStatus, Service};
 use crate::deploy::service::queue::DeployQueue;
-use crate::deploy::service::store::{Deploy, DeployStatus, DeployStoreError, Service};
+use crate::deploy::service::store::DeployStoreError;
 
 /// How many deploys a service's list shows.
 const DEPLOYS_LISTED: u32 = 100;
@@ -22,7 +23,7 @@ const DEPLOYS_LISTED: u32 = 100;
 pub async fn services(State(state): State<AppState>) -> Response {
     let queue = Arc::clone(&state.queue);
     let result = tokio::task::spawn_blocking(move || {
-        let services = queue.store().list_services()?;
+        let services = queue.store().services().list()?;
         services
             .iter()
             .map(|service| service_summary(&queue, service))
@@ -39,7 +40,7 @@ pub async fn services(State(state): State<AppState>) -> Response {
 pub async fn service_deploys(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     let queue = Arc::clone(&state.queue);
     let result = tokio::task::spawn_blocking(move || {
-        let deploys = queue.store().list_deploys(&name, DEPLOYS_LISTED)?;
+        let deploys = queue.store().deploys().list(&name, DEPLOYS_LISTED)?;
         Ok::<_, DeployStoreError>(
             deploys
                 .iter()
@@ -65,7 +66,8 @@ pub async fn deploy(State(state): State<AppState>, Path(id): Path<i64>) -> Respo
     let result = tokio::task::spawn_blocking(move || {
         queue
             .store()
-            .deploy(id)
+            .deploys()
+            .get(id)
             .map(|deploy| deploy_json(&queue, &deploy))
     })
     .await;
@@ -89,7 +91,7 @@ pub(super) fn service_summary(
     service: &Service,
 ) -> Result<Value, DeployStoreError> {
     let store = queue.store();
-    let newest = store.list_deploys(&service.name, 1)?.into_iter().next();
+    let newest = store.deploys().list(&service.name, 1)?.into_iter().next();
     let status = newest.as_ref().map_or("new", |d| d.status.as_str());
     let mut value = service_json(service, status);
     if let Some(object) = value.as_object_mut() {
@@ -101,7 +103,7 @@ pub(super) fn service_summary(
         );
         object.insert(
             "stats".to_owned(),
-            serde_json::to_value(store.service_stats(&service.name)?).unwrap_or(Value::Null),
+            serde_json::to_value(store.deploys().stats(&service.name)?).unwrap_or(Value::Null),
         );
     }
     Ok(value)

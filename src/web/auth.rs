@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq as _;
 use tracing::{error, info, warn};
 
 use super::AppState;
-use crate::deploy::service::store::Session;
+use crate::deploy::service::model::DashboardSession;
 
 /// The dashboard's session cookie.
 pub const SESSION_COOKIE: &str = "ferry_session";
@@ -30,7 +30,7 @@ pub enum Caller {
     /// An API token, by name.
     Token(String),
     /// A dashboard login.
-    Session(Session),
+    Session(DashboardSession),
 }
 
 impl Caller {
@@ -83,7 +83,7 @@ async fn authenticate(
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(|token| token.trim().to_owned())
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
-        let name = blocking(move || store.check_api_token(&token)).await?;
+        let name = blocking(move || store.access().check_api_token(&token)).await?;
         return match name {
             Some(name) => Ok(Caller::Token(name)),
             None => {
@@ -123,13 +123,16 @@ async fn authenticate(
 /// stamp the session began under: a new password, taking the admin flag away, disabling or
 /// deleting the account ends its sessions at once — and for good, since the stamp does not come
 /// back when the flag does. An ended session's row is deleted on the way.
-pub async fn current_session(state: &AppState, id: String) -> Result<Option<Session>, Response> {
+pub async fn current_session(
+    state: &AppState,
+    id: String,
+) -> Result<Option<DashboardSession>, Response> {
     let store = Arc::clone(state.queue.store());
     let accounts = Arc::clone(&state.dashboard.accounts.store);
     let session = {
         let store = Arc::clone(&store);
         let id = id.clone();
-        blocking(move || store.session(&id)).await?
+        blocking(move || store.access().session(&id)).await?
     };
     let Some(session) = session else {
         return Ok(None);
@@ -159,7 +162,7 @@ pub async fn current_session(state: &AppState, id: String) -> Result<Option<Sess
         user = session.user,
         "dashboard session ended: the account's password or access changed"
     );
-    blocking(move || store.delete_session(&id)).await?;
+    blocking(move || store.access().delete_session(&id)).await?;
     Ok(None)
 }
 

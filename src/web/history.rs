@@ -21,8 +21,9 @@ use tracing::{error, info};
 use super::AppState;
 use super::api::{deploy_json, service_summary};
 use super::auth::Caller;
+use crate::deploy::service::model::DeployFilter;
 use crate::deploy::service::restore::{self, RestoreError};
-use crate::deploy::service::store::{DeployFilter, DeployStoreError};
+use crate::deploy::service::store::DeployStoreError;
 
 const DEFAULT_PER_PAGE: u32 = 50;
 const MAX_PER_PAGE: u32 = 200;
@@ -32,7 +33,7 @@ const MAX_PER_PAGE: u32 = 200;
 pub async fn service(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     let queue = Arc::clone(&state.queue);
     let result = tokio::task::spawn_blocking(move || {
-        let service = queue.store().service(&name)?;
+        let service = queue.store().services().get(&name)?;
         let value = service_summary(&queue, &service)?;
         Ok::<_, DeployStoreError>(value)
     })
@@ -77,7 +78,7 @@ pub async fn deploys(
     };
     let queue = Arc::clone(&state.queue);
     let result = tokio::task::spawn_blocking(move || {
-        let (deploys, total) = queue.store().deploy_log(&filter)?;
+        let (deploys, total) = queue.store().deploys().log(&filter)?;
         let deploys: Vec<Value> = deploys.iter().map(|d| deploy_json(&queue, d)).collect();
         Ok::<_, DeployStoreError>(json!({
             "deploys": deploys,
@@ -116,7 +117,7 @@ pub async fn skip(
     let by = caller.recorded_as(request.by);
     let queue = Arc::clone(&state.queue);
     let result = tokio::task::spawn_blocking(move || {
-        let deploy = queue.store().skip_deploy(id, &by, &request.reason)?;
+        let deploy = queue.store().deploys().skip(id, &by, &request.reason)?;
         info!(deploy = id, by, "deploy skipped");
         Ok::<_, DeployStoreError>(deploy_json(&queue, &deploy))
     })

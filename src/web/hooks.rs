@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use tracing::{error, info, warn};
 
 use super::AppState;
-use crate::deploy::service::store::{DeployStoreError, NewDeploy, Service, ServiceStore};
+use crate::deploy::service::model::{NewDeploy, Service};
+use crate::deploy::service::store::{DeployStore, DeployStoreError};
 use crate::deploy::service::webhook::{self, Headers, PushEvent, WebhookEvent};
 
 pub async fn receive(
@@ -93,14 +94,15 @@ pub async fn receive(
 
 /// The service and its webhook secret, by URL key.
 fn lookup(
-    store: &ServiceStore,
+    store: &DeployStore,
     key: &str,
 ) -> Result<Option<(Service, Option<String>)>, DeployStoreError> {
-    let Some(service) = store.service_by_hook_key(key)? else {
+    let Some(service) = store.services().by_hook_key(key)? else {
         return Ok(None);
     };
     let secret = store
-        .service_secrets(&service.name)?
+        .services()
+        .secrets(&service.name)?
         .webhook_secret
         .map(|s| s.expose().to_owned());
     Ok(Some((service, secret)))
@@ -150,7 +152,7 @@ async fn push(state: &AppState, service: Service, pushes: Vec<PushEvent>) -> Res
         let store = Arc::clone(state.queue.store());
         let service_name = name.clone();
         let result =
-            tokio::task::spawn_blocking(move || store.queue_deploy(&service_name, &new)).await;
+            tokio::task::spawn_blocking(move || store.deploys().queue(&service_name, &new)).await;
         match result {
             Ok(Ok(Some(id))) => {
                 info!(

@@ -16,9 +16,8 @@ use serde_json::json;
 use tracing::error;
 
 use super::AppState;
-use crate::deploy::service::store::{
-    DeployStoreError, NotificationSet, NotificationSetUpdate, NotifyWhen, ServiceStore,
-};
+use crate::deploy::service::model::{NotificationSet, NotificationSetUpdate, NotifyWhen};
+use crate::deploy::service::store::{DeployStore, DeployStoreError};
 
 /// The body of `POST`: a new set; lists default to empty, options to off.
 #[derive(Debug, Deserialize)]
@@ -46,14 +45,14 @@ pub struct SetChange {
 }
 
 pub async fn list(State(state): State<AppState>) -> Response {
-    match with_store(&state, |store| store.list_notification_sets()).await {
+    match with_store(&state, |store| store.notification_sets().list()).await {
         Ok(sets) => Json(json!({ "notification_sets": sets })).into_response(),
         Err(response) => response,
     }
 }
 
 pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Response {
-    match with_store(&state, move |store| store.notification_set(&name)).await {
+    match with_store(&state, move |store| store.notification_sets().get(&name)).await {
         Ok(set) => Json(set).into_response(),
         Err(response) => response,
     }
@@ -75,8 +74,8 @@ pub async fn add(
         notify_authors: new.notify_authors,
     };
     let result = with_store(&state, move |store| {
-        store.add_notification_set(&set)?;
-        store.notification_set(&set.name)
+        store.notification_sets().add(&set)?;
+        store.notification_sets().get(&set.name)
     })
     .await;
     match result {
@@ -101,7 +100,7 @@ pub async fn change(
         notify_authors: change.notify_authors,
     };
     match with_store(&state, move |store| {
-        store.update_notification_set(&name, &update)
+        store.notification_sets().update(&name, &update)
     })
     .await
     {
@@ -111,7 +110,7 @@ pub async fn change(
 }
 
 pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Response {
-    match with_store(&state, move |store| store.delete_notification_set(&name)).await {
+    match with_store(&state, move |store| store.notification_sets().delete(&name)).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(response) => response,
     }
@@ -120,7 +119,7 @@ pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> 
 /// Runs `f` on the store off the async threads; a store error becomes its JSON answer.
 async fn with_store<T: Send + 'static>(
     state: &AppState,
-    f: impl FnOnce(&ServiceStore) -> Result<T, DeployStoreError> + Send + 'static,
+    f: impl FnOnce(&DeployStore) -> Result<T, DeployStoreError> + Send + 'static,
 ) -> Result<T, Response> {
     let store = Arc::clone(state.queue.store());
     match tokio::task::spawn_blocking(move || f(&store)).await {

@@ -35,7 +35,10 @@ pub async fn add_webhook(State(state): State<AppState>, Path(name): Path<String>
     let store = Arc::clone(state.queue.store());
     let lookup = name.clone();
     let found = tokio::task::spawn_blocking(move || {
-        Ok::<_, DeployStoreError>((store.service(&lookup)?, store.service_secrets(&lookup)?))
+        Ok::<_, DeployStoreError>((
+            store.services().get(&lookup)?,
+            store.services().secrets(&lookup)?,
+        ))
     })
     .await;
     let (service, secrets) = match found {

@@ -10,7 +10,7 @@
 
 use base64::Engine as _;
 
-use super::store::Secret;
+use super::model::Secret;
 use super::webhook::Provider;
 
 /// The user name `provider` expects beside an access token over HTTPS.

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::git_auth;
-use super::store::{Secret, Service};
+use super::model::{Secret, Service};
 use crate::deploy::engine::git::{self, GitError};
 
 /// How long a `git clone` or `git fetch` of a mirror may take.

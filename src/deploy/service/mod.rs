@@ -9,6 +9,7 @@
 
 pub mod git_auth;
 pub mod mirror;
+pub mod model;
 pub mod notify;
 pub mod provider_api;
 pub mod queue;

@@ -18,7 +18,8 @@ use minijinja::value::Value;
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use super::store::{Deploy, DeployStatus, DeployStoreError, NotificationSet, Secret, ServiceStore};
+use super::model::{Deploy, DeployStatus, NotificationSet, Secret};
+use super::store::{DeployStore, DeployStoreError};
 use crate::deploy::engine::plan::human_bytes;
 
 /// How many paths of each kind (added, modified, removed) a message lists; the counts are
@@ -550,16 +551,16 @@ impl Notifier {
     /// Never fails: what goes wrong is logged with the service and the deploy.
     pub async fn notify(
         self: Arc<Self>,
-        store: Arc<ServiceStore>,
+        store: Arc<DeployStore>,
         id: i64,
         files: DeployFiles,
         elapsed: Duration,
     ) {
         let loaded = tokio::task::spawn_blocking(move || {
-            let deploy = store.deploy(id)?;
-            let service = store.service(&deploy.service)?;
+            let deploy = store.deploys().get(id)?;
+            let service = store.services().get(&deploy.service)?;
             let set = match &service.notification_set {
-                Some(name) => Some(store.notification_set(name)?),
+                Some(name) => Some(store.notification_sets().get(name)?),
                 None => None,
             };
             Ok::<_, DeployStoreError>((deploy, service, set))

@@ -26,7 +26,7 @@ use base64::Engine as _;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
-use super::store::{Secret, Service, ServiceSecrets};
+use super::model::{Secret, Service, ServiceSecrets};
 use super::webhook::Provider;
 
 const TIMEOUT: Duration = Duration::from_secs(30);

@@ -14,10 +14,9 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{error, info, warn};
 
 use super::mirror::Mirrors;
+use super::model::{Deploy, DeployKind, DeployStats, DeployStatus, Secret, Service};
 use super::notify::{DeployFiles, MAX_LISTED_PATHS, Notifier};
-use super::store::{
-    Deploy, DeployKind, DeployStats, DeployStatus, DeployStoreError, Secret, Service, ServiceStore,
-};
+use super::store::{DeployStore, DeployStoreError};
 use super::webhook::PushCommit;
 use crate::deploy::engine::DeployError;
 use crate::deploy::engine::git::{GitCli, RepoSource};
@@ -52,7 +51,7 @@ impl QueueConfig {
 
 /// The queue and its workers, shared with the web handlers.
 pub struct DeployQueue {
-    store: Arc<ServiceStore>,
+    store: Arc<DeployStore>,
     config: QueueConfig,
     mirrors: Mirrors,
     wake: Notify,
@@ -74,13 +73,13 @@ impl std::fmt::Debug for DeployQueue {
 }
 
 impl DeployQueue {
-    pub fn new(store: Arc<ServiceStore>, config: QueueConfig) -> Arc<Self> {
+    pub fn new(store: Arc<DeployStore>, config: QueueConfig) -> Arc<Self> {
         Self::with_notifier(store, config, None)
     }
 
     /// A queue whose finished deploys are mailed about by `notifier`.
     pub fn with_notifier(
-        store: Arc<ServiceStore>,
+        store: Arc<DeployStore>,
         config: QueueConfig,
         notifier: Option<Arc<Notifier>>,
     ) -> Arc<Self> {
@@ -96,7 +95,7 @@ impl DeployQueue {
         })
     }
 
-    pub fn store(&self) -> &Arc<ServiceStore> {
+    pub fn store(&self) -> &Arc<DeployStore> {
         &self.store
     }
 
@@ -126,14 +125,14 @@ impl DeployQueue {
             );
         }
         let store = Arc::clone(&self.store);
-        match blocking(move || store.requeue_interrupted()).await {
+        match blocking(move || store.deploys().requeue_interrupted()).await {
             Ok(0) => {}
             Ok(n) => info!(deploys = n, "queued again the deploys a stop interrupted"),
             Err(error) => error!(%error, "cannot re-queue interrupted deploys"),
         }
         loop {
             let store = Arc::clone(&self.store);
-            match blocking(move || store.services_with_queued_deploys()).await {
+            match blocking(move || store.deploys().services_with_queued()).await {
                 Ok(services) => {
                     for service in services {
                         if !lock(&self.active).insert(service.clone()) {
@@ -168,7 +167,7 @@ impl DeployQueue {
         loop {
             let store = Arc::clone(&self.store);
             let name = service.clone();
-            let deploy = match blocking(move || store.claim_next_deploy(&name)).await {
+            let deploy = match blocking(move || store.deploys().claim_next(&name)).await {
                 Ok(Some(deploy)) => deploy,
                 Ok(None) => break,
                 Err(error) => {
@@ -245,8 +244,12 @@ impl DeployQueue {
             }
         };
         let store = Arc::clone(&self.store);
-        if let Err(error) =
-            blocking(move || store.finish_deploy(id, status, stats, message.as_deref())).await
+        if let Err(error) = blocking(move || {
+            store
+                .deploys()
+                .finish(id, status, stats, message.as_deref())
+        })
+        .await
         {
             error!(deploy = id, %error, "cannot record how the deploy ended");
             return;
@@ -270,8 +273,8 @@ impl DeployQueue {
         let store = Arc::clone(&self.store);
         let name = deploy.service.clone();
         let (service, secrets) = blocking(move || {
-            let service = store.service(&name)?;
-            let secrets = store.service_secrets(&name)?;
+            let service = store.services().get(&name)?;
+            let secrets = store.services().secrets(&name)?;
             Ok::<_, DeployStoreError>((service, secrets))
         })
         .await
@@ -392,7 +395,7 @@ impl DeployQueue {
         .map_err(RunError::failed)??;
         let store = Arc::clone(&self.store);
         let (id, recorded) = (deploy.id, tip.clone());
-        blocking(move || store.settle_deploy_commit(id, &recorded, &commits))
+        blocking(move || store.deploys().settle_commit(id, &recorded, &commits))
             .await
             .map_err(RunError::failed)?;
         Ok(tip)
@@ -402,7 +405,7 @@ impl DeployQueue {
     pub async fn mirror(&self, service: &Service) -> Result<PathBuf, String> {
         let store = Arc::clone(&self.store);
         let name = service.name.clone();
-        let secrets = blocking(move || store.service_secrets(&name))
+        let secrets = blocking(move || store.services().secrets(&name))
             .await
             .map_err(|e| e.to_string())?;
         self.fetch_mirror(service, secrets.provider_token.as_ref())

@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::model::{Deploy, DeployKind, NewDeploy, Service};
 use super::queue::DeployQueue;
-use super::store::{Deploy, DeployKind, DeployStoreError, NewDeploy, Service, ServiceStore};
+use super::store::{DeployStore, DeployStoreError};
 use super::webhook::PushCommit;
 use crate::deploy::engine::connection::TargetConnection;
 use crate::deploy::engine::git::{GitCli, GitError, RepoSource};
@@ -121,9 +122,9 @@ pub async fn preview_restore(queue: &DeployQueue, service: &str) -> Result<Previ
         let store = Arc::clone(queue.store());
         let name = service.to_owned();
         blocking(move || {
-            let service = store.service(&name)?;
-            let range = store.restore_range(&name)?;
-            let active = store.active_deploy(&name)?;
+            let service = store.services().get(&name)?;
+            let range = store.deploys().restore_range(&name)?;
+            let active = store.deploys().active(&name)?;
             Ok((service, range, active))
         })
         .await?
@@ -184,7 +185,7 @@ pub async fn preview_rollback(
     let (service, active) = {
         let store = Arc::clone(queue.store());
         let name = service.to_owned();
-        blocking(move || Ok((store.service(&name)?, store.active_deploy(&name)?))).await?
+        blocking(move || Ok((store.services().get(&name)?, store.deploys().active(&name)?))).await?
     };
     let mirror = queue.mirror(&service).await.map_err(RestoreError::Mirror)?;
     let deployed = deployed_commit(queue.store(), &service).await;
@@ -218,15 +219,15 @@ pub async fn preview_rollback(
 /// Queues a deploy of the newest commit of `service`'s failed deploys; its id. `by` is recorded
 /// as the deploy's user. Refused while a deploy of the service is queued or running.
 pub fn queue_restore(
-    store: &ServiceStore,
+    store: &DeployStore,
     service: &str,
     by: Option<&str>,
 ) -> Result<i64, RestoreError> {
-    let range = store.restore_range(service)?;
+    let range = store.deploys().restore_range(service)?;
     let Some(newest) = range.last() else {
         return Err(RestoreError::NothingToRestore(service.to_owned()));
     };
-    let deployed = store.service(service)?.last_deployed_commit;
+    let deployed = store.services().get(service)?.last_deployed_commit;
     let new = NewDeploy {
         branch: newest.branch.clone(),
         commit_from: deployed,
@@ -236,7 +237,9 @@ pub fn queue_restore(
         user_email: None,
         commits: combined_commits(&range),
     };
-    Ok(store.queue_exclusive(service, &new, DeployKind::Restore)?)
+    Ok(store
+        .deploys()
+        .queue_exclusive(service, &new, DeployKind::Restore)?)
 }
 
 /// Queues a deploy of `commit` to `service` (resolved in its mirror, so a short id will do); its
@@ -251,7 +254,7 @@ pub async fn queue_rollback(
     let (record, active) = {
         let store = Arc::clone(&store);
         let name = service.to_owned();
-        blocking(move || Ok((store.service(&name)?, store.active_deploy(&name)?))).await?
+        blocking(move || Ok((store.services().get(&name)?, store.deploys().active(&name)?))).await?
     };
     // Refused before the fetch; `queue_exclusive` checks again, atomically.
     if let Some(active) = active {
@@ -277,7 +280,9 @@ pub async fn queue_rollback(
             user_email: None,
             commits: vec![commit_info(repo.dir(), &to)?],
         };
-        let id = store.queue_exclusive(&record.name, &new, DeployKind::Rollback)?;
+        let id = store
+            .deploys()
+            .queue_exclusive(&record.name, &new, DeployKind::Rollback)?;
         Ok((id, to))
     })
     .await
@@ -301,7 +306,7 @@ struct Deployed {
 }
 
 /// The commit the target holds: its marker when it can be read, else the store's word.
-async fn deployed_commit(store: &Arc<ServiceStore>, service: &Service) -> Deployed {
+async fn deployed_commit(store: &Arc<DeployStore>, service: &Service) -> Deployed {
     let from_store = |note: String| Deployed {
         commit: service.last_deployed_commit.clone(),
         source: if service.last_deployed_commit.is_some() {
@@ -313,7 +318,8 @@ async fn deployed_commit(store: &Arc<ServiceStore>, service: &Service) -> Deploy
     };
     let store = Arc::clone(store);
     let name = service.name.clone();
-    let password = match tokio::task::spawn_blocking(move || store.service_secrets(&name)).await {
+    let password = match tokio::task::spawn_blocking(move || store.services().secrets(&name)).await
+    {
         Ok(Ok(secrets)) => secrets
             .ftp_password
             .map(|p| p.expose().to_owned())
@@ -550,7 +556,7 @@ mod tests {
         let deploy = |commits: Vec<PushCommit>| Deploy {
             id: 1,
             service: "site".into(),
-            status: super::super::store::DeployStatus::Failed,
+            status: super::super::model::DeployStatus::Failed,
             branch: None,
             commit_from: None,
             commit_to: commits.last().unwrap().id.clone(),

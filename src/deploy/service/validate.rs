@@ -13,10 +13,9 @@ use crate::client::{ClientError, FtpClient, RemoteKind, StoreMode};
 use tracing::{info, warn};
 
 use super::git_auth;
+use super::model::{Service, ServiceSecrets, Validation, ValidationCheck};
 use super::provider_api::ProviderApi;
-use super::store::{
-    DeployStoreError, Service, ServiceSecrets, ServiceStore, Validation, ValidationCheck,
-};
+use super::store::{DeployStore, DeployStoreError};
 use super::webhook::Provider;
 use crate::deploy::engine::connection::rename_over;
 use crate::deploy::engine::ignore_rules::TEMP_PREFIX;
@@ -73,7 +72,7 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
 
 /// `deploy serve`'s schedule: every `every`, each service is validated in turn (one at a time,
 /// so the FTP servers and git hosts see one probe at once) and the results are stored.
-pub async fn run_schedule(store: Arc<ServiceStore>, every: Duration) {
+pub async fn run_schedule(store: Arc<DeployStore>, every: Duration) {
     if every.is_zero() {
         return;
     }
@@ -81,7 +80,7 @@ pub async fn run_schedule(store: Arc<ServiceStore>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
         let list = Arc::clone(&store);
-        let services = match blocking(move || list.list_services()).await {
+        let services = match blocking(move || list.services().list()).await {
             Ok(services) => services,
             Err(error) => {
                 warn!(%error, "scheduled validation: cannot list the services");
@@ -107,19 +106,23 @@ pub async fn run_schedule(store: Arc<ServiceStore>, every: Duration) {
 
 /// Validates the named service with its stored secrets and stores each check's result.
 pub async fn validate_and_record(
-    store: Arc<ServiceStore>,
+    store: Arc<DeployStore>,
     name: &str,
 ) -> Result<(Vec<Check>, Validation), DeployStoreError> {
     let lookup = Arc::clone(&store);
     let owned = name.to_owned();
     let (service, secrets) = blocking(move || {
-        Ok::<_, DeployStoreError>((lookup.service(&owned)?, lookup.service_secrets(&owned)?))
+        Ok::<_, DeployStoreError>((
+            lookup.services().get(&owned)?,
+            lookup.services().secrets(&owned)?,
+        ))
     })
     .await?;
     let checks = validate(&service, &secrets).await;
     let stored: Vec<ValidationCheck> = checks.iter().map(Check::to_stored).collect();
     let owned = name.to_owned();
-    let validation = blocking(move || store.record_validation_checks(&owned, &stored)).await?;
+    let validation =
+        blocking(move || store.services().record_validation_checks(&owned, &stored)).await?;
     Ok((checks, validation))
 }
 

@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use super::services::DeployView;
 use super::{Admin, AppState, blocking, internal, render};
-use crate::deploy::service::store::{DeployFilter, DeployStoreError};
+use crate::deploy::service::model::DeployFilter;
+use crate::deploy::service::store::DeployStoreError;
 
 const PER_PAGE: u32 = 25;
 const MAX_PER_PAGE: u32 = 200;
@@ -45,8 +46,13 @@ pub async fn page(
     let store = Arc::clone(state.queue.store());
     let wanted = filter.clone();
     let found = blocking(move || {
-        let services: Vec<String> = store.list_services()?.into_iter().map(|s| s.name).collect();
-        let (deploys, total) = match store.deploy_log(&wanted) {
+        let services: Vec<String> = store
+            .services()
+            .list()?
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        let (deploys, total) = match store.deploys().log(&wanted) {
             // A service deleted since the link was made: nothing to show.
             Err(DeployStoreError::NoSuchService(_)) => (Vec::new(), 0),
             other => other?,

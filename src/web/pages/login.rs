@@ -209,7 +209,7 @@ pub async fn submit(
     let store = Arc::clone(state.queue.store());
     let user = form.user.clone();
     let lifetime = dashboard.settings.session_lifetime;
-    let created = blocking(move || store.create_session(&user, &stamp, lifetime)).await;
+    let created = blocking(move || store.access().create_session(&user, &stamp, lifetime)).await;
     let (id, _session) = match created {
         Ok(Ok(created)) => created,
         Ok(Err(e)) => return internal_page(&state, &e),
@@ -264,7 +264,7 @@ pub async fn logout(
     }
     if let Some(id) = session_id(&headers) {
         let store = Arc::clone(state.queue.store());
-        match blocking(move || store.delete_session(&id)).await {
+        match blocking(move || store.access().delete_session(&id)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return internal(&state, &admin, &e),
             Err(e) => return internal(&state, &admin, &e),

@@ -27,7 +27,7 @@ use tracing::error;
 use super::AppState;
 use super::auth::{self, session_id};
 use crate::auth::{LoginGuard, SqliteAuthenticator};
-use crate::deploy::service::store::Session;
+use crate::deploy::service::model::DashboardSession;
 
 /// How the dashboard is set up, and what its pages share.
 #[derive(Debug)]
@@ -182,7 +182,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 /// browser is sent to `/login`, which brings it back here afterwards.
 #[derive(Debug, Clone)]
 pub struct Admin {
-    pub session: Session,
+    pub session: DashboardSession,
 }
 
 impl FromRequestParts<AppState> for Admin {

@@ -12,9 +12,8 @@ use tracing::info;
 
 use super::service_form::FieldErrors;
 use super::{Admin, AppState, blocking, internal, render};
-use crate::deploy::service::store::{
-    DeployStoreError, NotificationSet, NotificationSetUpdate, NotifyWhen,
-};
+use crate::deploy::service::model::{NotificationSet, NotificationSetUpdate, NotifyWhen};
+use crate::deploy::service::store::DeployStoreError;
 
 /// The form as posted: address lists one per line (or separated by commas).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -108,9 +107,10 @@ struct SetRow {
 pub async fn list(State(state): State<AppState>, admin: Admin) -> Response {
     let store = Arc::clone(state.queue.store());
     let rows = blocking(move || {
-        let services = store.list_services()?;
+        let services = store.services().list()?;
         let rows: Vec<SetRow> = store
-            .list_notification_sets()?
+            .notification_sets()
+            .list()?
             .into_iter()
             .map(|set| SetRow {
                 services: services
@@ -190,7 +190,7 @@ pub async fn create(
     };
     let store = Arc::clone(state.queue.store());
     let name = set.name.clone();
-    match blocking(move || store.add_notification_set(&set)).await {
+    match blocking(move || store.notification_sets().add(&set)).await {
         Ok(Ok(())) => {
             info!(
                 set = name,
@@ -226,7 +226,7 @@ pub async fn edit_form(
     Path(name): Path<String>,
 ) -> Response {
     let store = Arc::clone(state.queue.store());
-    match blocking(move || store.notification_set(&name)).await {
+    match blocking(move || store.notification_sets().get(&name)).await {
         Ok(Ok(set)) => form_page(
             &state,
             &admin,
@@ -277,7 +277,7 @@ pub async fn update(
         notify_authors: Some(set.notify_authors),
     };
     let store = Arc::clone(state.queue.store());
-    match blocking(move || store.update_notification_set(&name, &change)).await {
+    match blocking(move || store.notification_sets().update(&name, &change)).await {
         Ok(Ok(set)) => {
             info!(
                 set = set.name,
@@ -315,7 +315,7 @@ pub async fn delete(
     }
     let store = Arc::clone(state.queue.store());
     let set = name.clone();
-    match blocking(move || store.delete_notification_set(&set)).await {
+    match blocking(move || store.notification_sets().delete(&set)).await {
         Ok(Ok(())) | Ok(Err(DeployStoreError::NoSuchNotificationSet(_))) => {
             info!(
                 set = name,

@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::deploy_service::guess_provider;
 use crate::deploy::DeployTarget;
-use crate::deploy::service::store::{
-    NewService, Secret, Service, ServiceSecrets, ServiceUpdate, TlsVerify, generate_webhook_secret,
+use crate::deploy::service::model::{
+    NewService, Secret, Service, ServiceSecrets, ServiceUpdate, TlsVerify,
 };
+use crate::deploy::service::store::generate_webhook_secret;
 use crate::deploy::service::validate::Check;
 use crate::deploy::service::webhook::{BranchPattern, Provider};
 

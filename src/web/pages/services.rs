@@ -13,10 +13,10 @@ use tracing::info;
 
 use super::service_form::{FieldErrors, ServiceForm, check_errors};
 use super::{Admin, AppState, blocking, internal, render};
-use crate::deploy::service::store::{
-    Deploy, DeployCounts, DeployStatus, DeployStoreError, SentSecret, Service, ServiceStore,
-    ServiceUpdate, TlsVerify,
+use crate::deploy::service::model::{
+    Deploy, DeployCounts, DeployStatus, Service, ServiceUpdate, TlsVerify,
 };
+use crate::deploy::service::store::{DeployStore, DeployStoreError, SentSecret};
 use crate::deploy::service::validate::Check;
 use crate::deploy::service::webhook::Provider;
 
@@ -116,10 +116,10 @@ pub async fn dashboard(
 ) -> Response {
     let store = Arc::clone(state.queue.store());
     let rows = blocking(move || {
-        let counts = store.deploy_counts()?;
+        let counts = store.deploys().counts()?;
         let mut rows = Vec::new();
-        for service in store.list_services()? {
-            let newest = store.list_deploys(&service.name, 1)?.into_iter().next();
+        for service in store.services().list()? {
+            let newest = store.deploys().list(&service.name, 1)?.into_iter().next();
             let service_counts = counts.get(&service.name).cloned().unwrap_or_default();
             rows.push(service_row(&service, service_counts, newest.as_ref()));
         }
@@ -238,9 +238,10 @@ struct Created {
     secret: Option<String>,
 }
 
-fn notification_set_names(store: &ServiceStore) -> Result<Vec<String>, DeployStoreError> {
+fn notification_set_names(store: &DeployStore) -> Result<Vec<String>, DeployStoreError> {
     Ok(store
-        .list_notification_sets()?
+        .notification_sets()
+        .list()?
         .into_iter()
         .map(|set| set.name)
         .collect())
@@ -344,7 +345,7 @@ pub async fn create(
     let new = form.new_service(checked);
     let secret = new.secrets.webhook_secret.clone();
     let store = Arc::clone(state.queue.store());
-    let added = blocking(move || store.add_service(&new)).await;
+    let added = blocking(move || store.services().add(&new)).await;
     let service = match added {
         Ok(Ok(service)) => service,
         Ok(Err(e @ (DeployStoreError::InvalidName(_) | DeployStoreError::ServiceExists(_)))) => {
@@ -421,7 +422,10 @@ pub async fn edit_form(
 ) -> Response {
     let store = Arc::clone(state.queue.store());
     let found = blocking(move || {
-        Ok::<_, DeployStoreError>((store.service(&name)?, notification_set_names(&store)?))
+        Ok::<_, DeployStoreError>((
+            store.services().get(&name)?,
+            notification_set_names(&store)?,
+        ))
     })
     .await;
     match found {
@@ -464,7 +468,10 @@ pub async fn update(
     let store = Arc::clone(state.queue.store());
     let lookup = name.clone();
     let found = blocking(move || {
-        Ok::<_, DeployStoreError>((store.service(&lookup)?, notification_set_names(&store)?))
+        Ok::<_, DeployStoreError>((
+            store.services().get(&lookup)?,
+            notification_set_names(&store)?,
+        ))
     })
     .await;
     let (service, sets) = match found {
@@ -492,7 +499,7 @@ pub async fn update(
     };
     let change = form.update(checked);
     let store = Arc::clone(state.queue.store());
-    let saved = blocking(move || store.update_service(&name, &change)).await;
+    let saved = blocking(move || store.services().update(&name, &change)).await;
     let service = match saved {
         Ok(Ok(service)) => service,
         Ok(Err(
@@ -594,7 +601,7 @@ pub async fn set_notifications(
         notification_set: Some(set),
         ..ServiceUpdate::default()
     };
-    match blocking(move || store.update_service(&service, &change)).await {
+    match blocking(move || store.services().update(&service, &change)).await {
         Ok(Ok(_)) => Redirect::to(&format!("/services/{name}")).into_response(),
         Ok(Err(DeployStoreError::NoSuchService(_))) => not_found(&state, &admin),
         Ok(Err(e)) => internal(&state, &admin, &e),
@@ -633,11 +640,15 @@ async fn manage_page(
     let store = Arc::clone(state.queue.store());
     let lookup = name.to_owned();
     let found = blocking(move || {
-        let service = store.service(&lookup)?;
-        let deploys = store.list_deploys(&lookup, RECENT_DEPLOYS)?;
-        let counts = store.deploy_counts()?.remove(&lookup).unwrap_or_default();
-        let stats = store.service_stats(&lookup)?;
-        let failed = store.restore_range(&lookup)?;
+        let service = store.services().get(&lookup)?;
+        let deploys = store.deploys().list(&lookup, RECENT_DEPLOYS)?;
+        let counts = store
+            .deploys()
+            .counts()?
+            .remove(&lookup)
+            .unwrap_or_default();
+        let stats = store.deploys().stats(&lookup)?;
+        let failed = store.deploys().restore_range(&lookup)?;
         Ok::<_, DeployStoreError>((
             service,
             deploys,

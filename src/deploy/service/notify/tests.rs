@@ -2,7 +2,7 @@
 //! (`protocol-tests/deploy_notify.rs`, against a real SMTP server).
 
 use super::*;
-use crate::deploy::service::store::{DeployKind, DeployStats, NotifyWhen};
+use crate::deploy::service::model::{DeployKind, DeployStats, NotifyWhen};
 use crate::deploy::service::webhook::PushCommit;
 
 fn commit(id: &str, message: &str, author: &str, email: Option<&str>) -> PushCommit {

@@ -13,36 +13,17 @@ use std::time::Duration;
 use rand::Rng as _;
 use rand::distributions::Alphanumeric;
 use rusqlite::{OptionalExtension, params};
-use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::{DeployStoreError, NOW, Secret, ServiceStore};
+use super::super::model::{ApiToken, DashboardSession, Secret};
+use super::{DeployStore, DeployStoreError, NOW};
 
 /// The length of an API token, from 62 symbols: 255 bits.
 pub const API_TOKEN_CHARS: usize = 43;
 
 /// The length of a session id and of a session's CSRF token (from 62 symbols: 190 bits).
 const SESSION_ID_CHARS: usize = 32;
-
-/// An API token as listed (never the token itself).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ApiToken {
-    pub name: String,
-    pub created_at: String,
-    pub last_used_at: Option<String>,
-}
-
-/// A dashboard login that has not expired.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
-    pub user: String,
-    /// Forms and non-GET API calls of this session must carry it.
-    pub csrf_token: String,
-    pub expires_at: String,
-    /// The account's credential stamp when the session began.
-    pub credential_stamp: String,
-}
 
 /// A fresh random string of `chars` letters and digits (the thread RNG is seeded from the OS).
 fn random_chars(chars: usize) -> String {
@@ -61,7 +42,19 @@ fn validate_token_name(name: &str) -> Result<(), DeployStoreError> {
     crate::sqlite::check_name("token", name).map_err(DeployStoreError::InvalidTokenName)
 }
 
-impl ServiceStore {
+/// Who may use the API and the dashboard, in a [`DeployStore`].
+#[derive(Debug, Clone, Copy)]
+pub struct Access<'a>(pub(super) &'a DeployStore);
+
+impl std::ops::Deref for Access<'_> {
+    type Target = DeployStore;
+
+    fn deref(&self) -> &DeployStore {
+        self.0
+    }
+}
+
+impl Access<'_> {
     // ---- API tokens ----
 
     /// Makes a token named `name`; the token, which is not stored and cannot be shown again.
@@ -153,7 +146,7 @@ impl ServiceStore {
         user: &str,
         credential_stamp: &str,
         lifetime: Duration,
-    ) -> Result<(Secret, Session), DeployStoreError> {
+    ) -> Result<(Secret, DashboardSession), DeployStoreError> {
         let id = random_chars(SESSION_ID_CHARS);
         let csrf_token = random_chars(SESSION_ID_CHARS);
         let connection = self.lock();
@@ -180,7 +173,7 @@ impl ServiceStore {
         )?;
         Ok((
             Secret::new(id),
-            Session {
+            DashboardSession {
                 user: user.to_owned(),
                 csrf_token,
                 expires_at,
@@ -190,7 +183,7 @@ impl ServiceStore {
     }
 
     /// The unexpired session whose id is `id`.
-    pub fn session(&self, id: &str) -> Result<Option<Session>, DeployStoreError> {
+    pub fn session(&self, id: &str) -> Result<Option<DashboardSession>, DeployStoreError> {
         let session = self
             .lock()
             .query_row(
@@ -200,7 +193,7 @@ impl ServiceStore {
                 ),
                 [sha256(id)],
                 |row| {
-                    Ok(Session {
+                    Ok(DashboardSession {
                         user: row.get(0)?,
                         csrf_token: row.get(1)?,
                         expires_at: row.get(2)?,
@@ -227,20 +220,27 @@ mod tests {
     use super::*;
     use crate::deploy::service::secret_key::SecretKey;
 
-    fn store() -> ServiceStore {
-        ServiceStore::open_in_memory(SecretKey::generate().0).unwrap()
+    fn store() -> DeployStore {
+        DeployStore::open_in_memory(SecretKey::generate().0).unwrap()
     }
 
     #[test]
     fn a_token_is_recognised_until_deleted_and_only_its_hash_is_stored() {
         let store = store();
-        let token = store.add_api_token("ci").unwrap();
+        let token = store.access().add_api_token("ci").unwrap();
         assert!(token.expose().len() >= 32);
         assert_eq!(
-            store.check_api_token(token.expose()).unwrap().as_deref(),
+            store
+                .access()
+                .check_api_token(token.expose())
+                .unwrap()
+                .as_deref(),
             Some("ci")
         );
-        assert_eq!(store.check_api_token("not the token").unwrap(), None);
+        assert_eq!(
+            store.access().check_api_token("not the token").unwrap(),
+            None
+        );
         let stored: Vec<u8> = store
             .lock()
             .query_row("SELECT token_sha256 FROM deploy_api_tokens", [], |row| {
@@ -248,21 +248,24 @@ mod tests {
             })
             .unwrap();
         assert_eq!(stored, sha256(token.expose()));
-        let listed = store.list_api_tokens().unwrap();
+        let listed = store.access().list_api_tokens().unwrap();
         assert_eq!(listed.len(), 1);
         assert!(listed[0].last_used_at.is_some(), "use is recorded");
         assert!(matches!(
-            store.add_api_token("ci"),
+            store.access().add_api_token("ci"),
             Err(DeployStoreError::ApiTokenExists(_))
         ));
-        store.delete_api_token("ci").unwrap();
-        assert_eq!(store.check_api_token(token.expose()).unwrap(), None);
+        store.access().delete_api_token("ci").unwrap();
+        assert_eq!(
+            store.access().check_api_token(token.expose()).unwrap(),
+            None
+        );
         assert!(matches!(
-            store.delete_api_token("ci"),
+            store.access().delete_api_token("ci"),
             Err(DeployStoreError::NoSuchApiToken(_))
         ));
         assert!(matches!(
-            store.add_api_token("bad name"),
+            store.access().add_api_token("bad name"),
             Err(DeployStoreError::InvalidTokenName(_))
         ));
     }
@@ -271,18 +274,23 @@ mod tests {
     fn a_session_is_found_by_its_id_until_logout_or_expiry() {
         let store = store();
         let (id, session) = store
+            .access()
             .create_session("alice", "stamp", Duration::from_secs(3600))
             .unwrap();
-        assert_eq!(store.session(id.expose()).unwrap(), Some(session.clone()));
+        assert_eq!(
+            store.access().session(id.expose()).unwrap(),
+            Some(session.clone())
+        );
         assert_eq!(session.credential_stamp, "stamp");
         assert_ne!(session.csrf_token, id.expose());
-        assert_eq!(store.session("forged").unwrap(), None);
-        store.delete_session(id.expose()).unwrap();
-        assert_eq!(store.session(id.expose()).unwrap(), None);
+        assert_eq!(store.access().session("forged").unwrap(), None);
+        store.access().delete_session(id.expose()).unwrap();
+        assert_eq!(store.access().session(id.expose()).unwrap(), None);
 
         let (expired, _) = store
+            .access()
             .create_session("alice", "stamp", Duration::ZERO)
             .unwrap();
-        assert_eq!(store.session(expired.expose()).unwrap(), None);
+        assert_eq!(store.access().session(expired.expose()).unwrap(), None);
     }
 }

@@ -1,6 +1,9 @@
 //! The service store against real SQLite files in temporary directories.
 
+use super::migrations::MIGRATIONS;
 use super::*;
+use crate::deploy::service::model::*;
+use crate::deploy::service::webhook::{Provider, PushCommit};
 
 const FTP_PASSWORD_TEXT: &str = "ftp-pa55word-XYZZY-plain";
 const TOKEN_TEXT: &str = "glpat-TOKEN-sentinel-4711";
@@ -20,8 +23,8 @@ fn fixture() -> Fixture {
 }
 
 impl Fixture {
-    fn open(&self) -> ServiceStore {
-        ServiceStore::open(&self.db, self.key.clone()).unwrap()
+    fn open(&self) -> DeployStore {
+        DeployStore::open(&self.db, self.key.clone()).unwrap()
     }
 }
 
@@ -66,7 +69,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 fn added_service_reads_back_with_a_30_character_hook_key() {
     let f = fixture();
     let store = f.open();
-    let service = store.add_service(&new_service("site")).unwrap();
+    let service = store.services().add(&new_service("site")).unwrap();
     assert_eq!(service.name, "site");
     assert_eq!(service.provider, Provider::Github);
     assert_eq!(service.branch.as_str(), "main");
@@ -81,15 +84,16 @@ fn added_service_reads_back_with_a_30_character_hook_key() {
     assert_eq!(service.last_validation, None);
     assert!(service.enabled);
 
-    let other = store.add_service(&new_service("other")).unwrap();
+    let other = store.services().add(&new_service("other")).unwrap();
     assert_ne!(other.hook_key, service.hook_key);
     assert_eq!(
-        store.service_by_hook_key(&service.hook_key).unwrap(),
+        store.services().by_hook_key(&service.hook_key).unwrap(),
         Some(service.clone())
     );
-    assert_eq!(store.service_by_hook_key("nope").unwrap(), None);
+    assert_eq!(store.services().by_hook_key("nope").unwrap(), None);
     let names: Vec<_> = store
-        .list_services()
+        .services()
+        .list()
         .unwrap()
         .into_iter()
         .map(|s| s.name)
@@ -102,9 +106,10 @@ fn secrets_are_encrypted_at_rest_and_decrypt_with_the_key() {
     let f = fixture();
     {
         let store = f.open();
-        store.add_service(&new_service("site")).unwrap();
+        store.services().add(&new_service("site")).unwrap();
         store
-            .update_service(
+            .services()
+            .update(
                 "site",
                 &ServiceUpdate {
                     ftp_password: Some(Some(Secret::new(FTP_PASSWORD_TEXT))),
@@ -127,7 +132,7 @@ fn secrets_are_encrypted_at_rest_and_decrypt_with_the_key() {
         assert!(!contains(&bytes, secret), "{secret} is in the database");
     }
 
-    let secrets = f.open().service_secrets("site").unwrap();
+    let secrets = f.open().services().secrets("site").unwrap();
     assert_eq!(secrets.ftp_password.unwrap().expose(), FTP_PASSWORD_TEXT);
     assert_eq!(secrets.provider_token.unwrap().expose(), TOKEN_TEXT);
     assert_eq!(secrets.webhook_secret.unwrap().expose(), WEBHOOK_TEXT);
@@ -136,12 +141,12 @@ fn secrets_are_encrypted_at_rest_and_decrypt_with_the_key() {
 #[test]
 fn another_key_cannot_read_the_secrets_but_still_reads_the_services() {
     let f = fixture();
-    f.open().add_service(&new_service("site")).unwrap();
+    f.open().services().add(&new_service("site")).unwrap();
     let (other_key, _) = SecretKey::generate();
-    let store = ServiceStore::open(&f.db, other_key).unwrap();
-    assert_eq!(store.service("site").unwrap().name, "site");
+    let store = DeployStore::open(&f.db, other_key).unwrap();
+    assert_eq!(store.services().get("site").unwrap().name, "site");
     assert!(matches!(
-        store.service_secrets("site"),
+        store.services().secrets("site"),
         Err(DeployStoreError::Secret(SecretKeyError::Decrypt))
     ));
 }
@@ -150,7 +155,7 @@ fn another_key_cannot_read_the_secrets_but_still_reads_the_services() {
 fn sealed_secrets_cannot_be_swapped_between_columns() {
     let f = fixture();
     let store = f.open();
-    store.add_service(&new_service("site")).unwrap();
+    store.services().add(&new_service("site")).unwrap();
     store
         .lock()
         .execute(
@@ -158,16 +163,17 @@ fn sealed_secrets_cannot_be_swapped_between_columns() {
             [],
         )
         .unwrap();
-    assert!(store.service_secrets("site").is_err());
+    assert!(store.services().secrets("site").is_err());
 }
 
 #[test]
 fn edit_changes_only_what_it_names_and_can_clear_a_secret() {
     let f = fixture();
     let store = f.open();
-    let before = store.add_service(&new_service("site")).unwrap();
+    let before = store.services().add(&new_service("site")).unwrap();
     let after = store
-        .update_service(
+        .services()
+        .update(
             "site",
             &ServiceUpdate {
                 branch: Some("release/*".parse().unwrap()),
@@ -188,12 +194,13 @@ fn edit_changes_only_what_it_names_and_can_clear_a_secret() {
     assert_eq!(after.target, before.target);
     assert_eq!(after.hook_key, before.hook_key);
     assert!(!after.has_provider_token);
-    let secrets = store.service_secrets("site").unwrap();
+    let secrets = store.services().secrets("site").unwrap();
     assert_eq!(secrets.provider_token, None);
     assert_eq!(secrets.ftp_password.unwrap().expose(), FTP_PASSWORD_TEXT);
 
     let rekeyed = store
-        .update_service(
+        .services()
+        .update(
             "site",
             &ServiceUpdate {
                 new_hook_key: true,
@@ -202,34 +209,37 @@ fn edit_changes_only_what_it_names_and_can_clear_a_secret() {
         )
         .unwrap();
     assert_ne!(rekeyed.hook_key, before.hook_key);
-    assert_eq!(store.service_by_hook_key(&before.hook_key).unwrap(), None);
+    assert_eq!(
+        store.services().by_hook_key(&before.hook_key).unwrap(),
+        None
+    );
 }
 
 #[test]
 fn duplicate_unknown_and_invalid_names_are_errors() {
     let f = fixture();
     let store = f.open();
-    store.add_service(&new_service("site")).unwrap();
+    store.services().add(&new_service("site")).unwrap();
     assert!(matches!(
-        store.add_service(&new_service("site")),
+        store.services().add(&new_service("site")),
         Err(DeployStoreError::ServiceExists(name)) if name == "site"
     ));
     assert!(matches!(
-        store.service("ghost"),
+        store.services().get("ghost"),
         Err(DeployStoreError::NoSuchService(_))
     ));
     assert!(matches!(
-        store.update_service("ghost", &ServiceUpdate::default()),
+        store.services().update("ghost", &ServiceUpdate::default()),
         Err(DeployStoreError::NoSuchService(_))
     ));
     assert!(matches!(
-        store.delete_service("ghost"),
+        store.services().delete("ghost"),
         Err(DeployStoreError::NoSuchService(_))
     ));
     for bad in ["", "a b", "../x", "-x", &"x".repeat(65)] {
         assert!(
             matches!(
-                store.add_service(&new_service(bad)),
+                store.services().add(&new_service(bad)),
                 Err(DeployStoreError::InvalidName(_))
             ),
             "{bad:?}"
@@ -241,11 +251,17 @@ fn duplicate_unknown_and_invalid_names_are_errors() {
 fn validation_results_are_kept_with_their_time() {
     let f = fixture();
     let store = f.open();
-    store.add_service(&new_service("site")).unwrap();
+    store.services().add(&new_service("site")).unwrap();
     store
+        .services()
         .record_validation("site", false, "FTP login refused: 530 Login incorrect")
         .unwrap();
-    let validation = store.service("site").unwrap().last_validation.unwrap();
+    let validation = store
+        .services()
+        .get("site")
+        .unwrap()
+        .last_validation
+        .unwrap();
     assert!(!validation.ok);
     assert_eq!(validation.message, "FTP login refused: 530 Login incorrect");
     assert!(
@@ -259,7 +275,7 @@ fn validation_results_are_kept_with_their_time() {
 fn validation_checks_are_kept_each_with_its_result_and_message() {
     let f = fixture();
     let store = f.open();
-    store.add_service(&new_service("site")).unwrap();
+    store.services().add(&new_service("site")).unwrap();
     let check = |name: &str, ok: bool, message: &str| ValidationCheck {
         name: name.to_owned(),
         ok,
@@ -270,21 +286,32 @@ fn validation_checks_are_kept_each_with_its_result_and_message() {
         check("ftp login", false, "530 Login incorrect"),
         check("webhook", true, "not checked: no provider token"),
     ];
-    let stored = store.record_validation_checks("site", &checks).unwrap();
+    let stored = store
+        .services()
+        .record_validation_checks("site", &checks)
+        .unwrap();
     assert!(!stored.ok);
     assert_eq!(stored.message, "ftp login: 530 Login incorrect");
     let reopened = f.open();
-    let validation = reopened.service("site").unwrap().last_validation.unwrap();
+    let validation = reopened
+        .services()
+        .get("site")
+        .unwrap()
+        .last_validation
+        .unwrap();
     assert_eq!(validation.checks, checks);
     assert_eq!(validation, stored);
     // A later run replaces them all.
     let all_ok = [check("repository", true, "fine")];
-    let stored = store.record_validation_checks("site", &all_ok).unwrap();
+    let stored = store
+        .services()
+        .record_validation_checks("site", &all_ok)
+        .unwrap();
     assert!(stored.ok);
     assert_eq!(stored.message, "all checks passed");
     assert_eq!(stored.checks, all_ok);
     assert!(matches!(
-        store.record_validation_checks("nope", &all_ok),
+        store.services().record_validation_checks("nope", &all_ok),
         Err(DeployStoreError::NoSuchService(_))
     ));
 }
@@ -293,10 +320,10 @@ fn validation_checks_are_kept_each_with_its_result_and_message() {
 fn api_url_is_stored_and_cleared() {
     let f = fixture();
     let store = f.open();
-    store.add_service(&new_service("site")).unwrap();
-    assert_eq!(store.service("site").unwrap().api_url, None);
+    store.services().add(&new_service("site")).unwrap();
+    assert_eq!(store.services().get("site").unwrap().api_url, None);
     let set_api_url = |url: Option<&str>| {
-        store.update_service(
+        store.services().update(
             "site",
             &ServiceUpdate {
                 api_url: Some(url.map(str::to_owned)),
@@ -307,18 +334,18 @@ fn api_url_is_stored_and_cleared() {
     };
     set_api_url(Some("https://ghe.example.com/api/v3")).unwrap();
     assert_eq!(
-        f.open().service("site").unwrap().api_url.as_deref(),
+        f.open().services().get("site").unwrap().api_url.as_deref(),
         Some("https://ghe.example.com/api/v3")
     );
     set_api_url(None).unwrap();
-    assert_eq!(store.service("site").unwrap().api_url, None);
+    assert_eq!(store.services().get("site").unwrap().api_url, None);
 }
 
 #[test]
 fn deploys_are_logged_deduplicated_by_delivery_and_set_the_last_commit() {
     let f = fixture();
     let store = f.open();
-    store.add_service(&new_service("site")).unwrap();
+    store.services().add(&new_service("site")).unwrap();
     let push = NewDeploy {
         branch: Some("main".into()),
         commit_from: Some("a".repeat(40)),
@@ -334,9 +361,9 @@ fn deploys_are_logged_deduplicated_by_delivery_and_set_the_last_commit() {
             timestamp: "2019-05-15T15:20:41-05:00".into(),
         }],
     };
-    let id = store.queue_deploy("site", &push).unwrap().unwrap();
+    let id = store.deploys().queue("site", &push).unwrap().unwrap();
     assert_eq!(
-        store.queue_deploy("site", &push).unwrap(),
+        store.deploys().queue("site", &push).unwrap(),
         None,
         "a retried delivery"
     );
@@ -346,9 +373,16 @@ fn deploys_are_logged_deduplicated_by_delivery_and_set_the_last_commit() {
         commit_to: "e".repeat(40),
         ..push.clone()
     };
-    assert!(store.queue_deploy("site", &other_branch).unwrap().is_some());
+    assert!(
+        store
+            .deploys()
+            .queue("site", &other_branch)
+            .unwrap()
+            .is_some()
+    );
     let manual = store
-        .queue_deploy(
+        .deploys()
+        .queue(
             "site",
             &NewDeploy {
                 delivery_id: None,
@@ -360,7 +394,8 @@ fn deploys_are_logged_deduplicated_by_delivery_and_set_the_last_commit() {
     // Deliveries without an id are never merged.
     assert!(
         store
-            .queue_deploy(
+            .deploys()
+            .queue(
                 "site",
                 &NewDeploy {
                     delivery_id: None,
@@ -371,10 +406,13 @@ fn deploys_are_logged_deduplicated_by_delivery_and_set_the_last_commit() {
             .is_some()
     );
 
-    assert_eq!(store.deploy(id).unwrap().status, DeployStatus::Queued);
-    store.start_deploy(id).unwrap();
+    assert_eq!(
+        store.deploys().get(id).unwrap().status,
+        DeployStatus::Queued
+    );
+    store.deploys().start(id).unwrap();
     assert!(
-        store.start_deploy(id).is_err(),
+        store.deploys().start(id).is_err(),
         "only a queued deploy starts"
     );
     let stats = DeployStats {
@@ -384,10 +422,12 @@ fn deploys_are_logged_deduplicated_by_delivery_and_set_the_last_commit() {
         bytes: 12_345,
     };
     store
-        .finish_deploy(id, DeployStatus::Ok, stats, None)
+        .deploys()
+        .finish(id, DeployStatus::Ok, stats, None)
         .unwrap();
     store
-        .finish_deploy(
+        .deploys()
+        .finish(
             manual,
             DeployStatus::Failed,
             DeployStats::default(),
@@ -395,31 +435,32 @@ fn deploys_are_logged_deduplicated_by_delivery_and_set_the_last_commit() {
         )
         .unwrap();
 
-    let done = store.deploy(id).unwrap();
+    let done = store.deploys().get(id).unwrap();
     assert_eq!(done.status, DeployStatus::Ok);
     assert_eq!(done.stats, stats);
     assert_eq!(done.commits, push.commits);
     assert_eq!(done.user.as_deref(), Some("Codertocat"));
     assert!(done.started_at.is_some() && done.finished_at.is_some());
     assert_eq!(
-        store.service("site").unwrap().last_deployed_commit,
+        store.services().get("site").unwrap().last_deployed_commit,
         Some("b".repeat(40))
     );
 
-    let log = store.list_deploys("site", 10).unwrap();
+    let log = store.deploys().list("site", 10).unwrap();
     assert_eq!(log.len(), 4);
     assert_eq!(log[1].id, manual, "newest first");
     assert_eq!(log[1].error.as_deref(), Some("550 Permission denied"));
-    assert_eq!(store.list_deploys("site", 1).unwrap().len(), 1);
+    assert_eq!(store.deploys().list("site", 1).unwrap().len(), 1);
 }
 
 #[test]
 fn deleting_a_service_deletes_its_deploys() {
     let f = fixture();
     let store = f.open();
-    store.add_service(&new_service("site")).unwrap();
+    store.services().add(&new_service("site")).unwrap();
     let id = store
-        .queue_deploy(
+        .deploys()
+        .queue(
             "site",
             &NewDeploy {
                 commit_to: "c".repeat(40),
@@ -428,9 +469,9 @@ fn deleting_a_service_deletes_its_deploys() {
         )
         .unwrap()
         .unwrap();
-    store.delete_service("site").unwrap();
+    store.services().delete("site").unwrap();
     assert!(matches!(
-        store.deploy(id),
+        store.deploys().get(id),
         Err(DeployStoreError::NoSuchDeploy(_))
     ));
 }
@@ -446,27 +487,32 @@ fn notification_sets_attach_to_services_and_detach_on_delete() {
         notify_pusher: NotifyWhen::Always,
         notify_authors: NotifyWhen::Never,
     };
-    store.add_notification_set(&set).unwrap();
+    store.notification_sets().add(&set).unwrap();
     assert!(matches!(
-        store.add_notification_set(&set),
+        store.notification_sets().add(&set),
         Err(DeployStoreError::NotificationSetExists(_))
     ));
-    assert_eq!(store.notification_set("web-team").unwrap(), set);
-    assert_eq!(store.list_notification_sets().unwrap(), vec![set.clone()]);
+    assert_eq!(store.notification_sets().get("web-team").unwrap(), set);
+    assert_eq!(store.notification_sets().list().unwrap(), vec![set.clone()]);
 
     let mut new = new_service("site");
     new.notification_set = Some("nobody".into());
     assert!(matches!(
-        store.add_service(&new),
+        store.services().add(&new),
         Err(DeployStoreError::NoSuchNotificationSet(_))
     ));
     new.notification_set = Some("web-team".into());
     assert_eq!(
-        store.add_service(&new).unwrap().notification_set.as_deref(),
+        store
+            .services()
+            .add(&new)
+            .unwrap()
+            .notification_set
+            .as_deref(),
         Some("web-team")
     );
-    store.delete_notification_set("web-team").unwrap();
-    assert_eq!(store.service("site").unwrap().notification_set, None);
+    store.notification_sets().delete("web-team").unwrap();
+    assert_eq!(store.services().get("site").unwrap().notification_set, None);
 }
 
 #[test]
@@ -478,21 +524,21 @@ fn notification_sets_are_edited_and_refuse_addresses_that_do_not_parse() {
         success_emails: vec!["ops@example.com".into(), "not an address".into()],
         ..NotificationSet::default()
     };
-    let refused = store.add_notification_set(&set).unwrap_err();
+    let refused = store.notification_sets().add(&set).unwrap_err();
     assert!(
         matches!(&refused, DeployStoreError::InvalidAddress(a) if a == "not an address"),
         "{refused:?}"
     );
-    assert!(store.list_notification_sets().unwrap().is_empty());
+    assert!(store.notification_sets().list().unwrap().is_empty());
     set.success_emails.pop();
-    store.add_notification_set(&set).unwrap();
+    store.notification_sets().add(&set).unwrap();
 
     let update = NotificationSetUpdate {
         failure_emails: Some(vec!["oncall@example.com".into()]),
         notify_authors: Some(NotifyWhen::Always),
         ..NotificationSetUpdate::default()
     };
-    let changed = store.update_notification_set("ops", &update).unwrap();
+    let changed = store.notification_sets().update("ops", &update).unwrap();
     assert_eq!(
         changed,
         NotificationSet {
@@ -507,12 +553,16 @@ fn notification_sets_are_edited_and_refuse_addresses_that_do_not_parse() {
         ..NotificationSetUpdate::default()
     };
     assert!(matches!(
-        store.update_notification_set("ops", &bad),
+        store.notification_sets().update("ops", &bad),
         Err(DeployStoreError::InvalidAddress(_))
     ));
-    assert_eq!(store.notification_set("ops").unwrap(), changed, "unchanged");
+    assert_eq!(
+        store.notification_sets().get("ops").unwrap(),
+        changed,
+        "unchanged"
+    );
     assert!(matches!(
-        store.update_notification_set("nope", &update),
+        store.notification_sets().update("nope", &update),
         Err(DeployStoreError::NoSuchNotificationSet(_))
     ));
 }
@@ -540,8 +590,8 @@ fn notify_when_is_written_as_a_word_and_read_from_a_word_or_a_flag() {
 
     let f = fixture();
     let store = f.open();
-    store.add_notification_set(&set).unwrap();
-    assert_eq!(store.notification_set("split").unwrap(), set);
+    store.notification_sets().add(&set).unwrap();
+    assert_eq!(store.notification_sets().get("split").unwrap(), set);
 }
 
 #[test]
@@ -573,7 +623,7 @@ fn sets_saved_with_yes_no_flags_mail_after_every_deploy_once_migrated() {
         .unwrap();
         tx.commit().unwrap();
     }
-    let set = f.open().notification_set("old").unwrap();
+    let set = f.open().notification_sets().get("old").unwrap();
     assert_eq!(set.notify_pusher, NotifyWhen::Always);
     assert_eq!(set.notify_authors, NotifyWhen::Never);
 }
@@ -582,13 +632,13 @@ fn sets_saved_with_yes_no_flags_mail_after_every_deploy_once_migrated() {
 fn the_pushers_address_is_kept_with_the_deploy() {
     let f = fixture();
     let store = f.open();
-    store.add_service(&new_service("site")).unwrap();
+    store.services().add(&new_service("site")).unwrap();
     let new = NewDeploy {
         user_email: Some("codertocat@example.com".into()),
         ..queued(&"c".repeat(40), "d-1", "first")
     };
-    let id = store.queue_deploy("site", &new).unwrap().unwrap();
-    let deploy = store.deploy(id).unwrap();
+    let id = store.deploys().queue("site", &new).unwrap().unwrap();
+    let deploy = store.deploys().get(id).unwrap();
     assert_eq!(deploy.user.as_deref(), Some("octocat"));
     assert_eq!(deploy.user_email.as_deref(), Some("codertocat@example.com"));
 }
@@ -605,11 +655,11 @@ fn deploy_tables_share_the_accounts_database_without_touching_its_version() {
             .unwrap()
     };
     let before = user_version(&f.db);
-    f.open().add_service(&new_service("site")).unwrap();
+    f.open().services().add(&new_service("site")).unwrap();
     assert_eq!(user_version(&f.db), before);
     // Both open again, in either order, and migrating twice is harmless.
     crate::auth::store::AccountStore::open(&f.db).unwrap();
-    assert_eq!(f.open().list_services().unwrap().len(), 1);
+    assert_eq!(f.open().services().list().unwrap().len(), 1);
 }
 
 #[test]
@@ -624,7 +674,7 @@ fn a_newer_deploy_schema_is_refused() {
         )
         .unwrap();
     assert!(matches!(
-        ServiceStore::open(&f.db, f.key.clone()),
+        DeployStore::open(&f.db, f.key.clone()),
         Err(DeployStoreError::SchemaTooNew { found: 99, .. })
     ));
 }
@@ -650,30 +700,34 @@ fn queued(commit: &str, delivery: &str, message: &str) -> NewDeploy {
 fn claiming_takes_the_newest_queued_deploy_and_coalesces_the_older_into_it() {
     let fx = fixture();
     let store = fx.open();
-    store.add_service(&new_service("site")).unwrap();
-    store.add_service(&new_service("other")).unwrap();
+    store.services().add(&new_service("site")).unwrap();
+    store.services().add(&new_service("other")).unwrap();
     let a = store
-        .queue_deploy("site", &queued("aaa", "d1", "one"))
+        .deploys()
+        .queue("site", &queued("aaa", "d1", "one"))
         .unwrap()
         .unwrap();
     let b = store
-        .queue_deploy("site", &queued("bbb", "d2", "two"))
+        .deploys()
+        .queue("site", &queued("bbb", "d2", "two"))
         .unwrap()
         .unwrap();
     let c = store
-        .queue_deploy("site", &queued("ccc", "d3", "three"))
+        .deploys()
+        .queue("site", &queued("ccc", "d3", "three"))
         .unwrap()
         .unwrap();
     let o = store
-        .queue_deploy("other", &queued("ooo", "d1", "x"))
+        .deploys()
+        .queue("other", &queued("ooo", "d1", "x"))
         .unwrap()
         .unwrap();
     assert_eq!(
-        store.services_with_queued_deploys().unwrap(),
+        store.deploys().services_with_queued().unwrap(),
         vec!["other".to_owned(), "site".to_owned()]
     );
 
-    let claimed = store.claim_next_deploy("site").unwrap().unwrap();
+    let claimed = store.deploys().claim_next("site").unwrap().unwrap();
     assert_eq!(claimed.id, c);
     assert_eq!(claimed.status, DeployStatus::Running);
     assert!(claimed.started_at.is_some());
@@ -684,14 +738,14 @@ fn claiming_takes_the_newest_queued_deploy_and_coalesces_the_older_into_it() {
         "the coalesced pushes' commits are kept"
     );
     for older in [a, b] {
-        let deploy = store.deploy(older).unwrap();
+        let deploy = store.deploys().get(older).unwrap();
         assert_eq!(deploy.status, DeployStatus::Skipped);
         assert!(deploy.error.unwrap().contains(&c.to_string()));
     }
-    assert!(store.claim_next_deploy("site").unwrap().is_none());
-    assert_eq!(store.deploy(o).unwrap().status, DeployStatus::Queued);
+    assert!(store.deploys().claim_next("site").unwrap().is_none());
+    assert_eq!(store.deploys().get(o).unwrap().status, DeployStatus::Queued);
     assert_eq!(
-        store.services_with_queued_deploys().unwrap(),
+        store.deploys().services_with_queued().unwrap(),
         vec!["other".to_owned()]
     );
 }
@@ -701,27 +755,36 @@ fn deploys_left_running_by_a_crash_are_queued_again_on_reopen() {
     let fx = fixture();
     let id = {
         let store = fx.open();
-        store.add_service(&new_service("site")).unwrap();
+        store.services().add(&new_service("site")).unwrap();
         store
-            .queue_deploy("site", &queued("aaa", "d1", "one"))
+            .deploys()
+            .queue("site", &queued("aaa", "d1", "one"))
             .unwrap()
             .unwrap();
-        let claimed = store.claim_next_deploy("site").unwrap().unwrap();
+        let claimed = store.deploys().claim_next("site").unwrap().unwrap();
         claimed.id
     };
     let store = fx.open();
-    assert_eq!(store.deploy(id).unwrap().status, DeployStatus::Running);
-    assert_eq!(store.requeue_interrupted().unwrap(), 1);
-    assert_eq!(store.deploy(id).unwrap().status, DeployStatus::Queued);
-    let again = store.claim_next_deploy("site").unwrap().unwrap();
+    assert_eq!(
+        store.deploys().get(id).unwrap().status,
+        DeployStatus::Running
+    );
+    assert_eq!(store.deploys().requeue_interrupted().unwrap(), 1);
+    assert_eq!(
+        store.deploys().get(id).unwrap().status,
+        DeployStatus::Queued
+    );
+    let again = store.deploys().claim_next("site").unwrap().unwrap();
     assert_eq!(again.id, id);
     store
-        .finish_deploy(id, DeployStatus::Ok, DeployStats::default(), None)
+        .deploys()
+        .finish(id, DeployStatus::Ok, DeployStats::default(), None)
         .unwrap();
-    assert_eq!(store.requeue_interrupted().unwrap(), 0);
+    assert_eq!(store.deploys().requeue_interrupted().unwrap(), 0);
     assert_eq!(
         store
-            .service("site")
+            .services()
+            .get("site")
             .unwrap()
             .last_deployed_commit
             .as_deref(),
