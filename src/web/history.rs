@@ -247,7 +247,7 @@ fn respond(result: Result<Value, RestoreError>) -> Response {
 }
 
 fn task_failed(error: tokio::task::JoinError) -> RestoreError {
-    RestoreError::Task(error.to_string())
+    RestoreError::Task(error.into())
 }
 
 fn error_response(error: &RestoreError) -> Response {

@@ -7,6 +7,7 @@
 //! rollbacks, [`validate`] checks that a service can deploy, and [`provider_api`] talks to the git
 //! hosts' REST APIs. It serves no HTTP itself (that is [`crate::web`]) and prints nothing.
 
+pub mod blocking;
 pub mod git_auth;
 pub mod mirror;
 pub mod model;

@@ -5,6 +5,7 @@
 //! and runs [`push::push_watched`] for the pushed commit; a deploy a crash interrupted is queued
 //! again on start-up and resumes from its journal.
 
+use crate::deploy::service::blocking::run_blocking;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -125,14 +126,14 @@ impl DeployQueue {
             );
         }
         let store = Arc::clone(&self.store);
-        match blocking(move || store.deploys().requeue_interrupted()).await {
+        match run_blocking(move || store.deploys().requeue_interrupted()).await {
             Ok(0) => {}
             Ok(n) => info!(deploys = n, "queued again the deploys a stop interrupted"),
             Err(error) => error!(%error, "cannot re-queue interrupted deploys"),
         }
         loop {
             let store = Arc::clone(&self.store);
-            match blocking(move || store.deploys().services_with_queued()).await {
+            match run_blocking(move || store.deploys().services_with_queued()).await {
                 Ok(services) => {
                     for service in services {
                         if !lock(&self.active).insert(service.clone()) {
@@ -167,7 +168,7 @@ impl DeployQueue {
         loop {
             let store = Arc::clone(&self.store);
             let name = service.clone();
-            let deploy = match blocking(move || store.deploys().claim_next(&name)).await {
+            let deploy = match run_blocking(move || store.deploys().claim_next(&name)).await {
                 Ok(Some(deploy)) => deploy,
                 Ok(None) => break,
                 Err(error) => {
@@ -244,7 +245,7 @@ impl DeployQueue {
             }
         };
         let store = Arc::clone(&self.store);
-        if let Err(error) = blocking(move || {
+        if let Err(error) = run_blocking(move || {
             store
                 .deploys()
                 .finish(id, status, stats, message.as_deref())
@@ -272,7 +273,7 @@ impl DeployQueue {
     async fn deploy(&self, deploy: &Deploy) -> Result<(DeployStats, DeployFiles), RunError> {
         let store = Arc::clone(&self.store);
         let name = deploy.service.clone();
-        let (service, secrets) = blocking(move || {
+        let (service, secrets) = run_blocking(move || {
             let service = store.services().get(&name)?;
             let secrets = store.services().secrets(&name)?;
             Ok::<_, DeployStoreError>((service, secrets))
@@ -395,7 +396,7 @@ impl DeployQueue {
         .map_err(RunError::failed)??;
         let store = Arc::clone(&self.store);
         let (id, recorded) = (deploy.id, tip.clone());
-        blocking(move || store.deploys().settle_commit(id, &recorded, &commits))
+        run_blocking(move || store.deploys().settle_commit(id, &recorded, &commits))
             .await
             .map_err(RunError::failed)?;
         Ok(tip)
@@ -405,7 +406,7 @@ impl DeployQueue {
     pub async fn mirror(&self, service: &Service) -> Result<PathBuf, String> {
         let store = Arc::clone(&self.store);
         let name = service.name.clone();
-        let secrets = blocking(move || store.services().secrets(&name))
+        let secrets = run_blocking(move || store.services().secrets(&name))
             .await
             .map_err(|e| e.to_string())?;
         self.fetch_mirror(service, secrets.provider_token.as_ref())
@@ -509,14 +510,6 @@ fn first_paths<'a>(paths: impl IntoIterator<Item = &'a str>) -> Vec<String> {
         .take(MAX_LISTED_PATHS)
         .map(str::to_owned)
         .collect()
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, DeployStoreError> + Send + 'static,
-) -> Result<T, DeployStoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| DeployStoreError::Corrupt(format!("a store task failed: {e}")))?
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -9,6 +9,7 @@
 //! as restored by it. Neither is allowed while a deploy of the service is queued or running. This
 //! module never writes to the target.
 
+use crate::deploy::service::blocking::run_blocking;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -47,8 +48,8 @@ pub enum RestoreError {
     Plan(String),
     #[error(transparent)]
     Store(#[from] DeployStoreError),
-    #[error("a background task failed: {0}")]
-    Task(String),
+    #[error(transparent)]
+    Task(#[from] crate::deploy::service::blocking::TaskFailed),
 }
 
 /// What a file becomes on the target.
@@ -121,11 +122,11 @@ pub async fn preview_restore(queue: &DeployQueue, service: &str) -> Result<Previ
     let (service, range, active) = {
         let store = Arc::clone(queue.store());
         let name = service.to_owned();
-        blocking(move || {
+        run_blocking(move || {
             let service = store.services().get(&name)?;
             let range = store.deploys().restore_range(&name)?;
             let active = store.deploys().active(&name)?;
-            Ok((service, range, active))
+            Ok::<_, RestoreError>((service, range, active))
         })
         .await?
     };
@@ -140,7 +141,7 @@ pub async fn preview_restore(queue: &DeployQueue, service: &str) -> Result<Previ
         let deployed = deployed.commit.clone();
         let to = to.clone();
         let service = service.name.clone();
-        blocking(move || {
+        run_blocking(move || {
             let repo = GitCli::new(mirror);
             if !repo.has_commit(&to)? {
                 return Err(RestoreError::UnknownCommit {
@@ -185,7 +186,10 @@ pub async fn preview_rollback(
     let (service, active) = {
         let store = Arc::clone(queue.store());
         let name = service.to_owned();
-        blocking(move || Ok((store.services().get(&name)?, store.deploys().active(&name)?))).await?
+        run_blocking(move || {
+            Ok::<_, RestoreError>((store.services().get(&name)?, store.deploys().active(&name)?))
+        })
+        .await?
     };
     let mirror = queue.mirror(&service).await.map_err(RestoreError::Mirror)?;
     let deployed = deployed_commit(queue.store(), &service).await;
@@ -193,12 +197,12 @@ pub async fn preview_rollback(
         let deployed = deployed.commit.clone();
         let commit = commit.to_owned();
         let service = service.name.clone();
-        blocking(move || {
+        run_blocking(move || {
             let repo = GitCli::new(mirror);
             let to = resolve(&repo, &service, &commit)?;
             let info = commit_info(repo.dir(), &to)?;
             let changes = net_changes(&repo, deployed.as_deref(), &to)?;
-            Ok((to, info, changes))
+            Ok::<_, RestoreError>((to, info, changes))
         })
         .await?
     };
@@ -254,7 +258,10 @@ pub async fn queue_rollback(
     let (record, active) = {
         let store = Arc::clone(&store);
         let name = service.to_owned();
-        blocking(move || Ok((store.services().get(&name)?, store.deploys().active(&name)?))).await?
+        run_blocking(move || {
+            Ok::<_, RestoreError>((store.services().get(&name)?, store.deploys().active(&name)?))
+        })
+        .await?
     };
     // Refused before the fetch; `queue_exclusive` checks again, atomically.
     if let Some(active) = active {
@@ -268,7 +275,7 @@ pub async fn queue_rollback(
     let mirror = queue.mirror(&record).await.map_err(RestoreError::Mirror)?;
     let commit = commit.to_owned();
     let by = by.map(str::to_owned);
-    blocking(move || {
+    run_blocking(move || {
         let repo = GitCli::new(mirror);
         let to = resolve(&repo, &record.name, &commit)?;
         let new = NewDeploy {
@@ -450,14 +457,6 @@ fn commit_info(repo: &Path, commit: &str) -> Result<PushCommit, RestoreError> {
             }
             .into()
         })
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, RestoreError> + Send + 'static,
-) -> Result<T, RestoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| RestoreError::Task(e.to_string()))?
 }
 
 #[cfg(test)]

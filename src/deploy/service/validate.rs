@@ -5,6 +5,7 @@
 //! a provider token — the git host has the service's webhook registered. The CLI (`service
 //! add/edit/validate`), the API and `deploy serve`'s schedule all run [`validate_and_record`].
 
+use crate::deploy::service::blocking::run_blocking;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,7 +81,7 @@ pub async fn run_schedule(store: Arc<DeployStore>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
         let list = Arc::clone(&store);
-        let services = match blocking(move || list.services().list()).await {
+        let services = match run_blocking(move || list.services().list()).await {
             Ok(services) => services,
             Err(error) => {
                 warn!(%error, "scheduled validation: cannot list the services");
@@ -111,7 +112,7 @@ pub async fn validate_and_record(
 ) -> Result<(Vec<Check>, Validation), DeployStoreError> {
     let lookup = Arc::clone(&store);
     let owned = name.to_owned();
-    let (service, secrets) = blocking(move || {
+    let (service, secrets) = run_blocking(move || {
         Ok::<_, DeployStoreError>((
             lookup.services().get(&owned)?,
             lookup.services().secrets(&owned)?,
@@ -122,16 +123,8 @@ pub async fn validate_and_record(
     let stored: Vec<ValidationCheck> = checks.iter().map(Check::to_stored).collect();
     let owned = name.to_owned();
     let validation =
-        blocking(move || store.services().record_validation_checks(&owned, &stored)).await?;
+        run_blocking(move || store.services().record_validation_checks(&owned, &stored)).await?;
     Ok((checks, validation))
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, DeployStoreError> + Send + 'static,
-) -> Result<T, DeployStoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| DeployStoreError::Corrupt(format!("a store task failed: {e}")))?
 }
 
 impl Check {

@@ -108,6 +108,8 @@ pub enum DeployStoreError {
     #[error("invalid value stored in the database: {0}")]
     Corrupt(String),
     #[error(transparent)]
+    TaskFailed(#[from] super::blocking::TaskFailed),
+    #[error(transparent)]
     Secret(#[from] SecretKeyError),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
