@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::Args;
 use serde_json::json;
 
-use super::deploy_service::{Access, SecretKeyArgs};
+use super::deploy_store::{Access, SecretKeyArgs};
 use crate::deploy::engine::marker::current_deployer;
 use crate::deploy::engine::plan::human_bytes;
 use crate::deploy::service::model::{Deploy, DeployFilter, DeployStatus, ServiceStats};

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use clap::{Args, Subcommand};
 
-use super::deploy_service::{Access, SecretKeyArgs};
+use super::deploy_store::{Access, SecretKeyArgs};
 use crate::deploy::service::model::{NotificationSet, NotificationSetUpdate, NotifyWhen};
 
 /// `ferry deploy notify ...`

@@ -10,84 +10,16 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use super::deploy_store::{Access, SecretKeyArgs};
 use crate::deploy::engine::target::DeployTarget;
 use crate::deploy::service::model::{
     DeployStatus, NewService, Secret, Service, ServiceSecrets, ServiceUpdate, TlsVerify, Validation,
 };
-use crate::deploy::service::secret_key::SecretKey;
 use crate::deploy::service::store::{
     DeployStore, DeployStoreError, SentSecret, generate_webhook_secret,
 };
 use crate::deploy::service::validate::validate_and_record;
 use crate::deploy::service::webhook::{BranchPattern, Provider};
-
-/// Where the key that encrypts deploy secrets comes from.
-#[derive(Debug, Clone, Args)]
-pub struct SecretKeyArgs {
-    /// File holding the key that encrypts deploy secrets (base64 of 32 bytes); created with
-    /// mode 0600 if missing. Default: `FERRY_SECRET_KEY` if set, else DB.secret-key beside the
-    /// database.
-    #[arg(
-        long,
-        global = true,
-        value_name = "FILE",
-        env = "FERRY_SECRET_KEY_FILE"
-    )]
-    pub secret_key_file: Option<PathBuf>,
-}
-
-impl SecretKeyArgs {
-    /// The key: the file named by the flag, else `FERRY_SECRET_KEY`, else the file beside `db`.
-    pub fn load(&self, db: &Path) -> anyhow::Result<SecretKey> {
-        if let Some(path) = &self.secret_key_file {
-            return Ok(SecretKey::load_or_create(path)?);
-        }
-        if let Ok(text) = std::env::var("FERRY_SECRET_KEY") {
-            return Ok(SecretKey::from_base64(&text, "in FERRY_SECRET_KEY")?);
-        }
-        Ok(SecretKey::load_or_create(&SecretKey::default_path(db))?)
-    }
-
-    /// The key if it exists; else one that lives in memory only, for commands that never seal
-    /// nor open a secret (a listing must not create a key file, let alone one that would not
-    /// match secrets sealed under a lost key).
-    fn load_for_reading(&self, db: &Path) -> anyhow::Result<SecretKey> {
-        let path = match &self.secret_key_file {
-            Some(path) => path.clone(),
-            None if std::env::var_os("FERRY_SECRET_KEY").is_some() => return self.load(db),
-            None => SecretKey::default_path(db),
-        };
-        if path.exists() {
-            return self.load(db);
-        }
-        Ok(SecretKey::generate().0)
-    }
-
-    /// Opens the deploy database at `db` as `access` allows.
-    pub fn open_store(&self, db: &Path, access: Access) -> anyhow::Result<DeployStore> {
-        if access != Access::Create {
-            crate::cli::require_database(db)?;
-        }
-        let key = match access {
-            Access::Read => self.load_for_reading(db)?,
-            Access::Create | Access::Change => self.load(db)?,
-        };
-        DeployStore::open(db, key)
-            .with_context(|| format!("cannot open the deploy database {}", db.display()))
-    }
-}
-
-/// What a command may do to the database: only commands that add something create it, and only
-/// commands that store a secret create the key file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Lists and shows: the database must exist; no key file is made.
-    Read,
-    /// Changes something that must already exist.
-    Change,
-    /// Adds: the database and the key file are made when missing.
-    Create,
-}
 
 /// `ferry deploy service ...`
 #[derive(Debug, Args)]
@@ -277,27 +209,6 @@ fn parse_target(text: &str) -> anyhow::Result<DeployTarget> {
     Ok(target)
 }
 
-/// The provider a repository URL's host suggests.
-pub fn guess_provider(repo: &str) -> Provider {
-    let host = url::Url::parse(repo)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        // scp-like `git@host:owner/repo.git`
-        .or_else(|| {
-            repo.split_once(':')
-                .map(|(user_host, _)| user_host.rsplit('@').next().unwrap_or("").to_owned())
-        })
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    match host.as_str() {
-        "github.com" => Provider::Github,
-        "gitlab.com" => Provider::Gitlab,
-        "bitbucket.org" => Provider::Bitbucket,
-        "codeberg.org" | "gitea.com" => Provider::Gitea,
-        _ => Provider::Git,
-    }
-}
-
 /// Runs one `deploy service` command against the database at `db`.
 pub async fn run(db: &Path, args: ServiceArgs) -> anyhow::Result<()> {
     let access = match &args.command {
@@ -413,7 +324,7 @@ fn add(store: &DeployStore, name: String, settings: ServiceSettings) -> anyhow::
     };
     let provider = match &settings.provider {
         Some(text) => parse_provider(text)?,
-        None => guess_provider(repo),
+        None => Provider::guess_from_repo(repo),
     };
     let branch = parse_branch(branch)?;
     let target = parse_target(to)?;
@@ -656,25 +567,4 @@ fn show(store: &DeployStore, name: &str, as_json: bool) -> anyhow::Result<()> {
         None => crate::outln!("validation:  never run"),
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn provider_is_guessed_from_the_repository_host() {
-        for (repo, provider) in [
-            ("https://github.com/o/r.git", Provider::Github),
-            ("git@github.com:o/r.git", Provider::Github),
-            ("https://GitLab.com/o/r", Provider::Gitlab),
-            ("git@bitbucket.org:team/site.git", Provider::Bitbucket),
-            ("https://codeberg.org/o/r.git", Provider::Gitea),
-            ("file:///srv/git/site.git", Provider::Git),
-            ("/srv/git/site.git", Provider::Git),
-            ("https://git.example.com/o/r.git", Provider::Git),
-        ] {
-            assert_eq!(guess_provider(repo), provider, "{repo}");
-        }
-    }
 }

@@ -5,6 +5,7 @@
 pub mod deploy_log;
 pub mod deploy_notify;
 pub mod deploy_service;
+pub mod deploy_store;
 pub mod deploy_token;
 mod progress_line;
 
@@ -135,7 +136,7 @@ pub struct DeployServeArgs {
     #[arg(value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
     pub listen: String,
     #[command(flatten)]
-    pub key: crate::cli::deploy_service::SecretKeyArgs,
+    pub key: crate::cli::deploy_store::SecretKeyArgs,
     /// Services deploying at the same time.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel: u16,

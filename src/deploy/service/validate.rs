@@ -187,13 +187,8 @@ async fn check_webhook(service: &Service, secrets: &ServiceSecrets) -> Check {
 
 async fn check_repository(service: &Service, secrets: &ServiceSecrets) -> Check {
     let name = "repository";
-    let mut command = tokio::process::Command::new("git");
-    command
-        .args(["ls-remote", "--heads", "--", &service.repo_url])
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("LC_ALL", "C")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
+    let mut command = crate::deploy::engine::git::async_command();
+    command.args(["ls-remote", "--heads", "--", &service.repo_url]);
     if let Some(token) = &secrets.provider_token {
         command.envs(git_auth::git_env(
             service.provider,
