@@ -5,7 +5,7 @@
 //! and runs [`push::push_watched`] for the pushed commit; a deploy a crash interrupted is queued
 //! again on start-up and resumes from its journal.
 
-use crate::deploy::service::blocking::run_blocking;
+use crate::deploy::service::blocking::{TaskFailed, run_blocking};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{error, info, warn};
 
-use super::mirror::Mirrors;
-use super::model::{Deploy, DeployKind, DeployStats, DeployStatus, Secret, Service};
+use super::mirror::{MirrorError, Mirrors};
+use super::model::{Deploy, DeployKind, DeployStats, DeployStatus, Service};
 use super::notify::{DeployFiles, MAX_LISTED_PATHS, Notifier};
 use super::store::{DeployStore, DeployStoreError};
 use super::webhook::PushCommit;
 use crate::deploy::engine::DeployError;
-use crate::deploy::engine::git::{GitCli, RepoSource};
+use crate::deploy::engine::git::{GitCli, GitError, RepoSource};
 use crate::deploy::engine::progress::{Progress, ProgressSnapshot, Reporter};
 use crate::deploy::engine::push::{self, DeployRequest, PushOutcome, Revision};
 use crate::deploy::engine::retry::default_retry_policy;
@@ -197,9 +197,7 @@ impl DeployQueue {
         };
         let result = task.await.unwrap_or_else(|error| {
             error!(deploy = id, %error, "the deploy task failed");
-            Err(RunError::Failed(format!(
-                "the deploy stopped on an internal error ({error}); it was logged"
-            )))
+            Err(DeployFailure::Task(error.into()))
         });
         let progress = lock(&self.progress).remove(&id);
         let (status, stats, files, message) = match result {
@@ -216,20 +214,20 @@ impl DeployQueue {
                 );
                 (DeployStatus::Ok, stats, files, None)
             }
-            Err(RunError::Refused(reason)) => {
+            Err(refused @ DeployFailure::Backwards(_)) => {
                 warn!(
                     deploy = id,
                     service = deploy.service,
-                    "deploy not run: {reason}"
+                    "deploy not run: {refused}"
                 );
                 (
                     DeployStatus::Skipped,
                     DeployStats::default(),
                     DeployFiles::default(),
-                    Some(reason),
+                    Some(refused.to_string()),
                 )
             }
-            Err(RunError::Failed(error)) => {
+            Err(error) => {
                 warn!(deploy = id, service = deploy.service, %error, "deploy failed");
                 // What went out before the failure, for the log.
                 let sent = DeployStats {
@@ -240,7 +238,7 @@ impl DeployQueue {
                     DeployStatus::Failed,
                     sent,
                     DeployFiles::default(),
-                    Some(error),
+                    Some(error.to_string()),
                 )
             }
         };
@@ -270,7 +268,7 @@ impl DeployQueue {
     }
 
     /// Mirror, settle the commit, then push.
-    async fn deploy(&self, deploy: &Deploy) -> Result<(DeployStats, DeployFiles), RunError> {
+    async fn deploy(&self, deploy: &Deploy) -> Result<(DeployStats, DeployFiles), DeployFailure> {
         let store = Arc::clone(&self.store);
         let name = deploy.service.clone();
         let (service, secrets) = run_blocking(move || {
@@ -278,17 +276,15 @@ impl DeployQueue {
             let secrets = store.services().secrets(&name)?;
             Ok::<_, DeployStoreError>((service, secrets))
         })
-        .await
-        .map_err(RunError::failed)?;
+        .await?;
         let password = secrets
             .ftp_password
             .map(|p| p.expose().to_owned())
-            .ok_or_else(|| RunError::Failed("the service has no FTP password".to_owned()))?;
+            .ok_or(DeployFailure::NoPassword)?;
         let mirror = self
             .mirrors
             .update(&service, secrets.provider_token.as_ref())
-            .await
-            .map_err(RunError::failed)?;
+            .await?;
         // A push deploys what its branch holds now, whatever the webhook named: the webhook is
         // only a trigger. Restores and rollbacks deploy the commit an admin chose.
         let (commit, forward_only) = match deploy.kind {
@@ -317,13 +313,10 @@ impl DeployQueue {
         });
         let outcome = push::push(&request, reporter)
             .await
-        .map_err(|error| match error {
-            error @ DeployError::Backwards { .. } => RunError::Refused(format!(
-                "{error}; a webhook never moves a site backwards: deploy that commit on purpose \
-                 with a rollback"
-            )),
-            error => RunError::Failed(error.to_string()),
-        })?;
+            .map_err(|error| match error {
+                error @ DeployError::Backwards { .. } => DeployFailure::Backwards(error),
+                error => DeployFailure::Engine(error),
+            })?;
         if !outcome.plan.skipped.is_empty() {
             let first: Vec<String> = outcome
                 .plan
@@ -340,9 +333,7 @@ impl DeployQueue {
                 "entries FTP cannot create were left out"
             );
         }
-        tokio::task::spawn_blocking(move || stats(&mirror, &outcome))
-            .await
-            .map_err(RunError::failed)
+        Ok(run_blocking(move || Ok::<_, DeployFailure>(stats(&mirror, &outcome))).await?)
     }
 
     /// The commit a push deploy runs: the tip of the pushed branch in the freshly fetched
@@ -353,25 +344,19 @@ impl DeployQueue {
         deploy: &Deploy,
         service: &Service,
         mirror: &Path,
-    ) -> Result<String, RunError> {
+    ) -> Result<String, DeployFailure> {
         let branch = match &deploy.branch {
             Some(branch) => branch.clone(),
             None if !service.branch.is_glob() => service.branch.as_str().to_owned(),
-            None => {
-                return Err(RunError::Failed(
-                    "the deploy names no branch and the service's is a pattern".to_owned(),
-                ));
-            }
+            None => return Err(DeployFailure::NoBranch),
         };
         let repo = GitCli::new(mirror);
         let claimed = deploy.commit_to.clone();
         let last = service.last_deployed_commit.clone();
-        let (tip, commits) = tokio::task::spawn_blocking(move || {
-            let tip = repo.resolve(&format!("refs/heads/{branch}")).map_err(|_| {
-                RunError::Failed(format!(
-                    "the branch {branch} is not in the repository (was it deleted?)"
-                ))
-            })?;
+        let (tip, commits) = run_blocking(move || {
+            let tip = repo
+                .resolve(&format!("refs/heads/{branch}"))
+                .map_err(|_| DeployFailure::BranchMissing(branch.clone()))?;
             let holds_claimed = repo.has_commit(&claimed).unwrap_or(false)
                 && repo.is_ancestor(&claimed, &tip).unwrap_or(false);
             if !holds_claimed {
@@ -384,44 +369,29 @@ impl DeployQueue {
             }
             let from = last.filter(|last| repo.is_ancestor(last, &tip).unwrap_or(false));
             let commits: Vec<PushCommit> = repo
-                .log(from.as_deref(), &tip, MAX_LISTED_COMMITS)
-                .map_err(RunError::failed)?
+                .log(from.as_deref(), &tip, MAX_LISTED_COMMITS)?
                 .into_iter()
                 .rev()
                 .map(PushCommit::from)
                 .collect();
-            Ok::<_, RunError>((tip, commits))
+            Ok::<_, DeployFailure>((tip, commits))
         })
-        .await
-        .map_err(RunError::failed)??;
+        .await?;
         let store = Arc::clone(&self.store);
         let (id, recorded) = (deploy.id, tip.clone());
-        run_blocking(move || store.deploys().settle_commit(id, &recorded, &commits))
-            .await
-            .map_err(RunError::failed)?;
+        run_blocking(move || store.deploys().settle_commit(id, &recorded, &commits)).await?;
         Ok(tip)
     }
 
     /// Brings the service's mirror up to date (see [`Mirrors::update`]); its path.
-    pub async fn mirror(&self, service: &Service) -> Result<PathBuf, String> {
+    pub async fn mirror(&self, service: &Service) -> Result<PathBuf, DeployFailure> {
         let store = Arc::clone(&self.store);
         let name = service.name.clone();
-        let secrets = run_blocking(move || store.services().secrets(&name))
-            .await
-            .map_err(|e| e.to_string())?;
-        self.fetch_mirror(service, secrets.provider_token.as_ref())
-            .await
-    }
-
-    async fn fetch_mirror(
-        &self,
-        service: &Service,
-        token: Option<&Secret>,
-    ) -> Result<PathBuf, String> {
-        self.mirrors
-            .update(service, token)
-            .await
-            .map_err(|e| e.to_string())
+        let secrets = run_blocking(move || store.services().secrets(&name)).await?;
+        Ok(self
+            .mirrors
+            .update(service, secrets.provider_token.as_ref())
+            .await?)
     }
 }
 
@@ -444,19 +414,31 @@ impl Reporter for QueuedDeployReporter {
     }
 }
 
-/// Why a deploy did not succeed.
-#[derive(Debug)]
-enum RunError {
-    /// It was not run, on purpose (recorded as skipped, with the reason).
-    Refused(String),
-    /// It failed (recorded as failed, with the error).
-    Failed(String),
-}
-
-impl RunError {
-    fn failed(error: impl std::fmt::Display) -> Self {
-        Self::Failed(error.to_string())
-    }
+/// Why a queued deploy did not succeed, as recorded with it.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployFailure {
+    /// Not run on purpose: a webhook never moves a site backwards (recorded as skipped).
+    #[error(
+        "{0}; a webhook never moves a site backwards: deploy that commit on purpose with a \
+         rollback"
+    )]
+    Backwards(DeployError),
+    #[error(transparent)]
+    Engine(DeployError),
+    #[error(transparent)]
+    Store(#[from] DeployStoreError),
+    #[error(transparent)]
+    Mirror(#[from] MirrorError),
+    #[error("git: {0}")]
+    Git(#[from] GitError),
+    #[error("the deploy stopped on an internal error: {0}")]
+    Task(#[from] TaskFailed),
+    #[error("the service has no FTP password")]
+    NoPassword,
+    #[error("the branch {0} is not in the repository (was it deleted?)")]
+    BranchMissing(String),
+    #[error("the deploy names no branch and the service's is a pattern")]
+    NoBranch,
 }
 
 /// A service with a worker: freed, and the dispatcher woken, when dropped.

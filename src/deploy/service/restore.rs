@@ -41,7 +41,7 @@ pub enum RestoreError {
     #[error("no commit {commit} in the repository of {service}; give a commit id of its branch")]
     UnknownCommit { service: String, commit: String },
     #[error("cannot update the repository mirror: {0}")]
-    Mirror(String),
+    Mirror(#[from] crate::deploy::service::queue::DeployFailure),
     #[error("git: {0}")]
     Git(#[from] GitError),
     #[error("cannot plan the deploy: {0}")]
@@ -134,7 +134,7 @@ pub async fn preview_restore(queue: &DeployQueue, service: &str) -> Result<Previ
         return Err(RestoreError::NothingToRestore(service.name));
     };
     let to = newest.commit_to.clone();
-    let mirror = queue.mirror(&service).await.map_err(RestoreError::Mirror)?;
+    let mirror = queue.mirror(&service).await?;
     let deployed = deployed_commit(queue.store(), &service).await;
     let deploys: Vec<i64> = range.iter().map(|d| d.id).collect();
     let (commits, changes) = {
@@ -191,7 +191,7 @@ pub async fn preview_rollback(
         })
         .await?
     };
-    let mirror = queue.mirror(&service).await.map_err(RestoreError::Mirror)?;
+    let mirror = queue.mirror(&service).await?;
     let deployed = deployed_commit(queue.store(), &service).await;
     let (to, commit_info, changes) = {
         let deployed = deployed.commit.clone();
@@ -272,7 +272,7 @@ pub async fn queue_rollback(
         }
         .into());
     }
-    let mirror = queue.mirror(&record).await.map_err(RestoreError::Mirror)?;
+    let mirror = queue.mirror(&record).await?;
     let commit = commit.to_owned();
     let by = by.map(str::to_owned);
     run_blocking(move || {
