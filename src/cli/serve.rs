@@ -1,0 +1,214 @@
+//! `ferry serve`: the FTP server's composition root — settings, accounts, storages, TLS,
+//! listeners, signals.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tracing::{info, warn};
+
+use crate::auth::SqliteAuthenticator;
+use crate::auth::store::AccountStore;
+use crate::config::{FileConfig, FsSettings, ServeArgs, ServeSettings, StorageSpec};
+use crate::server::{self, Server, Shutdown, TlsContext};
+use crate::storage::StorageProvider;
+use crate::storage::fs::FsProvider;
+use crate::systemd;
+
+use super::accounts::open_store;
+use super::db_path;
+
+/// Opens one storage of the server: local disk (the root created if missing) or object storage.
+async fn open_storage(spec: &StorageSpec) -> anyhow::Result<Arc<dyn StorageProvider>> {
+    match spec {
+        StorageSpec::Fs(FsSettings { root }) => {
+            std::fs::create_dir_all(root).with_context(|| {
+                format!("cannot create the FTP root directory {}", root.display())
+            })?;
+            let root = std::fs::canonicalize(root)
+                .with_context(|| format!("cannot open the FTP root {}", root.display()))?;
+            Ok(Arc::new(FsProvider::new(root)))
+        }
+        #[cfg(feature = "s3")]
+        StorageSpec::S3(settings) => Ok(Arc::new(
+            crate::storage::s3::S3Provider::connect(settings).await?,
+        )),
+    }
+}
+
+/// One line for the start-up log: where files go.
+fn describe_storage(spec: &StorageSpec) -> String {
+    match spec {
+        StorageSpec::Fs(FsSettings { root }) => format!("local disk under {}", root.display()),
+        #[cfg(feature = "s3")]
+        StorageSpec::S3(settings) => format!(
+            "s3://{}/{} at {}",
+            settings.bucket,
+            settings.prefix.as_deref().unwrap_or(""),
+            settings.endpoint.as_deref().unwrap_or("AWS")
+        ),
+    }
+}
+
+pub(super) async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let settings = ServeSettings::resolve(&args, &file)?;
+    let db = db_path(db_flag, Some(&file));
+    let store = if settings.accounts_read_only {
+        AccountStore::open_read_only(&db).with_context(|| {
+            format!(
+                "cannot open the accounts database {} read-only; make it with \
+                 `ferry --db ADMIN.db accounts snapshot {}`",
+                db.display(),
+                db.display()
+            )
+        })?
+    } else {
+        open_store(&db)?
+    };
+    let store = Arc::new(store);
+    let storage = open_storage(&settings.storage).await?;
+    let mut named_storage = BTreeMap::new();
+    for (name, spec) in &settings.named_storage {
+        let provider = open_storage(spec)
+            .await
+            .with_context(|| format!("cannot open the storage [storage.{name}]"))?;
+        named_storage.insert(name.clone(), provider);
+    }
+    let tls = match &settings.tls {
+        Some(tls_settings) => Some(Arc::new(TlsContext::new(tls_settings.clone())?)),
+        None => None,
+    };
+    let listener = server::bind_listener(settings.listen)
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let local = listener.local_addr()?;
+    let implicit = match settings.implicit_listen {
+        Some(addr) => Some(
+            server::bind_listener(addr)
+                .with_context(|| format!("cannot listen for implicit FTPS on {addr}"))?,
+        ),
+        None => None,
+    };
+
+    if store.list_users()?.is_empty() {
+        warn!(
+            "no FTP accounts yet; add one with: printf '%s' \"$PASSWORD\" | ferry --db {} user add NAME --password-stdin",
+            db.display()
+        );
+    }
+    let mut config = settings.server.clone();
+    config.tls = tls.clone();
+    let server = Server::with_named_storage(
+        config,
+        Arc::new(SqliteAuthenticator::with_hash_cost(
+            Arc::clone(&store),
+            settings.password_cost,
+        )),
+        storage,
+        named_storage,
+    );
+    info!(
+        listen = %local,
+        implicit_tls = %implicit
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map_or_else(|| "off".to_owned(), |addr| addr.to_string()),
+        tls_required = settings.tls.as_ref().map_or("none", |t| t.required.as_str()),
+        storage = %describe_storage(&settings.storage),
+        named_storage = %settings
+            .named_storage
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(","),
+        db = %db.display(),
+        accounts_read_only = settings.accounts_read_only,
+        passive_ports = %settings.server.passive_ports,
+        masquerade = %settings.server.masquerade,
+        proxy_protocol_from = ?settings.server.proxy_protocol_from,
+        "ferry FTP server listening"
+    );
+    let shutdown = Shutdown::default();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    if let Some(tls) = tls {
+        tokio::spawn(reload_certificate_on_sighup(tls));
+    }
+    if let Some(addr) = settings.metrics_listen {
+        let http = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for /metrics on {addr}"))?;
+        info!(listen = %http.local_addr()?, "serving /metrics and /healthz");
+        tokio::spawn(server::serve_http(
+            http,
+            Arc::clone(&server),
+            shutdown.clone(),
+        ));
+    }
+    systemd::ready(&format!("accepting FTP connections on {local}"));
+    tokio::spawn(systemd::keep_watchdog_fed());
+    server::serve(listener, implicit, server, shutdown).await;
+    info!("stopped");
+    Ok(())
+}
+
+/// SIGHUP: load the certificate again; new connections use it, running sessions keep theirs.
+async fn reload_certificate_on_sighup(tls: Arc<TlsContext>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        warn!("cannot install the SIGHUP handler; certificate reloads need a restart");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => info!("certificate reloaded"),
+            Err(error) => {
+                warn!(%error, "certificate reload failed; the previous certificate stays in use")
+            }
+        }
+    }
+}
+
+/// SIGTERM or SIGINT: stop accepting and let transfers finish; a second one stops at once.
+/// Completes on SIGTERM or SIGINT (never, if the handlers cannot be installed).
+pub(super) async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        warn!("cannot install signal handlers; stop the service with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    info!("stop requested");
+}
+
+async fn watch_signals(shutdown: Shutdown) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        warn!("cannot install signal handlers; stop the server with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    info!("shutdown requested; send the signal again to stop at once");
+    systemd::stopping();
+    shutdown.graceful.cancel();
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    shutdown.immediate.cancel();
+}
