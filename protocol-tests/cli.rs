@@ -391,10 +391,10 @@ fn sigterm_lets_a_running_transfer_finish_and_exits_cleanly() {
 
 #[test]
 fn serve_on_ipv6_answers_epsv_and_eprt() {
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("skipped: this machine has no IPv6 loopback");
-        return;
-    }
+    assert!(
+        std::net::TcpListener::bind("[::1]:0").is_ok(),
+        "this test needs an IPv6 loopback (::1); enable IPv6 on lo"
+    );
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     add_user(d, "ferry.db", &["six"], "six pass");
@@ -433,11 +433,11 @@ fn serve_on_ipv6_answers_epsv_and_eprt() {
 fn serve_with_no_arguments_listens_on_127_0_0_1_port_2121() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // Only where the default port is free; another server on it is not ours to stop.
-    if std::net::TcpListener::bind("127.0.0.1:2121").is_err() {
-        eprintln!("skipped: 127.0.0.1:2121 is in use");
-        return;
-    }
+    // The default port must be free: another server on it is not ours to stop.
+    assert!(
+        std::net::TcpListener::bind("127.0.0.1:2121").is_ok(),
+        "this test needs 127.0.0.1:2121 free (the default address); stop what listens there"
+    );
     let server = FerryServe::start(&mut ferry(d, &["serve"]));
     assert_eq!(server.addr, "127.0.0.1:2121".parse().unwrap());
     assert!(d.join("ferry.db").is_file() && d.join("ftp-root").is_dir());
