@@ -1,8 +1,10 @@
 //! ferry: an FTP/FTPS server, an FTP/FTPS client, and a git-to-FTP deploy service.
 //!
-//! The module map and the reasons behind it are in the repository's design notes; in short,
-//! [`protocol`] is pure and imports nothing from the rest of the crate, [`server`] is the only code
-//! that awaits the network for the server, and [`storage`] and [`auth`] sit behind traits.
+//! The module map, the layering rules and the reasons behind them are in the repository's
+//! `ARCHITECTURE.md`; in short, [`protocol`] is pure and imports nothing from the rest of the
+//! crate, [`server`] is the only code that awaits the network for the server, [`storage`] and
+//! [`auth`] sit behind traits, the [`deploy`] engine knows no database, HTTP or terminal, and
+//! [`cli`] sits on top of everything.
 
 pub mod auth;
 pub mod cli;
