@@ -16,6 +16,7 @@ use ferry::protocol::time::UtcDateTime;
 use ferry::server::Masquerade;
 use tempfile::TempDir;
 
+use crate::dialogue::Dialogue;
 use crate::support::*;
 
 const MIB: u64 = 1 << 20;
@@ -271,10 +272,10 @@ fn pasv_reply_with_unroutable_address_is_replaced_by_the_control_peer() {
     });
     block_on(async {
         // The server really announces the unroutable address.
-        let mut raw = RawSession::login(&server);
-        let pasv = raw.expect("PASV", "227");
-        assert!(pasv.contains("10,1,2,3"), "{pasv}");
-        raw.expect("QUIT", "221");
+        let mut raw = Dialogue::login(&server);
+        let pasv = raw.expect("PASV", 227);
+        assert!(pasv.text().contains("10,1,2,3"), "{pasv:?}");
+        raw.expect("QUIT", 221);
 
         let mut config = ferry_config(&server);
         config.use_epsv = false;

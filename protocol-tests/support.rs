@@ -365,107 +365,25 @@ pub fn assert_success(output: &Output) {
     );
 }
 
-/// A hand-driven control connection, for the dialogues real clients never have.
-pub struct RawSession {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl RawSession {
-    /// Connects and reads the greeting.
+/// The dialogue's ways in to a [`TestServer`] with its test accounts.
+impl Dialogue {
+    /// Connects and checks the `220` greeting.
     pub fn connect(server: &TestServer) -> Self {
-        let stream = TcpStream::connect(server.addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let mut session = Self {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        };
-        let greeting = session.reply();
-        assert!(greeting.starts_with("220"), "greeting: {greeting}");
-        session
+        let (dialogue, greeting) = Self::open(server.addr);
+        assert_eq!(greeting.code, 220, "greeting: {greeting:?}");
+        dialogue
     }
 
     /// Connects and logs in as [`USER`].
     pub fn login(server: &TestServer) -> Self {
-        Self::login_as(server, USER)
+        let mut dialogue = Self::connect(server);
+        dialogue.log_in(USER);
+        dialogue
     }
 
-    pub fn login_as(server: &TestServer, user: &str) -> Self {
-        let mut session = Self::connect(server);
-        session.expect(&format!("USER {user}"), "331");
-        session.expect(&format!("PASS {PASSWORD}"), "230");
-        session
-    }
-
-    pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).unwrap();
-    }
-
-    pub fn send(&mut self, line: &str) {
-        self.send_raw(format!("{line}\r\n").as_bytes());
-    }
-
-    /// Reads one complete reply (all lines of a multi-line reply), with CRLFs.
-    pub fn reply(&mut self) -> String {
-        let mut text = String::new();
-        let mut first = String::new();
-        self.reader.read_line(&mut first).expect("reading a reply");
-        assert!(!first.is_empty(), "the server closed the connection");
-        text.push_str(&first);
-        if first.len() > 3 && first.as_bytes()[3] == b'-' {
-            let end = format!("{} ", &first[..3]);
-            loop {
-                let mut line = String::new();
-                self.reader
-                    .read_line(&mut line)
-                    .expect("reading a reply line");
-                assert!(
-                    !line.is_empty(),
-                    "connection closed inside a multi-line reply"
-                );
-                text.push_str(&line);
-                if line.starts_with(&end) {
-                    break;
-                }
-            }
-        }
-        text
-    }
-
-    /// Sends `line` and returns the reply.
-    pub fn command(&mut self, line: &str) -> String {
-        self.send(line);
-        self.reply()
-    }
-
-    /// Sends `line` and checks that the reply starts with `code`.
-    #[track_caller]
-    pub fn expect(&mut self, line: &str, code: &str) -> String {
-        let reply = self.command(line);
-        assert!(
-            reply.starts_with(code),
-            "{line:?}: expected {code}, got {reply:?}"
-        );
-        reply
-    }
-
-    /// True once the server has closed the connection.
-    pub fn is_closed(&mut self) -> bool {
-        let mut buf = [0u8; 1];
-        matches!(self.reader.read(&mut buf), Ok(0))
-    }
-
-    /// Sends PASV and connects to the port it names.
-    pub fn pasv_connect(&mut self) -> TcpStream {
-        let reply = self.expect("PASV", "227");
-        let addr = ferry::protocol::address::parse_pasv_reply(&reply[4..]).unwrap();
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        stream
+    pub fn log_in(&mut self, user: &str) {
+        self.expect(&format!("USER {user}"), 331);
+        self.expect(&format!("PASS {PASSWORD}"), 230);
     }
 }
 

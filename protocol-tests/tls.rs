@@ -16,6 +16,7 @@ use ferry::server::tls::{CertificateError, load_certificate};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
+use crate::dialogue::Dialogue;
 use crate::support::*;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -406,13 +407,13 @@ fn python_ftplib_never_resumes_so_required_resumption_refuses_its_data_connectio
 #[test]
 fn plain_login_is_refused_before_the_password_when_tls_is_required() {
     let server = TestServer::start_with_tls(|_, _| {});
-    let mut session = RawSession::connect(&server);
+    let mut session = Dialogue::connect(&server);
     let reply = session.command(&format!("USER {USER}"));
-    assert!(reply.starts_with("530"), "{reply}");
+    assert_eq!(reply.code, 530, "{reply:?}");
     // No login is in progress, so a password is not taken.
     let reply = session.command(&format!("PASS {PASSWORD}"));
-    assert!(reply.starts_with("503"), "{reply}");
-    session.expect("PWD", "530");
+    assert_eq!(reply.code, 503, "{reply:?}");
+    session.expect("PWD", 530);
     // curl without TLS cannot log in either.
     let output = curl(&[&server.url()]);
     assert!(!output.status.success(), "{output:?}");
@@ -450,10 +451,11 @@ fn an_account_can_require_tls_when_the_server_does_not() {
     store
         .set_user_tls_required(USER, Some(TlsRequirement::All))
         .unwrap();
-    let mut session = RawSession::connect(&server);
-    session.expect(&format!("USER {USER}"), "530");
+    let mut session = Dialogue::connect(&server);
+    session.expect(&format!("USER {USER}"), 530);
     // Another account without the requirement logs in in clear text.
-    let _reader = RawSession::login_as(&server, READER);
+    let mut reader = Dialogue::connect(&server);
+    reader.log_in(READER);
     // Under TLS the account logs in, and its data must be protected too.
     let mut secure = TlsSession::connect(&server, client_config(rustls::DEFAULT_VERSIONS));
     secure.expect(&format!("USER {USER}"), "331");
@@ -473,9 +475,9 @@ fn a_group_can_require_tls_for_its_members() {
         .set_group_tls_required("secure", Some(TlsRequirement::Control))
         .unwrap();
     store.set_user_group(READER, Some("secure")).unwrap();
-    let mut session = RawSession::connect(&server);
-    session.expect(&format!("USER {READER}"), "530");
-    let _alice = RawSession::login(&server);
+    let mut session = Dialogue::connect(&server);
+    session.expect(&format!("USER {READER}"), 530);
+    let _alice = Dialogue::login(&server);
     let mut secure = TlsSession::connect(&server, client_config(rustls::DEFAULT_VERSIONS));
     secure.expect(&format!("USER {READER}"), "331");
     secure.expect(&format!("PASS {PASSWORD}"), "230");

@@ -34,8 +34,7 @@ mod settings;
 mod upload;
 
 #[cfg(test)]
-#[path = "../../../protocol-tests/garage.rs"]
-mod garage;
+pub(crate) mod test_garage;
 #[cfg(test)]
 mod tests;
 

@@ -4,7 +4,7 @@
 use futures_util::TryStreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::garage::garage;
+use super::test_garage::garage;
 use super::*;
 use crate::protocol::ReplyCode;
 use crate::storage::conformance::{Fixture, storage_conformance_tests};

@@ -11,8 +11,8 @@
 //! the test process holds the other end of that pipe, and when the process exits (however it
 //! exits) the pipe closes, the wrapper stops Garage and removes the directory.
 //!
-//! This file is shared: the library's unit tests include it with `#[path]`, so it uses nothing
-//! but std and the crate's own dependencies.
+//! The wire tests include this file too (the test tree reaches into the product's, never the
+//! other way), so it uses nothing but std and the crate's own dependencies.
 
 #![allow(
     dead_code,
