@@ -36,3 +36,4 @@ mod suppaftp_client;
 mod support;
 mod tls;
 mod tnftp;
+mod visitor;

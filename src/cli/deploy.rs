@@ -11,6 +11,7 @@ use tracing::warn;
 use crate::client::Verification;
 use crate::deploy::engine::journal::default_state_dir;
 use crate::deploy::engine::marker::MARKER_NAME;
+use crate::deploy::engine::order::Order;
 use crate::deploy::engine::plan::human_bytes;
 use crate::deploy::engine::push::{self, DeployRequest, Revision};
 use crate::deploy::engine::retry::default_retry_policy;
@@ -119,6 +120,16 @@ pub struct DeployTargetArgs {
     /// that the server does not time it out.
     #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_keepalive)]
     pub keepalive: f64,
+    /// A file pattern that names an entry point, uploaded after everything it may reference
+    /// (repeatable; replaces the defaults *.html, *.htm, *.php, *.shtml, index.*, .htaccess and
+    /// .ferrydeploy's `entry`).
+    #[arg(long = "entry", value_name = "GLOB")]
+    pub entry_points: Vec<String>,
+    /// Upload in one go instead of phases (new files, changed files, changed entry points,
+    /// then deletes): faster by the waits between phases, but visitors may meet a page before
+    /// its assets.
+    #[arg(long)]
+    pub unordered: bool,
 }
 
 fn parse_keepalive(text: &str) -> Result<f64, String> {
@@ -168,6 +179,8 @@ impl DeployTargetArgs {
             jobs: usize::from(self.jobs),
             init,
             forward_only: false,
+            entry_points: self.entry_points.clone(),
+            order: self.unordered.then_some(Order::Unordered),
             state_dir: default_state_dir(),
             retry: default_retry_policy(),
             keepalive: Duration::from_secs_f64(self.keepalive),

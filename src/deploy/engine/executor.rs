@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt as _, ReadBuf};
 use tokio::sync::Notify;
@@ -19,6 +19,7 @@ use super::DeployError;
 use super::connection::{TargetConnection, rename_over, temp_name};
 use super::git::{GitError, RepoSource};
 use super::journal::Journal;
+use super::order::UploadPhase;
 use super::plan::{DeployPlan, Upload};
 use super::progress::{Progress, Reporter};
 use super::retry::{RetryPolicy, StepError, with_retry};
@@ -116,13 +117,51 @@ impl Executor {
             self.make_dir(&mut sessions[0], dir).await?;
             report.dirs_created += 1;
         }
-        let uploads = plan.uploads.iter().cloned().map(Action::Upload).collect();
-        let (uploaded, _) = self.parallel(uploads, sessions).await?;
-        report.uploaded += uploaded;
+        // Phase by phase (see `order`): a phase starts once the one before has ended, its
+        // files over all connections at once; a failure stops the run before the next phase.
+        for phase in UploadPhase::ALL {
+            let batch: Vec<Action> = plan
+                .uploads
+                .iter()
+                .filter(|upload| upload.phase == phase)
+                .cloned()
+                .map(Action::Upload)
+                .collect();
+            if batch.is_empty() {
+                continue;
+            }
+            let started = Instant::now();
+            let files = batch.len();
+            self.progress.set_phase(phase.describe());
+            info!(phase = phase.describe(), files, "phase started");
+            let (uploaded, _) = self.parallel(batch, sessions).await?;
+            report.uploaded += uploaded;
+            info!(
+                phase = phase.describe(),
+                files,
+                seconds = started.elapsed().as_secs_f64(),
+                "phase done"
+            );
+        }
         report.bytes += plan.upload_bytes();
-        report.deleted += self.parallel(deletes(&plan.deletes), sessions).await?.1;
-        for dir in &plan.prunes {
-            self.remove_if_empty(&mut sessions[0], dir, report).await?;
+        if !plan.deletes.is_empty() || !plan.prunes.is_empty() {
+            let started = Instant::now();
+            self.progress.set_phase("deletes");
+            info!(
+                phase = "deletes",
+                files = plan.deletes.len(),
+                "phase started"
+            );
+            report.deleted += self.parallel(deletes(&plan.deletes), sessions).await?.1;
+            for dir in &plan.prunes {
+                self.remove_if_empty(&mut sessions[0], dir, report).await?;
+            }
+            info!(
+                phase = "deletes",
+                files = plan.deletes.len(),
+                seconds = started.elapsed().as_secs_f64(),
+                "phase done"
+            );
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
+use super::deploy_config::DEPLOY_CONFIG_FILE;
 use super::marker::MARKER_NAME;
 
 /// The ignore file at the repository root.
@@ -79,11 +80,14 @@ impl IgnoreRules {
     }
 }
 
-/// Names the deploy itself owns: the ignore file (configuration, not content), the marker at the
-/// root, and temporary upload names anywhere.
+/// Names the deploy itself owns: the ignore file and the deploy settings (configuration, not
+/// content), the marker at the root, and temporary upload names anywhere.
 pub fn is_reserved(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
-    path == IGNORE_FILE || path == MARKER_NAME || name.starts_with(TEMP_PREFIX)
+    path == IGNORE_FILE
+        || path == DEPLOY_CONFIG_FILE
+        || path == MARKER_NAME
+        || name.starts_with(TEMP_PREFIX)
 }
 
 #[cfg(test)]

@@ -9,11 +9,13 @@
 //! goes to the [`progress::Reporter`] the caller passes.
 
 pub mod connection;
+pub mod deploy_config;
 pub mod executor;
 pub mod git;
 pub mod ignore_rules;
 pub mod journal;
 pub mod marker;
+pub mod order;
 pub mod plan;
 pub mod progress;
 pub mod push;

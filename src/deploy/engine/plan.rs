@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::git::{Change, EntryKind, TreeEntry, is_contained_path};
 use super::ignore_rules::IgnoreRules;
 use super::journal::JournalState;
+use super::order::{EntryPoints, Order, UploadPhase};
 
 /// The files and directories found on the server under the deploy root (relative paths).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -51,6 +52,8 @@ pub struct Upload {
     pub path: String,
     pub blob: String,
     pub size: u64,
+    /// When it goes out ([`super::order`]).
+    pub phase: UploadPhase,
 }
 
 /// What a deploy does, in the order it does it. Paths are relative to the deploy root.
@@ -155,11 +158,14 @@ impl DeployPlan {
                 .map(|d| format!("rmdir   {d}/ (if empty)")),
         );
         steps.extend(self.mkdirs.iter().map(|d| format!("mkdir   {d}/")));
-        steps.extend(
-            self.uploads
-                .iter()
-                .map(|u| format!("upload  {} ({})", u.path, human_bytes(u.size))),
-        );
+        steps.extend(self.uploads.iter().map(|u| {
+            format!(
+                "upload  {} ({})  [{}]",
+                u.path,
+                human_bytes(u.size),
+                u.phase.describe()
+            )
+        }));
         steps.extend(self.deletes.iter().map(|p| format!("delete  {p}")));
         steps.extend(
             self.prunes
@@ -212,6 +218,9 @@ pub struct PlanInput<'a> {
     pub basis: Basis<'a>,
     pub rules: &'a IgnoreRules,
     pub journal: &'a JournalState,
+    /// Which files are entry points, and whether uploads go out in phases.
+    pub entry_points: &'a EntryPoints,
+    pub order: Order,
 }
 
 /// Makes the plan.
@@ -263,11 +272,14 @@ pub fn plan(input: PlanInput<'_>) -> Result<DeployPlan, PlanError> {
     let mut deletes: BTreeSet<String> = BTreeSet::new();
     // Directories the target holds now (as far as we know) and files it holds.
     let old_dirs: BTreeSet<String>;
+    // The files the target holds now, where known: an upload of any other path is new.
+    let old_files: Option<BTreeSet<&str>>;
     let mut prune_candidates: BTreeSet<String> = BTreeSet::new();
     let (from, kind) = match input.basis {
         Basis::Fresh => {
             uploads.extend(target_files.keys());
             old_dirs = BTreeSet::new();
+            old_files = None;
             (None, PlanKind::Fresh)
         }
         Basis::Ancestor {
@@ -281,6 +293,12 @@ pub fn plan(input: PlanInput<'_>) -> Result<DeployPlan, PlanError> {
                 .flat_map(|e| parents(&e.path))
                 .map(str::to_owned)
                 .collect();
+            old_files = Some(
+                tree.iter()
+                    .filter(|e| e.kind.is_regular())
+                    .map(|e| e.path.as_str())
+                    .collect(),
+            );
             for change in changes {
                 match change {
                     Change::Upserted { path } => {
@@ -303,6 +321,7 @@ pub fn plan(input: PlanInput<'_>) -> Result<DeployPlan, PlanError> {
             changed,
         } => {
             old_dirs = remote.dirs.clone();
+            old_files = Some(remote.files.keys().map(String::as_str).collect());
             for (path, entry) in &target_files {
                 let same_size = remote.files.get(*path) == Some(&entry.size);
                 let unchanged = changed.is_some_and(|c| !c.contains(*path));
@@ -389,12 +408,21 @@ pub fn plan(input: PlanInput<'_>) -> Result<DeployPlan, PlanError> {
             already_done += usize::from(done);
             !done
         })
-        .map(|e| Upload {
-            path: e.path.clone(),
-            blob: e.blob.clone(),
-            size: e.size,
+        .map(|e| {
+            let new = old_files
+                .as_ref()
+                .is_some_and(|old| !old.contains(e.path.as_str()));
+            Upload {
+                path: e.path.clone(),
+                blob: e.blob.clone(),
+                size: e.size,
+                phase: input.entry_points.phase(input.order, &e.path, new),
+            }
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let mut uploads = uploads;
+    // Phase by phase; by path within one, as before.
+    uploads.sort_by(|a, b| (a.phase, &a.path).cmp(&(b.phase, &b.path)));
     let mut skip_done = |paths: Vec<String>| -> Vec<String> {
         paths
             .into_iter()
@@ -477,6 +505,8 @@ mod tests {
             basis,
             rules,
             journal: &JournalState::default(),
+            entry_points: &EntryPoints::default(),
+            order: Order::Unordered,
         })
         .unwrap()
     }
@@ -656,6 +686,8 @@ mod tests {
             },
             rules: &rules,
             journal: &journal,
+            entry_points: &EntryPoints::default(),
+            order: Order::Unordered,
         })
         .unwrap();
         assert_eq!(paths(&plan.uploads), ["b.txt", "c.txt"]);
@@ -678,6 +710,8 @@ mod tests {
             basis: Basis::Fresh,
             rules: &IgnoreRules::default(),
             journal: &JournalState::default(),
+            entry_points: &EntryPoints::default(),
+            order: Order::Unordered,
         })
         .unwrap_err();
         assert!(matches!(error, PlanError::UnsendableName(_)));
@@ -689,6 +723,8 @@ mod tests {
                 basis: Basis::Fresh,
                 rules: &IgnoreRules::default(),
                 journal: &JournalState::default(),
+                entry_points: &EntryPoints::default(),
+                order: Order::Unordered,
             })
             .unwrap_err();
             assert!(matches!(error, PlanError::UnsafePath(_)), "{bad}");
@@ -769,8 +805,69 @@ mod tests {
             },
             rules: &IgnoreRules::default(),
             journal: &JournalState::default(),
+            entry_points: &EntryPoints::default(),
+            order: Order::Unordered,
         })
         .unwrap_err();
         assert!(matches!(error, PlanError::UnsafePath(ref p) if p == "../victim.html"));
+    }
+
+    #[test]
+    fn phased_uploads_bring_new_files_then_changed_ones_then_entry_points() {
+        let old = tree(&[
+            ("index.html", "1"),
+            ("css/site.css", "2"),
+            ("about.html", "3"),
+            ("old.js", "4"),
+        ]);
+        let target = tree(&[
+            ("index.html", "5"),
+            ("css/site.css", "6"),
+            ("about.html", "3"),
+            ("css/new.css", "7"),
+            ("blog.html", "8"),
+        ]);
+        let changes = [
+            up("index.html"),
+            up("css/site.css"),
+            up("css/new.css"),
+            up("blog.html"),
+            del("old.js"),
+        ];
+        let plan = plan(PlanInput {
+            target_commit: "t",
+            target_tree: &target,
+            basis: Basis::Ancestor {
+                commit: "o",
+                tree: &old,
+                changes: &changes,
+            },
+            rules: &IgnoreRules::default(),
+            journal: &JournalState::default(),
+            entry_points: &EntryPoints::default(),
+            order: Order::Phased,
+        })
+        .unwrap();
+        let phases: Vec<(&str, UploadPhase)> = plan
+            .uploads
+            .iter()
+            .map(|u| (u.path.as_str(), u.phase))
+            .collect();
+        assert_eq!(
+            phases,
+            [
+                // A new page is new: nothing links to it before the changed pages go live.
+                ("blog.html", UploadPhase::New),
+                ("css/new.css", UploadPhase::New),
+                ("css/site.css", UploadPhase::Changed),
+                ("index.html", UploadPhase::EntryPoint),
+            ]
+        );
+        assert_eq!(plan.deletes, ["old.js"]);
+        assert!(
+            plan.steps()
+                .iter()
+                .any(|s| s.ends_with("[changed entry points]"))
+        );
     }
 }

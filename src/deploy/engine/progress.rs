@@ -40,6 +40,8 @@ pub struct ProgressSnapshot {
     pub bytes_total: u64,
     /// What is being done now (the file being sent or deleted).
     pub current: String,
+    /// The phase under way (`new files`, `changed files`, `changed entry points`, `deletes`).
+    pub phase: String,
 }
 
 /// Files and bytes done, for the progress line or the log.
@@ -49,6 +51,7 @@ pub struct Progress {
     files_done: AtomicU64,
     bytes_done: AtomicU64,
     current: Mutex<String>,
+    phase: Mutex<String>,
     started: Instant,
 }
 
@@ -60,6 +63,7 @@ impl Progress {
             files_done: AtomicU64::new(0),
             bytes_done: AtomicU64::new(0),
             current: Mutex::new(String::new()),
+            phase: Mutex::new(String::new()),
             started: Instant::now(),
         })
     }
@@ -72,12 +76,19 @@ impl Progress {
             bytes_done: self.bytes_done.load(Ordering::Relaxed),
             bytes_total: self.bytes_total,
             current: self.current.lock().map(|c| c.clone()).unwrap_or_default(),
+            phase: self.phase.lock().map(|p| p.clone()).unwrap_or_default(),
         }
     }
 
     pub(crate) fn start(&self, what: &str) {
         if let Ok(mut current) = self.current.lock() {
             what.clone_into(&mut current);
+        }
+    }
+
+    pub(crate) fn set_phase(&self, phase: &str) {
+        if let Ok(mut current) = self.phase.lock() {
+            phase.clone_into(&mut current);
         }
     }
 

@@ -9,11 +9,13 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::connection::TargetConnection;
+use super::deploy_config::{DEPLOY_CONFIG_FILE, DeployConfig};
 use super::executor::{ExecutionReport, Executor};
 use super::git::{Change, GitCli, RepoSource, TreeEntry};
 use super::ignore_rules::{IGNORE_FILE, IgnoreRules};
 use super::journal::{Journal, JournalState};
 use super::marker::{MarkerFile, current_deployer};
+use super::order::{EntryPoints, Order};
 use super::plan::{self, Basis, DeployPlan, PlanInput};
 use super::progress::{Progress, Reporter};
 use super::retry::RetryPolicy;
@@ -45,6 +47,10 @@ pub struct DeployRequest {
     /// Refuse ([`DeployError::Backwards`]) a commit that is an ancestor of the one the target's
     /// marker holds: the deploy service never moves a site back in time on a webhook.
     pub forward_only: bool,
+    /// Entry-point patterns (`--entry`); empty: `.ferrydeploy`'s, else the defaults.
+    pub entry_points: Vec<String>,
+    /// Phased or unordered uploads; `None`: `.ferrydeploy`'s, else phased.
+    pub order: Option<Order>,
     /// Where journals live.
     pub state_dir: PathBuf,
     pub retry: RetryPolicy,
@@ -96,6 +102,8 @@ pub async fn prepare(request: &DeployRequest, create_root: bool) -> Result<Prepa
     let target_commit = request.resolve(&repo)?;
     let target_tree = repo.tree(&target_commit)?;
     let rules = ignore_rules(repo.as_ref(), &target_tree, &request.excludes)?;
+    let (entry_points, order) = ordering(repo.as_ref(), &target_tree, request)?;
+    let ordering = (&entry_points, order);
 
     let mut session = TargetConnection::open(request.client.clone(), &request.target.path).await?;
     if create_root {
@@ -139,7 +147,14 @@ pub async fn prepare(request: &DeployRequest, create_root: bool) -> Result<Prepa
     }
 
     let plan = match deployed.as_deref() {
-        None => make_plan(&target_commit, &target_tree, Basis::Fresh, &rules, &journal)?,
+        None => make_plan(
+            &target_commit,
+            &target_tree,
+            Basis::Fresh,
+            &rules,
+            &journal,
+            ordering,
+        )?,
         Some(deployed) => {
             let known = repo.has_commit(deployed)?;
             let ancestor = known && repo.is_ancestor(deployed, &target_commit)?;
@@ -161,7 +176,14 @@ pub async fn prepare(request: &DeployRequest, create_root: bool) -> Result<Prepa
                         tree: &old_tree,
                         changes: &changes,
                     };
-                    make_plan(&target_commit, &target_tree, basis, &rules, &journal)?
+                    make_plan(
+                        &target_commit,
+                        &target_tree,
+                        basis,
+                        &rules,
+                        &journal,
+                        ordering,
+                    )?
                 }
                 changes => {
                     if !known {
@@ -193,7 +215,14 @@ pub async fn prepare(request: &DeployRequest, create_root: bool) -> Result<Prepa
                         remote: &remote,
                         changed: changed.as_ref(),
                     };
-                    make_plan(&target_commit, &target_tree, basis, &rules, &journal)?
+                    make_plan(
+                        &target_commit,
+                        &target_tree,
+                        basis,
+                        &rules,
+                        &journal,
+                        ordering,
+                    )?
                 }
             }
         }
@@ -216,6 +245,7 @@ fn make_plan(
     basis: Basis<'_>,
     rules: &IgnoreRules,
     journal: &JournalState,
+    (entry_points, order): (&EntryPoints, Order),
 ) -> Result<DeployPlan, DeployError> {
     plan::plan(PlanInput {
         target_commit,
@@ -223,6 +253,8 @@ fn make_plan(
         basis,
         rules,
         journal,
+        entry_points,
+        order,
     })
     .map_err(|e| DeployError::Usage(e.to_string()))
 }
@@ -238,6 +270,35 @@ pub(crate) fn ignore_rules(
         None => String::new(),
     };
     IgnoreRules::new(&text, excludes).map_err(|e| DeployError::Usage(e.to_string()))
+}
+
+/// Which files are entry points and whether uploads go out in phases: the request's flags, else
+/// the deployed commit's `.ferrydeploy`, else the defaults.
+fn ordering(
+    repo: &dyn RepoSource,
+    tree: &[TreeEntry],
+    request: &DeployRequest,
+) -> Result<(EntryPoints, Order), DeployError> {
+    let config = match tree.iter().find(|e| e.path == DEPLOY_CONFIG_FILE) {
+        Some(entry) => DeployConfig::parse(&String::from_utf8_lossy(&repo.read_blob(&entry.blob)?))
+            .map_err(DeployError::Usage)?,
+        None => DeployConfig::default(),
+    };
+    let patterns = match (&request.entry_points[..], &config.entry) {
+        ([], Some(patterns)) => patterns.clone(),
+        ([], None) => Vec::new(),
+        (patterns, _) => patterns.to_vec(),
+    };
+    let entry_points = if patterns.is_empty() {
+        EntryPoints::default()
+    } else {
+        EntryPoints::new(&patterns).map_err(|e| DeployError::Usage(e.to_string()))?
+    };
+    let order = request
+        .order
+        .or(config.order.map(Order::from))
+        .unwrap_or_default();
+    Ok((entry_points, order))
 }
 
 /// Plans without changing anything (`--dry-run`, `status`).

@@ -302,6 +302,8 @@ impl DeployQueue {
             jobs: JOBS,
             init: false,
             forward_only,
+            entry_points: Vec::new(),
+            order: None,
             state_dir: self.config.state_dir.join("journals"),
             retry: default_retry_policy(),
             keepalive: Duration::from_secs(30),

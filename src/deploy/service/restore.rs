@@ -24,6 +24,7 @@ use super::webhook::PushCommit;
 use crate::deploy::engine::connection::TargetConnection;
 use crate::deploy::engine::git::{GitCli, GitError, RepoSource};
 use crate::deploy::engine::journal::JournalState;
+use crate::deploy::engine::order::{EntryPoints, Order};
 use crate::deploy::engine::plan::{self, Basis, PlanInput};
 use crate::deploy::engine::push;
 use crate::deploy::engine::retry::default_retry_policy;
@@ -392,6 +393,8 @@ fn net_changes(
         basis,
         rules: &rules,
         journal: &journal,
+        entry_points: &EntryPoints::default(),
+        order: Order::Unordered,
     })
     .map_err(|e| RestoreError::Plan(e.to_string()))?;
     let before: BTreeSet<&str> = old_tree
