@@ -24,6 +24,7 @@ mod deploy_service_cli;
 mod dialogue;
 mod ftplib;
 mod garage;
+mod hashing;
 mod lftp;
 mod limits;
 mod operators;

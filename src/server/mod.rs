@@ -124,6 +124,8 @@ pub struct Server {
     pub(crate) limits: ConnectionLimits,
     pub(crate) throttle: LoginThrottle,
     pub(crate) metrics: Arc<ServerMetrics>,
+    /// How many HASH computations may run at once; one more is answered 450.
+    pub(crate) hash_slots: Arc<tokio::sync::Semaphore>,
     next_session_id: AtomicU64,
 }
 
@@ -149,6 +151,7 @@ impl Server {
             limits: ConnectionLimits::new(config.max_connections, config.max_connections_per_ip),
             throttle: LoginThrottle::new(config.login_throttle.clone()),
             metrics: Arc::default(),
+            hash_slots: Arc::new(tokio::sync::Semaphore::new(concurrent_hashes())),
             config,
             authenticator,
             storage,
@@ -166,6 +169,13 @@ impl Server {
         self.metrics
             .render(self.passive_pool.size(), self.passive_pool.available())
     }
+}
+
+/// Hashes that may run at once: reading and hashing a large file keeps a core busy, so a few per
+/// core; more wait for the client to retry rather than queue up unseen.
+fn concurrent_hashes() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    (cores * 2).max(4)
 }
 
 /// Serves control connections from `listener` until a graceful shutdown is requested, then waits

@@ -27,6 +27,7 @@ use super::transfer::TransferError;
 use super::{Server, proxy};
 use crate::auth::{TlsRequirement, UserDetails};
 use crate::protocol::command::{Command, ProtectionLevel, TransferType, parse_command};
+use crate::protocol::hash::{HashAlgorithm, RangSelection};
 use crate::protocol::listing::MlstFacts;
 use crate::protocol::{Reply, ReplyCode, VirtualPath};
 use crate::storage::{Storage, Upload};
@@ -162,7 +163,10 @@ pub(crate) struct Session {
     pub(crate) protection: ProtectionLevel,
     /// PBSZ was sent (RFC 4217 §8).
     pub(crate) pbsz_set: bool,
-    shutdown: Shutdown,
+    /// What HASH computes (OPTS HASH), and the range of a RANG sent just before it.
+    pub(crate) hash_algorithm: HashAlgorithm,
+    pub(crate) hash_range: Option<RangSelection>,
+    pub(crate) shutdown: Shutdown,
 }
 
 /// What woke the loop.
@@ -351,6 +355,8 @@ async fn serve_control(
             ProtectionLevel::Clear
         },
         pbsz_set: implicit,
+        hash_algorithm: HashAlgorithm::default(),
+        hash_range: None,
         shutdown,
     };
     debug!("connected");

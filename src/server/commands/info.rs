@@ -38,6 +38,11 @@ impl Session {
         if capabilities.read_at_offset || capabilities.write_at_offset {
             features.push("REST STREAM".into());
         }
+        if capabilities.hash {
+            // draft-bryan-ftpext-hash-02 §3.1, and the older commands clients look for.
+            features.push(crate::protocol::hash::feat_line(self.hash_algorithm));
+            features.extend(["XCRC", "XMD5", "XSHA1", "XSHA256"].map(String::from));
+        }
         features.sort();
         lines.extend(features.into_iter().map(|f| format!(" {f}")));
         lines.push("End".to_owned());
@@ -84,6 +89,11 @@ impl Session {
         match verb {
             "APPE" if !capabilities.append => Some("append to files"),
             "MFMT" if !capabilities.set_modified => Some("set modification times"),
+            "HASH" | "XCRC" | "XMD5" | "XSHA" | "XSHA1" | "XSHA256" | "RANG"
+                if !capabilities.hash =>
+            {
+                Some("compute file hashes")
+            }
             "REST" if !capabilities.read_at_offset && !capabilities.write_at_offset => {
                 Some("resume transfers")
             }

@@ -239,6 +239,9 @@ impl Session {
         self.restart_offset = 0;
         self.rename_from = None;
         self.mlst_facts = MlstFacts::default_set();
+        // draft-bryan-ftpext-hash-02 §3.2: the selection holds until REIN.
+        self.hash_algorithm = Default::default();
+        self.hash_range = None;
     }
 }
 

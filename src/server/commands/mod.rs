@@ -6,6 +6,7 @@
 
 mod data_setup;
 mod files;
+mod hash;
 mod info;
 mod listings;
 mod login;
@@ -45,6 +46,22 @@ impl Session {
                 "Your account requires TLS on the control connection; reconnect and send AUTH TLS first.",
             )
             .into();
+        }
+        // RANG is for the command right after it (draft-bryan-ftp-range-09 §4.3), and only HASH
+        // honours one here: a transfer after it is refused rather than sent whole.
+        let rang = self.hash_range.take();
+        match &command {
+            Command::Hash(_) => self.hash_range = rang,
+            Command::Retr(_) | Command::Stor(_) | Command::Appe(_) | Command::Stou(_)
+                if rang.is_some() =>
+            {
+                return Reply::new(
+                    ReplyCode::PARAMETER_NOT_IMPLEMENTED,
+                    "RANG applies to HASH only on this server; send RANG 1 0 and use REST to resume transfers.",
+                )
+                .into();
+            }
+            _ => {}
         }
         let handled = match command {
             Command::User(name) => self.user_command(name).await,
@@ -88,6 +105,7 @@ impl Session {
             Command::Feat => self.feat(),
             Command::Opts(Opts::Utf8(on)) => self.opts_utf8(on),
             Command::Opts(Opts::Mlst(facts)) => self.opts_mlst(facts),
+            Command::Opts(Opts::Hash(choice)) => self.opts_hash(choice),
             Command::Type(kind) => self.type_command(kind),
             Command::Mode => Ok(Reply::new(ReplyCode::COMMAND_OK, "Mode set to S.").into()),
             Command::Stru => Ok(Reply::new(ReplyCode::COMMAND_OK, "Structure set to F.").into()),
@@ -109,6 +127,17 @@ impl Session {
             Command::Pbsz(size) => self.pbsz(size),
             Command::Prot(level) => self.prot(level),
             Command::Ccc => self.ccc(),
+            Command::Hash(path) => self.hash(path).await,
+            Command::XHash {
+                algorithm,
+                path,
+                range,
+            } => self.x_hash(algorithm, path, range).await,
+            Command::Rang(selection) => self.rang(selection),
+            Command::Host(_) => Err(Reply::new(
+                ReplyCode::NOT_IMPLEMENTED,
+                "HOST is not served yet.",
+            )),
         };
         handled.unwrap_or_else(Flow::Reply)
     }
