@@ -2,6 +2,7 @@
 //! tnftp, rclone, Python's ftplib, the suppaftp crate) and by hand-written dialogues for the
 //! corners no client reaches.
 
+mod account_policy;
 mod attacks_deploy;
 mod attacks_server;
 mod attacks_web;

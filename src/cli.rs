@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing::{info, warn};
 
 use crate::auth::store::{AccountStore, NewAccount};
-use crate::auth::{Permissions, SqliteAuthenticator, TlsRequirement};
+use crate::auth::{AllowedNetworks, Permissions, SqliteAuthenticator, TlsRequirement};
 use crate::client::Verification;
 use crate::config::{DEFAULT_DB, FileConfig, FsSettings, ServeArgs, ServeSettings, StorageSpec};
 use crate::deploy::executor::default_retry_policy;
@@ -341,6 +341,8 @@ pub enum UserCommand {
         /// Default: the group's, else the server's.
         #[arg(long, value_name = "NAME")]
         storage: Option<String>,
+        #[command(flatten)]
+        hosting: UserHostingArgs,
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
@@ -366,6 +368,11 @@ pub enum UserCommand {
         /// Take the group's storage again, else the server's.
         #[arg(long)]
         inherit_storage: bool,
+        #[command(flatten)]
+        hosting: UserHostingArgs,
+        /// Allow logins from any network again (or the group's list, if it has one).
+        #[arg(long, conflicts_with = "allowed_networks")]
+        any_network: bool,
     },
     /// List accounts.
     List,
@@ -407,11 +414,59 @@ pub enum GroupCommand {
         /// The named storage ([storage.NAME] in ferry.toml) holding the group's files.
         #[arg(long, value_name = "NAME")]
         storage: Option<String>,
+        /// Networks the group's accounts may log in from (CIDRs or addresses, comma-separated),
+        /// unless an account has its own list. Default: any.
+        #[arg(long, value_name = "CIDR[,CIDR...]")]
+        allowed_networks: Option<AllowedNetworks>,
     },
     /// List groups.
     List,
     /// Delete a group that no account uses.
     Del { name: String },
+}
+
+/// `user add` and `user edit` flags for hosting: where an account may log in from and what it
+/// is told at login and logout.
+#[derive(Debug, Args)]
+pub struct UserHostingArgs {
+    /// Networks the account may log in from (CIDRs or addresses, comma-separated); others get
+    /// the reply of a wrong password. Default: the group's, else any.
+    #[arg(long, value_name = "CIDR[,CIDR...]")]
+    pub allowed_networks: Option<AllowedNetworks>,
+    /// Shown in the 230 reply after login (\n starts a new line; "" removes it).
+    #[arg(long, value_name = "TEXT")]
+    pub login_message: Option<String>,
+    /// Shown in the 221 reply to QUIT (\n starts a new line; "" removes it).
+    #[arg(long, value_name = "TEXT")]
+    pub logout_message: Option<String>,
+}
+
+impl UserHostingArgs {
+    fn is_empty(&self) -> bool {
+        self.allowed_networks.is_none()
+            && self.login_message.is_none()
+            && self.logout_message.is_none()
+    }
+
+    /// Stores what was given on an existing account.
+    fn apply(&self, store: &AccountStore, name: &str) -> anyhow::Result<()> {
+        if let Some(networks) = &self.allowed_networks {
+            store.set_user_allowed_networks(name, Some(networks))?;
+        }
+        if let Some(message) = &self.login_message {
+            store.set_user_login_message(name, message_or_none(message).as_deref())?;
+        }
+        if let Some(message) = &self.logout_message {
+            store.set_user_logout_message(name, message_or_none(message).as_deref())?;
+        }
+        Ok(())
+    }
+}
+
+/// A message as typed: `\n` is a line break, and an empty one means none.
+fn message_or_none(text: &str) -> Option<String> {
+    let text = text.replace("\\n", "\n");
+    (!text.is_empty()).then_some(text)
 }
 
 impl Cli {
@@ -549,10 +604,13 @@ fn user_command(store: &AccountStore, command: UserCommand) -> anyhow::Result<()
             admin,
             tls_required,
             storage,
+            hosting,
             password_stdin,
         } => {
             let permissions = parse_perms(perms)?;
             let password = read_password(password_stdin, "ferry user add NAME")?;
+            let login_message = hosting.login_message.as_deref().and_then(message_or_none);
+            let logout_message = hosting.logout_message.as_deref().and_then(message_or_none);
             store.add_user(NewAccount {
                 name: &name,
                 group: group.as_deref(),
@@ -561,6 +619,9 @@ fn user_command(store: &AccountStore, command: UserCommand) -> anyhow::Result<()
                 admin,
                 tls_required,
                 storage: storage.as_deref(),
+                allowed_networks: hosting.allowed_networks,
+                login_message: login_message.as_deref(),
+                logout_message: logout_message.as_deref(),
                 password: &password,
             })?;
             crate::outln!("user {name} added");
@@ -596,12 +657,27 @@ fn user_command(store: &AccountStore, command: UserCommand) -> anyhow::Result<()
             disable,
             storage,
             inherit_storage,
+            hosting,
+            any_network,
         } => {
-            if !(admin || no_admin || enable || disable || storage.is_some() || inherit_storage) {
+            if !(admin
+                || no_admin
+                || enable
+                || disable
+                || storage.is_some()
+                || inherit_storage
+                || any_network
+                || !hosting.is_empty())
+            {
                 bail!(
                     "nothing to change: pass --admin, --no-admin, --enable, --disable, \
-                     --storage NAME or --inherit-storage"
+                     --storage NAME, --inherit-storage, --allowed-networks CIDR,..., \
+                     --any-network, --login-message TEXT or --logout-message TEXT"
                 );
+            }
+            hosting.apply(store, &name)?;
+            if any_network {
+                store.set_user_allowed_networks(&name, None)?;
             }
             if storage.is_some() || inherit_storage {
                 store.set_user_storage(&name, storage.as_deref())?;
@@ -638,9 +714,13 @@ fn group_command(store: &AccountStore, command: GroupCommand) -> anyhow::Result<
             perms,
             tls_required,
             storage,
+            allowed_networks,
         } => {
             let permissions = parse_perms(perms)?;
             store.add_group(&name, home.as_deref(), permissions)?;
+            if allowed_networks.is_some() {
+                store.set_group_allowed_networks(&name, allowed_networks.as_ref())?;
+            }
             if tls_required.is_some() {
                 store.set_group_tls_required(&name, tls_required)?;
             }

@@ -52,7 +52,12 @@ pub struct Shutdown {
 /// Where the session is in logging in (RFC 959 §5.4 state diagram for USER/PASS).
 pub(crate) enum Login {
     AwaitingUser,
-    AwaitingPassword { user: String },
+    /// `refused` says why the account may not log in from here, decided at USER; the client is
+    /// not told until its PASS fails like a wrong password.
+    AwaitingPassword {
+        user: String,
+        refused: Option<&'static str>,
+    },
     LoggedIn(Box<LoggedIn>),
 }
 
@@ -381,7 +386,7 @@ impl Session {
         loop {
             if transfer.is_none() {
                 if quit_after_transfer {
-                    let bye = Reply::new(ReplyCode::CLOSING_CONTROL, "Goodbye.");
+                    let bye = self.goodbye();
                     return self.send_reply(&bye).await;
                 }
                 if let Some(line) = deferred.take() {

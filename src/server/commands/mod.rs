@@ -67,10 +67,7 @@ impl Session {
             Command::User(name) => self.user_command(name).await,
             Command::Pass(password) => self.pass(password).await,
             Command::Acct(_) => self.acct(),
-            Command::Quit => Ok(Flow::Close(Reply::new(
-                ReplyCode::CLOSING_CONTROL,
-                "Goodbye.",
-            ))),
+            Command::Quit => Ok(Flow::Close(self.goodbye())),
             Command::Rein => self.rein(),
             Command::Pwd => self.pwd(),
             Command::Cwd(path) => self.cwd(path).await,
