@@ -42,3 +42,4 @@ mod suppaftp_client;
 mod support;
 mod tls;
 mod tnftp;
+mod transfer_logs;

@@ -23,6 +23,7 @@ use crate::deploy::plan::human_bytes;
 use crate::deploy::push::{self, DeployRequest, Revision};
 use crate::deploy::{DeployError, DeployTarget};
 use crate::server::tls::write_development_certificate;
+use crate::server::xferlog::XferLog;
 use crate::server::{self, Server, Shutdown, TlsContext};
 use crate::storage::StorageProvider;
 use crate::storage::fs::FsProvider;
@@ -35,8 +36,24 @@ pub struct Cli {
     /// The accounts database (SQLite; created if missing).
     #[arg(long, global = true, value_name = "FILE", env = "FERRY_DB")]
     pub db: Option<PathBuf>,
+    /// How log lines are written to standard error: text, or json (one object per line).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FORMAT",
+        env = "FERRY_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -807,6 +824,12 @@ async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> 
     }
     let mut config = settings.server.clone();
     config.tls = tls.clone();
+    if let Some(path) = &settings.xferlog {
+        let log = XferLog::open(path)
+            .with_context(|| format!("cannot open the xferlog {}", path.display()))?;
+        tokio::spawn(reopen_xferlog_on_sighup(Arc::clone(&log)));
+        config.xferlog = Some(log);
+    }
     let server = Server::with_named_storage(
         config,
         Arc::new(SqliteAuthenticator::with_hash_cost(
@@ -858,6 +881,18 @@ async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> 
     server::serve(listener, implicit, server, shutdown).await;
     info!("stopped");
     Ok(())
+}
+
+/// SIGHUP: open the xferlog's path again, as logrotate expects after moving the file.
+async fn reopen_xferlog_on_sighup(log: Arc<XferLog>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        warn!("cannot install the SIGHUP handler; the xferlog is not reopened after rotation");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        log.reopen().await;
+    }
 }
 
 /// SIGHUP: load the certificate again; new connections use it, running sessions keep theirs.

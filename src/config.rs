@@ -89,6 +89,9 @@ pub struct ServeArgs {
     /// A TOML configuration file (see contrib/ferry.toml).
     #[arg(long, value_name = "FILE", env = "FERRY_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Also log every file transfer to FILE in wu-ftpd's xferlog format (reopened on SIGHUP).
+    #[arg(long, value_name = "FILE", env = "FERRY_XFERLOG")]
+    pub xferlog: Option<PathBuf>,
 }
 
 /// The `[serve]` table of the configuration file.
@@ -115,6 +118,8 @@ pub struct FileServe {
     /// The storage of accounts that name none: a `[storage.NAME]` or an `s3://` URL.
     pub storage: Option<String>,
     pub accounts_read_only: Option<bool>,
+    /// The transfer log in xferlog format.
+    pub xferlog: Option<PathBuf>,
     pub timeouts: Option<FileTimeouts>,
     pub tls: Option<FileTls>,
 }
@@ -308,6 +313,8 @@ pub struct ServeSettings {
     pub named_storage: BTreeMap<String, StorageSpec>,
     /// The accounts database is a shipped copy, opened read-only.
     pub accounts_read_only: bool,
+    /// Where the xferlog goes, if one is kept; opened when the server starts.
+    pub xferlog: Option<PathBuf>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2121";
@@ -391,6 +398,7 @@ impl ServeSettings {
             shutdown_grace: secs(file_timeouts.shutdown_grace, defaults.shutdown_grace),
             tls: None,
             proxy_protocol_from,
+            xferlog: None,
         };
         let file_tls = file.tls.clone().unwrap_or_default();
         let certfile = args.certfile.clone().or(file_tls.certfile);
@@ -454,6 +462,7 @@ impl ServeSettings {
             implicit_listen,
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
             password_cost,
+            xferlog: args.xferlog.clone().or_else(|| file.xferlog.clone()),
         })
     }
 }

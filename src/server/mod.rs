@@ -18,6 +18,7 @@ mod resumption;
 mod session;
 pub mod tls;
 mod transfer;
+pub mod xferlog;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -66,6 +67,8 @@ pub struct ServerConfig {
     /// Load-balancer networks whose connections must open with a PROXY protocol header naming the
     /// real client; empty turns the PROXY protocol off.
     pub proxy_protocol_from: Vec<IpNet>,
+    /// The wu-ftpd style transfer log, when one is kept (`--xferlog`).
+    pub xferlog: Option<Arc<xferlog::XferLog>>,
 }
 
 /// Timeouts of a session.
@@ -107,6 +110,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             tls: None,
             proxy_protocol_from: Vec::new(),
+            xferlog: None,
         }
     }
 }

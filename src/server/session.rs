@@ -746,6 +746,7 @@ impl Session {
             _ => TransferDirection::Out,
         };
         self.server.metrics.transfer(direction, outcome, bytes);
+        self.record_xferlog(running, outcome, bytes);
         let user = match &self.login {
             Login::LoggedIn(logged_in) => logged_in.details.name.as_str(),
             _ => "-",
