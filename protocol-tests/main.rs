@@ -43,3 +43,4 @@ mod support;
 mod tls;
 mod tnftp;
 mod transfer_logs;
+mod virtual_hosts;

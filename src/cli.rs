@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing::{info, warn};
 
 use crate::auth::store::{AccountStore, NewAccount};
-use crate::auth::{AllowedNetworks, Permissions, SqliteAuthenticator, TlsRequirement};
+use crate::auth::{AllowedNetworks, HostList, Permissions, SqliteAuthenticator, TlsRequirement};
 use crate::client::Verification;
 use crate::config::{DEFAULT_DB, FileConfig, FsSettings, ServeArgs, ServeSettings, StorageSpec};
 use crate::deploy::executor::default_retry_policy;
@@ -23,6 +23,7 @@ use crate::deploy::plan::human_bytes;
 use crate::deploy::push::{self, DeployRequest, Revision};
 use crate::deploy::{DeployError, DeployTarget};
 use crate::server::tls::write_development_certificate;
+use crate::server::virtual_hosts::VirtualHost;
 use crate::server::xferlog::XferLog;
 use crate::server::{self, Server, Shutdown, TlsContext};
 use crate::storage::StorageProvider;
@@ -390,6 +391,9 @@ pub enum UserCommand {
         /// Allow logins from any network again (or the group's list, if it has one).
         #[arg(long, conflicts_with = "allowed_networks")]
         any_network: bool,
+        /// Serve the account on every host again (or the group's hosts, if it has a list).
+        #[arg(long, conflicts_with = "hosts")]
+        any_host: bool,
     },
     /// List accounts.
     List,
@@ -435,6 +439,9 @@ pub enum GroupCommand {
         /// unless an account has its own list. Default: any.
         #[arg(long, value_name = "CIDR[,CIDR...]")]
         allowed_networks: Option<AllowedNetworks>,
+        /// Virtual hosts the group's accounts are served on, unless an account has its own list.
+        #[arg(long, value_name = "NAME[,NAME...]")]
+        hosts: Option<HostList>,
     },
     /// List groups.
     List,
@@ -450,6 +457,10 @@ pub struct UserHostingArgs {
     /// the reply of a wrong password. Default: the group's, else any.
     #[arg(long, value_name = "CIDR[,CIDR...]")]
     pub allowed_networks: Option<AllowedNetworks>,
+    /// Virtual hosts ([hosts."NAME"] in ferry.toml) the account is served on; the first is its
+    /// site when the client sends no HOST. Default: the group's, else every host.
+    #[arg(long, value_name = "NAME[,NAME...]")]
+    pub hosts: Option<HostList>,
     /// Shown in the 230 reply after login (\n starts a new line; "" removes it).
     #[arg(long, value_name = "TEXT")]
     pub login_message: Option<String>,
@@ -461,6 +472,7 @@ pub struct UserHostingArgs {
 impl UserHostingArgs {
     fn is_empty(&self) -> bool {
         self.allowed_networks.is_none()
+            && self.hosts.is_none()
             && self.login_message.is_none()
             && self.logout_message.is_none()
     }
@@ -469,6 +481,9 @@ impl UserHostingArgs {
     fn apply(&self, store: &AccountStore, name: &str) -> anyhow::Result<()> {
         if let Some(networks) = &self.allowed_networks {
             store.set_user_allowed_networks(name, Some(networks))?;
+        }
+        if let Some(hosts) = &self.hosts {
+            store.set_user_hosts(name, Some(hosts))?;
         }
         if let Some(message) = &self.login_message {
             store.set_user_login_message(name, message_or_none(message).as_deref())?;
@@ -637,6 +652,7 @@ fn user_command(store: &AccountStore, command: UserCommand) -> anyhow::Result<()
                 tls_required,
                 storage: storage.as_deref(),
                 allowed_networks: hosting.allowed_networks,
+                hosts: hosting.hosts,
                 login_message: login_message.as_deref(),
                 logout_message: logout_message.as_deref(),
                 password: &password,
@@ -676,6 +692,7 @@ fn user_command(store: &AccountStore, command: UserCommand) -> anyhow::Result<()
             inherit_storage,
             hosting,
             any_network,
+            any_host,
         } => {
             if !(admin
                 || no_admin
@@ -684,17 +701,22 @@ fn user_command(store: &AccountStore, command: UserCommand) -> anyhow::Result<()
                 || storage.is_some()
                 || inherit_storage
                 || any_network
+                || any_host
                 || !hosting.is_empty())
             {
                 bail!(
                     "nothing to change: pass --admin, --no-admin, --enable, --disable, \
                      --storage NAME, --inherit-storage, --allowed-networks CIDR,..., \
-                     --any-network, --login-message TEXT or --logout-message TEXT"
+                     --any-network, --hosts NAME,..., --any-host, --login-message TEXT or \
+                     --logout-message TEXT"
                 );
             }
             hosting.apply(store, &name)?;
             if any_network {
                 store.set_user_allowed_networks(&name, None)?;
+            }
+            if any_host {
+                store.set_user_hosts(&name, None)?;
             }
             if storage.is_some() || inherit_storage {
                 store.set_user_storage(&name, storage.as_deref())?;
@@ -732,11 +754,15 @@ fn group_command(store: &AccountStore, command: GroupCommand) -> anyhow::Result<
             tls_required,
             storage,
             allowed_networks,
+            hosts,
         } => {
             let permissions = parse_perms(perms)?;
             store.add_group(&name, home.as_deref(), permissions)?;
             if allowed_networks.is_some() {
                 store.set_group_allowed_networks(&name, allowed_networks.as_ref())?;
+            }
+            if hosts.is_some() {
+                store.set_group_hosts(&name, hosts.as_ref())?;
             }
             if tls_required.is_some() {
                 store.set_group_tls_required(&name, tls_required)?;
@@ -824,6 +850,26 @@ async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> 
     }
     let mut config = settings.server.clone();
     config.tls = tls.clone();
+    for host in &settings.virtual_hosts {
+        if host.certificate.is_some() {
+            bail!(
+                "[hosts.\"{}\"]: certificates per host (SNI) are not supported yet; remove \
+                 certfile and keyfile",
+                host.name
+            );
+        }
+        let storage = open_storage(&host.storage)
+            .await
+            .with_context(|| format!("cannot open the storage of [hosts.\"{}\"]", host.name))?;
+        config.virtual_hosts.insert(
+            VirtualHost {
+                name: host.name.clone(),
+                storage,
+                banner: host.banner.clone(),
+            },
+            &host.aliases,
+        );
+    }
     if let Some(path) = &settings.xferlog {
         let log = XferLog::open(path)
             .with_context(|| format!("cannot open the xferlog {}", path.display()))?;

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 
 pub use keyed_throttle::KeyedThrottle;
 pub use login_guard::{LoginGuard, LoginRefusal};
-pub use networks::AllowedNetworks;
+pub use networks::{AllowedNetworks, HostList};
 pub use permissions::{Permission, Permissions};
 pub use store::{
     AccountRecord, AccountStore, GroupRecord, NewAccount, SqliteAuthenticator, StoreError,
@@ -116,6 +116,9 @@ pub struct UserDetails {
 pub struct AccountPolicy {
     /// The account's networks, else its group's; `None` allows any.
     pub allowed_networks: Option<AllowedNetworks>,
+    /// The virtual hosts (RFC 7151) the account may log in on, its own else its group's;
+    /// `None` allows every host.
+    pub hosts: Option<HostList>,
     /// Lines shown before "User NAME logged in." in the `230` reply.
     pub login_message: Option<String>,
     /// Lines shown before "Goodbye." in the `221` reply to QUIT.

@@ -1,7 +1,8 @@
-//! Which client networks may log in to an account: a list of CIDRs kept with the account, or
-//! with its group for the accounts that have none of their own.
+//! Where an account may log in from: a list of client networks (CIDRs), and a list of the
+//! virtual hosts (RFC 7151 HOST names) it is served on, each kept with the account, or with its
+//! group for the accounts that have none of their own.
 //!
-//! The list is checked at USER, before any password is read (see
+//! Both are checked at USER, before any password is read (see
 //! `crate::server::commands::login`), and refused logins look exactly like wrong passwords.
 
 use std::fmt;
@@ -87,9 +88,79 @@ impl fmt::Display for AllowedNetworks {
     }
 }
 
+/// The virtual hosts an account is served on: lower-cased names, the first one the account's
+/// home site (used when a client sends no HOST).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostList(Vec<String>);
+
+impl HostList {
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|host| host.eq_ignore_ascii_case(name))
+    }
+
+    /// The first name: the site of a login that did not choose one.
+    pub fn first(&self) -> &str {
+        &self.0[0]
+    }
+}
+
+impl FromStr for HostList {
+    type Err = String;
+
+    /// `www.example.com,example.org`: host names as HOST sends them, separated by commas.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut hosts: Vec<String> = Vec::new();
+        for entry in text
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|e| !e.is_empty())
+        {
+            let name = crate::protocol::command::host_name(entry.as_bytes())
+                .map_err(|_| {
+                    format!("{entry:?} is not a host name: give names such as ftp.example.com, separated by commas")
+                })?
+                .to_ascii_lowercase();
+            if !hosts.contains(&name) {
+                hosts.push(name);
+            }
+        }
+        if hosts.is_empty() {
+            return Err(
+                "the list of hosts is empty; give at least one name, or leave the setting out to \
+                 allow every host"
+                    .to_owned(),
+            );
+        }
+        Ok(Self(hosts))
+    }
+}
+
+impl fmt::Display for HostList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(","))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_lists_are_lower_cased_checked_and_keep_their_order() {
+        let hosts: HostList = "WWW.Example.com, example.org.,www.example.com"
+            .parse()
+            .unwrap();
+        assert_eq!(hosts.to_string(), "www.example.com,example.org");
+        assert_eq!(hosts.first(), "www.example.com");
+        assert!(hosts.contains("EXAMPLE.ORG"));
+        assert!(!hosts.contains("example.net"));
+        let error = "exa mple,-bad".parse::<HostList>().unwrap_err();
+        assert!(error.contains("-bad") || error.contains("exa"), "{error}");
+        assert!("".parse::<HostList>().unwrap_err().contains("empty"));
+    }
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()

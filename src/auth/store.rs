@@ -19,8 +19,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 
 use super::password::{DUMMY_HASH, HashCost, hash_password, verify_password};
 use super::{
-    AccountPolicy, AllowedNetworks, AuthError, Authenticator, Permissions, TlsRequirement,
-    UserDetails,
+    AccountPolicy, AllowedNetworks, AuthError, Authenticator, HostList, Permissions,
+    TlsRequirement, UserDetails,
 };
 
 /// The schema, one migration per entry: entry `i` takes `user_version` from `i` to `i + 1`.
@@ -74,6 +74,12 @@ const MIGRATIONS: &[&str] = &[
     -- Shown in the 230 reply after a login and in the 221 reply to QUIT (pyftpdlib's banners).
     ALTER TABLE accounts ADD COLUMN login_message TEXT;
     ALTER TABLE accounts ADD COLUMN logout_message TEXT;
+"#,
+    r#"
+    -- The virtual hosts (RFC 7151 HOST names, separated by commas) an account may log in on;
+    -- NULL takes the group's, and a group's NULL allows every host.
+    ALTER TABLE groups ADD COLUMN hosts TEXT;
+    ALTER TABLE accounts ADD COLUMN hosts TEXT;
 "#,
 ];
 
@@ -171,6 +177,8 @@ pub struct NewAccount<'a> {
     pub storage: Option<&'a str>,
     /// The networks the account may log in from; `None` takes the group's, else any.
     pub allowed_networks: Option<AllowedNetworks>,
+    /// The virtual hosts the account may log in on; `None` takes the group's, else all.
+    pub hosts: Option<HostList>,
     /// Shown with the `230` of a login and the `221` of QUIT.
     pub login_message: Option<&'a str>,
     pub logout_message: Option<&'a str>,
@@ -189,6 +197,7 @@ impl fmt::Debug for NewAccount<'_> {
             .field("tls_required", &self.tls_required)
             .field("storage", &self.storage)
             .field("allowed_networks", &self.allowed_networks)
+            .field("hosts", &self.hosts)
             .field("login_message", &self.login_message)
             .field("logout_message", &self.logout_message)
             .finish_non_exhaustive()
@@ -206,6 +215,8 @@ pub struct GroupRecord {
     pub storage: Option<String>,
     /// The networks the group's accounts may log in from, unless an account has its own.
     pub allowed_networks: Option<AllowedNetworks>,
+    /// The virtual hosts the group's accounts may log in on, unless an account has its own.
+    pub hosts: Option<HostList>,
     /// ISO 8601 UTC.
     pub created_at: String,
     /// How many accounts belong to the group.
@@ -239,6 +250,9 @@ pub struct AccountRecord {
     /// The account's own allowed networks, if set.
     pub allowed_networks: Option<AllowedNetworks>,
     pub group_allowed_networks: Option<AllowedNetworks>,
+    /// The account's own virtual hosts, if set.
+    pub hosts: Option<HostList>,
+    pub group_hosts: Option<HostList>,
     pub login_message: Option<String>,
     pub logout_message: Option<String>,
     password_hash: String,
@@ -282,6 +296,7 @@ impl AccountRecord {
     pub fn policy(&self) -> AccountPolicy {
         AccountPolicy {
             allowed_networks: self.effective_allowed_networks().cloned(),
+            hosts: self.hosts.as_ref().or(self.group_hosts.as_ref()).cloned(),
             login_message: self.login_message.clone(),
             logout_message: self.logout_message.clone(),
         }
@@ -327,6 +342,8 @@ impl fmt::Debug for AccountRecord {
             .field("group_storage", &self.group_storage)
             .field("allowed_networks", &self.allowed_networks)
             .field("group_allowed_networks", &self.group_allowed_networks)
+            .field("hosts", &self.hosts)
+            .field("group_hosts", &self.group_hosts)
             .field("login_message", &self.login_message)
             .field("logout_message", &self.logout_message)
             .finish_non_exhaustive()
@@ -572,7 +589,7 @@ impl AccountStore {
         let mut statement = connection.prepare(
             "SELECT g.name, g.home, g.permissions, g.tls_required, g.created_at,
                     (SELECT COUNT(*) FROM accounts a WHERE a.group_id = g.id), g.storage,
-                    g.allowed_networks
+                    g.allowed_networks, g.hosts
              FROM groups g ORDER BY g.name",
         )?;
         let groups = statement
@@ -586,6 +603,7 @@ impl AccountStore {
                     accounts: row.get(5)?,
                     storage: row.get(6)?,
                     allowed_networks: row.get(7)?,
+                    hosts: row.get(8)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -665,6 +683,19 @@ impl AccountStore {
         Ok(())
     }
 
+    /// Sets or clears the virtual hosts a group's accounts may log in on (those without their
+    /// own list).
+    pub fn set_group_hosts(&self, name: &str, hosts: Option<&HostList>) -> Result<(), StoreError> {
+        let updated = self.connection().execute(
+            "UPDATE groups SET hosts = ?2 WHERE name = ?1",
+            params![name, hosts],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::GroupNotFound(name.to_owned()));
+        }
+        Ok(())
+    }
+
     /// Creates an account, storing an argon2id hash of its password.
     pub fn add_user(&self, account: NewAccount<'_>) -> Result<(), StoreError> {
         validate_name("user", account.name)?;
@@ -691,8 +722,8 @@ impl AccountStore {
                 "INSERT INTO accounts
                      (name, group_id, home, permissions, password_hash, admin, tls_required,
                       storage, created_at, credential_stamp,
-                      allowed_networks, login_message, logout_message)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, {NOW}, {NEW_STAMP}, ?9, ?10, ?11)"
+                      allowed_networks, login_message, logout_message, hosts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, {NOW}, {NEW_STAMP}, ?9, ?10, ?11, ?12)"
             ),
             params![
                 account.name,
@@ -706,6 +737,7 @@ impl AccountStore {
                 account.allowed_networks,
                 account.login_message,
                 account.logout_message,
+                account.hosts,
             ],
         );
         match inserted {
@@ -876,6 +908,11 @@ impl AccountStore {
         self.update_user(name, "allowed_networks", &networks)
     }
 
+    /// Sets or clears the virtual hosts an account may log in on (`None`: the group's, else all).
+    pub fn set_user_hosts(&self, name: &str, hosts: Option<&HostList>) -> Result<(), StoreError> {
+        self.update_user(name, "hosts", &hosts)
+    }
+
     /// Sets or clears the message shown with the `230` of a login.
     pub fn set_user_login_message(
         &self,
@@ -925,7 +962,7 @@ const SELECT_ACCOUNT: &str = "
     SELECT a.name, g.name, a.home, a.permissions, a.tls_required, a.admin, a.enabled,
            a.created_at, a.last_login, g.home, g.permissions, g.tls_required, a.password_hash,
            a.storage, g.storage, a.credential_stamp, a.allowed_networks, g.allowed_networks,
-           a.login_message, a.logout_message
+           a.login_message, a.logout_message, a.hosts, g.hosts
     FROM accounts a LEFT JOIN groups g ON g.id = a.group_id";
 
 fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRecord> {
@@ -950,6 +987,8 @@ fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRecord> 
         group_allowed_networks: row.get(17)?,
         login_message: row.get(18)?,
         logout_message: row.get(19)?,
+        hosts: row.get(20)?,
+        group_hosts: row.get(21)?,
     })
 }
 
@@ -1103,6 +1142,21 @@ impl ToSql for AllowedNetworks {
 }
 
 impl FromSql for AllowedNetworks {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|e: String| FromSqlError::Other(e.into()))
+    }
+}
+
+impl ToSql for HostList {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.to_string()))
+    }
+}
+
+impl FromSql for HostList {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
         value
             .as_str()?

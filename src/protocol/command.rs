@@ -444,7 +444,7 @@ fn parse_verb<'a>(verb: &[u8], arg: Option<Input<'a>>) -> ParseResult<Command<'a
         b"XSHA" | b"XSHA1" => parse_x_hash(HashAlgorithm::Sha1, "XSHA1", arg)?,
         b"XSHA256" => parse_x_hash(HashAlgorithm::Sha256, "XSHA256", arg)?,
         b"RANG" => C::Rang(parse_rang(required("RANG", "start and end bytes", arg)?)?),
-        b"HOST" => C::Host(parse_host(required("HOST", "the host name", arg)?)?),
+        b"HOST" => C::Host(host_name(required("HOST", "the host name", arg)?)?),
         other => {
             return Err(
                 match NOT_IMPLEMENTED.iter().find(|v| v.as_bytes() == other) {
@@ -618,8 +618,9 @@ fn parse_rang(arg: Input<'_>) -> ParseResult<Option<RangSelection>> {
 }
 
 /// RFC 7151 §3: a domain name (RFC 1123 letters, digits and hyphens, labels of at most 63
-/// characters, 253 in all, an optional final dot) or an address literal in brackets.
-fn parse_host(arg: Input<'_>) -> ParseResult<&str> {
+/// characters, 253 in all, an optional final dot, which is dropped) or an address literal in
+/// brackets. Also checks the host names of the configuration.
+pub fn host_name(arg: &[u8]) -> Result<&str, CommandError> {
     const EXPECTED: &str = "expected a host name such as ftp.example.com, or [192.0.2.1]";
     let text = std::str::from_utf8(arg.trim_ascii())
         .map_err(|_| CommandError::BadArgument("HOST", EXPECTED))?;

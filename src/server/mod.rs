@@ -18,6 +18,7 @@ mod resumption;
 mod session;
 pub mod tls;
 mod transfer;
+pub mod virtual_hosts;
 pub mod xferlog;
 
 use std::collections::BTreeMap;
@@ -69,6 +70,8 @@ pub struct ServerConfig {
     pub proxy_protocol_from: Vec<IpNet>,
     /// The wu-ftpd style transfer log, when one is kept (`--xferlog`).
     pub xferlog: Option<Arc<xferlog::XferLog>>,
+    /// The sites clients can choose with HOST (RFC 7151); empty: HOST is not offered.
+    pub virtual_hosts: virtual_hosts::VirtualHosts,
 }
 
 /// Timeouts of a session.
@@ -111,6 +114,7 @@ impl Default for ServerConfig {
             tls: None,
             proxy_protocol_from: Vec::new(),
             xferlog: None,
+            virtual_hosts: virtual_hosts::VirtualHosts::default(),
         }
     }
 }
@@ -241,6 +245,7 @@ pub async fn serve(
             id,
             peer = tracing::field::Empty,
             balancer = tracing::field::Empty,
+            host = tracing::field::Empty,
             user = tracing::field::Empty
         );
         let server = Arc::clone(&server);

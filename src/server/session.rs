@@ -24,6 +24,7 @@ use super::limits::{ConnectionSlot, LimitExceeded};
 use super::metrics::{Direction as TransferDirection, TransferOutcome};
 use super::tls::{Direction, SessionTls};
 use super::transfer::TransferError;
+use super::virtual_hosts::VirtualHost;
 use super::{Server, proxy};
 use crate::auth::{TlsRequirement, UserDetails};
 use crate::protocol::command::{Command, ProtectionLevel, TransferType, parse_command};
@@ -171,6 +172,8 @@ pub(crate) struct Session {
     /// What HASH computes (OPTS HASH), and the range of a RANG sent just before it.
     pub(crate) hash_algorithm: HashAlgorithm,
     pub(crate) hash_range: Option<RangSelection>,
+    /// The site chosen with HOST (RFC 7151), if any.
+    pub(crate) virtual_host: Option<Arc<VirtualHost>>,
     pub(crate) shutdown: Shutdown,
 }
 
@@ -362,6 +365,7 @@ async fn serve_control(
         pbsz_set: implicit,
         hash_algorithm: HashAlgorithm::default(),
         hash_range: None,
+        virtual_host: None,
         shutdown,
     };
     debug!("connected");

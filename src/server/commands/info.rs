@@ -29,6 +29,9 @@ impl Session {
         if capabilities.set_modified {
             features.push("MFMT".into());
         }
+        if !self.server.config.virtual_hosts.is_empty() {
+            features.push("HOST".into());
+        }
         if let Some(context) = &self.server.config.tls {
             features.extend(["AUTH TLS".into(), "PBSZ".into(), "PROT".into()]);
             if context.settings.allow_ccc {

@@ -87,11 +87,27 @@ impl Session {
 
     /// What in an account's policy keeps this session out, if anything.
     fn policy_refusal(&self, policy: &AccountPolicy) -> Option<&'static str> {
-        match &policy.allowed_networks {
-            Some(networks) if !networks.allows(self.peer.ip()) => {
-                Some("the client's address is outside the account's allowed networks")
+        if let Some(networks) = &policy.allowed_networks {
+            if !networks.allows(self.peer.ip()) {
+                return Some("the client's address is outside the account's allowed networks");
             }
-            _ => None,
+        }
+        let hosts = policy.hosts.as_ref()?;
+        let configured = &self.server.config.virtual_hosts;
+        match &self.virtual_host {
+            // Any of the account's names, aliases included, may have been used with HOST.
+            Some(chosen) => {
+                let served = hosts
+                    .names()
+                    .filter_map(|name| configured.find(name))
+                    .any(|host| std::sync::Arc::ptr_eq(host, chosen));
+                (!served).then_some("the account is not served on the host the client chose")
+            }
+            // Without HOST the account logs in on its first host, which must exist.
+            None => configured
+                .find(hosts.first())
+                .is_none()
+                .then_some("the account's host is not configured on this server"),
         }
     }
 
@@ -170,8 +186,22 @@ impl Session {
             warn!(user, "login refused: the account requires TLS");
             return Err(reply);
         }
+        // A client that sent no HOST logs in on the account's own site, if it has one.
+        if self.virtual_host.is_none() {
+            if let Some(hosts) = &details.policy.hosts {
+                self.virtual_host = self
+                    .server
+                    .config
+                    .virtual_hosts
+                    .find(hosts.first())
+                    .cloned();
+            }
+        }
         let provider = match &details.storage {
-            None => &self.server.storage,
+            None => match &self.virtual_host {
+                Some(host) => &host.storage,
+                None => &self.server.storage,
+            },
             Some(name) => match self.server.named_storage.get(name) {
                 Some(provider) => provider,
                 None => {
@@ -284,6 +314,8 @@ impl Session {
     /// REIN (RFC 959 §4.1.1): back to the state just after the greeting.
     pub(super) fn rein(&mut self) -> Handled {
         self.reset_session_state();
+        // REIN starts over without the HOST (a new USER, which also starts over, keeps it).
+        self.virtual_host = None;
         self.login = Login::AwaitingUser;
         self.publish_login();
         Ok(Reply::new(ReplyCode::SERVICE_READY, "Ready for a new user.").into())

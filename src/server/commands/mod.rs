@@ -7,6 +7,7 @@
 mod data_setup;
 mod files;
 mod hash;
+mod host;
 mod info;
 mod listings;
 mod login;
@@ -131,10 +132,7 @@ impl Session {
                 range,
             } => self.x_hash(algorithm, path, range).await,
             Command::Rang(selection) => self.rang(selection),
-            Command::Host(_) => Err(Reply::new(
-                ReplyCode::NOT_IMPLEMENTED,
-                "HOST is not served yet.",
-            )),
+            Command::Host(name) => self.host(name),
         };
         handled.unwrap_or_else(Flow::Reply)
     }
@@ -215,5 +213,6 @@ fn allowed_before_login(command: &Command<'_>) -> bool {
             | Command::Prot(_)
             | Command::Ccc
             | Command::Type(_)
+            | Command::Host(_)
     )
 }
