@@ -281,3 +281,92 @@ fn hosts_and_host_lists_are_checked_when_given() {
     let said = String::from_utf8_lossy(&both.stderr);
     assert!(said.contains("exactly one of root"), "{said}");
 }
+
+/// A certificate of a virtual host goes to TLS clients that name the host (SNI), which also puts
+/// them on that host (implicit FTPS clients cannot send HOST first); clients that name no host get
+/// the server's certificate and its default site. After AUTH TLS, HOST may only name the host the
+/// handshake named.
+#[test]
+fn tls_clients_naming_a_host_get_its_certificate_and_its_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    add_user(d, &[USER]);
+    write(d, "root/alice/where.txt", "default site");
+    write(d, "sites/local/alice/where.txt", "local site");
+    // The host's own certificate, which the server's (certs-dev, also for localhost) is not.
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "virtual host localhost");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(d.join("host.pem"), cert.pem()).unwrap();
+    std::fs::write(d.join("host.key"), key.serialize_pem()).unwrap();
+    std::fs::write(
+        d.join("ferry.toml"),
+        "[serve]\nroot = \"root\"\n[hosts.\"localhost\"]\nroot = \"sites/local\"\n\
+         certfile = \"host.pem\"\nkeyfile = \"host.key\"\n",
+    )
+    .unwrap();
+    let (certfile, keyfile) = dev_certificate();
+    let node = FerryServe::start(&mut ferry_command(
+        d,
+        &[
+            "--db",
+            "ferry.db",
+            "serve",
+            "127.0.0.1:0",
+            "--config",
+            "ferry.toml",
+            "--certfile",
+            certfile.to_str().unwrap(),
+            "--keyfile",
+            keyfile.to_str().unwrap(),
+            "--implicit-tls",
+            "127.0.0.1:0",
+        ],
+    ));
+    let implicit_port = node
+        .log()
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("implicit_tls="))
+        .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
+        .expect("the implicit listener in the log")
+        .port();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/protocol-tests/python/tls_host_session.py"
+    );
+    let output = run_with_timeout(
+        Command::new("python3")
+            .arg(script)
+            .arg(node.addr.port().to_string())
+            .arg(implicit_port.to_string())
+            .arg(d.join("host.pem"))
+            .arg(&certfile)
+            .arg(USER)
+            .arg(PASSWORD),
+        LIMIT,
+    );
+    assert_success(&output);
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let steps: Vec<&str> = printed.lines().collect();
+    assert_eq!(
+        steps,
+        [
+            "explicit-sni HOST www.example.com -> 504 www.example.com: the TLS handshake asked \
+             for localhost; HOST must name the same host.",
+            "explicit-sni HOST localhost -> 220 localhost ready.",
+            "explicit-sni where.txt local site",
+            "implicit-sni greeting 220",
+            "implicit-sni login 230",
+            "implicit-sni size 213 10",
+            "explicit-ip HOST www.example.com -> 503 HOST must come before AUTH TLS (RFC 7151): \
+             reconnect and send HOST first.",
+            "explicit-ip HOST 127.0.0.1 -> 503 HOST must come before AUTH TLS (RFC 7151): \
+             reconnect and send HOST first.",
+            "explicit-ip where.txt default site",
+        ],
+        "{printed}"
+    );
+}

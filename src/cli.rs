@@ -22,6 +22,7 @@ use crate::deploy::marker::MARKER_NAME;
 use crate::deploy::plan::human_bytes;
 use crate::deploy::push::{self, DeployRequest, Revision};
 use crate::deploy::{DeployError, DeployTarget};
+use crate::server::tls::HostCertificate;
 use crate::server::tls::write_development_certificate;
 use crate::server::virtual_hosts::VirtualHost;
 use crate::server::xferlog::XferLog;
@@ -827,8 +828,28 @@ async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> 
             .with_context(|| format!("cannot open the storage [storage.{name}]"))?;
         named_storage.insert(name.clone(), provider);
     }
+    let host_certificates: Vec<HostCertificate> = settings
+        .virtual_hosts
+        .iter()
+        .filter_map(|host| {
+            let (certfile, keyfile) = host.certificate.clone()?;
+            let names = std::iter::once(&host.name).chain(&host.aliases).cloned();
+            Some(HostCertificate {
+                names: names.collect(),
+                certfile,
+                keyfile,
+            })
+        })
+        .collect();
     let tls = match &settings.tls {
-        Some(tls_settings) => Some(Arc::new(TlsContext::new(tls_settings.clone())?)),
+        Some(tls_settings) => Some(Arc::new(
+            TlsContext::new(tls_settings.clone())?.with_host_certificates(host_certificates)?,
+        )),
+        None if !host_certificates.is_empty() => bail!(
+            "[hosts.\"{}\"] has a certificate, but the server has none: give --certfile and \
+             --keyfile (or [serve.tls]) for clients that name no host",
+            host_certificates[0].names[0]
+        ),
         None => None,
     };
     let listener = server::bind_listener(settings.listen)
@@ -851,13 +872,6 @@ async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> 
     let mut config = settings.server.clone();
     config.tls = tls.clone();
     for host in &settings.virtual_hosts {
-        if host.certificate.is_some() {
-            bail!(
-                "[hosts.\"{}\"]: certificates per host (SNI) are not supported yet; remove \
-                 certfile and keyfile",
-                host.name
-            );
-        }
         let storage = open_storage(&host.storage)
             .await
             .with_context(|| format!("cannot open the storage of [hosts.\"{}\"]", host.name))?;

@@ -369,6 +369,7 @@ async fn serve_control(
         shutdown,
     };
     debug!("connected");
+    session.adopt_tls_server_name();
     let metrics = Arc::clone(&session.server.metrics);
     metrics.session_opened();
     if let Err(error) = session.serve().await {
@@ -591,6 +592,7 @@ impl Session {
                     info!(%error, "TLS handshake on the control connection failed");
                     return Ok(false);
                 }
+                self.adopt_tls_server_name();
                 debug!("control connection is now TLS");
             }
             Flow::ClearTls(reply) => {
