@@ -670,6 +670,7 @@ fn feat_lists_exactly_what_works() {
         [
             "EPRT",
             "EPSV",
+            "HASH SHA-256*;SHA-1;MD5;CRC32",
             "MDTM",
             "MFMT",
             &mlst,
@@ -677,7 +678,11 @@ fn feat_lists_exactly_what_works() {
             "REST STREAM",
             "SIZE",
             "TVFS",
-            "UTF8"
+            "UTF8",
+            "XCRC",
+            "XMD5",
+            "XSHA1",
+            "XSHA256"
         ]
     );
     for fact in ["type*", "size*", "modify*", "perm*", "unique*", "unix.mode"] {
@@ -690,6 +695,10 @@ fn feat_lists_exactly_what_works() {
     ftp.expect("MDTM f", 213);
     ftp.expect("MFMT 20210101000000 f", 213);
     ftp.expect("MLST f", 250);
+    ftp.expect("HASH f", 213);
+    for x in ["XCRC", "XMD5", "XSHA1", "XSHA256"] {
+        ftp.expect(&format!("{x} f"), 250);
+    }
     ftp.expect("CWD /", 250); // TVFS: slash-separated paths from the root
     ftp.pasv();
     ftp.epsv();

@@ -2,6 +2,7 @@
 //! tnftp, rclone, Python's ftplib, the suppaftp crate) and by hand-written dialogues for the
 //! corners no client reaches.
 
+mod account_policy;
 mod attacks_deploy;
 mod attacks_server;
 mod attacks_web;
@@ -24,6 +25,7 @@ mod ftplib;
 #[cfg(feature = "s3")]
 #[path = "../src/storage/s3/test_garage.rs"]
 mod garage;
+mod hashing;
 mod lftp;
 mod limits;
 mod operators;
@@ -36,4 +38,6 @@ mod suppaftp_client;
 mod support;
 mod tls;
 mod tnftp;
+mod transfer_logs;
+mod virtual_hosts;
 mod visitor;

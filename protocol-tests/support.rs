@@ -13,7 +13,9 @@ use ferry::auth::TlsRequirement;
 use ferry::auth::store::{AccountStore, NewAccount};
 use ferry::auth::{Permissions, SqliteAuthenticator};
 use ferry::server::{self, Server, ServerConfig, Shutdown, TlsContext, TlsSettings};
+use ferry::storage::StorageProvider;
 use ferry::storage::fs::FsProvider;
+use ferry::storage::memory::MemoryProvider;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
@@ -61,7 +63,21 @@ impl TestServer {
         Self::launch(|config| with_dev_tls(config, configure), true)
     }
 
+    /// Starts a server whose files live in memory ([`MemoryProvider`]), not under [`Self::root`].
+    pub fn start_in_memory() -> Self {
+        Self::launch_on(|_| {}, false, Some(Arc::new(MemoryProvider::new())))
+    }
+
     fn launch(configure: impl FnOnce(&mut ServerConfig), implicit_tls: bool) -> Self {
+        Self::launch_on(configure, implicit_tls, None)
+    }
+
+    /// Starts a server on `storage`, or on local disk under the root.
+    fn launch_on(
+        configure: impl FnOnce(&mut ServerConfig),
+        implicit_tls: bool,
+        storage: Option<Arc<dyn StorageProvider>>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("root");
         std::fs::create_dir_all(root.join(USER)).unwrap();
@@ -88,7 +104,7 @@ impl TestServer {
         let server = Server::new(
             config,
             Arc::new(SqliteAuthenticator::new(Arc::new(store))),
-            Arc::new(FsProvider::new(root.clone())),
+            storage.unwrap_or_else(|| Arc::new(FsProvider::new(root.clone()))),
         );
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -89,6 +89,9 @@ pub struct ServeArgs {
     /// A TOML configuration file (see contrib/ferry.toml).
     #[arg(long, value_name = "FILE", env = "FERRY_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Also log every file transfer to FILE in wu-ftpd's xferlog format (reopened on SIGHUP).
+    #[arg(long, value_name = "FILE", env = "FERRY_XFERLOG")]
+    pub xferlog: Option<PathBuf>,
 }
 
 /// The `[serve]` table of the configuration file.
@@ -115,6 +118,8 @@ pub struct FileServe {
     /// The storage of accounts that name none: a `[storage.NAME]` or an `s3://` URL.
     pub storage: Option<String>,
     pub accounts_read_only: Option<bool>,
+    /// The transfer log in xferlog format.
+    pub xferlog: Option<PathBuf>,
     pub timeouts: Option<FileTimeouts>,
     pub tls: Option<FileTls>,
 }
@@ -171,6 +176,39 @@ pub struct FileConfig {
     /// account's or group's `--storage NAME`.
     #[serde(default)]
     pub storage: BTreeMap<String, StorageSpec>,
+    /// Virtual hosts (`[hosts."NAME"]`), chosen by clients with HOST (RFC 7151).
+    #[serde(default)]
+    pub hosts: BTreeMap<String, FileHost>,
+}
+
+/// A `[hosts."www.example.com"]` table: one site on the shared address.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHost {
+    /// The directory under which the homes of this host's accounts live (local disk).
+    pub root: Option<PathBuf>,
+    /// Or a `[storage.NAME]` table for them (instead of `root`).
+    pub storage: Option<String>,
+    /// Other names clients may send with HOST for the same site.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// The text of the `220` reply to HOST.
+    pub banner: Option<String>,
+    /// A certificate for this name, sent to TLS clients that ask for it (SNI); needs `keyfile`.
+    pub certfile: Option<PathBuf>,
+    pub keyfile: Option<PathBuf>,
+}
+
+/// A virtual host, checked and ready to open.
+#[derive(Debug, Clone)]
+pub struct VirtualHostSettings {
+    /// Lower case.
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub storage: StorageSpec,
+    pub banner: Option<String>,
+    /// Certificate and key for SNI.
+    pub certificate: Option<(PathBuf, PathBuf)>,
 }
 
 /// A `[storage.NAME]` table: where the files of the accounts that use it live.
@@ -308,6 +346,10 @@ pub struct ServeSettings {
     pub named_storage: BTreeMap<String, StorageSpec>,
     /// The accounts database is a shipped copy, opened read-only.
     pub accounts_read_only: bool,
+    /// Where the xferlog goes, if one is kept; opened when the server starts.
+    pub xferlog: Option<PathBuf>,
+    /// The `[hosts."NAME"]` tables.
+    pub virtual_hosts: Vec<VirtualHostSettings>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2121";
@@ -318,6 +360,11 @@ impl ServeSettings {
     /// Merges flags (and their environment variables) over the file over the defaults.
     pub fn resolve(args: &ServeArgs, file: &FileConfig) -> Result<Self, ConfigError> {
         let named_storage = file.storage.clone();
+        let virtual_hosts = file
+            .hosts
+            .iter()
+            .map(|(name, host)| VirtualHostSettings::resolve(name, host, &named_storage))
+            .collect::<Result<Vec<_>, _>>()?;
         let file = &file.serve;
         let listen = args
             .listen
@@ -391,6 +438,8 @@ impl ServeSettings {
             shutdown_grace: secs(file_timeouts.shutdown_grace, defaults.shutdown_grace),
             tls: None,
             proxy_protocol_from,
+            xferlog: None,
+            virtual_hosts: Default::default(),
         };
         let file_tls = file.tls.clone().unwrap_or_default();
         let certfile = args.certfile.clone().or(file_tls.certfile);
@@ -454,6 +503,56 @@ impl ServeSettings {
             implicit_listen,
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
             password_cost,
+            xferlog: args.xferlog.clone().or_else(|| file.xferlog.clone()),
+            virtual_hosts,
+        })
+    }
+}
+
+impl VirtualHostSettings {
+    fn resolve(
+        name: &str,
+        host: &FileHost,
+        named: &BTreeMap<String, StorageSpec>,
+    ) -> Result<Self, ConfigError> {
+        let table = format!("[hosts.\"{name}\"]");
+        let checked = |name: &str| {
+            crate::protocol::command::host_name(name.as_bytes())
+                .map(str::to_ascii_lowercase)
+                .map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "{table}: {name:?} is not a host name such as ftp.example.com"
+                    ))
+                })
+        };
+        let storage = match (&host.root, &host.storage) {
+            (Some(root), None) => StorageSpec::Fs(FsSettings { root: root.clone() }),
+            (None, Some(storage)) => StorageSpec::resolve(storage, named)?,
+            _ => {
+                return Err(ConfigError::Invalid(format!(
+                    "{table} needs exactly one of root = \"/srv/sites/NAME\" or storage = \"NAME\""
+                )));
+            }
+        };
+        let certificate = match (&host.certfile, &host.keyfile) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid(format!(
+                    "{table}: a certificate needs both certfile and keyfile"
+                )));
+            }
+        };
+        Ok(Self {
+            name: checked(name)?,
+            aliases: host
+                .aliases
+                .iter()
+                .map(|alias| checked(alias))
+                .collect::<Result<_, _>>()?,
+            storage,
+            banner: host.banner.clone(),
+            certificate,
         })
     }
 }
@@ -617,6 +716,63 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn virtual_hosts_come_from_hosts_tables_with_a_root_or_a_storage() {
+        let file = FileConfig::parse(
+            r#"
+            [storage.shop]
+            backend = "fs"
+            root = "/srv/shop"
+            [hosts."WWW.example.com"]
+            root = "/srv/sites/www"
+            aliases = ["example.com."]
+            banner = "Welcome."
+            certfile = "www.pem"
+            keyfile = "www.key"
+            [hosts."shop.example.org"]
+            storage = "shop"
+            "#,
+        )
+        .unwrap();
+        let settings = ServeSettings::resolve(&ServeArgs::default(), &file).unwrap();
+        let hosts = &settings.virtual_hosts;
+        assert_eq!(hosts.len(), 2);
+        let www = hosts.iter().find(|h| h.name == "www.example.com").unwrap();
+        assert_eq!(www.aliases, ["example.com"]);
+        assert_eq!(www.banner.as_deref(), Some("Welcome."));
+        assert_eq!(
+            www.certificate,
+            Some((PathBuf::from("www.pem"), PathBuf::from("www.key")))
+        );
+        assert!(
+            matches!(&www.storage, StorageSpec::Fs(fs) if fs.root == Path::new("/srv/sites/www"))
+        );
+        let shop = hosts.iter().find(|h| h.name == "shop.example.org").unwrap();
+        assert!(matches!(&shop.storage, StorageSpec::Fs(fs) if fs.root == Path::new("/srv/shop")));
+
+        for (text, complaint) in [
+            ("[hosts.\"a.example\"]\n", "exactly one of root"),
+            ("[hosts.\"bad name\"]\nroot = \"/x\"\n", "not a host name"),
+            (
+                "[hosts.\"a.example\"]\nroot = \"/x\"\naliases = [\"-x\"]\n",
+                "not a host name",
+            ),
+            (
+                "[hosts.\"a.example\"]\nroot = \"/x\"\ncertfile = \"c\"\n",
+                "keyfile",
+            ),
+            (
+                "[hosts.\"a.example\"]\nstorage = \"tape\"\n",
+                "[storage.tape]",
+            ),
+        ] {
+            let file = FileConfig::parse(text).unwrap();
+            let error = ServeSettings::resolve(&ServeArgs::default(), &file).unwrap_err();
+            assert!(error.to_string().contains(complaint), "{text}: {error}");
+        }
+        assert!(FileConfig::parse("[hosts.\"a\"]\nrooot = \"/x\"").is_err());
     }
 
     #[test]

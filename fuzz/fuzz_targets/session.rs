@@ -39,6 +39,7 @@ impl Authenticator for FuzzAccounts {
                 tls_required: None,
                 admin: false,
                 storage: None,
+                policy: Default::default(),
             })
         } else {
             Err(AuthError::BadCredentials)

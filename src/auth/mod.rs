@@ -11,6 +11,7 @@
 mod checkers;
 pub mod keyed_throttle;
 pub mod login_guard;
+pub mod networks;
 pub mod password;
 pub mod permissions;
 pub mod store;
@@ -23,6 +24,7 @@ use async_trait::async_trait;
 
 pub use keyed_throttle::KeyedThrottle;
 pub use login_guard::{LoginGuard, LoginRefusal};
+pub use networks::{AllowedNetworks, HostList};
 pub use permissions::{Permission, Permissions};
 pub use store::{
     AccountRecord, AccountStore, GroupRecord, NewAccount, SqliteAuthenticator, StoreError,
@@ -104,6 +106,23 @@ pub struct UserDetails {
     /// The named storage holding the account's files (its own, else its group's); `None` is
     /// the server's storage.
     pub storage: Option<String>,
+    /// Where the account may log in from, and its login and logout messages.
+    pub policy: AccountPolicy,
+}
+
+/// The settings of an account (or its group) that decide where it may log in from and what
+/// it is told when it does and when it leaves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountPolicy {
+    /// The account's networks, else its group's; `None` allows any.
+    pub allowed_networks: Option<AllowedNetworks>,
+    /// The virtual hosts (RFC 7151) the account may log in on, its own else its group's;
+    /// `None` allows every host.
+    pub hosts: Option<HostList>,
+    /// Lines shown before "User NAME logged in." in the `230` reply.
+    pub login_message: Option<String>,
+    /// Lines shown before "Goodbye." in the `221` reply to QUIT.
+    pub logout_message: Option<String>,
 }
 
 impl fmt::Debug for UserDetails {
@@ -115,6 +134,7 @@ impl fmt::Debug for UserDetails {
             .field("tls_required", &self.tls_required)
             .field("admin", &self.admin)
             .field("storage", &self.storage)
+            .field("policy", &self.policy)
             .finish()
     }
 }
@@ -127,6 +147,10 @@ pub enum AuthError {
     BadCredentials,
     #[error("the account is disabled")]
     Disabled,
+    /// Decided before the password was read (it was not checked): an address outside the
+    /// account's allowed networks.
+    #[error("refused before the password: {0}")]
+    Refused(&'static str),
     #[error("the account database is unavailable: {0}")]
     Unavailable(String),
 }
@@ -149,5 +173,19 @@ pub trait Authenticator: Send + Sync + fmt::Debug {
     async fn tls_requirement(&self, user: &str) -> Option<TlsRequirement> {
         let _ = user;
         None
+    }
+
+    /// The login policy of an account, looked up at USER before any password: a client from a
+    /// network the account does not allow is refused without its password being checked.
+    /// `None` for unknown users.
+    async fn account_policy(&self, user: &str) -> Option<AccountPolicy> {
+        let _ = user;
+        None
+    }
+
+    /// Takes as long as checking a password and checks none, for a login refused before its
+    /// password: its refusal must not come sooner than a wrong password's.
+    async fn check_nothing(&self, password: &str) {
+        let _ = password;
     }
 }

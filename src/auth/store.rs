@@ -17,7 +17,10 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::password::{DUMMY_HASH, HashCost, hash_password, verify_password};
-use super::{AuthError, Authenticator, Permissions, TlsRequirement, UserDetails};
+use super::{
+    AccountPolicy, AllowedNetworks, AuthError, Authenticator, HostList, Permissions,
+    TlsRequirement, UserDetails,
+};
 use crate::sqlite::{self, MigrateError, NameError, Schema};
 
 /// The accounts' part of the database (versions before the shared layer lived in `PRAGMA
@@ -71,6 +74,21 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE accounts ADD COLUMN credential_stamp TEXT NOT NULL DEFAULT '';
     UPDATE accounts SET credential_stamp = lower(hex(randomblob(16)));
 "#,
+    r#"
+    -- The client networks an account may log in from (CIDRs separated by commas); NULL takes
+    -- the group's, and a group's NULL allows any network.
+    ALTER TABLE groups ADD COLUMN allowed_networks TEXT;
+    ALTER TABLE accounts ADD COLUMN allowed_networks TEXT;
+    -- Shown in the 230 reply after a login and in the 221 reply to QUIT (pyftpdlib's banners).
+    ALTER TABLE accounts ADD COLUMN login_message TEXT;
+    ALTER TABLE accounts ADD COLUMN logout_message TEXT;
+"#,
+    r#"
+    -- The virtual hosts (RFC 7151 HOST names, separated by commas) an account may log in on;
+    -- NULL takes the group's, and a group's NULL allows every host.
+    ALTER TABLE groups ADD COLUMN hosts TEXT;
+    ALTER TABLE accounts ADD COLUMN hosts TEXT;
+"#,
 ];
 
 /// SQLite's clock as an ISO 8601 UTC timestamp, so no Rust date library is needed.
@@ -80,6 +98,7 @@ const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
 const NEW_STAMP: &str = "lower(hex(randomblob(16)))";
 
 const MAX_HOME_BYTES: usize = 4096;
+const MAX_MESSAGE_BYTES: usize = 4096;
 
 /// Why an account operation failed. Each message says what to do next.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +107,11 @@ pub enum StoreError {
     InvalidName(#[from] NameError),
     #[error("invalid home {home:?}: {reason}")]
     InvalidHome { home: String, reason: &'static str },
+    #[error("invalid {kind} message: {reason}")]
+    InvalidMessage {
+        kind: &'static str,
+        reason: &'static str,
+    },
     #[error(
         "user {0} already exists; use `ferry user passwd {0}` to change the password, \
          or `ferry user del {0}` first to create it anew"
@@ -151,6 +175,13 @@ pub struct NewAccount<'a> {
     pub tls_required: Option<TlsRequirement>,
     /// The named storage of the account's files; `None` takes the group's, else the server's.
     pub storage: Option<&'a str>,
+    /// The networks the account may log in from; `None` takes the group's, else any.
+    pub allowed_networks: Option<AllowedNetworks>,
+    /// The virtual hosts the account may log in on; `None` takes the group's, else all.
+    pub hosts: Option<HostList>,
+    /// Shown with the `230` of a login and the `221` of QUIT.
+    pub login_message: Option<&'a str>,
+    pub logout_message: Option<&'a str>,
     /// The plain-text password; stored only as an argon2id hash.
     pub password: &'a str,
 }
@@ -165,6 +196,10 @@ impl fmt::Debug for NewAccount<'_> {
             .field("admin", &self.admin)
             .field("tls_required", &self.tls_required)
             .field("storage", &self.storage)
+            .field("allowed_networks", &self.allowed_networks)
+            .field("hosts", &self.hosts)
+            .field("login_message", &self.login_message)
+            .field("logout_message", &self.logout_message)
             .finish_non_exhaustive()
     }
 }
@@ -178,6 +213,10 @@ pub struct GroupRecord {
     pub tls_required: Option<TlsRequirement>,
     /// The named storage of the group's files; `None`: the server's.
     pub storage: Option<String>,
+    /// The networks the group's accounts may log in from, unless an account has its own.
+    pub allowed_networks: Option<AllowedNetworks>,
+    /// The virtual hosts the group's accounts may log in on, unless an account has its own.
+    pub hosts: Option<HostList>,
     /// ISO 8601 UTC.
     pub created_at: String,
     /// How many accounts belong to the group.
@@ -208,6 +247,14 @@ pub struct AccountRecord {
     /// The account's own named storage, if set.
     pub storage: Option<String>,
     pub group_storage: Option<String>,
+    /// The account's own allowed networks, if set.
+    pub allowed_networks: Option<AllowedNetworks>,
+    pub group_allowed_networks: Option<AllowedNetworks>,
+    /// The account's own virtual hosts, if set.
+    pub hosts: Option<HostList>,
+    pub group_hosts: Option<HostList>,
+    pub login_message: Option<String>,
+    pub logout_message: Option<String>,
     password_hash: String,
     credential_stamp: String,
 }
@@ -238,6 +285,23 @@ impl AccountRecord {
         self.storage.as_deref().or(self.group_storage.as_deref())
     }
 
+    /// The account's allowed networks, else its group's; `None` allows any network.
+    pub fn effective_allowed_networks(&self) -> Option<&AllowedNetworks> {
+        self.allowed_networks
+            .as_ref()
+            .or(self.group_allowed_networks.as_ref())
+    }
+
+    /// Where the account may log in from and what it is told at login and logout.
+    pub fn policy(&self) -> AccountPolicy {
+        AccountPolicy {
+            allowed_networks: self.effective_allowed_networks().cloned(),
+            hosts: self.hosts.as_ref().or(self.group_hosts.as_ref()).cloned(),
+            login_message: self.login_message.clone(),
+            logout_message: self.logout_message.clone(),
+        }
+    }
+
     /// A random value that changes whenever the account's password changes or its admin flag
     /// or `enabled` is taken away, and differs between an account and one later made under the
     /// same name. Whatever was granted under one stamp (a dashboard session) ends with it.
@@ -254,6 +318,7 @@ impl AccountRecord {
             tls_required: self.effective_tls_required(),
             admin: self.admin,
             storage: self.effective_storage().map(str::to_owned),
+            policy: self.policy(),
         }
     }
 }
@@ -275,6 +340,12 @@ impl fmt::Debug for AccountRecord {
             .field("group_tls_required", &self.group_tls_required)
             .field("storage", &self.storage)
             .field("group_storage", &self.group_storage)
+            .field("allowed_networks", &self.allowed_networks)
+            .field("group_allowed_networks", &self.group_allowed_networks)
+            .field("hosts", &self.hosts)
+            .field("group_hosts", &self.group_hosts)
+            .field("login_message", &self.login_message)
+            .field("logout_message", &self.logout_message)
             .finish_non_exhaustive()
     }
 }
@@ -513,7 +584,8 @@ impl AccountStore {
         let connection = self.connection();
         let mut statement = connection.prepare(
             "SELECT g.name, g.home, g.permissions, g.tls_required, g.created_at,
-                    (SELECT COUNT(*) FROM accounts a WHERE a.group_id = g.id), g.storage
+                    (SELECT COUNT(*) FROM accounts a WHERE a.group_id = g.id), g.storage,
+                    g.allowed_networks, g.hosts
              FROM groups g ORDER BY g.name",
         )?;
         let groups = statement
@@ -526,6 +598,8 @@ impl AccountStore {
                     created_at: row.get(4)?,
                     accounts: row.get(5)?,
                     storage: row.get(6)?,
+                    allowed_networks: row.get(7)?,
+                    hosts: row.get(8)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -588,9 +662,41 @@ impl AccountStore {
         Ok(())
     }
 
+    /// Sets or clears the networks a group's accounts may log in from (those without their
+    /// own list).
+    pub fn set_group_allowed_networks(
+        &self,
+        name: &str,
+        networks: Option<&AllowedNetworks>,
+    ) -> Result<(), StoreError> {
+        let updated = self.connection().execute(
+            "UPDATE groups SET allowed_networks = ?2 WHERE name = ?1",
+            params![name, networks],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::GroupNotFound(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Sets or clears the virtual hosts a group's accounts may log in on (those without their
+    /// own list).
+    pub fn set_group_hosts(&self, name: &str, hosts: Option<&HostList>) -> Result<(), StoreError> {
+        let updated = self.connection().execute(
+            "UPDATE groups SET hosts = ?2 WHERE name = ?1",
+            params![name, hosts],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::GroupNotFound(name.to_owned()));
+        }
+        Ok(())
+    }
+
     /// Creates an account, storing an argon2id hash of its password.
     pub fn add_user(&self, account: NewAccount<'_>) -> Result<(), StoreError> {
         validate_name("user", account.name)?;
+        validate_message("login", account.login_message)?;
+        validate_message("logout", account.logout_message)?;
         if let Some(home) = account.home {
             validate_home(home)?;
         }
@@ -611,8 +717,9 @@ impl AccountStore {
             &format!(
                 "INSERT INTO accounts
                      (name, group_id, home, permissions, password_hash, admin, tls_required,
-                      storage, created_at, credential_stamp)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, {NOW}, {NEW_STAMP})"
+                      storage, created_at, credential_stamp,
+                      allowed_networks, login_message, logout_message, hosts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, {NOW}, {NEW_STAMP}, ?9, ?10, ?11, ?12)"
             ),
             params![
                 account.name,
@@ -623,6 +730,10 @@ impl AccountStore {
                 account.admin,
                 account.tls_required,
                 account.storage,
+                account.allowed_networks,
+                account.login_message,
+                account.logout_message,
+                account.hosts,
             ],
         );
         match inserted {
@@ -784,6 +895,40 @@ impl AccountStore {
         self.update_user(name, "storage", &storage)
     }
 
+    /// Sets or clears the networks an account may log in from (`None`: the group's, else any).
+    pub fn set_user_allowed_networks(
+        &self,
+        name: &str,
+        networks: Option<&AllowedNetworks>,
+    ) -> Result<(), StoreError> {
+        self.update_user(name, "allowed_networks", &networks)
+    }
+
+    /// Sets or clears the virtual hosts an account may log in on (`None`: the group's, else all).
+    pub fn set_user_hosts(&self, name: &str, hosts: Option<&HostList>) -> Result<(), StoreError> {
+        self.update_user(name, "hosts", &hosts)
+    }
+
+    /// Sets or clears the message shown with the `230` of a login.
+    pub fn set_user_login_message(
+        &self,
+        name: &str,
+        message: Option<&str>,
+    ) -> Result<(), StoreError> {
+        validate_message("login", message)?;
+        self.update_user(name, "login_message", &message)
+    }
+
+    /// Sets or clears the message shown with the `221` of QUIT.
+    pub fn set_user_logout_message(
+        &self,
+        name: &str,
+        message: Option<&str>,
+    ) -> Result<(), StoreError> {
+        validate_message("logout", message)?;
+        self.update_user(name, "logout_message", &message)
+    }
+
     /// Notes a successful login now.
     pub fn record_login(&self, name: &str) -> Result<(), StoreError> {
         let updated = self.connection().execute(
@@ -812,7 +957,8 @@ impl AccountStore {
 const SELECT_ACCOUNT: &str = "
     SELECT a.name, g.name, a.home, a.permissions, a.tls_required, a.admin, a.enabled,
            a.created_at, a.last_login, g.home, g.permissions, g.tls_required, a.password_hash,
-           a.storage, g.storage, a.credential_stamp
+           a.storage, g.storage, a.credential_stamp, a.allowed_networks, g.allowed_networks,
+           a.login_message, a.logout_message, a.hosts, g.hosts
     FROM accounts a LEFT JOIN groups g ON g.id = a.group_id";
 
 fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRecord> {
@@ -833,6 +979,12 @@ fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRecord> 
         storage: row.get(13)?,
         group_storage: row.get(14)?,
         credential_stamp: row.get(15)?,
+        allowed_networks: row.get(16)?,
+        group_allowed_networks: row.get(17)?,
+        login_message: row.get(18)?,
+        logout_message: row.get(19)?,
+        hosts: row.get(20)?,
+        group_hosts: row.get(21)?,
     })
 }
 
@@ -874,6 +1026,27 @@ fn validate_name(kind: &'static str, name: &str) -> Result<(), StoreError> {
     Ok(sqlite::check_name(kind, name)?)
 }
 
+/// Messages become lines of a reply: printable text, lines separated by `\n`.
+fn validate_message(kind: &'static str, message: Option<&str>) -> Result<(), StoreError> {
+    let Some(message) = message else {
+        return Ok(());
+    };
+    let reason = if message.len() > MAX_MESSAGE_BYTES {
+        Some("a message is at most 4096 bytes long")
+    } else if message
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        Some("a message may hold line breaks, but no other control characters")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(StoreError::InvalidMessage { kind, reason }),
+        None => Ok(()),
+    }
+}
+
 fn validate_home(home: &str) -> Result<(), StoreError> {
     let reason = if home.is_empty() {
         Some("a home must not be empty; leave it out to use the group's or the user name")
@@ -905,6 +1078,36 @@ impl FromSql for Permissions {
             .as_str()?
             .parse()
             .map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
+}
+
+impl ToSql for AllowedNetworks {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.to_string()))
+    }
+}
+
+impl FromSql for AllowedNetworks {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|e: String| FromSqlError::Other(e.into()))
+    }
+}
+
+impl ToSql for HostList {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.to_string()))
+    }
+}
+
+impl FromSql for HostList {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|e: String| FromSqlError::Other(e.into()))
     }
 }
 
@@ -987,6 +1190,31 @@ impl Authenticator for SqliteAuthenticator {
             .run(move || authenticate_blocking(&store, &user, &password, cost, &dummy_hash))
             .await
             .ok_or_else(|| AuthError::Unavailable("the password check failed".to_owned()))?
+    }
+
+    async fn account_policy(&self, user: &str) -> Option<AccountPolicy> {
+        let store = Arc::clone(&self.store);
+        let user = user.to_owned();
+        match tokio::task::spawn_blocking(move || store.get_user(&user)).await {
+            Ok(Ok(account)) => account.map(|account| account.policy()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot look up an account's login policy");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the login policy lookup failed");
+                None
+            }
+        }
+    }
+
+    async fn check_nothing(&self, password: &str) {
+        let password = password.to_owned();
+        let dummy_hash = Arc::clone(&self.dummy_hash);
+        let _ = self
+            .checkers
+            .run(move || verify_password(&dummy_hash, &password))
+            .await;
     }
 
     async fn tls_requirement(&self, user: &str) -> Option<TlsRequirement> {
@@ -1467,6 +1695,68 @@ mod tests {
     }
 
     #[test]
+    fn allowed_networks_come_from_the_account_else_its_group() {
+        let (_dir, store) = temp_store();
+        store.add_group("office", None, None).unwrap();
+        let office: AllowedNetworks = "192.0.2.0/24".parse().unwrap();
+        store
+            .set_group_allowed_networks("office", Some(&office))
+            .unwrap();
+        store
+            .add_user(NewAccount {
+                group: Some("office"),
+                login_message: Some("Hello.\nSecond line."),
+                ..user("clerk", "pw")
+            })
+            .unwrap();
+        let own: AllowedNetworks = "10.0.0.1".parse().unwrap();
+        store
+            .add_user(NewAccount {
+                group: Some("office"),
+                allowed_networks: Some(own.clone()),
+                ..user("boss", "pw")
+            })
+            .unwrap();
+        let clerk = store.get_user("clerk").unwrap().unwrap().policy();
+        assert_eq!(clerk.allowed_networks, Some(office.clone()));
+        assert_eq!(clerk.login_message.as_deref(), Some("Hello.\nSecond line."));
+        let boss = store.get_user("boss").unwrap().unwrap().policy();
+        assert_eq!(boss.allowed_networks, Some(own));
+        assert_eq!(
+            store.list_groups().unwrap()[0].allowed_networks,
+            Some(office)
+        );
+
+        store.set_user_allowed_networks("boss", None).unwrap();
+        store.set_user_logout_message("boss", Some("Bye.")).unwrap();
+        let boss = store.get_user("boss").unwrap().unwrap().policy();
+        assert_eq!(boss.allowed_networks, clerk.allowed_networks);
+        assert_eq!(boss.logout_message.as_deref(), Some("Bye."));
+        store.set_group_allowed_networks("office", None).unwrap();
+        assert_eq!(
+            store
+                .get_user("clerk")
+                .unwrap()
+                .unwrap()
+                .policy()
+                .allowed_networks,
+            None
+        );
+
+        let error = store
+            .set_user_login_message("boss", Some("ring \u{7}"))
+            .unwrap_err();
+        assert!(
+            matches!(error, StoreError::InvalidMessage { .. }),
+            "{error}"
+        );
+        assert!(matches!(
+            store.set_user_allowed_networks("nobody", None),
+            Err(StoreError::UserNotFound(_))
+        ));
+    }
+
+    #[test]
     fn in_memory_store_works_for_other_modules_tests() {
         let store = AccountStore::open_in_memory().unwrap();
         store.add_user(user("alice", "pw")).unwrap();
@@ -1500,6 +1790,7 @@ mod tests {
                 tls_required: None,
                 admin: true,
                 storage: None,
+                policy: AccountPolicy::default(),
             }
         );
         let account = auth.store.get_user("alice").unwrap().unwrap();

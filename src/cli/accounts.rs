@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::Subcommand;
 
 use crate::auth::store::{AccountStore, NewAccount};
-use crate::auth::{Permissions, TlsRequirement};
+use crate::auth::{AllowedNetworks, HostList, Permissions, TlsRequirement};
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
@@ -35,6 +35,8 @@ pub enum UserCommand {
         /// Default: the group's, else the server's.
         #[arg(long, value_name = "NAME")]
         storage: Option<String>,
+        #[command(flatten)]
+        hosting: UserHostingArgs,
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
@@ -60,6 +62,14 @@ pub enum UserCommand {
         /// Take the group's storage again, else the server's.
         #[arg(long)]
         inherit_storage: bool,
+        #[command(flatten)]
+        hosting: UserHostingArgs,
+        /// Allow logins from any network again (or the group's list, if it has one).
+        #[arg(long, conflicts_with = "allowed_networks")]
+        any_network: bool,
+        /// Serve the account on every host again (or the group's hosts, if it has a list).
+        #[arg(long, conflicts_with = "hosts")]
+        any_host: bool,
     },
     /// List accounts.
     List,
@@ -90,6 +100,13 @@ pub enum GroupCommand {
         /// The named storage ([storage.NAME] in ferry.toml) holding the group's files.
         #[arg(long, value_name = "NAME")]
         storage: Option<String>,
+        /// Networks the group's accounts may log in from (CIDRs or addresses, comma-separated),
+        /// unless an account has its own list. Default: any.
+        #[arg(long, value_name = "CIDR[,CIDR...]")]
+        allowed_networks: Option<AllowedNetworks>,
+        /// Virtual hosts the group's accounts are served on, unless an account has its own list.
+        #[arg(long, value_name = "NAME[,NAME...]")]
+        hosts: Option<HostList>,
     },
     /// List groups.
     List,
@@ -106,6 +123,58 @@ pub enum AccountsCommand {
         /// Where to write the copy (it appears there whole, by a rename).
         out: PathBuf,
     },
+}
+
+/// `user add` and `user edit` flags for hosting: where an account may log in from and what it
+/// is told at login and logout.
+#[derive(Debug, clap::Args)]
+pub struct UserHostingArgs {
+    /// Networks the account may log in from (CIDRs or addresses, comma-separated); others get
+    /// the reply of a wrong password. Default: the group's, else any.
+    #[arg(long, value_name = "CIDR[,CIDR...]")]
+    pub allowed_networks: Option<AllowedNetworks>,
+    /// Virtual hosts ([hosts."NAME"] in ferry.toml) the account is served on; the first is its
+    /// site when the client sends no HOST. Default: the group's, else every host.
+    #[arg(long, value_name = "NAME[,NAME...]")]
+    pub hosts: Option<HostList>,
+    /// Shown in the 230 reply after login (\n starts a new line; "" removes it).
+    #[arg(long, value_name = "TEXT")]
+    pub login_message: Option<String>,
+    /// Shown in the 221 reply to QUIT (\n starts a new line; "" removes it).
+    #[arg(long, value_name = "TEXT")]
+    pub logout_message: Option<String>,
+}
+
+impl UserHostingArgs {
+    fn is_empty(&self) -> bool {
+        self.allowed_networks.is_none()
+            && self.hosts.is_none()
+            && self.login_message.is_none()
+            && self.logout_message.is_none()
+    }
+
+    /// Stores what was given on an existing account.
+    fn apply(&self, store: &AccountStore, name: &str) -> anyhow::Result<()> {
+        if let Some(networks) = &self.allowed_networks {
+            store.set_user_allowed_networks(name, Some(networks))?;
+        }
+        if let Some(hosts) = &self.hosts {
+            store.set_user_hosts(name, Some(hosts))?;
+        }
+        if let Some(message) = &self.login_message {
+            store.set_user_login_message(name, message_or_none(message).as_deref())?;
+        }
+        if let Some(message) = &self.logout_message {
+            store.set_user_logout_message(name, message_or_none(message).as_deref())?;
+        }
+        Ok(())
+    }
+}
+
+/// A message as typed: `\n` is a line break, and an empty one means none.
+fn message_or_none(text: &str) -> Option<String> {
+    let text = text.replace("\\n", "\n");
+    (!text.is_empty()).then_some(text)
 }
 
 pub(super) fn open_store(path: &Path) -> anyhow::Result<AccountStore> {
@@ -149,10 +218,13 @@ pub(super) fn user_command(store: &AccountStore, command: UserCommand) -> anyhow
             admin,
             tls_required,
             storage,
+            hosting,
             password_stdin,
         } => {
             let permissions = parse_perms(perms)?;
             let password = read_password(password_stdin, "ferry user add NAME")?;
+            let login_message = hosting.login_message.as_deref().and_then(message_or_none);
+            let logout_message = hosting.logout_message.as_deref().and_then(message_or_none);
             store.add_user(NewAccount {
                 name: &name,
                 group: group.as_deref(),
@@ -161,6 +233,10 @@ pub(super) fn user_command(store: &AccountStore, command: UserCommand) -> anyhow
                 admin,
                 tls_required,
                 storage: storage.as_deref(),
+                allowed_networks: hosting.allowed_networks,
+                hosts: hosting.hosts,
+                login_message: login_message.as_deref(),
+                logout_message: logout_message.as_deref(),
                 password: &password,
             })?;
             crate::outln!("user {name} added");
@@ -196,12 +272,33 @@ pub(super) fn user_command(store: &AccountStore, command: UserCommand) -> anyhow
             disable,
             storage,
             inherit_storage,
+            hosting,
+            any_network,
+            any_host,
         } => {
-            if !(admin || no_admin || enable || disable || storage.is_some() || inherit_storage) {
+            if !(admin
+                || no_admin
+                || enable
+                || disable
+                || storage.is_some()
+                || inherit_storage
+                || any_network
+                || any_host
+                || !hosting.is_empty())
+            {
                 bail!(
                     "nothing to change: pass --admin, --no-admin, --enable, --disable, \
-                     --storage NAME or --inherit-storage"
+                     --storage NAME, --inherit-storage, --allowed-networks CIDR,..., \
+                     --any-network, --hosts NAME,..., --any-host, --login-message TEXT or \
+                     --logout-message TEXT"
                 );
+            }
+            hosting.apply(store, &name)?;
+            if any_network {
+                store.set_user_allowed_networks(&name, None)?;
+            }
+            if any_host {
+                store.set_user_hosts(&name, None)?;
             }
             if storage.is_some() || inherit_storage {
                 store.set_user_storage(&name, storage.as_deref())?;
@@ -238,9 +335,17 @@ pub(super) fn group_command(store: &AccountStore, command: GroupCommand) -> anyh
             perms,
             tls_required,
             storage,
+            allowed_networks,
+            hosts,
         } => {
             let permissions = parse_perms(perms)?;
             store.add_group(&name, home.as_deref(), permissions)?;
+            if allowed_networks.is_some() {
+                store.set_group_allowed_networks(&name, allowed_networks.as_ref())?;
+            }
+            if hosts.is_some() {
+                store.set_group_hosts(&name, hosts.as_ref())?;
+            }
             if tls_required.is_some() {
                 store.set_group_tls_required(&name, tls_required)?;
             }

@@ -36,8 +36,24 @@ pub struct Cli {
     /// The accounts database (SQLite; created if missing).
     #[arg(long, global = true, value_name = "FILE", env = "FERRY_DB")]
     pub db: Option<PathBuf>,
+    /// How log lines are written to standard error: text, or json (one object per line).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FORMAT",
+        env = "FERRY_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,12 +5,15 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use tracing::{info, warn};
 
 use crate::auth::SqliteAuthenticator;
 use crate::auth::store::AccountStore;
 use crate::config::{FileConfig, FsSettings, ServeArgs, ServeSettings, StorageSpec};
+use crate::server::tls::HostCertificate;
+use crate::server::virtual_hosts::VirtualHost;
+use crate::server::xferlog::XferLog;
 use crate::server::{self, Server, Shutdown, TlsContext};
 use crate::storage::StorageProvider;
 use crate::storage::fs::FsProvider;
@@ -79,8 +82,28 @@ pub(super) async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::
             .with_context(|| format!("cannot open the storage [storage.{name}]"))?;
         named_storage.insert(name.clone(), provider);
     }
+    let host_certificates: Vec<HostCertificate> = settings
+        .virtual_hosts
+        .iter()
+        .filter_map(|host| {
+            let (certfile, keyfile) = host.certificate.clone()?;
+            let names = std::iter::once(&host.name).chain(&host.aliases).cloned();
+            Some(HostCertificate {
+                names: names.collect(),
+                certfile,
+                keyfile,
+            })
+        })
+        .collect();
     let tls = match &settings.tls {
-        Some(tls_settings) => Some(Arc::new(TlsContext::new(tls_settings.clone())?)),
+        Some(tls_settings) => Some(Arc::new(
+            TlsContext::new(tls_settings.clone())?.with_host_certificates(host_certificates)?,
+        )),
+        None if !host_certificates.is_empty() => bail!(
+            "[hosts.\"{}\"] has a certificate, but the server has none: give --certfile and \
+             --keyfile (or [serve.tls]) for clients that name no host",
+            host_certificates[0].names[0]
+        ),
         None => None,
     };
     let listener = server::bind_listener(settings.listen)
@@ -102,6 +125,25 @@ pub(super) async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::
     }
     let mut config = settings.server.clone();
     config.tls = tls.clone();
+    for host in &settings.virtual_hosts {
+        let storage = open_storage(&host.storage)
+            .await
+            .with_context(|| format!("cannot open the storage of [hosts.\"{}\"]", host.name))?;
+        config.virtual_hosts.insert(
+            VirtualHost {
+                name: host.name.clone(),
+                storage,
+                banner: host.banner.clone(),
+            },
+            &host.aliases,
+        );
+    }
+    if let Some(path) = &settings.xferlog {
+        let log = XferLog::open(path)
+            .with_context(|| format!("cannot open the xferlog {}", path.display()))?;
+        tokio::spawn(reopen_xferlog_on_sighup(Arc::clone(&log)));
+        config.xferlog = Some(log);
+    }
     let server = Server::with_named_storage(
         config,
         Arc::new(SqliteAuthenticator::with_hash_cost(
@@ -153,6 +195,18 @@ pub(super) async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::
     server::serve(listener, implicit, server, shutdown).await;
     info!("stopped");
     Ok(())
+}
+
+/// SIGHUP: open the xferlog's path again, as logrotate expects after moving the file.
+async fn reopen_xferlog_on_sighup(log: Arc<XferLog>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        warn!("cannot install the SIGHUP handler; the xferlog is not reopened after rotation");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        log.reopen().await;
+    }
 }
 
 /// SIGHUP: load the certificate again; new connections use it, running sessions keep theirs.

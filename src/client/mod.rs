@@ -33,6 +33,7 @@ pub use self::listing::{RemoteEntry, RemoteKind};
 use self::tls::SessionStore;
 pub use self::tls::Verification;
 use crate::protocol::address::{self, NetworkProtocol};
+use crate::protocol::hash::{HashAlgorithm, HashReply, parse_hash_reply};
 use crate::protocol::path::unquote_257;
 use crate::protocol::time::UtcDateTime;
 use crate::protocol::{Reply, ReplyCode};
@@ -247,6 +248,10 @@ struct Features {
     utf8: bool,
     mfmt: bool,
     rest_stream: bool,
+    /// The algorithms of FEAT's HASH line (draft-bryan-ftpext-hash-02 §3.1); empty: no HASH.
+    hash: Vec<HashAlgorithm>,
+    /// The one marked `*` there, or chosen since with OPTS HASH.
+    hash_selected: Option<HashAlgorithm>,
 }
 
 impl Features {
@@ -264,10 +269,29 @@ impl Features {
                 "UTF8" => features.utf8 = true,
                 "MFMT" => features.mfmt = true,
                 "REST" => features.rest_stream = line.to_ascii_uppercase().contains("STREAM"),
+                "HASH" => features.parse_hash_line(line),
                 _ => {}
             }
         }
         features
+    }
+
+    /// ` HASH SHA-256*;SHA-1;MD5`: names the server offers, the selected one starred; names
+    /// ferry does not compute are skipped.
+    fn parse_hash_line(&mut self, line: &str) {
+        let list = line.split_whitespace().nth(1).unwrap_or("");
+        for name in list.split(';').filter(|n| !n.is_empty()) {
+            let (name, selected) = match name.strip_suffix('*') {
+                Some(name) => (name, true),
+                None => (name, false),
+            };
+            if let Some(algorithm) = HashAlgorithm::from_name(name.as_bytes()) {
+                self.hash.push(algorithm);
+                if selected {
+                    self.hash_selected = Some(algorithm);
+                }
+            }
+        }
     }
 }
 
@@ -618,6 +642,45 @@ impl FtpClient {
     /// Whether the server offers MFMT.
     pub fn supports_mfmt(&self) -> bool {
         self.features.mfmt
+    }
+
+    /// Whether the server's FEAT offers HASH with `algorithm` (draft-bryan-ftpext-hash-02).
+    pub fn supports_hash(&self, algorithm: HashAlgorithm) -> bool {
+        self.features.hash.contains(&algorithm)
+    }
+
+    /// The server's `algorithm` hash of the whole file at `path`, as HASH reports it (the
+    /// digest in lower-case hexadecimal, and the byte range it covers). Selects the algorithm
+    /// with OPTS HASH first when another one is selected. Comparing it with the local file's
+    /// digest verifies an upload without downloading it again.
+    pub async fn hash(&mut self, path: &str, algorithm: HashAlgorithm) -> ClientResult<HashReply> {
+        if !self.supports_hash(algorithm) {
+            return Err(ClientError::Protocol(format!(
+                "the server does not offer HASH with {algorithm} (its FEAT has no such HASH line)"
+            )));
+        }
+        if self.features.hash_selected != Some(algorithm) {
+            let line = format!("OPTS HASH {algorithm}");
+            let reply = self.expect(&line, &[ReplyCode::COMMAND_OK]).await?;
+            if HashAlgorithm::from_name(reply.text.trim().as_bytes()) != Some(algorithm) {
+                return Err(ClientError::Protocol(format!(
+                    "{line} selected something else: {reply}"
+                )));
+            }
+            self.features.hash_selected = Some(algorithm);
+        }
+        let reply = self
+            .expect(&format!("HASH {path}"), &[ReplyCode::FILE_STATUS])
+            .await?;
+        let hash = parse_hash_reply(&reply.text)
+            .ok_or_else(|| ClientError::Protocol(format!("cannot read the HASH reply {reply}")))?;
+        if HashAlgorithm::from_name(hash.algorithm.as_bytes()) != Some(algorithm) {
+            return Err(ClientError::Protocol(format!(
+                "HASH answered with {} instead of {algorithm}: {reply}",
+                hash.algorithm
+            )));
+        }
+        Ok(hash)
     }
 
     /// What `path` is, or `None` if it does not exist.
@@ -1210,5 +1273,29 @@ mod tests {
         let features = Features::parse(&reply);
         assert!(features.epsv && features.mlst && features.rest_stream && features.utf8);
         assert!(!features.mfmt);
+        assert!(features.hash.is_empty());
+    }
+
+    #[test]
+    fn feat_hash_line_lists_algorithms_and_the_selected_one() {
+        let reply = Reply::multiline(
+            ReplyCode::SYSTEM_STATUS,
+            [
+                "Extensions supported:",
+                " HASH SHA-256;SHA-512;sha-1*;MD5",
+                "End",
+            ],
+        );
+        let features = Features::parse(&reply);
+        // SHA-512 is not one ferry computes, so it is left out.
+        assert_eq!(
+            features.hash,
+            [
+                HashAlgorithm::Sha256,
+                HashAlgorithm::Sha1,
+                HashAlgorithm::Md5
+            ]
+        );
+        assert_eq!(features.hash_selected, Some(HashAlgorithm::Sha1));
     }
 }

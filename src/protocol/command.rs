@@ -17,6 +17,7 @@ use nom::combinator::{all_consuming, map_res, opt, rest};
 use nom::sequence::preceded;
 
 use super::address::{self, EpsvArgument};
+use super::hash::{HashAlgorithm, RangSelection, XHashRange, parse_x_hash_argument};
 use super::reply::{Reply, ReplyCode};
 use super::time::UtcDateTime;
 
@@ -81,6 +82,19 @@ pub enum Command<'a> {
     Pbsz(u64),
     Prot(ProtectionLevel),
     Ccc,
+    /// HASH of a file with the session's algorithm (draft-bryan-ftpext-hash-02 §3).
+    Hash(&'a [u8]),
+    /// XCRC, XMD5, XSHA (SHA-1), XSHA1 and XSHA256: one algorithm each, with optional offsets.
+    XHash {
+        algorithm: HashAlgorithm,
+        path: &'a [u8],
+        range: Option<XHashRange>,
+    },
+    /// RANG start end (draft-bryan-ftp-range-09 §3); `None` is `RANG 1 0`, which resets it.
+    Rang(Option<RangSelection>),
+    /// HOST (RFC 7151): the virtual host the client means, without a final dot (names compare
+    /// case-insensitively), or an address literal in brackets.
+    Host(&'a str),
 }
 
 /// The representation type (RFC 959 §3.1.1).
@@ -109,6 +123,9 @@ pub enum Opts<'a> {
     Utf8(bool),
     /// `OPTS MLST fact;fact;` (RFC 3659 §7.9): the facts to send, as given.
     Mlst(&'a [u8]),
+    /// `OPTS HASH [algorithm]` (draft-bryan-ftpext-hash-02 §3.2): `None` asks which one is
+    /// selected.
+    Hash(Option<HashAlgorithm>),
 }
 
 /// SITE subcommands.
@@ -219,6 +236,15 @@ impl Command<'_> {
             Self::Pbsz(_) => "PBSZ",
             Self::Prot(_) => "PROT",
             Self::Ccc => "CCC",
+            Self::Hash(_) => "HASH",
+            Self::XHash { algorithm, .. } => match algorithm {
+                HashAlgorithm::Crc32 => "XCRC",
+                HashAlgorithm::Md5 => "XMD5",
+                HashAlgorithm::Sha1 => "XSHA1",
+                HashAlgorithm::Sha256 => "XSHA256",
+            },
+            Self::Rang(_) => "RANG",
+            Self::Host(_) => "HOST",
         }
     }
 }
@@ -226,17 +252,20 @@ impl Command<'_> {
 /// Every verb the parser accepts, in HELP order (X-variants from RFC 775 included).
 pub const VERBS: &[&str] = &[
     "ABOR", "ACCT", "ALLO", "APPE", "AUTH", "CCC", "CDUP", "CWD", "DELE", "EPRT", "EPSV", "FEAT",
-    "HELP", "LIST", "MDTM", "MFMT", "MKD", "MLSD", "MLST", "MODE", "NLST", "NOOP", "OPTS", "PASS",
-    "PASV", "PBSZ", "PORT", "PROT", "PWD", "QUIT", "REIN", "REST", "RETR", "RMD", "RNFR", "RNTO",
-    "SITE", "SIZE", "STAT", "STOR", "STOU", "STRU", "SYST", "TYPE", "USER", "XCUP", "XCWD", "XMKD",
-    "XPWD", "XRMD",
+    "HASH", "HELP", "HOST", "LIST", "MDTM", "MFMT", "MKD", "MLSD", "MLST", "MODE", "NLST", "NOOP",
+    "OPTS", "PASS", "PASV", "PBSZ", "PORT", "PROT", "PWD", "QUIT", "RANG", "REIN", "REST", "RETR",
+    "RMD", "RNFR", "RNTO", "SITE", "SIZE", "STAT", "STOR", "STOU", "STRU", "SYST", "TYPE", "USER",
+    "XCRC", "XCUP", "XCWD", "XMD5", "XMKD", "XPWD", "XRMD", "XSHA", "XSHA1", "XSHA256",
 ];
 
 /// Verbs from the RFCs that are recognised but deliberately not served.
 const NOT_IMPLEMENTED: &[&str] = &[
-    "SMNT", "LPRT", "LPSV", "ADAT", "MIC", "CONF", "ENC", "LANG", "HOST", "XRCP", "XRSQ", "XSEM",
-    "XSEN", "MAIL", "MLFL", "MRCP", "MRSQ", "MSAM", "MSND", "MSOM",
+    "SMNT", "LPRT", "LPSV", "ADAT", "MIC", "CONF", "ENC", "LANG", "XRCP", "XRSQ", "XSEM", "XSEN",
+    "MAIL", "MLFL", "MRCP", "MRSQ", "MSAM", "MSND", "MSOM",
 ];
+
+/// The longest verb served (XSHA256).
+const MAX_VERB_LEN: usize = 7;
 
 type Input<'a> = &'a [u8];
 type ParseResult<O> = Result<O, CommandError>;
@@ -246,30 +275,36 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Err(CommandError::Empty);
     }
+    // A verb is letters, and for XSHA1 and XSHA256 digits after its first letter.
     let verb_and_argument = all_consuming((
-        take_while1(|b: u8| b.is_ascii_alphabetic()),
+        take_while1(|b: u8| b.is_ascii_alphanumeric()),
         opt(preceded(tag(&b" "[..]), rest::<&[u8], ()>)),
     ))
-    .parse(line);
+    .parse(line)
+    .ok()
+    .filter(|(_, (verb, _))| verb[0].is_ascii_alphabetic());
     let (verb, argument) = match verb_and_argument {
-        Ok((_, parts)) => parts,
-        Err(_) => {
+        Some((_, parts)) => parts,
+        None => {
             let verb_end = line
                 .iter()
-                .position(|b| !b.is_ascii_alphabetic())
+                .position(|b| !b.is_ascii_alphanumeric())
                 .unwrap_or(line.len());
             // "NOOP\t" or "PWD  " are still a verb; other junk is not a command at all.
-            if verb_end > 0 && line[verb_end..].iter().all(u8::is_ascii_whitespace) {
+            if verb_end > 0
+                && line[0].is_ascii_alphabetic()
+                && line[verb_end..].iter().all(u8::is_ascii_whitespace)
+            {
                 (&line[..verb_end], None)
             } else {
                 return Err(CommandError::Syntax);
             }
         }
     };
-    if verb.len() > 4 {
+    if verb.len() > MAX_VERB_LEN {
         return Err(CommandError::Unknown);
     }
-    let mut upper = [0u8; 4];
+    let mut upper = [0u8; MAX_VERB_LEN];
     for (slot, b) in upper.iter_mut().zip(verb) {
         *slot = b.to_ascii_uppercase();
     }
@@ -403,6 +438,13 @@ fn parse_verb<'a>(verb: &[u8], arg: Option<Input<'a>>) -> ParseResult<Command<'a
             _ => return Err(CommandError::BadArgument("PROT", "expected C, S, E or P")),
         }),
         b"CCC" => C::Ccc,
+        b"HASH" => C::Hash(required("HASH", "the file", arg)?),
+        b"XCRC" => parse_x_hash(HashAlgorithm::Crc32, "XCRC", arg)?,
+        b"XMD5" => parse_x_hash(HashAlgorithm::Md5, "XMD5", arg)?,
+        b"XSHA" | b"XSHA1" => parse_x_hash(HashAlgorithm::Sha1, "XSHA1", arg)?,
+        b"XSHA256" => parse_x_hash(HashAlgorithm::Sha256, "XSHA256", arg)?,
+        b"RANG" => C::Rang(parse_rang(required("RANG", "start and end bytes", arg)?)?),
+        b"HOST" => C::Host(host_name(required("HOST", "the host name", arg)?)?),
         other => {
             return Err(
                 match NOT_IMPLEMENTED.iter().find(|v| v.as_bytes() == other) {
@@ -520,10 +562,87 @@ fn parse_opts(arg: Input<'_>) -> ParseResult<Opts<'_>> {
     if name.eq_ignore_ascii_case(b"MLST") {
         return Ok(Opts::Mlst(value));
     }
+    if name.eq_ignore_ascii_case(b"HASH") {
+        if value.is_empty() {
+            return Ok(Opts::Hash(None));
+        }
+        // draft-bryan-ftpext-hash-02 §3.2: an unknown algorithm is a 501, the selection unchanged.
+        return HashAlgorithm::from_name(value)
+            .map(|algorithm| Opts::Hash(Some(algorithm)))
+            .ok_or(CommandError::BadArgument(
+                "OPTS HASH",
+                "unknown algorithm, current selection not changed; FEAT lists SHA-256, SHA-1, MD5 and CRC32",
+            ));
+    }
     Err(CommandError::BadArgument(
         "OPTS",
-        "unknown option; UTF8 and MLST are supported",
+        "unknown option; UTF8, MLST and HASH are supported",
     ))
+}
+
+fn parse_x_hash<'a>(
+    algorithm: HashAlgorithm,
+    verb: &'static str,
+    arg: Option<Input<'a>>,
+) -> ParseResult<Command<'a>> {
+    let (path, range) = parse_x_hash_argument(required(verb, "the file", arg)?).map_err(|_| {
+        CommandError::BadArgument(verb, "the end offset comes before the start offset")
+    })?;
+    if path.is_empty() {
+        return Err(CommandError::MissingArgument(verb, "the file"));
+    }
+    Ok(Command::XHash {
+        algorithm,
+        path,
+        range,
+    })
+}
+
+/// `RANG start end`; `RANG 1 0` resets, any other end before its start is a 501 (§3).
+fn parse_rang(arg: Input<'_>) -> ParseResult<Option<RangSelection>> {
+    const EXPECTED: &str = "expected RANG start end, as in RANG 0 49, or RANG 1 0 to reset";
+    let mut words = arg.trim_ascii().split(|&b| b == b' ');
+    let mut number = || decimal("RANG", EXPECTED, words.next());
+    let (start, end) = (number()?, number()?);
+    if words.next().is_some() {
+        return Err(CommandError::BadArgument("RANG", EXPECTED));
+    }
+    match (start, end) {
+        (1, 0) => Ok(None),
+        (start, end) if start > end => Err(CommandError::BadArgument(
+            "RANG",
+            "the end byte comes before the start byte",
+        )),
+        (start, end) => Ok(Some(RangSelection { start, end })),
+    }
+}
+
+/// RFC 7151 §3: a domain name (RFC 1123 letters, digits and hyphens, labels of at most 63
+/// characters, 253 in all, an optional final dot, which is dropped) or an address literal in
+/// brackets. Also checks the host names of the configuration.
+pub fn host_name(arg: &[u8]) -> Result<&str, CommandError> {
+    const EXPECTED: &str = "expected a host name such as ftp.example.com, or [192.0.2.1]";
+    let text = std::str::from_utf8(arg.trim_ascii())
+        .map_err(|_| CommandError::BadArgument("HOST", EXPECTED))?;
+    if let Some(literal) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        return match literal.parse::<std::net::IpAddr>() {
+            Ok(_) => Ok(text),
+            Err(_) => Err(CommandError::BadArgument("HOST", EXPECTED)),
+        };
+    }
+    let name = text.strip_suffix('.').unwrap_or(text);
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(CommandError::BadArgument("HOST", EXPECTED));
+    }
+    Ok(name)
 }
 
 fn parse_site(arg: Input<'_>) -> ParseResult<Site<'_>> {
@@ -817,6 +936,7 @@ mod tests {
                 "OPTS" => "OPTS UTF8 ON".to_string(),
                 "MFMT" => "MFMT 20200101000000 f".to_string(),
                 "EPSV" => "EPSV".to_string(),
+                "RANG" => "RANG 0 1".to_string(),
                 v => format!("{v} x"),
             };
             let command = parse_command(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
@@ -826,10 +946,98 @@ mod tests {
                 "XMKD" => "MKD",
                 "XPWD" => "PWD",
                 "XRMD" => "RMD",
+                "XSHA" => "XSHA1",
                 v => v,
             };
             assert_eq!(command.verb(), canonical);
         }
+    }
+
+    #[test]
+    fn hash_commands() {
+        assert_eq!(parse("HASH my file.iso"), Ok(Command::Hash(b"my file.iso")));
+        assert_eq!(
+            parse("xsha256 a.bin 0 10"),
+            Ok(Command::XHash {
+                algorithm: HashAlgorithm::Sha256,
+                path: b"a.bin",
+                range: Some(XHashRange { start: 0, end: 10 }),
+            })
+        );
+        assert_eq!(
+            parse("XSHA a.bin"),
+            Ok(Command::XHash {
+                algorithm: HashAlgorithm::Sha1,
+                path: b"a.bin",
+                range: None,
+            })
+        );
+        assert!(matches!(
+            parse("XCRC f 10 2"),
+            Err(CommandError::BadArgument("XCRC", _))
+        ));
+        assert_eq!(
+            parse("XMD5"),
+            Err(CommandError::MissingArgument("XMD5", "the file"))
+        );
+        // Digits inside a verb are for these commands only; a verb still starts with a letter.
+        assert_eq!(parse("XSHA512 f"), Err(CommandError::Unknown));
+        assert_eq!(parse("1HASH f"), Err(CommandError::Syntax));
+        assert_eq!(parse("OPTS HASH"), Ok(Command::Opts(Opts::Hash(None))));
+        assert_eq!(
+            parse("opts hash md5"),
+            Ok(Command::Opts(Opts::Hash(Some(HashAlgorithm::Md5))))
+        );
+        let unknown = parse("OPTS HASH CRC-37").unwrap_err();
+        assert_eq!(unknown.reply().code, ReplyCode::ARGUMENT_SYNTAX_ERROR);
+        assert!(unknown.reply().text.contains("selection not changed"));
+    }
+
+    #[test]
+    fn rang_selects_inclusive_ranges_and_1_0_resets() {
+        assert_eq!(
+            parse("RANG 0 49"),
+            Ok(Command::Rang(Some(RangSelection { start: 0, end: 49 })))
+        );
+        assert_eq!(parse("RANG 1 0"), Ok(Command::Rang(None)));
+        assert_eq!(
+            parse("RANG 5 5"),
+            Ok(Command::Rang(Some(RangSelection { start: 5, end: 5 })))
+        );
+        for bad in ["RANG 9 3", "RANG 1", "RANG a b", "RANG 1 2 3", "RANG"] {
+            assert!(parse(bad).is_err(), "{bad}");
+            assert_eq!(
+                parse(bad).unwrap_err().reply().code,
+                ReplyCode::ARGUMENT_SYNTAX_ERROR,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn host_takes_domain_names_and_address_literals() {
+        assert_eq!(
+            parse("HOST ftp.example.com"),
+            Ok(Command::Host("ftp.example.com"))
+        );
+        assert_eq!(parse("HOST Example.COM."), Ok(Command::Host("Example.COM")));
+        assert_eq!(parse("HOST [192.0.2.1]"), Ok(Command::Host("[192.0.2.1]")));
+        assert_eq!(
+            parse("HOST [2001:db8::1]"),
+            Ok(Command::Host("[2001:db8::1]"))
+        );
+        for bad in [
+            "HOST",
+            "HOST -bad.example",
+            "HOST a..b",
+            "HOST exa mple.com",
+            "HOST [not-an-ip]",
+            "HOST ../etc",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let long = format!("HOST {}.com", "a".repeat(64));
+        assert!(parse(&long).is_err());
     }
 
     proptest! {

@@ -10,11 +10,14 @@
 //! - [`address`]: PORT/EPRT/PASV/EPSV argument and reply codecs (RFC 959, RFC 2428);
 //! - [`path`]: virtual path normalisation that never climbs above `/`, and `257` quoting;
 //! - [`listing`]: LIST, NLST and MLSD/MLST line formatting (RFC 3659);
+//! - [`hash`]: HASH, RANG and the X hash commands' algorithms, ranges and replies
+//!   (draft-bryan-ftpext-hash-02, draft-bryan-ftp-range-09);
 //! - [`proxy`]: the PROXY protocol v1/v2 header a TCP load balancer sends ahead of a connection;
 //! - [`time`]: the UTC timestamps of MDTM, MFMT and MLSD `modify` facts.
 
 pub mod address;
 pub mod command;
+pub mod hash;
 pub mod line;
 pub mod listing;
 pub mod path;

@@ -284,6 +284,15 @@ impl ControlConnection {
         matches!(self.stream, ControlStream::Tls(_))
     }
 
+    /// The server name the client asked for in its TLS handshake (SNI), if it is on TLS and
+    /// sent one.
+    pub(crate) fn tls_server_name(&self) -> Option<&str> {
+        match &self.stream {
+            ControlStream::Tls(tls) => tls.get_ref().1.server_name(),
+            _ => None,
+        }
+    }
+
     /// AUTH TLS (RFC 4217 §4): after the `234`, the TLS handshake. Anything the client sent after
     /// AUTH TLS and before the handshake is thrown away unread — executing it would let an
     /// attacker on the path inject commands into the protected session (the STARTTLS injection

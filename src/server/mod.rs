@@ -18,6 +18,8 @@ mod resumption;
 mod session;
 pub mod tls;
 mod transfer;
+pub mod virtual_hosts;
+pub mod xferlog;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -66,6 +68,10 @@ pub struct ServerConfig {
     /// Load-balancer networks whose connections must open with a PROXY protocol header naming the
     /// real client; empty turns the PROXY protocol off.
     pub proxy_protocol_from: Vec<IpNet>,
+    /// The wu-ftpd style transfer log, when one is kept (`--xferlog`).
+    pub xferlog: Option<Arc<xferlog::XferLog>>,
+    /// The sites clients can choose with HOST (RFC 7151); empty: HOST is not offered.
+    pub virtual_hosts: virtual_hosts::VirtualHosts,
 }
 
 /// Timeouts of a session.
@@ -107,6 +113,8 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             tls: None,
             proxy_protocol_from: Vec::new(),
+            xferlog: None,
+            virtual_hosts: virtual_hosts::VirtualHosts::default(),
         }
     }
 }
@@ -124,6 +132,8 @@ pub struct Server {
     pub(crate) limits: ConnectionLimits,
     pub(crate) throttle: LoginThrottle,
     pub(crate) metrics: Arc<ServerMetrics>,
+    /// How many HASH computations may run at once; one more is answered 450.
+    pub(crate) hash_slots: Arc<tokio::sync::Semaphore>,
     next_session_id: AtomicU64,
 }
 
@@ -149,6 +159,7 @@ impl Server {
             limits: ConnectionLimits::new(config.max_connections, config.max_connections_per_ip),
             throttle: LoginThrottle::new(config.login_throttle.clone()),
             metrics: Arc::default(),
+            hash_slots: Arc::new(tokio::sync::Semaphore::new(concurrent_hashes())),
             config,
             authenticator,
             storage,
@@ -166,6 +177,13 @@ impl Server {
         self.metrics
             .render(self.passive_pool.size(), self.passive_pool.available())
     }
+}
+
+/// Hashes that may run at once: reading and hashing a large file keeps a core busy, so a few per
+/// core; more wait for the client to retry rather than queue up unseen.
+fn concurrent_hashes() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    (cores * 2).max(4)
 }
 
 /// Serves control connections from `listener` until a graceful shutdown is requested, then waits
@@ -227,6 +245,7 @@ pub async fn serve(
             id,
             peer = tracing::field::Empty,
             balancer = tracing::field::Empty,
+            host = tracing::field::Empty,
             user = tracing::field::Empty
         );
         let server = Arc::clone(&server);

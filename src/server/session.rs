@@ -24,9 +24,11 @@ use super::limits::{ConnectionSlot, LimitExceeded};
 use super::metrics::{Direction as TransferDirection, TransferOutcome};
 use super::tls::{Direction, SessionTls};
 use super::transfer::TransferError;
+use super::virtual_hosts::VirtualHost;
 use super::{Server, proxy};
 use crate::auth::{TlsRequirement, UserDetails};
 use crate::protocol::command::{Command, ProtectionLevel, TransferType, parse_command};
+use crate::protocol::hash::{HashAlgorithm, RangSelection};
 use crate::protocol::listing::MlstFacts;
 use crate::protocol::{Reply, ReplyCode, VirtualPath};
 use crate::storage::{Storage, Upload};
@@ -51,7 +53,12 @@ pub struct Shutdown {
 /// Where the session is in logging in (RFC 959 §5.4 state diagram for USER/PASS).
 pub(crate) enum Login {
     AwaitingUser,
-    AwaitingPassword { user: String },
+    /// `refused` says why the account may not log in from here, decided at USER; the client is
+    /// not told until its PASS fails like a wrong password.
+    AwaitingPassword {
+        user: String,
+        refused: Option<&'static str>,
+    },
     LoggedIn(Box<LoggedIn>),
 }
 
@@ -162,7 +169,12 @@ pub(crate) struct Session {
     pub(crate) protection: ProtectionLevel,
     /// PBSZ was sent (RFC 4217 §8).
     pub(crate) pbsz_set: bool,
-    shutdown: Shutdown,
+    /// What HASH computes (OPTS HASH), and the range of a RANG sent just before it.
+    pub(crate) hash_algorithm: HashAlgorithm,
+    pub(crate) hash_range: Option<RangSelection>,
+    /// The site chosen with HOST (RFC 7151), if any.
+    pub(crate) virtual_host: Option<Arc<VirtualHost>>,
+    pub(crate) shutdown: Shutdown,
 }
 
 /// What woke the loop.
@@ -351,9 +363,13 @@ async fn serve_control(
             ProtectionLevel::Clear
         },
         pbsz_set: implicit,
+        hash_algorithm: HashAlgorithm::default(),
+        hash_range: None,
+        virtual_host: None,
         shutdown,
     };
     debug!("connected");
+    session.adopt_tls_server_name();
     let metrics = Arc::clone(&session.server.metrics);
     metrics.session_opened();
     if let Err(error) = session.serve().await {
@@ -375,7 +391,7 @@ impl Session {
         loop {
             if transfer.is_none() {
                 if quit_after_transfer {
-                    let bye = Reply::new(ReplyCode::CLOSING_CONTROL, "Goodbye.");
+                    let bye = self.goodbye();
                     return self.send_reply(&bye).await;
                 }
                 if let Some(line) = deferred.take() {
@@ -576,6 +592,7 @@ impl Session {
                     info!(%error, "TLS handshake on the control connection failed");
                     return Ok(false);
                 }
+                self.adopt_tls_server_name();
                 debug!("control connection is now TLS");
             }
             Flow::ClearTls(reply) => {
@@ -735,6 +752,7 @@ impl Session {
             _ => TransferDirection::Out,
         };
         self.server.metrics.transfer(direction, outcome, bytes);
+        self.record_xferlog(running, outcome, bytes);
         let user = match &self.login {
             Login::LoggedIn(logged_in) => logged_in.details.name.as_str(),
             _ => "-",

@@ -16,15 +16,20 @@
 //! uploads therefore runs out after [`CONTROL_TICKETS`] uploads (curl, which keeps only the newest
 //! ticket, after one); TLS 1.2 sessions resume without limit, which is why ferry's own client falls
 //! back to TLS 1.2 when a server refuses a data connection that did not resume.
+//!
+//! Virtual hosts (`[hosts."NAME"]` with `certfile`/`keyfile`) get their own certificates: a
+//! client that names one in its handshake (SNI) is sent that certificate, any other client the
+//! server's. The name then also picks the host (see `commands::host`).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls::ServerConfig;
-use rustls::server::ServerSessionMemoryCache;
-use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tracing::{info, warn};
@@ -174,11 +179,26 @@ fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
         .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
 }
 
-/// The server's TLS state: settings and the current certificate, replaceable while running.
+/// A virtual host's own certificate: the names it is sent for, and its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostCertificate {
+    /// Lower case: the host's name and aliases.
+    pub names: Vec<String>,
+    pub certfile: PathBuf,
+    pub keyfile: PathBuf,
+}
+
+/// The certificates of the virtual hosts, by name.
+type CertificatesByName = BTreeMap<String, Arc<CertifiedKey>>;
+
+/// The server's TLS state: settings and the current certificates, replaceable while running.
 #[derive(Debug)]
 pub struct TlsContext {
     pub settings: TlsSettings,
     current: RwLock<Arc<CertifiedKey>>,
+    /// The virtual hosts' certificates, and where they are loaded from.
+    hosts: RwLock<Arc<CertificatesByName>>,
+    host_files: Vec<HostCertificate>,
     /// The ticket key and the control connections that sessions are issued to.
     resumption: Arc<ResumptionRegistry>,
 }
@@ -191,28 +211,47 @@ impl TlsContext {
         Ok(Self {
             current: RwLock::new(loaded.key),
             settings,
+            hosts: RwLock::default(),
+            host_files: Vec::new(),
             resumption: ResumptionRegistry::new(),
         })
     }
 
-    /// Reloads the certificate from disk (SIGHUP). New connections use it; running sessions keep
-    /// theirs. On error the old certificate stays in use.
+    /// Adds the virtual hosts' certificates, sent to clients that name a host in their
+    /// handshake (SNI). An error here should stop the server from starting.
+    pub fn with_host_certificates(
+        mut self,
+        hosts: Vec<HostCertificate>,
+    ) -> Result<Self, CertificateError> {
+        self.host_files = hosts;
+        *self.hosts.get_mut().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(load_host_certificates(&self.host_files)?);
+        Ok(self)
+    }
+
+    /// Reloads the certificates from disk (SIGHUP). New connections use them; running sessions
+    /// keep theirs. On error the old certificates all stay in use.
     pub fn reload(&self) -> Result<(), CertificateError> {
         let loaded = load_certificate(&self.settings.certfile, &self.settings.keyfile)?;
+        let hosts = load_host_certificates(&self.host_files)?;
         announce(&self.settings, &loaded);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = loaded.key;
+        *self.hosts.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(hosts);
         Ok(())
     }
 
     /// Fresh configurations for one control session from `client_ip` (behind a balancer, the
     /// client its PROXY header names).
     pub(crate) fn session(&self, client_ip: IpAddr) -> SessionTls {
-        let key = Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()));
+        let resolver = ByServerName {
+            default: Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner())),
+            hosts: Arc::clone(&self.hosts.read().unwrap_or_else(|e| e.into_inner())),
+        };
         let mut control = ServerConfig::builder_with_provider(crypto_provider())
             .with_safe_default_protocol_versions()
             .expect("the default provider supports the default protocol versions")
             .with_no_client_auth()
-            .with_cert_resolver(Arc::new(SingleCertAndKey::from(key)));
+            .with_cert_resolver(Arc::new(resolver));
         control.session_storage = ServerSessionMemoryCache::new(8);
         let binding = self.resumption.bind(client_ip);
         if let Some(ticketer) = self.resumption.control_ticketer(&binding) {
@@ -230,6 +269,41 @@ impl TlsContext {
             binding,
             registry: Arc::clone(&self.resumption),
         }
+    }
+}
+
+fn load_host_certificates(
+    hosts: &[HostCertificate],
+) -> Result<CertificatesByName, CertificateError> {
+    let mut by_name = CertificatesByName::new();
+    for host in hosts {
+        let loaded = load_certificate(&host.certfile, &host.keyfile)?;
+        info!(
+            certificate = %host.certfile.display(),
+            subject = loaded.subject,
+            names = host.names.join(","),
+            "TLS certificate of a virtual host loaded"
+        );
+        for name in &host.names {
+            by_name.insert(name.clone(), Arc::clone(&loaded.key));
+        }
+    }
+    Ok(by_name)
+}
+
+/// Picks the certificate of the host a client names in its handshake (SNI), else the server's.
+#[derive(Debug)]
+struct ByServerName {
+    default: Arc<CertifiedKey>,
+    hosts: Arc<CertificatesByName>,
+}
+
+impl ResolvesServerCert for ByServerName {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let named = client_hello
+            .server_name()
+            .and_then(|name| self.hosts.get(&name.to_ascii_lowercase()));
+        Some(Arc::clone(named.unwrap_or(&self.default)))
     }
 }
 

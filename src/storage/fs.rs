@@ -147,6 +147,7 @@ impl FsStorage {
         read_at_offset: true,
         set_modified: true,
         chmod: true,
+        hash: true,
     };
 }
 
@@ -193,6 +194,18 @@ impl Storage for FsStorage {
         offset: u64,
     ) -> StorageResult<Option<std::fs::File>> {
         self.open_for_reading(path, offset).await.map(Some)
+    }
+
+    /// Read and hashed on the blocking pool in one go: no trip through an async reader.
+    async fn hash(
+        &self,
+        path: &VirtualPath,
+        algorithm: crate::protocol::hash::HashAlgorithm,
+        start: u64,
+        len: u64,
+    ) -> StorageResult<super::digest::FileDigest> {
+        let file = self.open_for_reading(path, start).await?;
+        super::digest::digest_file(file, algorithm, len).await
     }
 
     async fn write(&self, path: &VirtualPath, mode: WriteMode) -> StorageResult<Box<dyn Upload>> {

@@ -91,6 +91,7 @@ impl MemoryStorage {
         read_at_offset: true,
         set_modified: true,
         chmod: false,
+        hash: true,
     };
 }
 

@@ -9,6 +9,7 @@
 //! the `s3` cargo feature). Another backend is a type that implements [`Storage`] — see the
 //! example on the trait.
 
+pub mod digest;
 pub mod fs;
 pub mod memory;
 #[cfg(feature = "s3")]
@@ -26,13 +27,15 @@ use futures_util::stream::BoxStream;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::protocol::VirtualPath;
+use crate::protocol::hash::HashAlgorithm;
 pub use crate::protocol::listing::EntryKind;
 use crate::protocol::reply::ReplyCode;
 
 /// What a backend can do beyond reading, writing whole files and managing directories.
 ///
 /// The server advertises and accepts only what is set here: `REST` + `STOR` needs
-/// `write_at_offset`, `APPE` needs `append`, MFMT needs `set_modified`, SITE CHMOD needs `chmod`.
+/// `write_at_offset`, `APPE` needs `append`, MFMT needs `set_modified`, SITE CHMOD needs `chmod`,
+/// HASH and XCRC/XMD5/XSHA1/XSHA256 need `hash`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
     /// `WriteMode::Append`.
@@ -45,6 +48,8 @@ pub struct Capabilities {
     pub set_modified: bool,
     /// `chmod`, with Unix permission bits.
     pub chmod: bool,
+    /// `hash`: HASH and the X hash commands (a backend that cannot read cheaply says no).
+    pub hash: bool,
 }
 
 /// The facts a listing shows about a file or directory.
@@ -268,6 +273,20 @@ pub trait Storage: Send + Sync + fmt::Debug {
     async fn chmod(&self, path: &VirtualPath, mode: u32) -> StorageResult<()> {
         let _ = (path, mode);
         Err(StorageError::Unsupported("changing permissions"))
+    }
+
+    /// The digest of up to `len` bytes of a file from `start` (HASH, XSHA256, ...). The default
+    /// streams [`Storage::read`] through a hasher on the blocking pool ([`digest::digest_reader`]);
+    /// a backend with local files hashes them there instead.
+    async fn hash(
+        &self,
+        path: &VirtualPath,
+        algorithm: HashAlgorithm,
+        start: u64,
+        len: u64,
+    ) -> StorageResult<digest::FileDigest> {
+        let reader = self.read(path, start).await?;
+        digest::digest_reader(reader, algorithm, len).await
     }
 }
 

@@ -29,6 +29,9 @@ impl Session {
         if capabilities.set_modified {
             features.push("MFMT".into());
         }
+        if !self.server.config.virtual_hosts.is_empty() {
+            features.push("HOST".into());
+        }
         if let Some(context) = &self.server.config.tls {
             features.extend(["AUTH TLS".into(), "PBSZ".into(), "PROT".into()]);
             if context.settings.allow_ccc {
@@ -37,6 +40,11 @@ impl Session {
         }
         if capabilities.read_at_offset || capabilities.write_at_offset {
             features.push("REST STREAM".into());
+        }
+        if capabilities.hash {
+            // draft-bryan-ftpext-hash-02 §3.1, and the older commands clients look for.
+            features.push(crate::protocol::hash::feat_line(self.hash_algorithm));
+            features.extend(["XCRC", "XMD5", "XSHA1", "XSHA256"].map(String::from));
         }
         features.sort();
         lines.extend(features.into_iter().map(|f| format!(" {f}")));
@@ -84,6 +92,11 @@ impl Session {
         match verb {
             "APPE" if !capabilities.append => Some("append to files"),
             "MFMT" if !capabilities.set_modified => Some("set modification times"),
+            "HASH" | "XCRC" | "XMD5" | "XSHA" | "XSHA1" | "XSHA256" | "RANG"
+                if !capabilities.hash =>
+            {
+                Some("compute file hashes")
+            }
             "REST" if !capabilities.read_at_offset && !capabilities.write_at_offset => {
                 Some("resume transfers")
             }

@@ -5,12 +5,15 @@
 //! while (`421`); each attempt is counted before its password is checked (`crate::auth::throttle`).
 //! Password checks run on the blocking pool inside the authenticator. What an account requires to
 //! be encrypted is checked at USER, before a password can follow in clear text, and again at PASS
-//! with the account's details (RFC 4217 §11).
+//! with the account's details (RFC 4217 §11). So is the account's list of allowed networks: a
+//! client outside them gets the same `331` and, at PASS, the same `530` after the same delay as
+//! a wrong password, and its password is never checked (only as much time is spent). The account's
+//! login and logout messages go out with `230` and with the `221` to QUIT.
 
 use tracing::{info, warn};
 
 use super::Handled;
-use crate::auth::{AuthError, Permissions, TlsRequirement, UserDetails};
+use crate::auth::{AccountPolicy, AuthError, Permissions, TlsRequirement, UserDetails};
 use crate::protocol::command::TransferType;
 use crate::protocol::listing::MlstFacts;
 use crate::protocol::{Reply, ReplyCode, VirtualPath};
@@ -46,7 +49,11 @@ impl Session {
         }
         // A new USER starts a new login, as after REIN.
         self.reset_session_state();
-        self.login = Login::AwaitingPassword { user: name };
+        let refused = self.refused_before_password(&name).await;
+        self.login = Login::AwaitingPassword {
+            user: name,
+            refused,
+        };
         self.publish_login();
         Ok(Reply::new(ReplyCode::NEED_PASSWORD, "Password required.").into())
     }
@@ -68,9 +75,45 @@ impl Session {
         });
     }
 
+    /// Why the account may not log in from here, looked up at USER before any password is
+    /// sent; `None` when it may (or the user is unknown). Logged with the reason; the client is
+    /// told nothing yet.
+    async fn refused_before_password(&self, user: &str) -> Option<&'static str> {
+        let policy = self.server.authenticator.account_policy(user).await?;
+        let reason = self.policy_refusal(&policy)?;
+        warn!(user, client = %self.peer.ip(), reason, "login refused before the password");
+        Some(reason)
+    }
+
+    /// What in an account's policy keeps this session out, if anything.
+    fn policy_refusal(&self, policy: &AccountPolicy) -> Option<&'static str> {
+        if let Some(networks) = &policy.allowed_networks {
+            if !networks.allows(self.peer.ip()) {
+                return Some("the client's address is outside the account's allowed networks");
+            }
+        }
+        let hosts = policy.hosts.as_ref()?;
+        let configured = &self.server.config.virtual_hosts;
+        match &self.virtual_host {
+            // Any of the account's names, aliases included, may have been used with HOST.
+            Some(chosen) => {
+                let served = hosts
+                    .names()
+                    .filter_map(|name| configured.find(name))
+                    .any(|host| std::sync::Arc::ptr_eq(host, chosen));
+                (!served).then_some("the account is not served on the host the client chose")
+            }
+            // Without HOST the account logs in on its first host, which must exist.
+            None => configured
+                .find(hosts.first())
+                .is_none()
+                .then_some("the account's host is not configured on this server"),
+        }
+    }
+
     async fn check_password(&mut self, password: &[u8]) -> Handled {
-        let user = match std::mem::replace(&mut self.login, Login::AwaitingUser) {
-            Login::AwaitingPassword { user } => user,
+        let (user, refused) = match std::mem::replace(&mut self.login, Login::AwaitingUser) {
+            Login::AwaitingPassword { user, refused } => (user, refused),
             Login::LoggedIn(logged_in) => {
                 self.login = Login::LoggedIn(logged_in);
                 return Err(Reply::new(ReplyCode::BAD_SEQUENCE, "Already logged in."));
@@ -93,15 +136,26 @@ impl Session {
             return Ok(Flow::Close(too_many_failures()));
         };
         let password = String::from_utf8_lossy(password);
-        let result = match self.anonymous_details(&user) {
-            Some(details) => Ok(details),
-            None => {
+        let result = match (refused, self.anonymous_details(&user)) {
+            (Some(reason), _) => {
+                // Refused at USER: the password is not checked, but the refusal takes as long.
+                self.server.authenticator.check_nothing(&password).await;
+                Err(AuthError::Refused(reason))
+            }
+            (None, Some(details)) => Ok(details),
+            (None, None) => {
                 self.server
                     .authenticator
                     .authenticate(&user, &password, ip)
                     .await
             }
         };
+        // Checked again with the details that came with the password: the account may have
+        // changed since USER.
+        let result = result.and_then(|details| match self.policy_refusal(&details.policy) {
+            Some(reason) => Err(AuthError::Refused(reason)),
+            None => Ok(details),
+        });
         let details = match result {
             Ok(details) => {
                 attempt.succeeded();
@@ -132,8 +186,22 @@ impl Session {
             warn!(user, "login refused: the account requires TLS");
             return Err(reply);
         }
+        // A client that sent no HOST logs in on the account's own site, if it has one.
+        if self.virtual_host.is_none() {
+            if let Some(hosts) = &details.policy.hosts {
+                self.virtual_host = self
+                    .server
+                    .config
+                    .virtual_hosts
+                    .find(hosts.first())
+                    .cloned();
+            }
+        }
         let provider = match &details.storage {
-            None => &self.server.storage,
+            None => match &self.virtual_host {
+                Some(host) => &host.storage,
+                None => &self.server.storage,
+            },
             Some(name) => match self.server.named_storage.get(name) {
                 Some(provider) => provider,
                 None => {
@@ -165,8 +233,16 @@ impl Session {
         tracing::Span::current().record("user", details.name.as_str());
         info!(home = details.home, "logged in");
         let welcome = format!("User {} logged in.", details.name);
+        // pyftpdlib's msg_login: the account's own lines before the standard one.
+        let reply = match details.policy.login_message.as_deref() {
+            Some(message) => Reply::multiline(
+                ReplyCode::LOGGED_IN,
+                message.lines().chain([welcome.as_str()]),
+            ),
+            None => Reply::new(ReplyCode::LOGGED_IN, welcome),
+        };
         self.login = Login::LoggedIn(Box::new(LoggedIn { details, storage }));
-        Ok(Reply::new(ReplyCode::LOGGED_IN, welcome).into())
+        Ok(reply.into())
     }
 
     /// Whether this connection meets what the server and an account with `requirement` ask to
@@ -208,7 +284,23 @@ impl Session {
             tls_required: None,
             admin: false,
             storage: None,
+            policy: Default::default(),
         })
+    }
+
+    /// The `221` to QUIT, after the logged-in account's logout message if it has one
+    /// (pyftpdlib's msg_quit).
+    pub(crate) fn goodbye(&self) -> Reply {
+        let message = self
+            .user()
+            .and_then(|user| user.details.policy.logout_message.as_deref());
+        match message {
+            Some(message) => Reply::multiline(
+                ReplyCode::CLOSING_CONTROL,
+                message.lines().chain(["Goodbye."]),
+            ),
+            None => Reply::new(ReplyCode::CLOSING_CONTROL, "Goodbye."),
+        }
     }
 
     pub(super) fn acct(&mut self) -> Handled {
@@ -222,6 +314,8 @@ impl Session {
     /// REIN (RFC 959 §4.1.1): back to the state just after the greeting.
     pub(super) fn rein(&mut self) -> Handled {
         self.reset_session_state();
+        // REIN starts over without the HOST (a new USER, which also starts over, keeps it).
+        self.virtual_host = None;
         self.login = Login::AwaitingUser;
         self.publish_login();
         Ok(Reply::new(ReplyCode::SERVICE_READY, "Ready for a new user.").into())
@@ -239,6 +333,9 @@ impl Session {
         self.restart_offset = 0;
         self.rename_from = None;
         self.mlst_facts = MlstFacts::default_set();
+        // draft-bryan-ftpext-hash-02 §3.2: the selection holds until REIN.
+        self.hash_algorithm = Default::default();
+        self.hash_range = None;
     }
 }
 

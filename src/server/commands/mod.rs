@@ -6,6 +6,8 @@
 
 mod data_setup;
 mod files;
+mod hash;
+mod host;
 mod info;
 mod listings;
 mod login;
@@ -46,14 +48,27 @@ impl Session {
             )
             .into();
         }
+        // RANG is for the command right after it (draft-bryan-ftp-range-09 §4.3), and only HASH
+        // honours one here: a transfer after it is refused rather than sent whole.
+        let rang = self.hash_range.take();
+        match &command {
+            Command::Hash(_) => self.hash_range = rang,
+            Command::Retr(_) | Command::Stor(_) | Command::Appe(_) | Command::Stou(_)
+                if rang.is_some() =>
+            {
+                return Reply::new(
+                    ReplyCode::PARAMETER_NOT_IMPLEMENTED,
+                    "RANG applies to HASH only on this server; send RANG 1 0 and use REST to resume transfers.",
+                )
+                .into();
+            }
+            _ => {}
+        }
         let handled = match command {
             Command::User(name) => self.user_command(name).await,
             Command::Pass(password) => self.pass(password).await,
             Command::Acct(_) => self.acct(),
-            Command::Quit => Ok(Flow::Close(Reply::new(
-                ReplyCode::CLOSING_CONTROL,
-                "Goodbye.",
-            ))),
+            Command::Quit => Ok(Flow::Close(self.goodbye())),
             Command::Rein => self.rein(),
             Command::Pwd => self.pwd(),
             Command::Cwd(path) => self.cwd(path).await,
@@ -88,6 +103,7 @@ impl Session {
             Command::Feat => self.feat(),
             Command::Opts(Opts::Utf8(on)) => self.opts_utf8(on),
             Command::Opts(Opts::Mlst(facts)) => self.opts_mlst(facts),
+            Command::Opts(Opts::Hash(choice)) => self.opts_hash(choice),
             Command::Type(kind) => self.type_command(kind),
             Command::Mode => Ok(Reply::new(ReplyCode::COMMAND_OK, "Mode set to S.").into()),
             Command::Stru => Ok(Reply::new(ReplyCode::COMMAND_OK, "Structure set to F.").into()),
@@ -109,6 +125,14 @@ impl Session {
             Command::Pbsz(size) => self.pbsz(size),
             Command::Prot(level) => self.prot(level),
             Command::Ccc => self.ccc(),
+            Command::Hash(path) => self.hash(path).await,
+            Command::XHash {
+                algorithm,
+                path,
+                range,
+            } => self.x_hash(algorithm, path, range).await,
+            Command::Rang(selection) => self.rang(selection),
+            Command::Host(name) => self.host(name),
         };
         handled.unwrap_or_else(Flow::Reply)
     }
@@ -189,5 +213,6 @@ fn allowed_before_login(command: &Command<'_>) -> bool {
             | Command::Prot(_)
             | Command::Ccc
             | Command::Type(_)
+            | Command::Host(_)
     )
 }

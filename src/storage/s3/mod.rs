@@ -271,6 +271,8 @@ impl S3Storage {
         read_at_offset: true,
         set_modified: false,
         chmod: false,
+        // Ranged GETs stream through the hasher like a download (the default `Storage::hash`).
+        hash: true,
     };
 
     /// The key of the file at `path` (not the root).
