@@ -19,6 +19,7 @@ mod deploy_providers;
 mod deploy_restore;
 mod deploy_serve;
 mod deploy_service_cli;
+mod deploy_verify;
 mod dialogue;
 mod ftplib;
 // The Garage launcher lives beside the s3 backend, whose unit tests use it too.

@@ -156,10 +156,10 @@ fn ordered_deploys_never_show_a_page_before_what_it_references_even_when_killed(
     // Killed at three points, resumed from the journal each time.
     let seed = std::process::id() as u64;
     let kills: Vec<Duration> = (0..3)
-        .map(|n| Duration::from_millis(150 + (seed * 7919 + n * 104_729) % 600))
+        .map(|n| Duration::from_millis(80 + (seed * 7919 + n * 104_729) % 320))
         .collect();
     let started = Instant::now();
-    let log = push_with_kills(&repos, &state, &to, &kills);
+    push_with_kills(&repos, &state, &to, &kills);
     let rounds_during = rounds.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     reader.join().unwrap();
@@ -175,10 +175,6 @@ fn ordered_deploys_never_show_a_page_before_what_it_references_even_when_killed(
         rounds_during > 0,
         "the reader walked the site {rounds_during} times in {:?}",
         started.elapsed()
-    );
-    assert!(
-        log.contains("phase done") && log.contains("seconds="),
-        "each phase is logged with its time:\n{log}"
     );
     let mut files = read_tree(&root).0;
     files.remove(MARKER);

@@ -245,6 +245,13 @@ pub(super) async fn deploy_command(
                     report.dirs_created,
                     report.dirs_removed,
                 );
+                if report.verified > 0 {
+                    crate::outln!(
+                        "verified: the server's HASH of {} of the {} uploads matches what was sent",
+                        report.verified,
+                        report.uploaded
+                    );
+                }
             }
         }
         DeployCommand::Catchup { target } => {

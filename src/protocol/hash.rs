@@ -8,6 +8,10 @@
 //! GlobalSCAPE read them, so `XSHA256 f 5 5` hashes no byte at all. Inside ferry a range is
 //! always a start and a length ([`ByteSpan`]).
 
+use md5::Md5;
+use sha1::Sha1;
+use sha2::{Digest as _, Sha256};
+
 use std::fmt;
 
 /// The algorithms ferry computes. HASH uses the session's selection (SHA-256 until `OPTS HASH`
@@ -239,6 +243,47 @@ pub fn parse_hash_reply(text: &str) -> Option<HashReply> {
         hex: hex.to_ascii_lowercase(),
         pathname: pathname.to_owned(),
     })
+}
+
+/// The CRC-32 that zlib, PNG and `cksum -a crc32b` compute.
+static CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// One running hash of any of the algorithms.
+pub enum Hasher {
+    Sha256(Sha256),
+    Sha1(Sha1),
+    Md5(Md5),
+    Crc32(crc::Digest<'static, u32>),
+}
+
+impl Hasher {
+    pub fn new(algorithm: HashAlgorithm) -> Self {
+        match algorithm {
+            HashAlgorithm::Sha256 => Self::Sha256(Sha256::new()),
+            HashAlgorithm::Sha1 => Self::Sha1(Sha1::new()),
+            HashAlgorithm::Md5 => Self::Md5(Md5::new()),
+            HashAlgorithm::Crc32 => Self::Crc32(CRC32.digest()),
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Self::Sha256(hasher) => hasher.update(bytes),
+            Self::Sha1(hasher) => hasher.update(bytes),
+            Self::Md5(hasher) => hasher.update(bytes),
+            Self::Crc32(digest) => digest.update(bytes),
+        }
+    }
+
+    /// The digest in lower-case hexadecimal.
+    pub fn finish(self) -> String {
+        match self {
+            Self::Sha256(hasher) => hex::encode(hasher.finalize()),
+            Self::Sha1(hasher) => hex::encode(hasher.finalize()),
+            Self::Md5(hasher) => hex::encode(hasher.finalize()),
+            Self::Crc32(digest) => format!("{:08x}", digest.finalize()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,20 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use md5::Md5;
-use sha1::Sha1;
-use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt as _;
 use tokio::sync::mpsc;
 
 use super::{FileReader, StorageError, StorageResult};
-use crate::protocol::hash::HashAlgorithm;
+use crate::protocol::hash::{HashAlgorithm, Hasher};
 
 /// Bytes read per step: large enough that the channel and the system calls cost little.
 const CHUNK: usize = 256 * 1024;
-
-/// The CRC-32 that zlib, PNG and `cksum -a crc32b` compute.
-static CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 /// A finished digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,44 +28,6 @@ pub struct FileDigest {
     pub hex: String,
     /// How many bytes went in: fewer than asked if the file was shorter.
     pub bytes: u64,
-}
-
-/// One running hash of any of the algorithms.
-pub enum Hasher {
-    Sha256(Sha256),
-    Sha1(Sha1),
-    Md5(Md5),
-    Crc32(crc::Digest<'static, u32>),
-}
-
-impl Hasher {
-    pub fn new(algorithm: HashAlgorithm) -> Self {
-        match algorithm {
-            HashAlgorithm::Sha256 => Self::Sha256(Sha256::new()),
-            HashAlgorithm::Sha1 => Self::Sha1(Sha1::new()),
-            HashAlgorithm::Md5 => Self::Md5(Md5::new()),
-            HashAlgorithm::Crc32 => Self::Crc32(CRC32.digest()),
-        }
-    }
-
-    pub fn update(&mut self, bytes: &[u8]) {
-        match self {
-            Self::Sha256(hasher) => hasher.update(bytes),
-            Self::Sha1(hasher) => hasher.update(bytes),
-            Self::Md5(hasher) => hasher.update(bytes),
-            Self::Crc32(digest) => digest.update(bytes),
-        }
-    }
-
-    /// The digest in lower-case hexadecimal.
-    pub fn finish(self) -> String {
-        match self {
-            Self::Sha256(hasher) => hex::encode(hasher.finalize()),
-            Self::Sha1(hasher) => hex::encode(hasher.finalize()),
-            Self::Md5(hasher) => hex::encode(hasher.finalize()),
-            Self::Crc32(digest) => format!("{:08x}", digest.finalize()),
-        }
-    }
 }
 
 /// Hashes up to `len` bytes of an already positioned local file on the blocking pool.

@@ -24,6 +24,7 @@ use super::plan::{DeployPlan, Upload};
 use super::progress::{Progress, Reporter};
 use super::retry::{RetryPolicy, StepError, with_retry};
 use crate::client::{ClientError, FtpClient, RemoteKind, StoreMode};
+use crate::protocol::hash::{HashAlgorithm, Hasher};
 
 /// Counts of what a run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -34,6 +35,8 @@ pub struct ExecutionReport {
     pub dirs_created: usize,
     pub dirs_removed: usize,
     pub dirs_kept: usize,
+    /// Uploads the server's HASH confirmed byte for byte.
+    pub verified: u64,
 }
 
 /// Everything the executor shares with its workers.
@@ -64,6 +67,7 @@ impl Executor {
         if result.is_err() {
             self.remove_leftover_temps(&mut sessions).await;
         }
+        report.verified = self.progress.verified();
         (result.map(|()| report), sessions)
     }
 
@@ -381,13 +385,21 @@ impl Worker {
                 let path = session.path(&upload.path);
                 self.progress.start(&upload.path);
                 let what = format!("uploading {path}");
-                with_retry!(&mut session.client, &self.retry, &what, |client| {
+                let verified = with_retry!(&mut session.client, &self.retry, &what, |client| {
                     self.upload(client, upload, &path).await
                 })?;
                 self.record(|journal| journal.record_upload(&upload.path, &upload.blob))?;
                 self.progress.file_done();
+                if verified {
+                    self.progress.file_verified();
+                }
+                let what = if verified {
+                    "uploaded and verified"
+                } else {
+                    "uploaded"
+                };
                 self.reporter
-                    .file_done("uploaded", &upload.path, Some(upload.size));
+                    .file_done(what, &upload.path, Some(upload.size));
             }
             Action::Delete(relative) => {
                 let path = session.path(relative);
@@ -438,7 +450,7 @@ impl Worker {
         client: &mut FtpClient,
         upload: &Upload,
         path: &str,
-    ) -> Result<(), StepError> {
+    ) -> Result<bool, StepError> {
         let temp = temp_name(path);
         if let Ok(mut temps) = self.temps.lock() {
             temps.insert(temp.clone());
@@ -448,8 +460,10 @@ impl Worker {
             if let Ok(mut temps) = self.temps.lock() {
                 temps.remove(&temp);
             }
-        } else if matches!(result, Err(StepError::Client(ClientError::Refused { .. })))
-            && client.delete(&temp).await.is_ok()
+        } else if matches!(
+            result,
+            Err(StepError::Client(ClientError::Refused { .. }) | StepError::Corrupted(_))
+        ) && client.delete(&temp).await.is_ok()
         {
             // A refusal (a rename the account may not make, say) leaves the connection
             // usable: the temporary file goes at once.
@@ -466,8 +480,9 @@ impl Worker {
         upload: &Upload,
         path: &str,
         temp: &str,
-    ) -> Result<(), StepError> {
-        let sent = match self.store_blob(client, upload, temp).await {
+    ) -> Result<bool, StepError> {
+        let algorithm = verification_algorithm(client);
+        let (sent, digest) = match self.store_blob(client, upload, temp, algorithm).await {
             // The directory may have been removed on the server behind our back: make it again.
             Err(StepError::Client(ClientError::Refused { reply, command }))
                 if reply.code.get() >= 500 =>
@@ -481,7 +496,7 @@ impl Worker {
                     "the directory is missing on the server; creating it"
                 );
                 client.mkdir_all(parent).await?;
-                self.store_blob(client, upload, temp).await?
+                self.store_blob(client, upload, temp, algorithm).await?
             }
             other => other?,
         };
@@ -491,18 +506,35 @@ impl Worker {
                 upload.size
             ))));
         }
+        // Before the file goes live: the server's digest of what it stored must be ours.
+        let verified = match (algorithm, digest) {
+            (Some(algorithm), Some(ours)) => {
+                let theirs = client.hash(temp, algorithm).await?;
+                if theirs.hex != ours {
+                    return Err(StepError::Corrupted(format!(
+                        "uploading {path}: the server's {algorithm} of what it stored is {}, not \
+                         {ours}",
+                        theirs.hex
+                    )));
+                }
+                true
+            }
+            _ => false,
+        };
         rename_over(client, temp, path).await?;
         self.progress.add_bytes(sent);
-        Ok(())
+        Ok(verified)
     }
 
-    /// Streams the blob from `git cat-file` into STOR `temp`; returns the bytes sent.
+    /// Streams the blob from `git cat-file` into STOR `temp`; the bytes sent, and their digest by
+    /// `algorithm` when one is asked for.
     async fn store_blob(
         &self,
         client: &mut FtpClient,
         upload: &Upload,
         temp: &str,
-    ) -> Result<u64, StepError> {
+        algorithm: Option<HashAlgorithm>,
+    ) -> Result<(u64, Option<String>), StepError> {
         let spawn_failed = |e| StepError::Fatal(DeployError::Git(GitError::Spawn(e)));
         let mut child = self
             .repo
@@ -514,6 +546,7 @@ impl Worker {
             inner: stdout,
             counted: 0,
             progress: Arc::clone(&self.progress),
+            hasher: algorithm.map(Hasher::new),
         };
         let stored = client.store(temp, &mut source, StoreMode::Replace).await;
         // Take back what this attempt added, whatever happens: the caller counts a success.
@@ -530,8 +563,16 @@ impl Worker {
                 stderr: stderr.trim().to_owned(),
             })));
         }
-        Ok(sent)
+        Ok((sent, source.hasher.map(Hasher::finish)))
     }
+}
+
+/// The digest to check an upload with: the strongest the server's HASH offers (CRC-32 only when
+/// nothing else is), or `None` when it offers none.
+fn verification_algorithm(client: &FtpClient) -> Option<HashAlgorithm> {
+    HashAlgorithm::ALL
+        .into_iter()
+        .find(|algorithm| client.supports_hash(*algorithm))
 }
 
 /// Counts bytes read into the progress as they pass.
@@ -539,6 +580,8 @@ struct CountingReader<R> {
     inner: R,
     counted: u64,
     progress: Arc<Progress>,
+    /// The digest of what passed, to verify the upload with.
+    hasher: Option<Hasher>,
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for CountingReader<R> {
@@ -550,6 +593,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for CountingReader<R> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         let added = (buf.filled().len() - before) as u64;
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf.filled()[before..]);
+        }
         self.counted += added;
         self.progress.add_bytes(added);
         poll

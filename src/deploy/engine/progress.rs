@@ -49,6 +49,7 @@ pub struct Progress {
     files_total: u64,
     bytes_total: u64,
     files_done: AtomicU64,
+    files_verified: AtomicU64,
     bytes_done: AtomicU64,
     current: Mutex<String>,
     phase: Mutex<String>,
@@ -61,6 +62,7 @@ impl Progress {
             files_total: (plan.uploads.len() + plan.deletes.len() + plan.clear_files.len()) as u64,
             bytes_total: plan.upload_bytes(),
             files_done: AtomicU64::new(0),
+            files_verified: AtomicU64::new(0),
             bytes_done: AtomicU64::new(0),
             current: Mutex::new(String::new()),
             phase: Mutex::new(String::new()),
@@ -90,6 +92,15 @@ impl Progress {
         if let Ok(mut current) = self.phase.lock() {
             phase.clone_into(&mut current);
         }
+    }
+
+    pub(crate) fn file_verified(&self) {
+        self.files_verified.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Uploads whose bytes the server's HASH confirmed.
+    pub fn verified(&self) -> u64 {
+        self.files_verified.load(Ordering::Relaxed)
     }
 
     pub(crate) fn file_done(&self) {

@@ -36,6 +36,8 @@ pub(crate) enum StepError {
     /// Opening a fresh session failed: the server is unreachable or refuses us.
     Reconnect(ClientError),
     Fatal(DeployError),
+    /// The server holds other bytes than were sent (a HASH that does not match): sent again.
+    Corrupted(String),
 }
 
 impl From<ClientError> for StepError {
@@ -76,6 +78,16 @@ macro_rules! with_retry {
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                     reconnect = true;
+                }
+                Err(StepError::Corrupted(detail)) if attempt < policy.attempts => {
+                    ::tracing::warn!(attempt, "{detail}; sending it again");
+                    attempt += 1;
+                }
+                Err(StepError::Corrupted(detail)) => {
+                    break Err($crate::deploy::engine::DeployError::Transfer(format!(
+                        "{detail}, {} times; the server does not keep what it is sent",
+                        policy.attempts
+                    )))
                 }
                 Err(StepError::Client(error)) => break Err($crate::deploy::engine::DeployError::from_client(&$what, error)),
                 Err(StepError::Reconnect(error)) => break Err($crate::deploy::engine::DeployError::Connection(error)),
