@@ -15,6 +15,7 @@ use crate::deploy::engine::order::Order;
 use crate::deploy::engine::plan::human_bytes;
 use crate::deploy::engine::push::{self, DeployRequest, Revision};
 use crate::deploy::engine::retry::default_retry_policy;
+use crate::deploy::engine::swap;
 use crate::deploy::{DeployError, DeployTarget};
 
 use super::accounts::read_password;
@@ -46,6 +47,15 @@ pub enum DeployCommand {
         /// Upload the whole tree, whatever the target's marker says (first deploy).
         #[arg(long)]
         init: bool,
+        /// Blue/green: bring a second copy beside the site (.NAME.ferry-b) up to the commit, then
+        /// swap the two directories' names, so visitors see one whole commit or the other. Going
+        /// back to the commit before swaps back with nothing to upload.
+        #[arg(long, conflicts_with = "unordered")]
+        swap: bool,
+        /// With --swap, on a server that refuses to rename directories: deploy in place, in
+        /// ordered phases, instead of failing.
+        #[arg(long, requires = "swap")]
+        fallback_ordered: bool,
     },
     /// Record a commit as deployed without uploading anything (adopting an existing site).
     #[command(after_help = DEPLOY_EXIT_CODES)]
@@ -179,6 +189,7 @@ impl DeployTargetArgs {
             jobs: usize::from(self.jobs),
             init,
             forward_only: false,
+            never_behind: None,
             entry_points: self.entry_points.clone(),
             order: self.unordered.then_some(Order::Unordered),
             state_dir: default_state_dir(),
@@ -211,6 +222,7 @@ pub(super) async fn deploy_command(
             target,
             dry_run: true,
             init,
+            ..
         } => {
             let request = target.request(init)?;
             let prepared = push::dry_run(&request).await?;
@@ -225,13 +237,33 @@ pub(super) async fn deploy_command(
             target,
             dry_run: false,
             init,
+            swap,
+            fallback_ordered,
         } => {
             let request = target.request(init)?;
             let reporter = progress_line::ProgressLine::new();
-            let outcome = push::push(&request, Arc::clone(&reporter) as _).await;
+            let url = request.target.display_url();
+            let outcome = if swap {
+                let swapped = swap::push_swapped(&request, Arc::clone(&reporter) as _).await;
+                match swapped {
+                    Ok(swapped) => {
+                        reporter.finish().await;
+                        report_swap(&url, &swapped);
+                        return Ok(());
+                    }
+                    Err(DeployError::Transfer(why))
+                        if fallback_ordered && why.contains(swap::SWAP_REFUSED) =>
+                    {
+                        tracing::warn!("{why}; deploying in place, in ordered phases");
+                        push::push(&request, Arc::clone(&reporter) as _).await
+                    }
+                    Err(error) => Err(error),
+                }
+            } else {
+                push::push(&request, Arc::clone(&reporter) as _).await
+            };
             reporter.finish().await;
             let outcome = outcome?;
-            let url = request.target.display_url();
             if outcome.up_to_date {
                 crate::outln!("{url} is up to date at {}", outcome.plan.to);
             } else {
@@ -271,6 +303,28 @@ pub(super) async fn deploy_command(
         }
     }
     Ok(())
+}
+
+/// What a swapped deploy did, for the command line.
+fn report_swap(url: &str, swapped: &swap::SwapOutcome) {
+    let standby = &swapped.standby;
+    if swapped.already_live {
+        crate::outln!("{url} is up to date at {}", standby.plan.to);
+        return;
+    }
+    let report = standby.report.clone().unwrap_or_default();
+    crate::outln!(
+        "deployed {} to {url} by swapping copies: {} uploaded ({}) and {} deleted in the standby \
+         copy, then swapped live ({} ms without a site)",
+        standby.plan.to,
+        report.uploaded,
+        human_bytes(report.bytes),
+        report.deleted,
+        swapped
+            .gap
+            .map_or(0.0, |gap| gap.as_secs_f64() * 1000.0)
+            .round(),
+    );
 }
 
 fn print_state(request: &DeployRequest, prepared: &push::Prepared) {

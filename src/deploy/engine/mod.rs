@@ -20,6 +20,7 @@ pub mod plan;
 pub mod progress;
 pub mod push;
 pub mod retry;
+pub mod swap;
 pub mod target;
 
 pub use self::target::DeployTarget;

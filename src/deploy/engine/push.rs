@@ -47,6 +47,9 @@ pub struct DeployRequest {
     /// Refuse ([`DeployError::Backwards`]) a commit that is an ancestor of the one the target's
     /// marker holds: the deploy service never moves a site back in time on a webhook.
     pub forward_only: bool,
+    /// Refuse a commit that is an ancestor of this one (a swapped deploy's live copy), whatever
+    /// the target's own marker holds.
+    pub never_behind: Option<String>,
     /// Entry-point patterns (`--entry`); empty: `.ferrydeploy`'s, else the defaults.
     pub entry_points: Vec<String>,
     /// Phased or unordered uploads; `None`: `.ferrydeploy`'s, else phased.
@@ -133,8 +136,11 @@ pub async fn prepare(request: &DeployRequest, create_root: bool) -> Result<Prepa
         );
     }
 
-    if request.forward_only
-        && let Some(deployed) = deployed.as_deref()
+    let never_behind = request
+        .never_behind
+        .clone()
+        .or_else(|| deployed.clone().filter(|_| request.forward_only));
+    if let Some(deployed) = never_behind.as_deref()
         && deployed != target_commit
         && repo.has_commit(deployed)?
         && repo.is_ancestor(&target_commit, deployed)?

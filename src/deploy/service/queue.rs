@@ -302,6 +302,7 @@ impl DeployQueue {
             jobs: JOBS,
             init: false,
             forward_only,
+            never_behind: None,
             entry_points: Vec::new(),
             order: None,
             state_dir: self.config.state_dir.join("journals"),
