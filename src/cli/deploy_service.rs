@@ -277,27 +277,6 @@ fn parse_target(text: &str) -> anyhow::Result<DeployTarget> {
     Ok(target)
 }
 
-/// The provider a repository URL's host suggests.
-pub fn guess_provider(repo: &str) -> Provider {
-    let host = url::Url::parse(repo)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        // scp-like `git@host:owner/repo.git`
-        .or_else(|| {
-            repo.split_once(':')
-                .map(|(user_host, _)| user_host.rsplit('@').next().unwrap_or("").to_owned())
-        })
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    match host.as_str() {
-        "github.com" => Provider::Github,
-        "gitlab.com" => Provider::Gitlab,
-        "bitbucket.org" => Provider::Bitbucket,
-        "codeberg.org" | "gitea.com" => Provider::Gitea,
-        _ => Provider::Git,
-    }
-}
-
 /// Runs one `deploy service` command against the database at `db`.
 pub async fn run(db: &Path, args: ServiceArgs) -> anyhow::Result<()> {
     let access = match &args.command {
@@ -413,7 +392,7 @@ fn add(store: &DeployStore, name: String, settings: ServiceSettings) -> anyhow::
     };
     let provider = match &settings.provider {
         Some(text) => parse_provider(text)?,
-        None => guess_provider(repo),
+        None => Provider::guess_from_repo(repo),
     };
     let branch = parse_branch(branch)?;
     let target = parse_target(to)?;
@@ -656,25 +635,4 @@ fn show(store: &DeployStore, name: &str, as_json: bool) -> anyhow::Result<()> {
         None => crate::outln!("validation:  never run"),
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn provider_is_guessed_from_the_repository_host() {
-        for (repo, provider) in [
-            ("https://github.com/o/r.git", Provider::Github),
-            ("git@github.com:o/r.git", Provider::Github),
-            ("https://GitLab.com/o/r", Provider::Gitlab),
-            ("git@bitbucket.org:team/site.git", Provider::Bitbucket),
-            ("https://codeberg.org/o/r.git", Provider::Gitea),
-            ("file:///srv/git/site.git", Provider::Git),
-            ("/srv/git/site.git", Provider::Git),
-            ("https://git.example.com/o/r.git", Provider::Git),
-        ] {
-            assert_eq!(guess_provider(repo), provider, "{repo}");
-        }
-    }
 }

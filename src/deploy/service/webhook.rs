@@ -64,6 +64,29 @@ impl Provider {
     }
 }
 
+impl Provider {
+    /// The provider a repository URL's host suggests (`git` when it is none of the big hosts).
+    pub fn guess_from_repo(repo: &str) -> Provider {
+        let host = url::Url::parse(repo)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            // scp-like `git@host:owner/repo.git`
+            .or_else(|| {
+                repo.split_once(':')
+                    .map(|(user_host, _)| user_host.rsplit('@').next().unwrap_or("").to_owned())
+            })
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        match host.as_str() {
+            "github.com" => Provider::Github,
+            "gitlab.com" => Provider::Gitlab,
+            "bitbucket.org" => Provider::Bitbucket,
+            "codeberg.org" | "gitea.com" => Provider::Gitea,
+            _ => Provider::Git,
+        }
+    }
+}
+
 impl fmt::Display for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.as_str())

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::deploy_service::guess_provider;
 use crate::deploy::DeployTarget;
 use crate::deploy::service::model::{
     NewService, Secret, Service, ServiceSecrets, ServiceUpdate, TlsVerify,
@@ -121,7 +120,7 @@ impl ServiceForm {
             );
         }
         let provider = match self.provider.trim() {
-            "" | "auto" => Some(guess_provider(&repo)),
+            "" | "auto" => Some(Provider::guess_from_repo(&repo)),
             text => match text.parse::<Provider>() {
                 Ok(provider) => Some(provider),
                 Err(e) => {

@@ -631,3 +631,19 @@ fn provider_names_round_trip() {
     assert_eq!("Forgejo".parse::<Provider>(), Ok(Provider::Gitea));
     assert!("svn".parse::<Provider>().is_err());
 }
+
+#[test]
+fn provider_is_guessed_from_the_repository_host() {
+    for (repo, provider) in [
+        ("https://github.com/o/r.git", Provider::Github),
+        ("git@github.com:o/r.git", Provider::Github),
+        ("https://GitLab.com/o/r", Provider::Gitlab),
+        ("git@bitbucket.org:team/site.git", Provider::Bitbucket),
+        ("https://codeberg.org/o/r.git", Provider::Gitea),
+        ("file:///srv/git/site.git", Provider::Git),
+        ("/srv/git/site.git", Provider::Git),
+        ("https://git.example.com/o/r.git", Provider::Git),
+    ] {
+        assert_eq!(Provider::guess_from_repo(repo), provider, "{repo}");
+    }
+}
