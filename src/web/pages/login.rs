@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use super::{Admin, AppState, blocking, internal, render};
 use crate::auth::{AuthError, Authenticator as _};
-use crate::web::auth::{SESSION_COOKIE, current_session, session_id};
+use crate::web::caller::{SESSION_COOKIE, current_session, session_id};
 use crate::web::client_address::ClientAddress;
 
 /// The cookie holding the login form's CSRF token.

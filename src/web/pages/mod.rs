@@ -10,7 +10,6 @@ pub mod notifications;
 pub mod service_form;
 pub mod services;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -25,7 +24,7 @@ use subtle::ConstantTimeEq as _;
 use tracing::error;
 
 use super::AppState;
-use super::auth::{self, session_id};
+use super::caller::{self, session_id};
 use crate::auth::{LoginGuard, SqliteAuthenticator};
 use crate::deploy::service::model::DashboardSession;
 
@@ -204,7 +203,10 @@ impl FromRequestParts<AppState> for Admin {
         let Some(id) = session_id(&parts.headers) else {
             return Err(to_login());
         };
-        match auth::current_session(state, id).await? {
+        match caller::current_session(state, id)
+            .await
+            .map_err(IntoResponse::into_response)?
+        {
             Some(session) => Ok(Admin { session }),
             None => Err(to_login()),
         }
@@ -324,9 +326,6 @@ pub async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
         .await
         .map_err(|e| e.to_string())
 }
-
-/// The shared dashboard state in the form the handlers get it.
-pub type SharedDashboard = Arc<Dashboard>;
 
 #[cfg(test)]
 mod tests {
