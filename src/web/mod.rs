@@ -61,7 +61,7 @@ pub fn router(state: AppState) -> Router {
             )),
         )
         .route("/healthz", get(healthz))
-        .merge(pages::page_routes())
+        .merge(pages::page_routes(&state))
         // The last layer runs first: the client is known before the body deadline starts.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
