@@ -12,11 +12,12 @@ use axum::response::{IntoResponse, Response};
 use tracing::{error, info, warn};
 
 use super::AppState;
+use crate::deploy::service::blocking::run_blocking;
 use crate::deploy::service::model::{NewDeploy, Service};
 use crate::deploy::service::store::{DeployStore, DeployStoreError};
 use crate::deploy::service::webhook::{self, Headers, PushEvent, WebhookEvent};
 
-pub async fn receive(
+pub(crate) async fn receive(
     State(state): State<AppState>,
     Path(key): Path<String>,
     headers: HeaderMap,
@@ -25,22 +26,18 @@ pub async fn receive(
     let store = Arc::clone(state.queue.store());
     let lookup = {
         let key = key.clone();
-        tokio::task::spawn_blocking(move || lookup(&store, &key)).await
+        run_blocking(move || lookup(&store, &key)).await
     };
     let (service, secret) = match lookup {
-        Ok(Ok(Some(found))) => found,
-        Ok(Ok(None)) => {
+        Ok(Some(found)) => found,
+        Ok(None) => {
             // Never log the key itself: it is the URL's credential.
             warn!(key_chars = key.len(), "webhook for an unknown key");
             return answer(StatusCode::NOT_FOUND, "no such hook");
         }
-        Ok(Err(error)) => {
+        Err(error) => {
             error!(%error, "cannot look the webhook's service up");
             return answer(StatusCode::INTERNAL_SERVER_ERROR, "store error");
-        }
-        Err(error) => {
-            error!(%error, "the webhook lookup task failed");
-            return answer(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
         }
     };
     let name = service.name.clone();
@@ -151,10 +148,9 @@ async fn push(state: &AppState, service: Service, pushes: Vec<PushEvent>) -> Res
         };
         let store = Arc::clone(state.queue.store());
         let service_name = name.clone();
-        let result =
-            tokio::task::spawn_blocking(move || store.deploys().queue(&service_name, &new)).await;
+        let result = run_blocking(move || store.deploys().queue(&service_name, &new)).await;
         match result {
-            Ok(Ok(Some(id))) => {
+            Ok(Some(id)) => {
                 info!(
                     service = name,
                     deploy = id,
@@ -165,7 +161,7 @@ async fn push(state: &AppState, service: Service, pushes: Vec<PushEvent>) -> Res
                 );
                 queued.push(id);
             }
-            Ok(Ok(None)) => {
+            Ok(None) => {
                 info!(
                     service = name,
                     delivery_id = push.delivery_id,
@@ -173,13 +169,9 @@ async fn push(state: &AppState, service: Service, pushes: Vec<PushEvent>) -> Res
                 );
                 duplicates += 1;
             }
-            Ok(Err(error)) => {
+            Err(error) => {
                 error!(service = name, %error, "cannot queue the deploy");
                 return answer(StatusCode::INTERNAL_SERVER_ERROR, "cannot queue the deploy");
-            }
-            Err(error) => {
-                error!(service = name, %error, "the queueing task failed");
-                return answer(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
             }
         }
     }

@@ -1,22 +1,25 @@
 //! `ferry deploy serve`: the HTTP side of the deploy service (axum). Webhooks come in on
 //! `POST /hooks/{key}` ([`hooks`]), deploys are queued in SQLite and run in the background by the
-//! [`DeployQueue`]; the JSON API under `/api/` ([`api`]) shows services, deploys and live
-//! progress and manages notification sets ([`notifications`]), for callers [`auth`] lets in;
-//! the dashboard's HTML [`pages`] sit at `/`; `/healthz` answers `ok`. Before any of them,
+//! [`DeployQueue`]; the JSON API under `/api/` ([`api`], [`history`], [`notifications`],
+//! [`validation`]) shows services, deploys and live progress through the typed [`views`] and
+//! answers failures with one [`error::ApiError`], for the callers [`caller`] lets in; the
+//! dashboard's HTML [`pages`] sit at `/`; `/healthz` answers `ok`. Before any of them,
 //! [`connections`] caps and times the connections, [`body_deadline`] times request bodies, and
 //! [`client_address`] finds who each request comes from (behind a trusted reverse proxy, the
-//! client it names).
+//! client it names). This layer calls the deploy service; it never reaches into the CLI.
 
-pub mod api;
-pub mod auth;
-pub mod body_deadline;
-pub mod client_address;
-pub mod connections;
-pub mod history;
-pub mod hooks;
-pub mod notifications;
-pub mod pages;
-pub mod validation;
+pub(crate) mod api;
+pub(crate) mod body_deadline;
+pub(crate) mod caller;
+pub(crate) mod client_address;
+pub(crate) mod connections;
+pub(crate) mod error;
+pub(crate) mod history;
+pub(crate) mod hooks;
+pub(crate) mod notifications;
+pub(crate) mod pages;
+pub(crate) mod validation;
+pub(crate) mod views;
 
 use std::sync::Arc;
 
@@ -54,11 +57,11 @@ pub fn router(state: AppState) -> Router {
             "/api",
             api_routes().route_layer(axum::middleware::from_fn_with_state(
                 state.clone(),
-                auth::require_api_auth,
+                caller::require_api_auth,
             )),
         )
         .route("/healthz", get(healthz))
-        .merge(pages::page_routes())
+        .merge(pages::page_routes(&state))
         // The last layer runs first: the client is known before the body deadline starts.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

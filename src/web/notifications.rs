@@ -10,19 +10,18 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
-use tracing::error;
+use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::error::ApiError;
+use super::views::NotificationSetView;
+use crate::deploy::service::blocking::run_blocking;
 use crate::deploy::service::model::{NotificationSet, NotificationSetUpdate, NotifyWhen};
-use crate::deploy::service::store::{DeployStore, DeployStoreError};
 
 /// The body of `POST`: a new set; lists default to empty, options to off.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NewSet {
+pub(crate) struct NewSet {
     name: String,
     #[serde(default)]
     success_emails: Vec<String>,
@@ -37,35 +36,40 @@ pub struct NewSet {
 /// The body of `PUT`: the fields to change.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SetChange {
+pub(crate) struct SetChange {
     success_emails: Option<Vec<String>>,
     failure_emails: Option<Vec<String>>,
     notify_pusher: Option<NotifyWhen>,
     notify_authors: Option<NotifyWhen>,
 }
 
-pub async fn list(State(state): State<AppState>) -> Response {
-    match with_store(&state, |store| store.notification_sets().list()).await {
-        Ok(sets) => Json(json!({ "notification_sets": sets })).into_response(),
-        Err(response) => response,
-    }
+#[derive(Serialize)]
+pub(crate) struct SetList {
+    notification_sets: Vec<NotificationSetView>,
 }
 
-pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Response {
-    match with_store(&state, move |store| store.notification_sets().get(&name)).await {
-        Ok(set) => Json(set).into_response(),
-        Err(response) => response,
-    }
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<SetList>, ApiError> {
+    let store = Arc::clone(state.queue.store());
+    let sets = run_blocking(move || store.notification_sets().list()).await?;
+    Ok(Json(SetList {
+        notification_sets: sets.into_iter().map(NotificationSetView::from).collect(),
+    }))
 }
 
-pub async fn add(
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<NotificationSetView>, ApiError> {
+    let store = Arc::clone(state.queue.store());
+    let set = run_blocking(move || store.notification_sets().get(&name)).await?;
+    Ok(Json(set.into()))
+}
+
+pub(crate) async fn add(
     State(state): State<AppState>,
     body: Result<Json<NewSet>, JsonRejection>,
-) -> Response {
-    let new = match body {
-        Ok(Json(new)) => new,
-        Err(rejection) => return bad_body(&rejection),
-    };
+) -> Result<(StatusCode, Json<NotificationSetView>), ApiError> {
+    let Json(new) = body.map_err(bad_body)?;
     let set = NotificationSet {
         name: new.name,
         success_emails: new.success_emails,
@@ -73,91 +77,45 @@ pub async fn add(
         notify_pusher: new.notify_pusher,
         notify_authors: new.notify_authors,
     };
-    let result = with_store(&state, move |store| {
+    let store = Arc::clone(state.queue.store());
+    let set = run_blocking(move || {
         store.notification_sets().add(&set)?;
         store.notification_sets().get(&set.name)
     })
-    .await;
-    match result {
-        Ok(set) => (StatusCode::CREATED, Json(set)).into_response(),
-        Err(response) => response,
-    }
+    .await?;
+    Ok((StatusCode::CREATED, Json(set.into())))
 }
 
-pub async fn change(
+pub(crate) async fn change(
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: Result<Json<SetChange>, JsonRejection>,
-) -> Response {
-    let change = match body {
-        Ok(Json(change)) => change,
-        Err(rejection) => return bad_body(&rejection),
-    };
+) -> Result<Json<NotificationSetView>, ApiError> {
+    let Json(change) = body.map_err(bad_body)?;
     let update = NotificationSetUpdate {
         success_emails: change.success_emails,
         failure_emails: change.failure_emails,
         notify_pusher: change.notify_pusher,
         notify_authors: change.notify_authors,
     };
-    match with_store(&state, move |store| {
-        store.notification_sets().update(&name, &update)
-    })
-    .await
-    {
-        Ok(set) => Json(set).into_response(),
-        Err(response) => response,
-    }
-}
-
-pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Response {
-    match with_store(&state, move |store| store.notification_sets().delete(&name)).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(response) => response,
-    }
-}
-
-/// Runs `f` on the store off the async threads; a store error becomes its JSON answer.
-async fn with_store<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&DeployStore) -> Result<T, DeployStoreError> + Send + 'static,
-) -> Result<T, Response> {
     let store = Arc::clone(state.queue.store());
-    match tokio::task::spawn_blocking(move || f(&store)).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(store_error(&error)),
-        Err(error) => {
-            error!(%error, "a notification set request failed");
-            Err(answer(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
-        }
-    }
+    let set = run_blocking(move || store.notification_sets().update(&name, &update)).await?;
+    Ok(Json(set.into()))
 }
 
-fn store_error(error: &DeployStoreError) -> Response {
-    let status = match error {
-        DeployStoreError::InvalidAddress(_) | DeployStoreError::InvalidName(_) => {
-            StatusCode::BAD_REQUEST
-        }
-        DeployStoreError::NoSuchNotificationSet(_) => StatusCode::NOT_FOUND,
-        DeployStoreError::NotificationSetExists(_) => StatusCode::CONFLICT,
-        _ => {
-            error!(%error, "a notification set request failed");
-            return answer(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
-        }
-    };
-    answer(status, &error.to_string())
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let store = Arc::clone(state.queue.store());
+    run_blocking(move || store.notification_sets().delete(&name)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
-fn bad_body(rejection: &JsonRejection) -> Response {
-    answer(
-        StatusCode::BAD_REQUEST,
-        &format!(
-            "{}; send a JSON object with name, success_emails, failure_emails, notify_pusher, \
-             notify_authors",
-            rejection.body_text()
-        ),
-    )
-}
-
-fn answer(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
+fn bad_body(rejection: JsonRejection) -> ApiError {
+    ApiError::bad_request(format!(
+        "{}; send a JSON object with name, success_emails, failure_emails, notify_pusher, \
+         notify_authors",
+        rejection.body_text()
+    ))
 }

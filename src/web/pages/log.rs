@@ -1,35 +1,39 @@
 //! `GET /log`: every deploy of every service, newest first, a page at a time; filtered by
-//! service and to failures only; each deploy's commits open on a click.
+//! service and to failures only; each deploy's commits open on a click. A deploy is shown as a
+//! [`DeployRow`], here and on the service page.
 
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::services::DeployView;
-use super::{Admin, AppState, blocking, internal, render};
-use crate::deploy::service::model::DeployFilter;
+use super::admin::Admin;
+use super::error::PageError;
+use super::render::render;
+use crate::deploy::service::blocking::run_blocking;
+use crate::deploy::service::model::{Deploy, DeployFilter};
 use crate::deploy::service::store::DeployStoreError;
+use crate::web::AppState;
 
 const PER_PAGE: u32 = 25;
 const MAX_PER_PAGE: u32 = 200;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct LogQuery {
+pub(crate) struct LogQuery {
     service: String,
     failed: Option<String>,
     page: Option<u64>,
     per_page: Option<u32>,
 }
 
-pub async fn page(
+pub(crate) async fn page(
     State(state): State<AppState>,
     admin: Admin,
     Query(query): Query<LogQuery>,
-) -> Response {
+) -> Result<Response, PageError> {
     let page = query.page.unwrap_or(1).max(1);
     let per_page = query.per_page.unwrap_or(PER_PAGE).clamp(1, MAX_PER_PAGE);
     let filter = DeployFilter {
@@ -45,7 +49,7 @@ pub async fn page(
     };
     let store = Arc::clone(state.queue.store());
     let wanted = filter.clone();
-    let found = blocking(move || {
+    let (services, deploys, total) = run_blocking(move || {
         let services: Vec<String> = store
             .services()
             .list()?
@@ -59,21 +63,16 @@ pub async fn page(
         };
         Ok::<_, DeployStoreError>((services, deploys, total))
     })
-    .await;
-    let (services, deploys, total) = match found {
-        Ok(Ok(found)) => found,
-        Ok(Err(e)) => return internal(&state, &admin, &e),
-        Err(e) => return internal(&state, &admin, &e),
-    };
+    .await?;
     let pages = total.div_ceil(u64::from(per_page)).max(1);
-    let deploys: Vec<DeployView> = deploys.iter().map(DeployView::from).collect();
+    let deploys: Vec<DeployRow> = deploys.iter().map(DeployRow::from).collect();
     let filter_query = format!(
         "service={}{}&per_page={per_page}",
         url::form_urlencoded::byte_serialize(filter.service.as_deref().unwrap_or("").as_bytes())
             .collect::<String>(),
         if filter.failed_only { "&failed=1" } else { "" }
     );
-    render(
+    Ok(render(
         &state,
         Some(&admin),
         StatusCode::OK,
@@ -84,5 +83,72 @@ pub async fn page(
             service => filter.service,
             failed_only => filter.failed_only,
         },
-    )
+    ))
+}
+
+/// A deploy as the service and log pages show it.
+#[derive(Debug, Serialize)]
+pub(crate) struct DeployRow {
+    pub id: i64,
+    pub service: String,
+    pub status: &'static str,
+    pub commit: String,
+    pub commit_short: String,
+    pub user: Option<String>,
+    pub queued_at: String,
+    pub finished_at: Option<String>,
+    pub error: Option<String>,
+    /// `push`, `restore` or `rollback`.
+    pub kind: &'static str,
+    /// Who skipped it and why.
+    pub skipped: Option<String>,
+    pub files: String,
+    pub bytes: u64,
+    pub commits: Vec<CommitRow>,
+}
+
+/// One pushed commit.
+#[derive(Debug, Serialize)]
+pub(crate) struct CommitRow {
+    pub id: String,
+    pub short: String,
+    pub message: String,
+    pub author: String,
+}
+
+impl From<&Deploy> for DeployRow {
+    fn from(deploy: &Deploy) -> Self {
+        let stats = &deploy.stats;
+        Self {
+            id: deploy.id,
+            service: deploy.service.clone(),
+            status: deploy.status.as_str(),
+            commit: deploy.commit_to.clone(),
+            commit_short: deploy.commit_to.chars().take(10).collect(),
+            user: deploy.user.clone(),
+            queued_at: deploy.queued_at.clone(),
+            finished_at: deploy.finished_at.clone(),
+            error: deploy.error.clone(),
+            kind: deploy.kind.as_str(),
+            skipped: deploy
+                .skipped
+                .as_ref()
+                .map(|skip| format!("skipped by {}: {}", skip.by, skip.reason)),
+            files: format!(
+                "+{} ~{} -{}",
+                stats.files_added, stats.files_modified, stats.files_removed
+            ),
+            bytes: stats.bytes,
+            commits: deploy
+                .commits
+                .iter()
+                .map(|c| CommitRow {
+                    id: c.id.clone(),
+                    short: c.id.chars().take(10).collect(),
+                    message: c.message.clone(),
+                    author: c.author.clone(),
+                })
+                .collect(),
+        }
+    }
 }

@@ -17,33 +17,39 @@ use rand::Rng as _;
 use rand::distributions::Alphanumeric;
 use serde::Deserialize;
 use subtle::ConstantTimeEq as _;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use super::{Admin, AppState, blocking, internal, render};
+use super::csrf::{Button, CsrfForm};
+use super::error::PageError;
+use super::render::render;
 use crate::auth::{AuthError, Authenticator as _};
-use crate::web::auth::{SESSION_COOKIE, current_session, session_id};
+use crate::deploy::service::blocking::run_blocking;
+use crate::web::AppState;
+use crate::web::caller::{SESSION_COOKIE, current_session, session_id};
 use crate::web::client_address::ClientAddress;
 
 /// The cookie holding the login form's CSRF token.
 const LOGIN_COOKIE: &str = "ferry_login";
 
+/// The password was right, but the session could not be stored.
+const SESSION_NOT_STARTED: PageError = PageError::new(
+    StatusCode::INTERNAL_SERVER_ERROR,
+    "Cannot log in now",
+    "The service could not write its database; the log says why.",
+);
+
 #[derive(Debug, Deserialize)]
-pub struct Next {
+pub(crate) struct Next {
     next: Option<String>,
 }
 
 #[derive(Deserialize)]
-pub struct LoginForm {
+pub(crate) struct LoginForm {
     user: String,
     password: String,
     csrf: String,
     #[serde(default)]
     next: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    csrf: String,
 }
 
 /// Where to go after logging in: an absolute path on this site, else `/`. Browsers read `//host`
@@ -112,7 +118,7 @@ fn login_page(state: &AppState, status: StatusCode, next: &str, error: Option<&s
     response
 }
 
-pub async fn form(
+pub(crate) async fn form(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(next): Query<Next>,
@@ -126,34 +132,34 @@ pub async fn form(
     login_page(&state, StatusCode::OK, &next, None)
 }
 
-pub async fn submit(
+pub(crate) async fn submit(
     State(state): State<AppState>,
     ClientAddress(client): ClientAddress,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
-) -> Response {
+) -> Result<Response, PageError> {
     let next = safe_next(Some(&form.next));
     let expected = cookie_value(&headers, LOGIN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(form.csrf.as_bytes())) {
         warn!(client = %client, "login form without its CSRF cookie");
-        return login_page(
+        return Ok(login_page(
             &state,
             StatusCode::FORBIDDEN,
             &next,
             Some("The login form expired or came from another site; log in again."),
-        );
+        ));
     }
     let dashboard = &state.dashboard;
     let slow_down = match dashboard.login_guard.admit(&form.user, client) {
         Ok(slow_down) => slow_down,
         Err(refusal) => {
             warn!(user = form.user, client = %client, "login refused: {}", refusal.message());
-            return login_page(
+            return Ok(login_page(
                 &state,
                 StatusCode::TOO_MANY_REQUESTS,
                 &next,
                 Some(refusal.message()),
-            );
+            ));
         }
     };
     // Someone is guessing this account's password from elsewhere: every attempt waits a little.
@@ -162,15 +168,15 @@ pub async fn submit(
         Ok(stamp) => stamp,
         Err(e) => {
             warn!(
-                error = e,
+                error = %e,
                 "cannot read the account before its password check"
             );
-            return login_page(
+            return Ok(login_page(
                 &state,
                 StatusCode::SERVICE_UNAVAILABLE,
                 &next,
                 Some("The account database cannot be read now; try again."),
-            );
+            ));
         }
     };
     let result = dashboard
@@ -203,18 +209,19 @@ pub async fn submit(
         }
     };
     if let Some((status, text)) = refusal {
-        return login_page(&state, status, &next, Some(text));
+        return Ok(login_page(&state, status, &next, Some(text)));
     }
     dashboard.login_guard.record_success(&form.user, client);
     let store = Arc::clone(state.queue.store());
     let user = form.user.clone();
     let lifetime = dashboard.settings.session_lifetime;
-    let created = blocking(move || store.access().create_session(&user, &stamp, lifetime)).await;
-    let (id, _session) = match created {
-        Ok(Ok(created)) => created,
-        Ok(Err(e)) => return internal_page(&state, &e),
-        Err(e) => return internal_page(&state, &e),
-    };
+    let (id, _session) =
+        run_blocking(move || store.access().create_session(&user, &stamp, lifetime))
+            .await
+            .map_err(|e| {
+                error!(error = %e, "cannot start a dashboard session");
+                SESSION_NOT_STARTED
+            })?;
     info!(user = form.user, client = %client, "dashboard login");
     let mut response = Redirect::to(&next).into_response();
     let headers = response.headers_mut();
@@ -226,49 +233,27 @@ pub async fn submit(
         header::SET_COOKIE,
         cookie(&state, LOGIN_COOKIE, "", "/login", 0),
     );
-    response
+    Ok(response)
 }
 
 /// The credential stamp of `user` now (empty for no such account: its login fails anyway).
-async fn credential_stamp(state: &AppState, user: &str) -> Result<String, String> {
+async fn credential_stamp(state: &AppState, user: &str) -> anyhow::Result<String> {
     let accounts = Arc::clone(&state.dashboard.accounts.store);
     let user = user.to_owned();
-    match blocking(move || accounts.get_user(&user)).await {
-        Ok(Ok(account)) => Ok(account
-            .map(|account| account.credential_stamp().to_owned())
-            .unwrap_or_default()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e),
-    }
+    let account = run_blocking(move || Ok::<_, anyhow::Error>(accounts.get_user(&user)?)).await?;
+    Ok(account
+        .map(|account| account.credential_stamp().to_owned())
+        .unwrap_or_default())
 }
 
-fn internal_page(state: &AppState, error: &dyn std::fmt::Display) -> Response {
-    tracing::error!(%error, "cannot start a dashboard session");
-    super::message(
-        state,
-        None,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Cannot log in now",
-        "The service could not write its database; the log says why.",
-    )
-}
-
-pub async fn logout(
+pub(crate) async fn logout(
     State(state): State<AppState>,
-    admin: Admin,
     headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if let Some(refused) = admin.refuse_bad_csrf(&state, &form.csrf) {
-        return refused;
-    }
+    CsrfForm { admin, .. }: CsrfForm<Button>,
+) -> Result<Response, PageError> {
     if let Some(id) = session_id(&headers) {
         let store = Arc::clone(state.queue.store());
-        match blocking(move || store.access().delete_session(&id)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return internal(&state, &admin, &e),
-            Err(e) => return internal(&state, &admin, &e),
-        }
+        run_blocking(move || store.access().delete_session(&id)).await?;
     }
     info!(user = admin.session.user, "dashboard logout");
     let mut response = Redirect::to("/login").into_response();
@@ -276,7 +261,7 @@ pub async fn logout(
         header::SET_COOKIE,
         cookie(&state, SESSION_COOKIE, "", "/", 0),
     );
-    response
+    Ok(response)
 }
 
 #[cfg(test)]

@@ -3,22 +3,26 @@
 
 use std::sync::Arc;
 
-use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
+use super::admin::Admin;
+use super::csrf::{Button, CsrfField, CsrfForm};
+use super::error::PageError;
+use super::render::render;
 use super::service_form::FieldErrors;
-use super::{Admin, AppState, blocking, internal, render};
+use crate::deploy::service::blocking::run_blocking;
 use crate::deploy::service::model::{NotificationSet, NotificationSetUpdate, NotifyWhen};
 use crate::deploy::service::store::DeployStoreError;
+use crate::web::AppState;
 
 /// The form as posted: address lists one per line (or separated by commas).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
-pub struct NotificationForm {
+pub(crate) struct NotificationForm {
     pub csrf: String,
     pub name: String,
     pub success_emails: String,
@@ -34,6 +38,12 @@ fn addresses(text: &str) -> Vec<String> {
         .filter(|a| !a.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+impl CsrfField for NotificationForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 impl NotificationForm {
@@ -104,9 +114,12 @@ struct SetRow {
     services: Vec<String>,
 }
 
-pub async fn list(State(state): State<AppState>, admin: Admin) -> Response {
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    admin: Admin,
+) -> Result<Response, PageError> {
     let store = Arc::clone(state.queue.store());
-    let rows = blocking(move || {
+    let rows = run_blocking(move || {
         let services = store.services().list()?;
         let rows: Vec<SetRow> = store
             .notification_sets()
@@ -123,19 +136,15 @@ pub async fn list(State(state): State<AppState>, admin: Admin) -> Response {
             .collect();
         Ok::<_, DeployStoreError>(rows)
     })
-    .await;
-    match rows {
-        Ok(Ok(rows)) => render(
-            &state,
-            Some(&admin),
-            StatusCode::OK,
-            "notifications.html",
-            "notifications",
-            minijinja::context! { sets => rows },
-        ),
-        Ok(Err(e)) => internal(&state, &admin, &e),
-        Err(e) => internal(&state, &admin, &e),
-    }
+    .await?;
+    Ok(render(
+        &state,
+        Some(&admin),
+        StatusCode::OK,
+        "notifications.html",
+        "notifications",
+        minijinja::context! { sets => rows },
+    ))
 }
 
 fn form_page(
@@ -156,7 +165,18 @@ fn form_page(
     )
 }
 
-pub async fn new_form(State(state): State<AppState>, admin: Admin) -> Response {
+/// A store refusal about the form (the name is taken, an address is not one), as its problem;
+/// any other error fails the page.
+fn form_error(error: DeployStoreError) -> Result<FieldErrors, PageError> {
+    let field = match &error {
+        DeployStoreError::NotificationSetExists(_) => "name",
+        DeployStoreError::InvalidAddress(_) => "",
+        _ => return Err(error.into()),
+    };
+    Ok(FieldErrors::from([(field, error.to_string())]))
+}
+
+pub(crate) async fn new_form(State(state): State<AppState>, admin: Admin) -> Response {
     form_page(
         &state,
         &admin,
@@ -167,108 +187,73 @@ pub async fn new_form(State(state): State<AppState>, admin: Admin) -> Response {
     )
 }
 
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
-    admin: Admin,
-    Form(form): Form<NotificationForm>,
-) -> Response {
-    if let Some(refused) = admin.refuse_bad_csrf(&state, &form.csrf) {
-        return refused;
-    }
+    CsrfForm { admin, form }: CsrfForm<NotificationForm>,
+) -> Result<Response, PageError> {
+    let refused = |errors: FieldErrors| {
+        form_page(
+            &state,
+            &admin,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &form,
+            &errors,
+            false,
+        )
+    };
     let set = match form.check() {
         Ok(set) => set,
-        Err(errors) => {
-            return form_page(
-                &state,
-                &admin,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &form,
-                &errors,
-                false,
-            );
-        }
+        Err(errors) => return Ok(refused(errors)),
     };
     let store = Arc::clone(state.queue.store());
     let name = set.name.clone();
-    match blocking(move || store.notification_sets().add(&set)).await {
-        Ok(Ok(())) => {
-            info!(
-                set = name,
-                user = admin.session.user,
-                "notification set added"
-            );
-            Redirect::to("/notifications").into_response()
-        }
-        Ok(Err(e @ DeployStoreError::NotificationSetExists(_))) => form_page(
-            &state,
-            &admin,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &form,
-            &FieldErrors::from([("name", e.to_string())]),
-            false,
-        ),
-        Ok(Err(e @ DeployStoreError::InvalidAddress(_))) => form_page(
-            &state,
-            &admin,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &form,
-            &FieldErrors::from([("", e.to_string())]),
-            false,
-        ),
-        Ok(Err(e)) => internal(&state, &admin, &e),
-        Err(e) => internal(&state, &admin, &e),
+    if let Err(error) = run_blocking(move || store.notification_sets().add(&set)).await {
+        return form_error(error).map(refused);
     }
+    info!(
+        set = name,
+        user = admin.session.user,
+        "notification set added"
+    );
+    Ok(Redirect::to("/notifications").into_response())
 }
 
-pub async fn edit_form(
+pub(crate) async fn edit_form(
     State(state): State<AppState>,
     admin: Admin,
     Path(name): Path<String>,
-) -> Response {
+) -> Result<Response, PageError> {
     let store = Arc::clone(state.queue.store());
-    match blocking(move || store.notification_sets().get(&name)).await {
-        Ok(Ok(set)) => form_page(
-            &state,
-            &admin,
-            StatusCode::OK,
-            &NotificationForm::from_set(&set),
-            &FieldErrors::new(),
-            true,
-        ),
-        Ok(Err(DeployStoreError::NoSuchNotificationSet(_))) => super::message(
-            &state,
-            Some(&admin),
-            StatusCode::NOT_FOUND,
-            "No such notification set",
-            "There is no notification set by that name; it may have been deleted.",
-        ),
-        Ok(Err(e)) => internal(&state, &admin, &e),
-        Err(e) => internal(&state, &admin, &e),
-    }
+    let set = run_blocking(move || store.notification_sets().get(&name)).await?;
+    Ok(form_page(
+        &state,
+        &admin,
+        StatusCode::OK,
+        &NotificationForm::from_set(&set),
+        &FieldErrors::new(),
+        true,
+    ))
 }
 
-pub async fn update(
+pub(crate) async fn update(
     State(state): State<AppState>,
-    admin: Admin,
     Path(name): Path<String>,
-    Form(mut form): Form<NotificationForm>,
-) -> Response {
-    if let Some(refused) = admin.refuse_bad_csrf(&state, &form.csrf) {
-        return refused;
-    }
+    CsrfForm { admin, mut form }: CsrfForm<NotificationForm>,
+) -> Result<Response, PageError> {
     form.name = name.clone();
+    let refused = |errors: FieldErrors| {
+        form_page(
+            &state,
+            &admin,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &form,
+            &errors,
+            true,
+        )
+    };
     let set = match form.check() {
         Ok(set) => set,
-        Err(errors) => {
-            return form_page(
-                &state,
-                &admin,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &form,
-                &errors,
-                true,
-            );
-        }
+        Err(errors) => return Ok(refused(errors)),
     };
     let change = NotificationSetUpdate {
         success_emails: Some(set.success_emails),
@@ -277,56 +262,36 @@ pub async fn update(
         notify_authors: Some(set.notify_authors),
     };
     let store = Arc::clone(state.queue.store());
-    match blocking(move || store.notification_sets().update(&name, &change)).await {
-        Ok(Ok(set)) => {
-            info!(
-                set = set.name,
-                user = admin.session.user,
-                "notification set changed"
-            );
-            Redirect::to("/notifications").into_response()
-        }
-        Ok(Err(e @ DeployStoreError::InvalidAddress(_))) => form_page(
-            &state,
-            &admin,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &form,
-            &FieldErrors::from([("", e.to_string())]),
-            true,
-        ),
-        Ok(Err(e)) => internal(&state, &admin, &e),
-        Err(e) => internal(&state, &admin, &e),
-    }
+    let set = match run_blocking(move || store.notification_sets().update(&name, &change)).await {
+        Ok(set) => set,
+        Err(error) => return form_error(error).map(refused),
+    };
+    info!(
+        set = set.name,
+        user = admin.session.user,
+        "notification set changed"
+    );
+    Ok(Redirect::to("/notifications").into_response())
 }
 
-#[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    csrf: String,
-}
-
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<AppState>,
-    admin: Admin,
     Path(name): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if let Some(refused) = admin.refuse_bad_csrf(&state, &form.csrf) {
-        return refused;
-    }
+    CsrfForm { admin, .. }: CsrfForm<Button>,
+) -> Result<Response, PageError> {
     let store = Arc::clone(state.queue.store());
     let set = name.clone();
-    match blocking(move || store.notification_sets().delete(&set)).await {
-        Ok(Ok(())) | Ok(Err(DeployStoreError::NoSuchNotificationSet(_))) => {
-            info!(
-                set = name,
-                user = admin.session.user,
-                "notification set deleted"
-            );
-            Redirect::to("/notifications").into_response()
-        }
-        Ok(Err(e)) => internal(&state, &admin, &e),
-        Err(e) => internal(&state, &admin, &e),
+    match run_blocking(move || store.notification_sets().delete(&set)).await {
+        // Deleted already (a second click, another admin): what was asked is done.
+        Ok(()) | Err(DeployStoreError::NoSuchNotificationSet(_)) => {}
+        Err(error) => return Err(error.into()),
     }
+    info!(
+        set = name,
+        user = admin.session.user,
+        "notification set deleted"
+    );
+    Ok(Redirect::to("/notifications").into_response())
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use crate::deploy::service::webhook::{BranchPattern, Provider};
 /// The form as posted (every field a string, unchecked boxes absent).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
-pub struct ServiceForm {
+pub(crate) struct ServiceForm {
     pub csrf: String,
     pub name: String,
     pub repo: String,
@@ -45,11 +45,11 @@ pub struct ServiceForm {
 }
 
 /// Problems by field name (`""` for the form as a whole).
-pub type FieldErrors = BTreeMap<&'static str, String>;
+pub(crate) type FieldErrors = BTreeMap<&'static str, String>;
 
 /// The checked values of a form.
 #[derive(Debug)]
-pub struct CheckedForm {
+pub(crate) struct CheckedForm {
     /// The API root to store: `None` for the provider's default.
     pub api_url: Option<String>,
     repo: String,
@@ -58,6 +58,12 @@ pub struct CheckedForm {
     target: DeployTarget,
     tls_verify: TlsVerify,
     notification_set: Option<String>,
+}
+
+impl super::csrf::CsrfField for ServiceForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 impl ServiceForm {
@@ -258,7 +264,7 @@ impl ServiceForm {
 }
 
 /// The field a failed validation check is about.
-pub fn check_field(check: &Check) -> &'static str {
+pub(crate) fn check_field(check: &Check) -> &'static str {
     match check.name {
         "repository" if check.detail.contains("branch") => "branch",
         "repository" => "repo",
@@ -271,7 +277,7 @@ pub fn check_field(check: &Check) -> &'static str {
 }
 
 /// Failed checks as problems by field.
-pub fn check_errors(checks: &[Check]) -> FieldErrors {
+pub(crate) fn check_errors(checks: &[Check]) -> FieldErrors {
     let mut errors = FieldErrors::new();
     for check in checks.iter().filter(|c| !c.ok) {
         let field = check_field(check);

@@ -6,27 +6,27 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use subtle::ConstantTimeEq as _;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::AppState;
+use super::error::ApiError;
+use crate::deploy::service::blocking::run_blocking;
 use crate::deploy::service::model::DashboardSession;
 
 /// The dashboard's session cookie.
-pub const SESSION_COOKIE: &str = "ferry_session";
+pub(crate) const SESSION_COOKIE: &str = "ferry_session";
 
 /// The header a session's non-GET API calls carry their CSRF token in.
-pub const CSRF_HEADER: &str = "x-csrf-token";
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 
 /// Who made an authenticated request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
+pub(crate) enum Caller {
     /// An API token, by name.
     Token(String),
     /// A dashboard login.
@@ -35,7 +35,7 @@ pub enum Caller {
 
 impl Caller {
     /// A name to record in the log ("who skipped this deploy").
-    pub fn who(&self) -> String {
+    pub(crate) fn who(&self) -> String {
         match self {
             Caller::Token(name) => format!("token {name}"),
             Caller::Session(session) => session.user.clone(),
@@ -44,7 +44,7 @@ impl Caller {
 
     /// Who to record as having done something: a dashboard user is always themself; a token's
     /// caller may name the person it acts for (`"by"` in the request), else the token.
-    pub fn recorded_as(&self, named: Option<String>) -> String {
+    pub(crate) fn recorded_as(&self, named: Option<String>) -> String {
         match self {
             Caller::Session(session) => session.user.clone(),
             Caller::Token(_) => named
@@ -56,7 +56,7 @@ impl Caller {
 }
 
 /// The middleware in front of the API routes.
-pub async fn require_api_auth(
+pub(crate) async fn require_api_auth(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
@@ -66,7 +66,7 @@ pub async fn require_api_auth(
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        Err(refusal) => refusal,
+        Err(refusal) => refusal.into_response(),
     }
 }
 
@@ -74,35 +74,37 @@ async fn authenticate(
     state: &AppState,
     method: &Method,
     headers: &HeaderMap,
-) -> Result<Caller, Response> {
-    let store = Arc::clone(state.queue.store());
+) -> Result<Caller, ApiError> {
     if let Some(authorization) = headers.get(header::AUTHORIZATION) {
         let token = authorization
             .to_str()
             .ok()
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(|token| token.trim().to_owned())
-            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
-        let name = blocking(move || store.access().check_api_token(&token)).await?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be `Bearer TOKEN`")
+            })?;
+        let store = Arc::clone(state.queue.store());
+        let name = run_blocking(move || store.access().check_api_token(&token)).await?;
         return match name {
             Some(name) => Ok(Caller::Token(name)),
             None => {
                 warn!("API request with an unknown or deleted token");
-                Err(unauthorized(
+                Err(ApiError::unauthorized(
                     "unknown or deleted API token; make one with `ferry deploy token add NAME`",
                 ))
             }
         };
     }
     let Some(id) = session_id(headers) else {
-        return Err(unauthorized(
+        return Err(ApiError::unauthorized(
             "authentication required: send `Authorization: Bearer TOKEN` (make one with \
              `ferry deploy token add NAME`) or log in to the dashboard",
         ));
     };
     let session = current_session(state, id)
         .await?
-        .ok_or_else(|| unauthorized("the session has expired or ended; log in again"))?;
+        .ok_or_else(|| ApiError::unauthorized("the session has expired or ended; log in again"))?;
     if !matches!(*method, Method::GET | Method::HEAD) {
         let presented = headers
             .get(CSRF_HEADER)
@@ -110,7 +112,7 @@ async fn authenticate(
             .unwrap_or_default();
         if !bool::from(presented.ct_eq(session.csrf_token.as_bytes())) {
             warn!(user = session.user, %method, "API request without the session's CSRF token");
-            return Err(refuse(
+            return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "missing or wrong X-CSRF-Token header: send the token of the dashboard page",
             ));
@@ -123,32 +125,27 @@ async fn authenticate(
 /// stamp the session began under: a new password, taking the admin flag away, disabling or
 /// deleting the account ends its sessions at once — and for good, since the stamp does not come
 /// back when the flag does. An ended session's row is deleted on the way.
-pub async fn current_session(
+pub(crate) async fn current_session(
     state: &AppState,
     id: String,
-) -> Result<Option<DashboardSession>, Response> {
+) -> Result<Option<DashboardSession>, ApiError> {
     let store = Arc::clone(state.queue.store());
-    let accounts = Arc::clone(&state.dashboard.accounts.store);
     let session = {
         let store = Arc::clone(&store);
         let id = id.clone();
-        blocking(move || store.access().session(&id)).await?
+        run_blocking(move || store.access().session(&id)).await?
     };
     let Some(session) = session else {
         return Ok(None);
     };
+    let accounts = Arc::clone(&state.dashboard.accounts.store);
     let user = session.user.clone();
-    let account = match tokio::task::spawn_blocking(move || accounts.get_user(&user)).await {
-        Ok(Ok(account)) => account,
-        Ok(Err(e)) => {
-            error!(error = %e, "cannot look the session's account up");
-            return Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error"));
-        }
-        Err(e) => {
-            error!(error = %e, "the account lookup failed");
-            return Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error"));
-        }
-    };
+    let account = run_blocking(move || {
+        accounts
+            .get_user(&user)
+            .map_err(|error| ApiError::internal(&error))
+    })
+    .await?;
     let still_valid = account.is_some_and(|account| {
         account.admin
             && account.enabled
@@ -162,12 +159,12 @@ pub async fn current_session(
         user = session.user,
         "dashboard session ended: the account's password or access changed"
     );
-    blocking(move || store.access().delete_session(&id)).await?;
+    run_blocking(move || store.access().delete_session(&id)).await?;
     Ok(None)
 }
 
 /// The value of the session cookie, if the request carries one.
-pub fn session_id(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn session_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -177,34 +174,6 @@ pub fn session_id(headers: &HeaderMap) -> Option<String> {
         .find(|(name, _)| *name == SESSION_COOKIE)
         .map(|(_, value)| value.to_owned())
         .filter(|value| !value.is_empty())
-}
-
-async fn blocking<T: Send + 'static>(
-    job: impl FnOnce() -> Result<T, crate::deploy::service::store::DeployStoreError> + Send + 'static,
-) -> Result<T, Response> {
-    match tokio::task::spawn_blocking(job).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => {
-            error!(error = %e, "cannot check the API credentials");
-            Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
-        }
-        Err(e) => {
-            error!(error = %e, "the credential check failed");
-            Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
-        }
-    }
-}
-
-fn unauthorized(message: &str) -> Response {
-    let mut response = refuse(StatusCode::UNAUTHORIZED, message);
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("valid"));
-    response
-}
-
-fn refuse(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
 }
 
 #[cfg(test)]
