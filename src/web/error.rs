@@ -159,7 +159,13 @@ mod tests {
     fn restore_errors_wrap_store_errors_and_name_a_failing_git_host() {
         let missing = RestoreError::Store(DeployStoreError::NoSuchService("site".into()));
         assert_eq!(status_and_message(missing).0, 404);
-        assert_eq!(status_and_message(RestoreError::Mirror("x".into())).0, 502);
+        assert_eq!(
+            status_and_message(RestoreError::Mirror(
+                crate::deploy::service::queue::DeployFailure::NoPassword
+            ))
+            .0,
+            502
+        );
         let nothing = RestoreError::NothingToRestore("site".into());
         assert_eq!(status_and_message(nothing).0, 409);
     }

@@ -8,12 +8,12 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::deploy::engine::progress::ProgressSnapshot;
 use crate::deploy::service::model::{
     Deploy, DeployKind, DeployStats, DeployStatus, NotificationSet, NotifyWhen, Service,
     ServiceStats, SkipRecord, TlsVerify, Validation,
 };
 use crate::deploy::service::queue::DeployQueue;
+use crate::deploy::service::queue::ProgressSnapshot;
 use crate::deploy::service::store::DeployStoreError;
 use crate::deploy::service::webhook::PushCommit;
 

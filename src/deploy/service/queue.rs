@@ -21,7 +21,8 @@ use super::store::{DeployStore, DeployStoreError};
 use super::webhook::PushCommit;
 use crate::deploy::engine::DeployError;
 use crate::deploy::engine::git::{GitCli, GitError, RepoSource};
-use crate::deploy::engine::progress::{Progress, ProgressSnapshot, Reporter};
+pub use crate::deploy::engine::progress::ProgressSnapshot;
+use crate::deploy::engine::progress::{Progress, Reporter};
 use crate::deploy::engine::push::{self, DeployRequest, PushOutcome, Revision};
 use crate::deploy::engine::retry::default_retry_policy;
 
