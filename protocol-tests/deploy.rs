@@ -175,10 +175,10 @@ impl Deployer {
 /// pyftpdlib serving `root` for [`USER`], as a python3 subprocess (the launcher the client tests
 /// use too); with `tls`, explicit FTPS required on control and data with the development
 /// certificate.
-struct PyFtpd {
+pub(crate) struct PyFtpd {
     child: Child,
-    port: u16,
-    root: TempDir,
+    pub(crate) port: u16,
+    pub(crate) root: TempDir,
 }
 
 impl PyFtpd {
@@ -187,7 +187,7 @@ impl PyFtpd {
     }
 
     /// With more options of `pyftpdlib_server.py`.
-    fn start_with(tls: bool, options: &[&str]) -> Self {
+    pub(crate) fn start_with(tls: bool, options: &[&str]) -> Self {
         let root = tempfile::tempdir().unwrap();
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut command = Command::new("python3");

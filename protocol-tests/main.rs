@@ -37,6 +37,7 @@ mod scale_out;
 mod smoke;
 mod suppaftp_client;
 mod support;
+mod swap;
 mod tls;
 mod tnftp;
 mod transfer_logs;

@@ -5,11 +5,12 @@ reply goes to --log, so tests can check what the client actually sent.
 
     pyftpdlib_server.py --home DIR --user NAME --password PW [--port N]
         [--tls CERT KEY] [--without CMD]... [--refuse CMD]... [--max-cons-per-ip N]
-        [--masquerade ADDR] [--log FILE] [--no-rename-over]
+        [--masquerade ADDR] [--log FILE] [--no-rename-over] [--no-dir-rename]
 
 --without CMD removes a command altogether (and from FEAT); --refuse CMD keeps it in FEAT but
 answers "502" to it, as servers behind some firewalls do with EPSV. --no-rename-over refuses to
-rename onto an existing file, as Windows servers (IIS, FileZilla Server) do.
+rename onto an existing file, as Windows servers (IIS, FileZilla Server) do; --no-dir-rename
+refuses to rename directories, as shared hosts that protect the web root do.
 """
 
 import argparse
@@ -33,6 +34,15 @@ class NoRenameOverFS(AbstractedFS):
         super().rename(src, dst)
 
 
+class NoDirRenameFS(AbstractedFS):
+    """Renames files only: a directory stays where it is, as on hosts that protect the web root."""
+
+    def rename(self, src, dst):
+        if os.path.isdir(src):
+            raise PermissionError(errno.EPERM, "Directories cannot be renamed here")
+        super().rename(src, dst)
+
+
 def refusing(command):
     def refuse(self, line):
         self.respond(f"502 {command} is switched off on this server.")
@@ -53,6 +63,7 @@ def main():
     parser.add_argument("--masquerade")
     parser.add_argument("--log")
     parser.add_argument("--no-rename-over", action="store_true")
+    parser.add_argument("--no-dir-rename", action="store_true")
     args = parser.parse_args()
 
     if args.log:
@@ -84,6 +95,8 @@ def main():
         attributes["masquerade_address"] = args.masquerade
     if args.no_rename_over:
         attributes["abstracted_fs"] = NoRenameOverFS
+    if args.no_dir_rename:
+        attributes["abstracted_fs"] = NoDirRenameFS
     if args.tls:
         attributes["certfile"] = args.tls[0]
         attributes["keyfile"] = args.tls[1]
