@@ -21,10 +21,10 @@
 //! the id cannot be forged. A data connection's ticketer accepts a ticket of its own control
 //! connection or of another live one from the same client address, and notes the issuer; after
 //! the handshake, [`ResumedFrom::verify`] lets the data connection through only if that issuer is
-//! logged in as the same account — waiting, for a bounded time, while the issuer's login is still
-//! under way (USER sent, PASS not yet answered), since that is when Go clients hand its ticket to
-//! their other connections. A thief's connection that sends USER and never logs in only makes the
-//! wait run out, and the thief gets nothing but a closed connection. Control connections resume
+//! logged in as the same account — waiting, for a bounded time, while the issuer has not logged in
+//! yet (its TLS handshake done, USER not yet sent or PASS not yet answered), since that is when Go
+//! clients hand its ticket to their other connections. A thief's connection that never logs in
+//! only makes the wait run out, and the thief gets nothing but a closed connection. Control connections resume
 //! nothing but their own sessions. TLS 1.2 session ids (clients without tickets) stay in the
 //! control connection's own cache and resume only there.
 //!
@@ -43,7 +43,9 @@ use tracing::{debug, warn};
 /// Where a control connection is in logging in, as far as the resumption rule cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum LoginState {
-    /// Nobody is logged in, and no login is under way.
+    /// The connection has not begun to log in yet (its TLS handshake may be all it has done).
+    New,
+    /// Nobody is logged in, and no login is under way: a login failed or was reset (REIN).
     Out,
     /// USER was sent; the login ends with PASS (or a new USER, REIN, or the connection's end).
     Pending,
@@ -83,7 +85,7 @@ impl ResumptionRegistry {
         let binding = Arc::new(ControlBinding {
             id,
             client_ip: client_ip.to_canonical(),
-            login: watch::Sender::new(LoginState::Out),
+            login: watch::Sender::new(LoginState::New),
             registry: Arc::clone(self),
         });
         self.live().insert(id, Arc::downgrade(&binding));
@@ -176,8 +178,9 @@ pub(crate) struct ResumedFrom {
 impl ResumedFrom {
     /// After a resumed handshake: passes a session of the data connection's own control
     /// connection at once, and one of another control connection from the same address once
-    /// that connection is logged in as the same account. A login still under way there is
-    /// waited for, at most `limit`.
+    /// that connection is logged in as the same account. A connection that has not logged in
+    /// yet (new, or USER sent) is waited for, at most `limit`; one whose login failed or was
+    /// reset is refused at once.
     pub(crate) async fn verify(self, limit: Duration) -> Result<(), ForeignSession> {
         let issuer = *self.issuer.lock().unwrap_or_else(PoisonError::into_inner);
         // No issuer noted: a TLS 1.2 session id, which only the own cache holds.
@@ -197,9 +200,11 @@ impl ResumedFrom {
         };
         let mut login = issuer.login.subscribe();
         drop(issuer);
-        let settled =
-            tokio::time::timeout(limit, login.wait_for(|state| *state != LoginState::Pending))
-                .await;
+        let settled = tokio::time::timeout(
+            limit,
+            login.wait_for(|state| !matches!(state, LoginState::New | LoginState::Pending)),
+        )
+        .await;
         match settled {
             Ok(Ok(state)) if *state == LoginState::In(mine) => {
                 debug!(
@@ -360,6 +365,19 @@ mod tests {
         let verdict = tokio::spawn(resumed.verify(LIMIT));
         tokio::task::yield_now().await;
         issuer.set_login(LoginState::In("alice".into()));
+        assert_eq!(verdict.await.unwrap(), Ok(()));
+
+        // A connection whose TLS handshake is all it has done yet is waited for too: Go clients
+        // hand its ticket to their data connections before it has sent USER.
+        let fresh = registry.bind(HOME);
+        let ticket = ticket_of(&registry, &fresh);
+        let (ticketer, resumed) = registry.data_ticketer(&alice).unwrap();
+        assert!(ticketer.decrypt(&ticket).is_some());
+        let verdict = tokio::spawn(resumed.verify(LIMIT));
+        tokio::task::yield_now().await;
+        fresh.set_login(LoginState::Pending);
+        tokio::task::yield_now().await;
+        fresh.set_login(LoginState::In("alice".into()));
         assert_eq!(verdict.await.unwrap(), Ok(()));
 
         // A login that fails, or never ends in time, passes nothing.
