@@ -21,8 +21,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::{
-    Capabilities, DirEntry, DirStream, EntryKind, FileReader, Metadata, Storage, StorageError,
-    StorageProvider, StorageResult, Upload, WriteMode,
+    Capabilities, DirEntry, DirStream, Download, DownloadSource, EntryKind, FileReader, Metadata,
+    Storage, StorageError, StorageProvider, StorageResult, Upload, WriteMode,
 };
 use crate::protocol::VirtualPath;
 
@@ -121,21 +121,26 @@ impl FsStorage {
 }
 
 impl FsStorage {
-    /// Opens a regular file and seeks to `offset`.
+    /// Opens a regular file positioned at `offset`, with its metadata, in one trip to the
+    /// blocking pool.
     async fn open_for_reading(
         &self,
         path: &VirtualPath,
         offset: u64,
-    ) -> StorageResult<std::fs::File> {
+    ) -> StorageResult<(std::fs::File, Metadata)> {
         let on_disk = on_disk(path);
         self.blocking(move |dir| {
             // Checked before opening: opening a FIFO for reading would block this thread.
             require_regular_file(&dir.metadata(&on_disk)?)?;
-            let mut file = dir.open(&on_disk)?;
+            let file = dir.open(&on_disk)?;
             // And again on the open file, in case the name changed in between.
-            require_regular_file(&file.metadata()?)?;
-            file.seek(SeekFrom::Start(offset))?;
-            Ok(file.into_std())
+            let metadata = file.metadata()?;
+            require_regular_file(&metadata)?;
+            let mut file = file.into_std();
+            if offset > 0 {
+                file.seek(SeekFrom::Start(offset))?;
+            }
+            Ok((file, describe(&metadata)))
         })
         .await
     }
@@ -183,16 +188,16 @@ impl Storage for FsStorage {
     }
 
     async fn read(&self, path: &VirtualPath, offset: u64) -> StorageResult<FileReader> {
-        let file = self.open_for_reading(path, offset).await?;
+        let (file, _) = self.open_for_reading(path, offset).await?;
         Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
-    async fn read_local(
-        &self,
-        path: &VirtualPath,
-        offset: u64,
-    ) -> StorageResult<Option<std::fs::File>> {
-        self.open_for_reading(path, offset).await.map(Some)
+    async fn download(&self, path: &VirtualPath, offset: u64) -> StorageResult<Download> {
+        let (file, metadata) = self.open_for_reading(path, offset).await?;
+        Ok(Download {
+            metadata,
+            source: DownloadSource::Local(file),
+        })
     }
 
     async fn write(&self, path: &VirtualPath, mode: WriteMode) -> StorageResult<Box<dyn Upload>> {
