@@ -131,8 +131,6 @@ pub(crate) struct TransferInfo {
     pub(crate) verb: &'static str,
     pub(crate) path: VirtualPath,
     pub(crate) started: Instant,
-    /// An upload that overwrites an existing file (see [`UPLOAD_END_GRACE`]).
-    pub(crate) replaces_file: bool,
 }
 
 /// One control connection's state.
@@ -678,7 +676,7 @@ impl Session {
         bytes: u64,
         closed_cleanly: bool,
     ) -> Option<Reply> {
-        let grace = if running.replaces_file && !closed_cleanly {
+        let grace = if upload.replaces_file() && !closed_cleanly {
             UPLOAD_END_GRACE
         } else {
             Duration::ZERO

@@ -326,7 +326,7 @@ impl FsStorage {
     async fn open_staged(&self, path: &VirtualPath, exclusive: bool) -> StorageResult<FsUpload> {
         let parent = on_disk(&path.parent().unwrap_or_else(VirtualPath::root));
         let target_name = path.file_name().unwrap_or_default().to_owned();
-        let (staged, file) = self
+        let (staged, file, replaces_file) = self
             .blocking(move |dir| {
                 // The upload keeps its own handle on the parent, so the final rename lands where
                 // the temporary file is even if the parent is renamed meanwhile.
@@ -337,23 +337,21 @@ impl FsStorage {
                     return Err(StorageError::AlreadyExists);
                 }
                 let (staged, file) = StagedFile::create(parent, target_name)?;
-                if let Some(existing) = existing {
+                if let Some(existing) = &existing {
                     // A replaced script stays executable. Best effort: a file we cannot chmod
                     // still takes the upload.
                     let mode = existing.mode() & CLIENT_MODE_MASK;
                     let _ = file.set_permissions(Permissions::from_mode(mode));
                 }
-                Ok((staged, file.into_std()))
+                Ok((staged, file.into_std(), existing.is_some()))
             })
             .await?;
-        Ok(FsUpload::new(
-            file,
-            if exclusive {
-                Finish::Link(staged)
-            } else {
-                Finish::Rename(staged)
-            },
-        ))
+        let finish = if exclusive {
+            Finish::Link(staged)
+        } else {
+            Finish::Rename(staged)
+        };
+        Ok(FsUpload::new(file, finish, replaces_file))
     }
 }
 
@@ -377,6 +375,8 @@ const SMALL_UPLOAD: usize = 64 * 1024;
 pub struct FsUpload {
     state: UploadState,
     finish: Finish,
+    /// A `Replace` upload whose target existed when it was opened.
+    replaces_file: bool,
 }
 
 /// Where the bytes of an upload are until it is committed.
@@ -396,13 +396,14 @@ enum UploadState {
 }
 
 impl FsUpload {
-    fn new(file: std::fs::File, finish: Finish) -> Self {
+    fn new(file: std::fs::File, finish: Finish, replaces_file: bool) -> Self {
         Self {
             state: UploadState::Small {
                 file,
                 bytes: Vec::new(),
             },
             finish,
+            replaces_file,
         }
     }
 
@@ -416,6 +417,7 @@ impl FsUpload {
                 written: 0,
             },
             finish: Finish::Flush,
+            replaces_file: false,
         }
     }
 
@@ -446,7 +448,7 @@ impl FsUpload {
 impl Upload for FsUpload {
     async fn commit(mut self: Box<Self>) -> StorageResult<u64> {
         std::future::poll_fn(|cx| self.poll_pending(cx)).await?;
-        let Self { state, finish } = *self;
+        let Self { state, finish, .. } = *self;
         // No fsync: it costs most of the throughput, and the rename below is what keeps a
         // half-written file from ever showing under the target's name.
         match state {
@@ -470,6 +472,10 @@ impl Upload for FsUpload {
                 "an earlier write to this upload failed",
             ))),
         }
+    }
+
+    fn replaces_file(&self) -> bool {
+        self.replaces_file
     }
 }
 

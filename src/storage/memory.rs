@@ -140,13 +140,18 @@ impl Storage for MemoryStorage {
             return Err(StorageError::IsADirectory);
         }
         let target = self.in_tree(path);
+        let tree = lock(&self.tree);
         // Everything commit would refuse is refused here too, before the client sends a byte.
-        lock(&self.tree).check_write(&target, mode)?;
+        tree.check_write(&target, mode)?;
+        let replaces_file =
+            mode == WriteMode::Replace && matches!(tree.node(&target), Ok(Node::File(_)));
+        drop(tree);
         Ok(Box::new(MemoryUpload {
             tree: Arc::clone(&self.tree),
             target: target.into_iter().map(str::to_owned).collect(),
             mode,
             buffer: Vec::new(),
+            replaces_file,
         }))
     }
 
@@ -244,10 +249,15 @@ pub struct MemoryUpload {
     target: Vec<String>,
     mode: WriteMode,
     buffer: Vec<u8>,
+    replaces_file: bool,
 }
 
 #[async_trait]
 impl Upload for MemoryUpload {
+    fn replaces_file(&self) -> bool {
+        self.replaces_file
+    }
+
     async fn commit(self: Box<Self>) -> StorageResult<u64> {
         let target: Vec<&str> = self.target.iter().map(String::as_str).collect();
         let mut tree = lock(&self.tree);

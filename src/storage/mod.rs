@@ -201,6 +201,13 @@ pub enum DownloadSource {
 pub trait Upload: AsyncWrite + Send + Unpin {
     /// Flushes and makes the upload visible. Returns the size of the file afterwards.
     async fn commit(self: Box<Self>) -> StorageResult<u64>;
+
+    /// Whether committing replaces a file that existed when the upload was opened: a truncated
+    /// upload must not replace a good file, so the server makes sure such an upload was meant
+    /// to end. Backends that cannot tell keep the default, `true`.
+    fn replaces_file(&self) -> bool {
+        true
+    }
 }
 
 /// One user's view of a storage medium, rooted at the user's home.

@@ -139,8 +139,6 @@ impl Session {
             StoreKind::Store => "STOR",
             StoreKind::Append => "APPE",
         };
-        let replaces_file =
-            mode == WriteMode::Replace && storage.metadata(&path).await.is_ok_and(|m| m.is_file());
         let upload = storage
             .write(&path, mode)
             .await
@@ -152,9 +150,10 @@ impl Session {
                 self.mode_name()
             ),
         );
-        let mut transfer = self.receive_into(verb, path, upload);
-        transfer.info.replaces_file = replaces_file;
-        Ok(Flow::Transfer(preliminary, transfer))
+        Ok(Flow::Transfer(
+            preliminary,
+            self.receive_into(verb, path, upload),
+        ))
     }
 
     /// STOU (RFC 959 §4.1.3, RFC 1123 §4.1.2.9): store under a name no file has yet, and say it
@@ -318,7 +317,6 @@ impl Session {
                 verb,
                 path,
                 started: Instant::now(),
-                replaces_file: false,
             },
         }
     }

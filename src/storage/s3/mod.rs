@@ -677,16 +677,18 @@ impl Storage for S3Storage {
         let key = self.file_key(path)?;
         let (parent, target) = tokio::join!(self.require_parent(path), self.find(path));
         parent?;
-        match target? {
+        let replaces_file = match target? {
             Found::Dir(_) => return Err(StorageError::IsADirectory),
             Found::File(_) if create_new => return Err(StorageError::AlreadyExists),
-            Found::File(_) | Found::Missing => {}
-        }
+            Found::File(_) => true,
+            Found::Missing => false,
+        };
         Ok(Box::new(S3Upload::new(
             self.bucket.store.clone(),
             key,
             self.bucket.part_size,
             create_new,
+            replaces_file,
         )))
     }
 
