@@ -235,7 +235,7 @@ pub(crate) fn crlf_to_lf(input: &[u8], out: &mut Vec<u8>, pending_cr: &mut bool)
 
 #[cfg(test)]
 mod tests {
-    use std::io::{Seek as _, SeekFrom};
+    use std::io::Seek as _;
 
     use super::*;
 
