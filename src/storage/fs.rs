@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use super::{
     Capabilities, DirEntry, DirStream, Download, DownloadSource, EntryKind, FileReader, Metadata,
-    Storage, StorageError, StorageProvider, StorageResult, Upload, WriteMode,
+    StagedUpload, Storage, StorageError, StorageProvider, StorageResult, Upload, WriteMode,
 };
 use crate::protocol::VirtualPath;
 
@@ -454,28 +454,64 @@ impl Upload for FsUpload {
         match state {
             UploadState::Small { file, bytes } => {
                 run_blocking(move || {
-                    let mut file = file;
-                    io::Write::write_all(&mut file, &bytes)?;
-                    let size = file.metadata()?.len();
+                    let size = write_kept(file, &bytes)?;
                     finish.complete()?;
                     Ok(size)
                 })
                 .await
             }
-            UploadState::Large { mut file, .. } => {
-                file.flush().await?;
-                let size = file.metadata().await?.len();
+            streamed => {
+                let size = write_out(streamed).await?;
                 run_blocking(move || finish.complete()).await?;
                 Ok(size)
             }
-            UploadState::Switching => Err(StorageError::Io(io::Error::other(
-                "an earlier write to this upload failed",
-            ))),
         }
     }
 
     fn replaces_file(&self) -> bool {
         self.replaces_file
+    }
+
+    fn can_stage(&self) -> bool {
+        true
+    }
+
+    async fn stage(mut self: Box<Self>) -> StorageResult<(u64, Box<dyn StagedUpload>)> {
+        std::future::poll_fn(|cx| self.poll_pending(cx)).await?;
+        let Self { state, finish, .. } = *self;
+        let size = write_out(state).await?;
+        Ok((size, Box::new(StagedFsUpload(finish))))
+    }
+}
+
+/// Writes the bytes a small upload kept to its file; returns the file's size. Blocking.
+fn write_kept(mut file: std::fs::File, bytes: &[u8]) -> StorageResult<u64> {
+    io::Write::write_all(&mut file, bytes)?;
+    Ok(file.metadata()?.len())
+}
+
+/// Flushes a streamed upload to its file; returns the file's size.
+async fn write_out(state: UploadState) -> StorageResult<u64> {
+    match state {
+        UploadState::Small { file, bytes } => run_blocking(move || write_kept(file, &bytes)).await,
+        UploadState::Large { mut file, .. } => {
+            file.flush().await?;
+            Ok(file.metadata().await?.len())
+        }
+        UploadState::Switching => Err(StorageError::Io(io::Error::other(
+            "an earlier write to this upload failed",
+        ))),
+    }
+}
+
+/// A staged upload on disk: its bytes are in the temporary file, the rename is left.
+struct StagedFsUpload(Finish);
+
+#[async_trait]
+impl StagedUpload for StagedFsUpload {
+    async fn publish(self: Box<Self>) -> StorageResult<()> {
+        let finish = self.0;
+        run_blocking(move || finish.complete()).await
     }
 }
 

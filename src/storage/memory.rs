@@ -20,8 +20,8 @@ use futures_util::stream;
 use tokio::io::AsyncWrite;
 
 use super::{
-    Capabilities, DirEntry, DirStream, EntryKind, FileReader, Metadata, Storage, StorageError,
-    StorageProvider, StorageResult, Upload, WriteMode,
+    Capabilities, DirEntry, DirStream, EntryKind, FileReader, Metadata, StagedUpload, Storage,
+    StorageError, StorageProvider, StorageResult, Upload, WriteMode,
 };
 use crate::protocol::VirtualPath;
 
@@ -258,6 +258,18 @@ impl Upload for MemoryUpload {
         self.replaces_file
     }
 
+    /// A replacement's size is its own; the tree changes only at [`StagedUpload::publish`].
+    fn can_stage(&self) -> bool {
+        self.mode == WriteMode::Replace
+    }
+
+    async fn stage(self: Box<Self>) -> StorageResult<(u64, Box<dyn StagedUpload>)> {
+        if !self.can_stage() {
+            return Err(StorageError::Unsupported("staging appends"));
+        }
+        Ok((self.buffer.len() as u64, Box::new(StagedMemoryUpload(self))))
+    }
+
     async fn commit(self: Box<Self>) -> StorageResult<u64> {
         let target: Vec<&str> = self.target.iter().map(String::as_str).collect();
         let mut tree = lock(&self.tree);
@@ -289,6 +301,16 @@ impl Upload for MemoryUpload {
         };
         parent.insert(name, Node::File(file));
         Ok(size)
+    }
+}
+
+/// A replacement waiting to be applied to the tree.
+struct StagedMemoryUpload(Box<MemoryUpload>);
+
+#[async_trait]
+impl StagedUpload for StagedMemoryUpload {
+    async fn publish(self: Box<Self>) -> StorageResult<()> {
+        self.0.commit().await.map(|_| ())
     }
 }
 

@@ -208,6 +208,28 @@ pub trait Upload: AsyncWrite + Send + Unpin {
     fn replaces_file(&self) -> bool {
         true
     }
+
+    /// Whether [`Upload::stage`] is offered.
+    fn can_stage(&self) -> bool {
+        false
+    }
+
+    /// Commits in two steps, for backends where the second step (making the upload visible
+    /// under its name, as a rename does) cannot fail for want of space or of a network: stores
+    /// every byte and returns the size of the file and that last step. Until
+    /// [`StagedUpload::publish`], the upload stays invisible; dropping the staged upload abandons
+    /// it. Backends without such a step keep the default, which refuses (see
+    /// [`Upload::can_stage`]).
+    async fn stage(self: Box<Self>) -> StorageResult<(u64, Box<dyn StagedUpload>)> {
+        Err(StorageError::Unsupported("staging uploads"))
+    }
+}
+
+/// An upload whose bytes are all stored, waiting to be made visible (see [`Upload::stage`]).
+#[async_trait]
+pub trait StagedUpload: Send {
+    /// Makes the upload visible under its name.
+    async fn publish(self: Box<Self>) -> StorageResult<()>;
 }
 
 /// One user's view of a storage medium, rooted at the user's home.
