@@ -9,8 +9,10 @@
 //! writer wait a long time (dirty-page throttling, a full journal). Lookups that only read
 //! metadata (stat, opening a file for a download) run on the calling thread when the home is on
 //! a local file system, whose caches answer them in microseconds — as `sendfile` already reads
-//! the page cache there; a trip to the pool costs more than the call. On network and FUSE file
-//! systems, where a lookup can wait on a server, they go to the blocking pool too.
+//! the page cache there; a trip to the pool costs more than the call. So does the rename that
+//! makes a staged upload visible (one syscall, like the unlink of an abandoned upload's temporary
+//! file). On network and FUSE file systems, where any of these can wait on a server, they go to
+//! the blocking pool too.
 
 use std::io::{self, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
@@ -350,6 +352,7 @@ impl FsStorage {
     async fn open_staged(&self, path: &VirtualPath, exclusive: bool) -> StorageResult<FsUpload> {
         let parent = on_disk(&path.parent().unwrap_or_else(VirtualPath::root));
         let target_name = path.file_name().unwrap_or_default().to_owned();
+        let local = self.local;
         let plan = self
             .lookup(move |dir| {
                 // The upload keeps its own handle on the parent, so the final rename lands where
@@ -366,6 +369,7 @@ impl FsStorage {
                     target_name,
                     exclusive,
                     mode: existing.map(|existing| existing.mode() & CLIENT_MODE_MASK),
+                    local,
                 })
             })
             .await?;
@@ -382,12 +386,16 @@ struct StagePlan {
     exclusive: bool,
     /// The permission bits of the file being replaced: a replaced script stays executable.
     mode: Option<u32>,
+    /// On a local file system (see [`FsStorage::local`]).
+    local: bool,
 }
 
 impl StagePlan {
     /// Creates the temporary file. Blocking.
     fn create(self) -> StorageResult<(StagedFile, std::fs::File)> {
-        let (staged, file) = StagedFile::create(self.parent, self.target_name, self.exclusive)?;
+        let (mut staged, file) =
+            StagedFile::create(self.parent, self.target_name, self.exclusive)?;
+        staged.local = self.local;
         if let Some(mode) = self.mode {
             // Best effort: a file we cannot chmod still takes the upload.
             let _ = file.set_permissions(Permissions::from_mode(mode));
@@ -600,7 +608,11 @@ struct StagedFsUpload(StagedFile);
 impl StagedUpload for StagedFsUpload {
     async fn publish(self: Box<Self>) -> StorageResult<()> {
         let staged = self.0;
-        run_blocking(move || staged.complete()).await
+        if staged.local {
+            staged.complete()
+        } else {
+            run_blocking(move || staged.complete()).await
+        }
     }
 }
 
@@ -664,6 +676,8 @@ struct StagedFile {
     target_name: String,
     /// `CreateNew`: linked to its name at the end, which fails if the name is taken.
     exclusive: bool,
+    /// On a local file system: made visible inline (see the module docs).
+    local: bool,
     /// False once the temporary name has been renamed away.
     temp_name_exists: bool,
 }
@@ -688,6 +702,7 @@ impl StagedFile {
                         temp_name,
                         target_name,
                         exclusive,
+                        local: false,
                         temp_name_exists: true,
                     };
                     return Ok((staged, file));
