@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::dialogue::eventually;
 use crate::support::*;
 
 const SCRIPT: &str = concat!(
@@ -162,4 +163,64 @@ fn ftplib_wrong_password_is_refused_with_530() {
     let server = TestServer::start();
     let work = tempfile::tempdir().unwrap();
     run_scenario(&server, "wrong_password", USER, work.path());
+}
+
+/// The content `small_file(index, version)` of the Python script.
+fn small_file(index: usize, version: usize) -> Vec<u8> {
+    (0..4096)
+        .map(|i| ((index * 7 + version * 13 + i) % 251) as u8)
+        .collect()
+}
+
+/// A plain upload ends with a bare close, as a killed client's does: an upload that replaces a
+/// file is answered at once and made visible when the client's next command shows it is still
+/// there, so overwrites cost what new files cost. None of them waits for the client.
+#[test]
+fn overwrites_are_answered_without_waiting_and_read_back_at_once() {
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    run_scenario(&server, "overwrites", USER, work.path());
+    for index in 0..100 {
+        let stored = std::fs::read(server.home().join(format!("over{index:03}.bin"))).unwrap();
+        assert!(stored == small_file(index, 2), "over{index:03}.bin");
+    }
+    let ends = |how: &str| server.counter(&format!("ferry_upload_ends_total{{decided=\"{how}\"}}"));
+    assert_eq!(ends("waited"), 0, "a reply waited for the client");
+    assert_eq!(ends("discarded"), 0);
+    assert_eq!(ends("at_once"), 100, "the new files");
+    // Published at the next command, or after a silence when the client was slow to send it.
+    assert_eq!(ends("next_command") + ends("quiet"), 100, "the overwrites");
+}
+
+/// An overwrite answered before it is visible is visible to the account's other connections
+/// before they run their next command: what the client was told is there, is there.
+#[test]
+fn overwrites_are_seen_at_once_on_another_connection_of_the_account() {
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    run_scenario(&server, "overwrites_seen_elsewhere", USER, work.path());
+    let ends = |how: &str| server.counter(&format!("ferry_upload_ends_total{{decided=\"{how}\"}}"));
+    assert_eq!(ends("waited"), 0, "a reply waited for the client");
+    assert_eq!(ends("next_command") + ends("quiet"), 100, "the overwrites");
+}
+
+/// ftplib's `close()` drops the connection without QUIT: a client that read the 226 and left
+/// keeps its upload.
+#[test]
+fn an_overwrite_is_kept_when_the_client_leaves_without_quit() {
+    let server = TestServer::start();
+    let target = server.home().join("left.bin");
+    std::fs::write(&target, small_file(1, 1)).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    run_scenario(&server, "overwrite_then_leave", USER, work.path());
+    eventually(Duration::from_secs(20), || {
+        (std::fs::read(&target).unwrap() == small_file(1, 2)).then_some(())
+    });
+    let names: Vec<_> = std::fs::read_dir(server.home())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["left.bin"], "temporary files left behind");
+    let ends = |how: &str| server.counter(&format!("ferry_upload_ends_total{{decided=\"{how}\"}}"));
+    assert_eq!((ends("quiet"), ends("discarded")), (1, 0));
 }

@@ -36,6 +36,8 @@ pub struct TestServer {
     /// The server's TLS state (certificate reload), when it has a certificate.
     pub tls: Option<Arc<TlsContext>>,
     _dir: TempDir,
+    /// The running server, for its counters.
+    server: Arc<Server>,
     shutdown: Shutdown,
     thread: Option<JoinHandle<()>>,
 }
@@ -123,8 +125,9 @@ impl TestServer {
         let implicit_addr = implicit.as_ref().map(|l| l.local_addr().unwrap());
         let shutdown = Shutdown::default();
         let run_shutdown = shutdown.clone();
+        let running = Arc::clone(&server);
         let thread = std::thread::spawn(move || {
-            runtime.block_on(server::serve(listener, implicit, server, run_shutdown));
+            runtime.block_on(server::serve(listener, implicit, running, run_shutdown));
             runtime.shutdown_timeout(Duration::from_secs(5));
         });
         Self {
@@ -133,9 +136,19 @@ impl TestServer {
             implicit_addr,
             tls,
             _dir: dir,
+            server,
             shutdown,
             thread: Some(thread),
         }
+    }
+
+    /// The value of one counter in the server's Prometheus text (what `GET /metrics` serves),
+    /// named with its labels as in the text; 0 when it has not been counted yet.
+    pub fn counter(&self, name: &str) -> u64 {
+        let text = self.server.render_metrics();
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0)
     }
 
     /// The accounts database the server reads (open it again to change an account).

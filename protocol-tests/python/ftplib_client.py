@@ -212,6 +212,44 @@ def abort(ftp, workdir):
     assert noop.startswith("200"), noop
 
 
+def small_file(index, version):
+    """4 KiB that differ from file to file and from version to version."""
+    return bytes((index * 7 + version * 13 + i) % 251 for i in range(4096))
+
+
+def overwrites(ftp, workdir):
+    """100 small files uploaded, then each uploaded again over itself and read back at once: the
+    RETR that follows a STOR sees the new content."""
+    for index in range(100):
+        ftp.storbinary(f"STOR over{index:03d}.bin", io.BytesIO(small_file(index, 1)))
+    for index in range(100):
+        ftp.storbinary(f"STOR over{index:03d}.bin", io.BytesIO(small_file(index, 2)))
+        out = io.BytesIO()
+        ftp.retrbinary(f"RETR over{index:03d}.bin", out.write)
+        assert out.getvalue() == small_file(index, 2), index
+
+
+def overwrites_seen_elsewhere(ftp, workdir, port, user, password):
+    """Each file uploaded again over itself on one connection and read back at once on another
+    connection of the same account, as clients with several connections (FileZilla, rclone) do:
+    the other connection sees the new content too."""
+    other = connect(port, user, password)
+    for index in range(100):
+        ftp.storbinary(f"STOR seen{index:03d}.bin", io.BytesIO(small_file(index, 1)))
+    for index in range(100):
+        ftp.storbinary(f"STOR seen{index:03d}.bin", io.BytesIO(small_file(index, 2)))
+        out = io.BytesIO()
+        other.retrbinary(f"RETR seen{index:03d}.bin", out.write)
+        assert out.getvalue() == small_file(index, 2), index
+    assert other.quit().startswith("221")
+
+
+def overwrite_then_leave(ftp, workdir):
+    """Replaces a file, reads the 226, and drops the connection without QUIT (as ftplib's close()
+    does)."""
+    ftp.storbinary("STOR left.bin", io.BytesIO(small_file(1, 2)))
+
+
 def main():
     scenario, port, user, password, workdir = sys.argv[1:6]
     port = int(port)
@@ -239,9 +277,19 @@ def main():
         "files": files,
         "traversal": traversal,
         "abort": abort,
+        "overwrites": overwrites,
     }
+    if scenario == "overwrite_then_leave":
+        ftp = connect(port, user, password)
+        overwrite_then_leave(ftp, workdir)
+        ftp.close()
+        print(f"{scenario}: ok")
+        return
     ftp = connect(port, user, password)
-    scenarios[scenario](ftp, workdir)
+    if scenario == "overwrites_seen_elsewhere":
+        overwrites_seen_elsewhere(ftp, workdir, port, user, password)
+    else:
+        scenarios[scenario](ftp, workdir)
     assert ftp.quit().startswith("221")
     print(f"{scenario}: ok")
 

@@ -180,6 +180,17 @@ pub(crate) enum Incoming {
     Closed,
 }
 
+/// What the control connection shows of its client (see [`ControlConnection::client_sign`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientSign {
+    /// Bytes are waiting: a next command, or any TLS record. A killed client sends nothing more.
+    Talking,
+    /// Nothing to read, and the connection is open.
+    Quiet,
+    /// The client closed the connection; `reset` when with (or after) a reset.
+    Closed { reset: bool },
+}
+
 /// A control connection with its line decoder.
 #[derive(Debug)]
 pub(crate) struct ControlConnection {
@@ -229,48 +240,93 @@ impl ControlConnection {
     /// A client killed mid-upload closes both connections, and the data connection's end then
     /// looks like a normal end of file: only the control connection's close tells the
     /// difference. The kernel releases a dying process's sockets in reverse order, so that close
-    /// comes a moment *after* the data connection's; hence the short wait. The socket is peeked
-    /// directly rather than read: the runtime's readiness may lag behind (the transfer can see
-    /// its end before the runtime has polled the control connection), and peeking leaves the
-    /// bytes of a next command where they are.
+    /// comes a moment *after* the data connection's; hence the wait.
     pub(crate) async fn closes_within(&mut self, grace: Duration) -> bool {
-        if self.has_buffered_input() {
-            return false;
-        }
-        let tcp = match &self.stream {
-            ControlStream::Plain(tcp) => tcp,
-            ControlStream::Tls(tls) => tls.get_ref().0,
-            ControlStream::Switching => return true,
-            // A pipe has no peek; its uploads are taken as finished.
-            #[cfg(feature = "fuzzing")]
-            ControlStream::Memory(_) => return false,
+        // No timer for a zero grace: the runtime's timer has millisecond ticks.
+        let sign = if grace.is_zero() {
+            self.client_sign()
+        } else {
+            self.next_sign(tokio::time::Instant::now() + grace).await
         };
-        let deadline = tokio::time::Instant::now() + grace;
+        matches!(sign, ClientSign::Closed { .. })
+    }
+
+    /// What the control connection shows of the client right now, without waiting and without
+    /// taking a byte from it.
+    ///
+    /// The socket is peeked directly rather than read: the runtime's readiness may lag behind
+    /// (a transfer can see its end before the runtime has polled the control connection), and
+    /// peeking leaves the bytes of a next command where they are.
+    pub(crate) fn client_sign(&mut self) -> ClientSign {
+        if self.has_buffered_input() {
+            return ClientSign::Talking;
+        }
+        let tcp = match &mut self.stream {
+            ControlStream::Plain(tcp) => &*tcp,
+            ControlStream::Tls(tls) => {
+                let (tcp, connection) = tls.get_mut();
+                // A command already decrypted, or a close_notify: a client that is there.
+                let decrypted = connection.process_new_packets().is_ok_and(|state| {
+                    state.plaintext_bytes_to_read() > 0 || state.peer_has_closed()
+                });
+                if decrypted {
+                    return ClientSign::Talking;
+                }
+                &*tcp
+            }
+            ControlStream::Switching => return ClientSign::Closed { reset: true },
+            // A pipe has no peek; its client is taken as present.
+            #[cfg(feature = "fuzzing")]
+            ControlStream::Memory(_) => return ClientSign::Talking,
+        };
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match socket2::SockRef::from(tcp).peek(&mut probe) {
+            Ok(0) => ClientSign::Closed {
+                reset: Self::was_reset(tcp),
+            },
+            Ok(_) => ClientSign::Talking,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => ClientSign::Quiet,
+            Err(_) => ClientSign::Closed { reset: true },
+        }
+    }
+
+    /// The first sign of the client that is not silence, or [`ClientSign::Quiet`] at `deadline`.
+    pub(crate) async fn next_sign(&mut self, deadline: tokio::time::Instant) -> ClientSign {
         loop {
-            // Peeked directly, whatever the runtime believes about readiness: the socket is
-            // non-blocking, so this answers at once.
-            let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-            match socket2::SockRef::from(tcp).peek(&mut probe) {
-                Ok(0) => return true,
-                Ok(_) => return false,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return true,
-            }
-            // No timer for a zero grace: the runtime's timer has millisecond ticks, and every
-            // upload of a new file would wait for one.
-            if grace.is_zero() {
-                return false;
-            }
+            let sign = self.client_sign();
+            let tcp = match (&sign, &self.stream) {
+                (ClientSign::Quiet, ControlStream::Plain(tcp)) => tcp,
+                (ClientSign::Quiet, ControlStream::Tls(tls)) => tls.get_ref().0,
+                _ => return sign,
+            };
             // Clear the stale readiness, so `readable` below waits for news.
             let _ = tcp.try_io(tokio::io::Interest::READABLE, || {
                 Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
             });
             match tokio::time::timeout_at(deadline, tcp.readable()).await {
                 Ok(Ok(())) => continue,
-                Ok(Err(_)) => return true,
-                Err(_) => return false,
+                Ok(Err(_)) => return ClientSign::Closed { reset: true },
+                Err(_) => return ClientSign::Quiet,
             }
         }
+    }
+
+    /// Whether the client's side answered with a reset since the connection closed: the kernel
+    /// of a client that is gone resets a connection that receives a reply nobody will read
+    /// (RFC 1122 §4.2.2.13), where a client that read everything and closed sends only its FIN.
+    pub(crate) fn reset_after_close(&self) -> bool {
+        match &self.stream {
+            ControlStream::Plain(tcp) => Self::was_reset(tcp),
+            ControlStream::Tls(tls) => Self::was_reset(tls.get_ref().0),
+            ControlStream::Switching => true,
+            #[cfg(feature = "fuzzing")]
+            ControlStream::Memory(_) => false,
+        }
+    }
+
+    /// The socket's pending error (`SO_ERROR`), set by a reset.
+    fn was_reset(tcp: &TcpStream) -> bool {
+        !matches!(socket2::SockRef::from(tcp).take_error(), Ok(None))
     }
 
     /// Gives the read buffer back to the allocator while the session waits for its next command.

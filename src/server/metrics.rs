@@ -26,6 +26,7 @@ pub struct ServerMetrics {
     bytes: Family<Label, Counter>,
     transfers: Family<Labels2, Counter>,
     tls_handshakes: Family<Labels2, Counter>,
+    upload_ends: Family<Label, Counter>,
     passive_ports_total: Gauge,
     passive_ports_leased: Gauge,
 }
@@ -61,6 +62,33 @@ impl TransferOutcome {
     }
 }
 
+/// How an upload whose data connection ended was kept or dropped (see `session::finish_upload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadEnd {
+    /// Committed before the final reply: nothing to protect, or the client had spoken already.
+    AtOnce,
+    /// Answered at once, made visible when the client sent its next command.
+    NextCommand,
+    /// Answered at once, made visible after a short silence of the client.
+    Quiet,
+    /// The final reply waited for a sign of the client (storage that cannot stage).
+    Waited,
+    /// Dropped: the client was gone.
+    Discarded,
+}
+
+impl UploadEnd {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::AtOnce => "at_once",
+            Self::NextCommand => "next_command",
+            Self::Quiet => "quiet",
+            Self::Waited => "waited",
+            Self::Discarded => "discarded",
+        }
+    }
+}
+
 impl Default for ServerMetrics {
     fn default() -> Self {
         let mut metrics = Self {
@@ -73,6 +101,7 @@ impl Default for ServerMetrics {
             bytes: Family::default(),
             transfers: Family::default(),
             tls_handshakes: Family::default(),
+            upload_ends: Family::default(),
             passive_ports_total: Gauge::default(),
             passive_ports_leased: Gauge::default(),
         };
@@ -116,6 +145,15 @@ impl Default for ServerMetrics {
             "tls_handshakes",
             "TLS handshakes, by channel (control, data) and result (ok, failed)",
             metrics.tls_handshakes.clone(),
+        );
+        registry.register(
+            "upload_ends",
+            "Uploads whose data connection ended, by how the server decided to keep them: at_once \
+             (committed before the reply: no file to replace, or the client confirmed the end), \
+             next_command or quiet (replaced a file: answered at once, made visible at the \
+             client's next command or after a short silence), waited (the reply waited for a \
+             sign of the client: storage that cannot stage), discarded (the client was gone)",
+            metrics.upload_ends.clone(),
         );
         registry.register(
             "passive_ports",
@@ -172,6 +210,12 @@ impl ServerMetrics {
             .inc_by(bytes);
         self.transfers
             .get_or_create(&[("direction", direction), ("result", result)])
+            .inc();
+    }
+
+    pub(crate) fn upload_end(&self, how: UploadEnd) {
+        self.upload_ends
+            .get_or_create(&[("decided", how.as_str())])
             .inc();
     }
 

@@ -18,6 +18,7 @@ mod resumption;
 mod session;
 pub mod tls;
 mod transfer;
+mod unsettled;
 pub mod virtual_hosts;
 pub mod xferlog;
 
@@ -134,6 +135,9 @@ pub struct Server {
     pub(crate) metrics: Arc<ServerMetrics>,
     /// How many HASH computations may run at once; one more is answered 450.
     pub(crate) hash_slots: Arc<tokio::sync::Semaphore>,
+    /// Replacing uploads answered `226` and not visible yet, which the account's other sessions
+    /// wait for.
+    pub(crate) unsettled: Arc<unsettled::UnsettledUploads>,
     next_session_id: AtomicU64,
 }
 
@@ -160,6 +164,7 @@ impl Server {
             throttle: LoginThrottle::new(config.login_throttle.clone()),
             metrics: Arc::default(),
             hash_slots: Arc::new(tokio::sync::Semaphore::new(concurrent_hashes())),
+            unsettled: Arc::default(),
             config,
             authenticator,
             storage,

@@ -18,10 +18,10 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::control::{ControlConnection, ControlStream, Incoming};
+use super::control::{ClientSign, ControlConnection, ControlStream, Incoming};
 use super::data::{DataParams, DataSetup, DataTls};
 use super::limits::{ConnectionSlot, LimitExceeded};
-use super::metrics::{Direction as TransferDirection, TransferOutcome};
+use super::metrics::{Direction as TransferDirection, TransferOutcome, UploadEnd};
 use super::tls::{Direction, SessionTls};
 use super::transfer::TransferError;
 use super::virtual_hosts::VirtualHost;
@@ -31,14 +31,21 @@ use crate::protocol::command::{Command, ProtectionLevel, TransferType, parse_com
 use crate::protocol::hash::{HashAlgorithm, RangSelection};
 use crate::protocol::listing::MlstFacts;
 use crate::protocol::{Reply, ReplyCode, VirtualPath};
-use crate::storage::{Storage, Upload};
+use crate::storage::{StagedUpload, Storage, Upload};
 
-/// How long an upload that would replace an existing file waits, once its data connection has
-/// ended without a TLS close_notify, for a sign that the client was killed (its control
-/// connection closing) before it is committed. A dying client's control connection closes microseconds after its data connection,
-/// but the dying process can be preempted in between on a busy machine. Uploads of new files are
-/// checked without waiting: there is no good file for a truncated one to replace, and the final
-/// reply of the common case (many small new files) is not delayed.
+/// How long an upload that replaces an existing file stays in doubt once its data connection has
+/// ended without a TLS close_notify: a plain upload ends with a bare close, which a killed client
+/// sends too, and only the control connection tells the two apart. A dying client's control
+/// connection closes microseconds after its data connection (the kernel releases a dying
+/// process's sockets in reverse order), but the dying process can be preempted in between on a
+/// busy machine.
+///
+/// Nobody waits for it on local disk: the upload is staged (every byte written), answered with
+/// `226` at once, and renamed into place as soon as the client sends its next command — a
+/// killed client never does — or after this long without a close. On storage that cannot stage
+/// (object storage, where making a file visible is the upload itself), the final reply waits up
+/// to this long instead. Uploads of new files are committed at once: there is no good file for a
+/// truncated one to replace.
 const UPLOAD_END_GRACE: Duration = Duration::from_millis(25);
 
 /// The two stages of shutdown: stop taking commands when idle, then stop everything.
@@ -100,6 +107,14 @@ pub(crate) enum Completed {
     },
 }
 
+/// The final reply of a transfer that went well.
+fn transfer_complete(bytes: u64) -> Reply {
+    Reply::new(
+        ReplyCode::CLOSING_DATA,
+        format!("Transfer complete ({bytes} bytes)."),
+    )
+}
+
 /// Why a transfer failed, as the reply to send.
 pub(crate) struct Failed {
     pub(crate) reply: Reply,
@@ -138,8 +153,18 @@ pub(crate) struct TransferInfo {
     pub(crate) verb: &'static str,
     pub(crate) path: VirtualPath,
     pub(crate) started: Instant,
-    /// An upload that overwrites an existing file (see [`UPLOAD_END_GRACE`]).
-    pub(crate) replaces_file: bool,
+}
+
+/// An upload that replaces a file, answered with `226` and waiting to be made visible until its
+/// client shows it is still there (see [`UPLOAD_END_GRACE`]).
+pub(crate) struct PendingUpload {
+    staged: Box<dyn StagedUpload>,
+    info: TransferInfo,
+    bytes: u64,
+    /// When a client that stayed silent and connected counts as present.
+    deadline: tokio::time::Instant,
+    /// Keeps the account's other sessions waiting until the upload is settled.
+    _unsettled: Option<super::unsettled::Unsettled>,
 }
 
 /// One control connection's state.
@@ -174,6 +199,8 @@ pub(crate) struct Session {
     pub(crate) hash_range: Option<RangSelection>,
     /// The site chosen with HOST (RFC 7151), if any.
     pub(crate) virtual_host: Option<Arc<VirtualHost>>,
+    /// A replacing upload answered but not yet visible; settled before the next command.
+    pending_upload: Option<Box<PendingUpload>>,
     pub(crate) shutdown: Shutdown,
 }
 
@@ -366,6 +393,7 @@ async fn serve_control(
         hash_algorithm: HashAlgorithm::default(),
         hash_range: None,
         virtual_host: None,
+        pending_upload: None,
         shutdown,
     };
     debug!("connected");
@@ -374,6 +402,10 @@ async fn serve_control(
     metrics.session_opened();
     if let Err(error) = session.serve().await {
         debug!(%error, "control connection ended with an error");
+    }
+    if let Some(pending) = session.pending_upload.take() {
+        // The `226` could not be sent: the client does not know the upload ended.
+        session.drop_upload(&pending.info, pending.bytes);
     }
     session.control.shutdown().await;
     metrics.session_closed();
@@ -389,6 +421,11 @@ impl Session {
         let mut deferred: Option<Bytes> = None;
         let mut quit_after_transfer = false;
         loop {
+            if let Some(pending) = self.pending_upload.take() {
+                // A command that arrived during the transfer is a sign of life already.
+                let spoke = deferred.is_some() || quit_after_transfer;
+                Box::pin(self.settle_upload(*pending, spoke)).await;
+            }
             if transfer.is_none() {
                 if quit_after_transfer {
                     let bye = self.goodbye();
@@ -510,7 +547,7 @@ impl Session {
                 }
                 Event::TransferDone(outcome) => {
                     let finished = transfer.take().expect("a transfer was running");
-                    let reply = self.finish_transfer(&finished.info, outcome).await;
+                    let reply = self.finish_transfer(finished.info, outcome).await;
                     match reply {
                         Some(reply) => self.send_reply(&reply).await?,
                         None => return Ok(()),
@@ -626,6 +663,13 @@ impl Session {
 
     /// Parses and runs one command line.
     async fn execute(&mut self, line: &[u8]) -> Flow {
+        if let Some(user) = self.user() {
+            // What another connection of this account was told is uploaded is there.
+            self.server
+                .unsettled
+                .settled(user.details.name.as_str())
+                .await;
+        }
         let command = match parse_command(line) {
             Ok(command) => {
                 self.server.metrics.command(command.verb());
@@ -652,16 +696,13 @@ impl Session {
     /// the final reply (`None` when the client is gone and nothing should be sent).
     async fn finish_transfer(
         &mut self,
-        running: &TransferInfo,
+        running: TransferInfo,
         outcome: Result<Completed, Failed>,
     ) -> Option<Reply> {
         match outcome {
             Ok(Completed::Sent(bytes)) => {
-                self.log_transfer(running, TransferOutcome::Ok, "ok", bytes);
-                Some(Reply::new(
-                    ReplyCode::CLOSING_DATA,
-                    format!("Transfer complete ({bytes} bytes)."),
-                ))
+                self.log_transfer(&running, TransferOutcome::Ok, "ok", bytes);
+                Some(transfer_complete(bytes))
             }
             Ok(Completed::Received {
                 upload,
@@ -674,7 +715,7 @@ impl Session {
             Err(failed) => {
                 let bytes = running.progress.load(Ordering::Relaxed);
                 self.log_transfer(
-                    running,
+                    &running,
                     TransferOutcome::Failed,
                     &format!("failed: {}", failed.reason),
                     bytes,
@@ -684,53 +725,154 @@ impl Session {
         }
     }
 
-    /// An upload whose data connection ended is committed only if the client is still there: a
-    /// client killed mid-upload closes both connections, and its truncated file must not replace
-    /// a good one. A TLS upload that ended with close_notify was ended by the client on purpose,
-    /// and is committed at once.
+    /// An upload whose data connection ended is kept only if the client is still there: a client
+    /// killed mid-upload closes both connections, and its truncated file must not replace a good
+    /// one. Decided on what is known at once where possible: a closed control connection (gone),
+    /// a TLS close_notify on the data connection or a command already sent (there), no file to
+    /// replace (nothing to lose). Otherwise the upload is staged and answered at once, and made
+    /// visible by [`Session::settle_upload`] (see [`UPLOAD_END_GRACE`]).
     async fn finish_upload(
         &mut self,
-        running: &TransferInfo,
+        running: TransferInfo,
         upload: Box<dyn Upload>,
         bytes: u64,
         closed_cleanly: bool,
     ) -> Option<Reply> {
-        let grace = if running.replaces_file && !closed_cleanly {
-            UPLOAD_END_GRACE
-        } else {
-            Duration::ZERO
-        };
-        if self.control.closes_within(grace).await {
+        let sign = self.control.client_sign();
+        if let ClientSign::Closed { .. } = sign {
             drop(upload);
-            self.log_transfer(
-                running,
-                TransferOutcome::Discarded,
-                "discarded: client closed the control connection",
-                bytes,
-            );
+            self.drop_upload(&running, bytes);
             return None;
         }
+        let in_doubt = upload.replaces_file() && !closed_cleanly && sign == ClientSign::Quiet;
+        if !in_doubt {
+            self.server.metrics.upload_end(UploadEnd::AtOnce);
+            return Some(self.commit_upload(&running, upload, bytes).await);
+        }
+        if upload.can_stage() {
+            return match upload.stage().await {
+                Ok((_, staged)) => {
+                    let unsettled = self
+                        .user()
+                        .map(|user| self.server.unsettled.hold(user.details.name.as_str()));
+                    self.pending_upload = Some(Box::new(PendingUpload {
+                        staged,
+                        info: running,
+                        bytes,
+                        deadline: tokio::time::Instant::now() + UPLOAD_END_GRACE,
+                        _unsettled: unsettled,
+                    }));
+                    Some(transfer_complete(bytes))
+                }
+                Err(error) => Some(self.upload_failed(&running, &error, bytes)),
+            };
+        }
+        self.server.metrics.upload_end(UploadEnd::Waited);
+        if self.control.closes_within(UPLOAD_END_GRACE).await {
+            drop(upload);
+            self.drop_upload(&running, bytes);
+            return None;
+        }
+        Some(self.commit_upload(&running, upload, bytes).await)
+    }
+
+    /// Makes a staged upload visible once its client shows it is still there: a next command
+    /// (`spoke`: one arrived already), a close after reading every reply, or silence until the
+    /// deadline. A killed client shows none of these: its connection closes, and its kernel
+    /// resets it when the `226` arrives unread.
+    async fn settle_upload(&mut self, pending: PendingUpload, spoke: bool) {
+        let sign = if spoke {
+            ClientSign::Talking
+        } else {
+            tokio::select! {
+                sign = self.control.next_sign(pending.deadline) => sign,
+                // Shutting down: a client that has not left is taken as present.
+                () = self.shutdown.graceful.cancelled() => ClientSign::Quiet,
+            }
+        };
+        let keep = match sign {
+            ClientSign::Talking => Some(UploadEnd::NextCommand),
+            ClientSign::Quiet => Some(UploadEnd::Quiet),
+            ClientSign::Closed { reset: true } => None,
+            ClientSign::Closed { reset: false } => {
+                // The close may have crossed the `226`: a dead client's kernel resets the
+                // connection when the reply arrives. Wait for that until the deadline (the
+                // client has left: nobody waits for this).
+                tokio::time::sleep_until(pending.deadline).await;
+                (!self.control.reset_after_close()).then_some(UploadEnd::Quiet)
+            }
+        };
+        let PendingUpload {
+            staged,
+            info,
+            bytes,
+            ..
+        } = pending;
+        let Some(how) = keep else {
+            drop(staged);
+            self.drop_upload(&info, bytes);
+            return;
+        };
+        self.server.metrics.upload_end(how);
+        match staged.publish().await {
+            Ok(()) => self.log_transfer(&info, TransferOutcome::Ok, "ok", bytes),
+            Err(error) => {
+                // The client was told `226`; say loudly that the file is not there.
+                warn!(path = %info.path, %error, "an upload answered 226 could not be made visible");
+                self.log_transfer(
+                    &info,
+                    TransferOutcome::Failed,
+                    &format!("failed after its 226: {error}"),
+                    bytes,
+                );
+            }
+        }
+    }
+
+    /// Commits an upload and returns the final reply.
+    async fn commit_upload(
+        &mut self,
+        running: &TransferInfo,
+        upload: Box<dyn Upload>,
+        bytes: u64,
+    ) -> Reply {
         match upload.commit().await {
             Ok(_) => {
                 self.log_transfer(running, TransferOutcome::Ok, "ok", bytes);
-                Some(Reply::new(
-                    ReplyCode::CLOSING_DATA,
-                    format!("Transfer complete ({bytes} bytes)."),
-                ))
+                transfer_complete(bytes)
             }
-            Err(error) => {
-                self.log_transfer(
-                    running,
-                    TransferOutcome::Failed,
-                    &format!("failed: {error}"),
-                    bytes,
-                );
-                Some(Reply::new(
-                    error.reply_code(),
-                    format!("Could not save {}: {error}.", running.path),
-                ))
-            }
+            Err(error) => self.upload_failed(running, &error, bytes),
         }
+    }
+
+    /// Logs an upload that could not be saved and returns the reply that says so.
+    fn upload_failed(
+        &self,
+        running: &TransferInfo,
+        error: &crate::storage::StorageError,
+        bytes: u64,
+    ) -> Reply {
+        self.log_transfer(
+            running,
+            TransferOutcome::Failed,
+            &format!("failed: {error}"),
+            bytes,
+        );
+        Reply::new(
+            error.reply_code(),
+            format!("Could not save {}: {error}.", running.path),
+        )
+    }
+
+    /// Logs and counts an upload thrown away because its client is gone.
+    fn drop_upload(&self, running: &TransferInfo, bytes: u64) {
+        self.server.metrics.upload_end(UploadEnd::Discarded);
+        self.log_transfer(
+            running,
+            TransferOutcome::Discarded,
+            "discarded: client closed the control connection",
+            bytes,
+        );
     }
 
     /// Sends one reply on the control connection, counted by class.

@@ -15,6 +15,9 @@ use crate::storage::StorageError;
 /// Bytes moved per read; large enough for line-rate on loopback, small enough per session.
 pub(crate) const BUFFER_SIZE: usize = 128 * 1024;
 
+/// The smallest download buffer, for files of a few bytes.
+const SEND_BUFFER_MIN: usize = 4 * 1024;
+
 /// An upload's first read buffer: enough for a small file at once.
 const RECEIVE_BUFFER_START: usize = 64 * 1024;
 
@@ -43,19 +46,28 @@ pub(crate) async fn with_stall_timeout<T>(
 }
 
 /// Copies a file from storage to the client. Returns the bytes read from storage.
+///
+/// `expected` is the size announced in the `150` reply: the buffer is no larger than that (a small
+/// file costs a small buffer), though a file that grew meanwhile is still sent to its end.
 pub(crate) async fn send(
     mut source: impl AsyncRead + Unpin,
+    expected: u64,
     sink: &mut (impl AsyncWrite + Unpin),
     ascii: bool,
     stall: Duration,
     progress: &AtomicU64,
 ) -> Result<u64, TransferError> {
-    let mut buf = vec![0u8; BUFFER_SIZE];
+    let capacity = usize::try_from(expected).map_or(BUFFER_SIZE, |expected| {
+        expected.clamp(SEND_BUFFER_MIN, BUFFER_SIZE)
+    });
+    // Never zeroed: `read_buf` fills the spare capacity and says how much it filled.
+    let mut buf = Vec::with_capacity(capacity);
     let mut converted = Vec::new();
     let mut last_was_cr = false;
     let mut total = 0u64;
     loop {
-        let n = with_stall_timeout(stall, source.read(&mut buf))
+        buf.clear();
+        let n = with_stall_timeout(stall, source.read_buf(&mut buf))
             .await?
             .map_err(|e| TransferError::Storage(e.into()))?;
         if n == 0 {
@@ -63,10 +75,10 @@ pub(crate) async fn send(
         }
         let chunk = if ascii {
             converted.clear();
-            lf_to_crlf(&buf[..n], &mut converted, &mut last_was_cr);
+            lf_to_crlf(&buf, &mut converted, &mut last_was_cr);
             &converted[..]
         } else {
-            &buf[..n]
+            &buf[..]
         };
         with_stall_timeout(stall, sink.write_all(chunk))
             .await?
@@ -80,36 +92,36 @@ pub(crate) async fn send(
     Ok(total)
 }
 
-/// Sends a local file to a plain TCP data connection with `sendfile(2)`: the kernel moves the
-/// bytes from the page cache to the socket, no copy passes through user space. The file is read
-/// from its current position to its end. Returns the bytes sent.
+/// Sends `len` bytes of a local file from `offset` to a plain TCP data connection with
+/// `sendfile(2)`: the kernel moves the bytes from the page cache to the socket, no copy passes
+/// through user space. A file that shrank meanwhile ends the download early. Returns the bytes
+/// sent.
 ///
 /// A file not in the page cache makes `sendfile` wait for the disk on this thread, as a read
 /// would on the blocking pool; the socket itself never blocks it (it is non-blocking).
 #[cfg(target_os = "linux")]
 pub(crate) async fn send_file(
     file: std::fs::File,
+    offset: u64,
+    len: u64,
     tcp: &mut tokio::net::TcpStream,
     stall: Duration,
     progress: &AtomicU64,
 ) -> Result<u64, TransferError> {
-    use std::io::Seek as _;
     use tokio::io::Interest;
 
     /// The most one call hands the kernel; it sends what the socket buffer takes.
-    const CHUNK: usize = 1 << 30;
+    const CHUNK: u64 = 1 << 30;
 
-    let mut file = file;
-    let mut offset = file
-        .stream_position()
-        .map_err(|e| TransferError::Storage(e.into()))?;
-    let start = offset;
-    loop {
+    let (start, end) = (offset, offset.saturating_add(len));
+    let mut offset = offset;
+    while offset < end {
+        let count = usize::try_from((end - offset).min(CHUNK)).unwrap_or(1 << 30);
         let sent = with_stall_timeout(stall, async {
             loop {
                 tcp.writable().await?;
                 let result = tcp.try_io(Interest::WRITABLE, || {
-                    rustix::fs::sendfile(&*tcp, &file, Some(&mut offset), CHUNK)
+                    rustix::fs::sendfile(&*tcp, &file, Some(&mut offset), count)
                         .map_err(io::Error::from)
                 });
                 match result {
@@ -121,7 +133,7 @@ pub(crate) async fn send_file(
         .await?
         .map_err(TransferError::Network)?;
         if sent == 0 {
-            // The end of the file (or of what is left of it, if it shrank meanwhile).
+            // The file shrank since it was opened.
             break;
         }
         progress.store(offset - start, Ordering::Relaxed);
@@ -137,33 +149,36 @@ pub(crate) async fn receive(
     stall: Duration,
     progress: &AtomicU64,
 ) -> Result<u64, TransferError> {
-    let mut buf = vec![0u8; RECEIVE_BUFFER_START];
+    // Never zeroed: `read_buf` fills the spare capacity and says how much it filled.
+    let mut buf = Vec::with_capacity(RECEIVE_BUFFER_START);
     let mut converted = Vec::new();
     let mut pending_cr = false;
     let mut total = 0u64;
     loop {
-        let n = with_stall_timeout(stall, source.read(&mut buf))
+        buf.clear();
+        let n = with_stall_timeout(stall, source.read_buf(&mut buf))
             .await?
             .map_err(TransferError::Network)?;
         if n == 0 {
             break;
         }
-        let filled = n == buf.len();
+        let filled = n == buf.capacity();
         let chunk = if ascii {
             converted.clear();
-            crlf_to_lf(&buf[..n], &mut converted, &mut pending_cr);
+            crlf_to_lf(&buf, &mut converted, &mut pending_cr);
             &converted[..]
         } else {
-            &buf[..n]
+            &buf[..]
         };
         with_stall_timeout(stall, sink.write_all(chunk))
             .await?
             .map_err(|e| TransferError::Storage(e.into()))?;
         total += chunk.len() as u64;
         progress.store(total, Ordering::Relaxed);
-        if filled && buf.len() < RECEIVE_BUFFER_MAX {
+        if filled && buf.capacity() < RECEIVE_BUFFER_MAX {
             // The client sends faster than we write: fewer, larger writes.
-            buf.resize((buf.len() * 4).min(RECEIVE_BUFFER_MAX), 0);
+            let larger = (buf.capacity() * 4).min(RECEIVE_BUFFER_MAX);
+            buf = Vec::with_capacity(larger);
         }
     }
     if pending_cr {
@@ -220,7 +235,7 @@ pub(crate) fn crlf_to_lf(input: &[u8], out: &mut Vec<u8>, pending_cr: &mut bool)
 
 #[cfg(test)]
 mod tests {
-    use std::io::{Seek as _, SeekFrom};
+    use std::io::Seek as _;
 
     use super::*;
 
@@ -269,6 +284,7 @@ mod tests {
         let mut out = Vec::new();
         let sent = send(
             &data[..],
+            data.len() as u64,
             &mut out,
             false,
             Duration::from_secs(5),
@@ -308,13 +324,12 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[tokio::test]
-    async fn sendfile_sends_from_the_file_position_to_its_end() {
-        use std::io::{Seek as _, Write as _};
+    async fn sendfile_sends_from_the_offset_to_the_end() {
+        use std::io::Write as _;
         // Larger than a socket buffer, so sendfile returns short and waits for the reader.
         let data: Vec<u8> = (0..5_000_000u32).map(|i| (i % 253) as u8).collect();
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(&data).unwrap();
-        file.seek(SeekFrom::Start(1234)).unwrap();
         let (mut server, mut client) = tcp_pair().await;
         let progress = AtomicU64::new(0);
         let reader = tokio::spawn(async move {
@@ -322,9 +337,17 @@ mod tests {
             client.read_to_end(&mut received).await.unwrap();
             received
         });
-        let sent = send_file(file, &mut server, Duration::from_secs(10), &progress)
-            .await
-            .unwrap();
+        let len = (data.len() - 1234) as u64;
+        let sent = send_file(
+            file,
+            1234,
+            len,
+            &mut server,
+            Duration::from_secs(10),
+            &progress,
+        )
+        .await
+        .unwrap();
         drop(server);
         let received = reader.await.unwrap();
         assert_eq!(sent, (data.len() - 1234) as u64);
@@ -344,7 +367,15 @@ mod tests {
         file.rewind().unwrap();
         let (mut server, _client) = tcp_pair().await;
         let progress = AtomicU64::new(0);
-        let result = send_file(file, &mut server, Duration::from_millis(200), &progress).await;
+        let result = send_file(
+            file,
+            0,
+            64 << 20,
+            &mut server,
+            Duration::from_millis(200),
+            &progress,
+        )
+        .await;
         assert!(
             matches!(result, Err(TransferError::Stalled(_))),
             "{result:?}"

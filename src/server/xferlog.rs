@@ -186,7 +186,7 @@ impl XferLog {
         {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             // One warning for the first and then one per hundred, not one per transfer.
-            if dropped == 1 || dropped % 100 == 0 {
+            if dropped == 1 || dropped.is_multiple_of(100) {
                 warn!(
                     xferlog = %self.path.display(),
                     dropped,

@@ -48,6 +48,9 @@ macro_rules! storage_conformance_tests {
             zero_byte_file,
             large_streamed_file_reads_back_identical,
             replace_keeps_old_content_visible_until_commit,
+            an_upload_says_whether_it_replaces_a_file,
+            a_staged_upload_stays_invisible_until_published,
+            download_gives_the_metadata_with_the_bytes,
             dropped_replace_upload_leaves_old_content_and_no_entries,
             dropped_upload_of_a_new_file_leaves_nothing,
             create_new_writes_a_fresh_name,
@@ -223,6 +226,77 @@ pub(crate) async fn replace_keeps_old_content_visible_until_commit(storage: &dyn
     upload.commit().await.unwrap();
     assert_eq!(get(storage, "/page.html").await, b"new content");
     assert_eq!(names(storage, "/").await, ["page.html"]);
+}
+
+pub(crate) async fn an_upload_says_whether_it_replaces_a_file(storage: &dyn Storage) {
+    put(storage, "/old.txt", b"old").await;
+    let replacing = storage
+        .write(&path("/old.txt"), WriteMode::Replace)
+        .await
+        .unwrap();
+    assert!(replacing.replaces_file());
+    let fresh = storage
+        .write(&path("/new.txt"), WriteMode::Replace)
+        .await
+        .unwrap();
+    assert!(!fresh.replaces_file());
+}
+
+/// Where staging is offered: every byte stored, nothing visible until the publish, nothing left
+/// by a staged upload that is dropped.
+pub(crate) async fn a_staged_upload_stays_invisible_until_published(storage: &dyn Storage) {
+    put(storage, "/page.html", b"old").await;
+    let mut upload = storage
+        .write(&path("/page.html"), WriteMode::Replace)
+        .await
+        .unwrap();
+    if !upload.can_stage() {
+        return;
+    }
+    upload.write_all(b"new content").await.unwrap();
+    let (size, staged) = upload.stage().await.unwrap();
+    assert_eq!(size, 11);
+    assert_eq!(get(storage, "/page.html").await, b"old");
+    assert_eq!(names(storage, "/").await, ["page.html"]);
+    staged.publish().await.unwrap();
+    assert_eq!(get(storage, "/page.html").await, b"new content");
+
+    let mut abandoned = storage
+        .write(&path("/page.html"), WriteMode::Replace)
+        .await
+        .unwrap();
+    abandoned.write_all(b"from a killed client").await.unwrap();
+    let (_, staged) = abandoned.stage().await.unwrap();
+    drop(staged);
+    assert_eq!(get(storage, "/page.html").await, b"new content");
+    assert_eq!(names(storage, "/").await, ["page.html"]);
+}
+
+pub(crate) async fn download_gives_the_metadata_with_the_bytes(storage: &dyn Storage) {
+    put(storage, "/file.bin", b"0123456789").await;
+    let download = storage.download(&path("/file.bin"), 4).await.unwrap();
+    assert!(download.metadata.is_file());
+    assert_eq!(download.metadata.size, 10);
+    let mut content = Vec::new();
+    match download.source {
+        super::DownloadSource::Local(file) => {
+            let mut file = tokio::fs::File::from_std(file);
+            file.read_to_end(&mut content).await.unwrap();
+        }
+        super::DownloadSource::Stream(mut reader) => {
+            reader.read_to_end(&mut content).await.unwrap();
+        }
+    }
+    assert_eq!(content, b"456789");
+    storage.mkdir(&path("/dir")).await.unwrap();
+    assert_fails!(
+        storage.download(&path("/dir"), 0).await,
+        StorageError::IsADirectory
+    );
+    assert_fails!(
+        storage.download(&path("/missing"), 0).await,
+        StorageError::NotFound
+    );
 }
 
 pub(crate) async fn dropped_replace_upload_leaves_old_content_and_no_entries(

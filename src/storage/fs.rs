@@ -3,8 +3,16 @@
 //! Every path is resolved by cap-std below a directory handle opened on the home (on Linux with
 //! `openat2(RESOLVE_BENEATH)`), so neither `..`, an absolute path nor a symlink can lead outside
 //! it: such an attempt fails with [`StorageError::PermissionDenied`]. Symlinks that stay inside
-//! the home work as usual. Every blocking call runs in `spawn_blocking`, and nothing here holds a
-//! whole file or a whole directory listing in memory.
+//! the home work as usual. Nothing here holds a whole file or a whole directory listing in memory.
+//!
+//! Writes (creating, writing, renaming, removing) run on the blocking pool: the kernel may make a
+//! writer wait a long time (dirty-page throttling, a full journal). Lookups that only read
+//! metadata (stat, opening a file for a download) run on the calling thread when the home is on
+//! a local file system, whose caches answer them in microseconds — as `sendfile` already reads
+//! the page cache there; a trip to the pool costs more than the call. So does the rename that
+//! makes a staged upload visible (one syscall, like the unlink of an abandoned upload's temporary
+//! file). On network and FUSE file systems, where any of these can wait on a server, they go to
+//! the blocking pool too.
 
 use std::io::{self, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
@@ -19,10 +27,11 @@ use futures_util::StreamExt;
 use futures_util::stream;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::{
-    Capabilities, DirEntry, DirStream, EntryKind, FileReader, Metadata, Storage, StorageError,
-    StorageProvider, StorageResult, Upload, WriteMode,
+    Capabilities, DirEntry, DirStream, Download, DownloadSource, EntryKind, FileReader, Metadata,
+    StagedUpload, Storage, StorageError, StorageProvider, StorageResult, Upload, WriteMode,
 };
 use crate::protocol::VirtualPath;
 
@@ -92,6 +101,8 @@ pub struct FsStorage {
     /// Only for `Debug` and logs; every access goes through `dir`.
     home: PathBuf,
     dir: Arc<Dir>,
+    /// The home is on a local file system: metadata lookups run inline (see the module docs).
+    local: bool,
 }
 
 impl FsStorage {
@@ -100,6 +111,7 @@ impl FsStorage {
         let dir = Dir::open_ambient_dir(home, cap_std::ambient_authority())?;
         Ok(Self {
             home: home.to_path_buf(),
+            local: is_local_file_system(&dir),
             dir: Arc::new(dir),
         })
     }
@@ -118,24 +130,42 @@ impl FsStorage {
         let dir = Arc::clone(&self.dir);
         run_blocking(move || op(&dir)).await
     }
+
+    /// Runs `op`, which only reads metadata, on this thread where the home is on a local file
+    /// system, else in the blocking pool (see the module docs).
+    async fn lookup<T, F>(&self, op: F) -> StorageResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Dir) -> StorageResult<T> + Send + 'static,
+    {
+        if self.local {
+            op(&self.dir)
+        } else {
+            self.blocking(op).await
+        }
+    }
 }
 
 impl FsStorage {
-    /// Opens a regular file and seeks to `offset`.
+    /// Opens a regular file positioned at `offset`, with its metadata.
     async fn open_for_reading(
         &self,
         path: &VirtualPath,
         offset: u64,
-    ) -> StorageResult<std::fs::File> {
+    ) -> StorageResult<(std::fs::File, Metadata)> {
         let on_disk = on_disk(path);
-        self.blocking(move |dir| {
+        self.lookup(move |dir| {
             // Checked before opening: opening a FIFO for reading would block this thread.
             require_regular_file(&dir.metadata(&on_disk)?)?;
-            let mut file = dir.open(&on_disk)?;
+            let file = dir.open(&on_disk)?;
             // And again on the open file, in case the name changed in between.
-            require_regular_file(&file.metadata()?)?;
-            file.seek(SeekFrom::Start(offset))?;
-            Ok(file.into_std())
+            let metadata = file.metadata()?;
+            require_regular_file(&metadata)?;
+            let mut file = file.into_std();
+            if offset > 0 {
+                file.seek(SeekFrom::Start(offset))?;
+            }
+            Ok((file, describe(&metadata)))
         })
         .await
     }
@@ -159,7 +189,7 @@ impl Storage for FsStorage {
 
     async fn metadata(&self, path: &VirtualPath) -> StorageResult<Metadata> {
         let on_disk = on_disk(path);
-        self.blocking(move |dir| Ok(describe(&dir.metadata(on_disk)?)))
+        self.lookup(move |dir| Ok(describe(&dir.metadata(on_disk)?)))
             .await
     }
 
@@ -184,16 +214,16 @@ impl Storage for FsStorage {
     }
 
     async fn read(&self, path: &VirtualPath, offset: u64) -> StorageResult<FileReader> {
-        let file = self.open_for_reading(path, offset).await?;
+        let (file, _) = self.open_for_reading(path, offset).await?;
         Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
-    async fn read_local(
-        &self,
-        path: &VirtualPath,
-        offset: u64,
-    ) -> StorageResult<Option<std::fs::File>> {
-        self.open_for_reading(path, offset).await.map(Some)
+    async fn download(&self, path: &VirtualPath, offset: u64) -> StorageResult<Download> {
+        let (file, metadata) = self.open_for_reading(path, offset).await?;
+        Ok(Download {
+            metadata,
+            source: DownloadSource::Local(file),
+        })
     }
 
     /// Read and hashed on the blocking pool in one go: no trip through an async reader.
@@ -204,7 +234,7 @@ impl Storage for FsStorage {
         start: u64,
         len: u64,
     ) -> StorageResult<super::digest::FileDigest> {
-        let file = self.open_for_reading(path, start).await?;
+        let (file, _) = self.open_for_reading(path, start).await?;
         super::digest::digest_file(file, algorithm, len).await
     }
 
@@ -330,12 +360,14 @@ impl FsStorage {
     }
 
     /// Starts a `Replace` (or, if `exclusive`, a `CreateNew`) upload into a temporary file beside
-    /// the target.
+    /// the target. Only looks now, so that what can be refused is refused before any byte is
+    /// sent; the temporary file is created when the bytes outgrow memory, or at the end.
     async fn open_staged(&self, path: &VirtualPath, exclusive: bool) -> StorageResult<FsUpload> {
         let parent = on_disk(&path.parent().unwrap_or_else(VirtualPath::root));
         let target_name = path.file_name().unwrap_or_default().to_owned();
-        let (staged, file) = self
-            .blocking(move |dir| {
+        let local = self.local;
+        let plan = self
+            .lookup(move |dir| {
                 // The upload keeps its own handle on the parent, so the final rename lands where
                 // the temporary file is even if the parent is renamed meanwhile.
                 let parent = dir.open_dir(parent)?;
@@ -344,73 +376,97 @@ impl FsStorage {
                     // Checked again, atomically, at commit; this only fails early.
                     return Err(StorageError::AlreadyExists);
                 }
-                let (staged, file) = StagedFile::create(parent, target_name)?;
-                if let Some(existing) = existing {
-                    // A replaced script stays executable. Best effort: a file we cannot chmod
-                    // still takes the upload.
-                    let mode = existing.mode() & CLIENT_MODE_MASK;
-                    let _ = file.set_permissions(Permissions::from_mode(mode));
-                }
-                Ok((staged, file.into_std()))
+                require_writable(&parent)?;
+                Ok(StagePlan {
+                    parent,
+                    target_name,
+                    exclusive,
+                    mode: existing.map(|existing| existing.mode() & CLIENT_MODE_MASK),
+                    local,
+                })
             })
             .await?;
-        Ok(FsUpload::new(
-            file,
-            if exclusive {
-                Finish::Link(staged)
-            } else {
-                Finish::Rename(staged)
-            },
-        ))
+        Ok(FsUpload::staged(plan))
     }
 }
 
-/// What [`Upload::commit`] has left to do after flushing.
+/// Where a `Replace` or `CreateNew` upload puts its temporary file, before the file exists.
 #[derive(Debug)]
-enum Finish {
-    /// Rename the temporary file over the target.
-    Rename(StagedFile),
-    /// Hard-link the temporary file to the target name, which fails if the name is taken.
-    Link(StagedFile),
-    /// Bytes already went to the file itself.
-    Flush,
+struct StagePlan {
+    parent: Dir,
+    target_name: String,
+    /// `CreateNew`: the name must still be free at the end.
+    exclusive: bool,
+    /// The permission bits of the file being replaced: a replaced script stays executable.
+    mode: Option<u32>,
+    /// On a local file system (see [`FsStorage::local`]).
+    local: bool,
 }
 
-/// Uploads up to this size are kept in memory and written with the commit, in one trip to the
-/// blocking pool: a small file costs one trip to open and one to commit, not one per write too.
+impl StagePlan {
+    /// Creates the temporary file. Blocking.
+    fn create(self) -> StorageResult<(StagedFile, std::fs::File)> {
+        let (mut staged, file) = StagedFile::create(self.parent, self.target_name, self.exclusive)?;
+        staged.local = self.local;
+        if let Some(mode) = self.mode {
+            // Best effort: a file we cannot chmod still takes the upload.
+            let _ = file.set_permissions(Permissions::from_mode(mode));
+        }
+        Ok((staged, file.into_std()))
+    }
+
+    /// Creates the temporary file with `bytes` in it. Blocking.
+    fn create_with(self, bytes: &[u8]) -> StorageResult<StagedFile> {
+        let (staged, mut file) = self.create()?;
+        io::Write::write_all(&mut file, bytes)?;
+        Ok(staged)
+    }
+}
+
+/// Uploads up to this size are kept in memory and written at the end, with the creation of their
+/// temporary file and its rename, in one trip to the blocking pool.
 const SMALL_UPLOAD: usize = 64 * 1024;
 
 /// An upload into a file on disk.
 #[derive(Debug)]
 pub struct FsUpload {
     state: UploadState,
-    finish: Finish,
+    /// A `Replace` upload whose target existed when it was opened.
+    replaces_file: bool,
 }
 
 /// Where the bytes of an upload are until it is committed.
 #[derive(Debug)]
 enum UploadState {
     /// A staged upload of no more than [`SMALL_UPLOAD`] bytes so far: kept here (nothing is
-    /// visible before the commit anyway).
-    Small { file: std::fs::File, bytes: Vec<u8> },
-    /// Larger: streamed to the file, `pending[written..]` still to go before the next write.
-    Large {
+    /// visible before the commit anyway); its temporary file does not exist yet.
+    Small { plan: StagePlan, bytes: Vec<u8> },
+    /// Grown past [`SMALL_UPLOAD`]: its temporary file is being created, the bytes so far wait.
+    Creating {
+        creating: JoinHandle<StorageResult<(StagedFile, std::fs::File)>>,
+        pending: Vec<u8>,
+    },
+    /// Streamed to a file, `pending[written..]` still to go before the next write. `staged` is
+    /// the temporary file to make visible at the end; `Append` and `At` have none, they write
+    /// into the file itself.
+    Streaming {
         file: tokio::fs::File,
+        staged: Option<StagedFile>,
         pending: Vec<u8>,
         written: usize,
     },
-    /// Only while switching from `Small` to `Large`.
-    Switching,
+    /// After a failure that lost bytes: the upload cannot be completed.
+    Broken,
 }
 
 impl FsUpload {
-    fn new(file: std::fs::File, finish: Finish) -> Self {
+    fn staged(plan: StagePlan) -> Self {
         Self {
+            replaces_file: plan.mode.is_some(),
             state: UploadState::Small {
-                file,
+                plan,
                 bytes: Vec::new(),
             },
-            finish,
         }
     }
 
@@ -418,21 +474,42 @@ impl FsUpload {
     /// as they come (what arrived before a broken connection stays, for the client to resume).
     fn in_place(file: std::fs::File) -> Self {
         Self {
-            state: UploadState::Large {
+            state: UploadState::Streaming {
                 file: tokio::fs::File::from_std(file),
+                staged: None,
                 pending: Vec::new(),
                 written: 0,
             },
-            finish: Finish::Flush,
+            replaces_file: false,
         }
     }
 
-    /// Writes out what a switch to streaming left pending.
-    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let UploadState::Large {
+    /// Gets a growing upload to streaming: waits for its temporary file, then writes out the
+    /// bytes kept so far.
+    fn poll_streaming(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let UploadState::Creating { creating, pending } = &mut self.state {
+            let created = std::task::ready!(Pin::new(creating).poll(cx));
+            let pending = std::mem::take(pending);
+            match created.map_err(join_error).and_then(|created| created) {
+                Ok((staged, file)) => {
+                    self.state = UploadState::Streaming {
+                        file: tokio::fs::File::from_std(file),
+                        staged: Some(staged),
+                        pending,
+                        written: 0,
+                    };
+                }
+                Err(error) => {
+                    self.state = UploadState::Broken;
+                    return Poll::Ready(Err(into_io_error(error)));
+                }
+            }
+        }
+        let UploadState::Streaming {
             file,
             pending,
             written,
+            ..
         } = &mut self.state
         else {
             return Poll::Ready(Ok(()));
@@ -453,41 +530,100 @@ impl FsUpload {
 #[async_trait]
 impl Upload for FsUpload {
     async fn commit(mut self: Box<Self>) -> StorageResult<u64> {
-        std::future::poll_fn(|cx| self.poll_pending(cx)).await?;
-        let Self { state, finish } = *self;
+        std::future::poll_fn(|cx| self.poll_streaming(cx)).await?;
         // No fsync: it costs most of the throughput, and the rename below is what keeps a
         // half-written file from ever showing under the target's name.
-        match state {
-            UploadState::Small { file, bytes } => {
+        match self.state {
+            UploadState::Small { plan, bytes } => {
                 run_blocking(move || {
-                    let mut file = file;
-                    io::Write::write_all(&mut file, &bytes)?;
-                    let size = file.metadata()?.len();
-                    finish.complete()?;
-                    Ok(size)
+                    plan.create_with(&bytes)?.complete()?;
+                    Ok(bytes.len() as u64)
                 })
                 .await
             }
-            UploadState::Large { mut file, .. } => {
+            UploadState::Streaming {
+                mut file, staged, ..
+            } => {
                 file.flush().await?;
                 let size = file.metadata().await?.len();
-                run_blocking(move || finish.complete()).await?;
+                if let Some(staged) = staged {
+                    run_blocking(move || staged.complete()).await?;
+                }
                 Ok(size)
             }
-            UploadState::Switching => Err(StorageError::Io(io::Error::other(
-                "an earlier write to this upload failed",
-            ))),
+            UploadState::Creating { .. } | UploadState::Broken => Err(broken()),
         }
+    }
+
+    fn replaces_file(&self) -> bool {
+        self.replaces_file
+    }
+
+    fn can_stage(&self) -> bool {
+        !matches!(self.state, UploadState::Streaming { staged: None, .. })
+    }
+
+    async fn stage(mut self: Box<Self>) -> StorageResult<(u64, Box<dyn StagedUpload>)> {
+        std::future::poll_fn(|cx| self.poll_streaming(cx)).await?;
+        let (size, staged) = match self.state {
+            UploadState::Small { plan, bytes } => {
+                let size = bytes.len() as u64;
+                (size, run_blocking(move || plan.create_with(&bytes)).await?)
+            }
+            UploadState::Streaming {
+                mut file,
+                staged: Some(staged),
+                ..
+            } => {
+                file.flush().await?;
+                (file.metadata().await?.len(), staged)
+            }
+            UploadState::Streaming { staged: None, .. } => {
+                return Err(StorageError::Unsupported(
+                    "staging an upload into the file itself",
+                ));
+            }
+            UploadState::Creating { .. } | UploadState::Broken => return Err(broken()),
+        };
+        Ok((size, Box::new(StagedFsUpload(staged))))
     }
 }
 
-impl Finish {
-    /// Makes a staged upload visible under its name.
-    fn complete(self) -> StorageResult<()> {
-        match self {
-            Finish::Rename(staged) => staged.rename_over_target(),
-            Finish::Link(staged) => staged.link_as_new_target(),
-            Finish::Flush => Ok(()),
+fn broken() -> StorageError {
+    StorageError::Io(io::Error::other("an earlier write to this upload failed"))
+}
+
+/// A storage error where `AsyncWrite` needs an `io::Error`, of the kind that maps back to it.
+fn into_io_error(error: StorageError) -> io::Error {
+    use io::ErrorKind as K;
+    let kind = match &error {
+        StorageError::NotFound => K::NotFound,
+        StorageError::AlreadyExists => K::AlreadyExists,
+        StorageError::NotADirectory => K::NotADirectory,
+        StorageError::IsADirectory => K::IsADirectory,
+        StorageError::PermissionDenied => K::PermissionDenied,
+        StorageError::InvalidName => K::InvalidFilename,
+        StorageError::InsufficientSpace => K::StorageFull,
+        StorageError::QuotaExceeded => K::QuotaExceeded,
+        _ => K::Other,
+    };
+    match error {
+        StorageError::Io(error) => error,
+        error => io::Error::new(kind, error),
+    }
+}
+
+/// A staged upload on disk: its bytes are in the temporary file, the rename is left.
+struct StagedFsUpload(StagedFile);
+
+#[async_trait]
+impl StagedUpload for StagedFsUpload {
+    async fn publish(self: Box<Self>) -> StorageResult<()> {
+        let staged = self.0;
+        if staged.local {
+            staged.complete()
+        } else {
+            run_blocking(move || staged.complete()).await
         }
     }
 }
@@ -504,30 +640,30 @@ impl AsyncWrite for FsUpload {
                 bytes.extend_from_slice(buf);
                 return Poll::Ready(Ok(buf.len()));
             }
-            // Too big to keep: stream from here on, what was kept first.
-            let UploadState::Small { file, bytes } =
-                std::mem::replace(&mut this.state, UploadState::Switching)
+            // Too big to keep: create the temporary file and stream from here on, what was kept
+            // first.
+            let UploadState::Small { plan, bytes } =
+                std::mem::replace(&mut this.state, UploadState::Broken)
             else {
                 unreachable!("matched above")
             };
-            this.state = UploadState::Large {
-                file: tokio::fs::File::from_std(file),
+            this.state = UploadState::Creating {
+                creating: tokio::task::spawn_blocking(move || plan.create()),
                 pending: bytes,
-                written: 0,
             };
         }
-        std::task::ready!(this.poll_pending(cx))?;
+        std::task::ready!(this.poll_streaming(cx))?;
         match &mut this.state {
-            UploadState::Large { file, .. } => Pin::new(file).poll_write(cx, buf),
+            UploadState::Streaming { file, .. } => Pin::new(file).poll_write(cx, buf),
             _ => Poll::Ready(Err(io::Error::other("the upload cannot take more bytes"))),
         }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        std::task::ready!(this.poll_pending(cx))?;
+        std::task::ready!(this.poll_streaming(cx))?;
         match &mut this.state {
-            UploadState::Large { file, .. } => Pin::new(file).poll_flush(cx),
+            UploadState::Streaming { file, .. } => Pin::new(file).poll_flush(cx),
             // Kept bytes reach the file at commit; nothing is visible before that anyway.
             _ => Poll::Ready(Ok(())),
         }
@@ -535,9 +671,9 @@ impl AsyncWrite for FsUpload {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        std::task::ready!(this.poll_pending(cx))?;
+        std::task::ready!(this.poll_streaming(cx))?;
         match &mut this.state {
-            UploadState::Large { file, .. } => Pin::new(file).poll_shutdown(cx),
+            UploadState::Streaming { file, .. } => Pin::new(file).poll_shutdown(cx),
             _ => Poll::Ready(Ok(())),
         }
     }
@@ -550,13 +686,21 @@ struct StagedFile {
     parent: Dir,
     temp_name: String,
     target_name: String,
+    /// `CreateNew`: linked to its name at the end, which fails if the name is taken.
+    exclusive: bool,
+    /// On a local file system: made visible inline (see the module docs).
+    local: bool,
     /// False once the temporary name has been renamed away.
     temp_name_exists: bool,
 }
 
 impl StagedFile {
     /// Creates a new, uniquely named temporary file in `parent`.
-    fn create(parent: Dir, target_name: String) -> StorageResult<(Self, cap_std::fs::File)> {
+    fn create(
+        parent: Dir,
+        target_name: String,
+        exclusive: bool,
+    ) -> StorageResult<(Self, cap_std::fs::File)> {
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
         // 64 random bits: a clash is all but impossible, and `create_new` makes one harmless.
@@ -569,6 +713,8 @@ impl StagedFile {
                         parent,
                         temp_name,
                         target_name,
+                        exclusive,
+                        local: false,
                         temp_name_exists: true,
                     };
                     return Ok((staged, file));
@@ -578,6 +724,15 @@ impl StagedFile {
                 }
                 Err(error) => return Err(error.into()),
             }
+        }
+    }
+
+    /// Makes the upload visible under its name.
+    fn complete(self) -> StorageResult<()> {
+        if self.exclusive {
+            self.link_as_new_target()
+        } else {
+            self.rename_over_target()
         }
     }
 
@@ -714,6 +869,49 @@ fn existing_file(dir: &Dir, path: &Path) -> StorageResult<Option<cap_std::fs::Me
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(error.into()),
     }
+}
+
+/// Whether `dir` lies on a file system whose metadata the kernel answers from its caches or a
+/// local disk (see the module docs): the common local file systems, by their magic number.
+#[cfg(target_os = "linux")]
+fn is_local_file_system(dir: &Dir) -> bool {
+    const LOCAL: [u64; 9] = [
+        0xEF53,      // ext2, ext3, ext4
+        0x5846_5342, // xfs
+        0x9123_683E, // btrfs
+        0x0102_1994, // tmpfs
+        0x8584_58F6, // ramfs
+        0x794C_7630, // overlayfs (containers)
+        0xF2F5_2010, // f2fs
+        0x2FC1_2FC1, // zfs
+        0xCA45_1A4E, // bcachefs
+    ];
+    rustix::fs::fstatfs(dir)
+        .is_ok_and(|stats| u64::try_from(stats.f_type).is_ok_and(|kind| LOCAL.contains(&kind)))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn is_local_file_system(_: &Dir) -> bool {
+    false
+}
+
+/// Refuses an upload into a directory it could not create its temporary file in, before the
+/// client sends a byte (read-only file system, no write permission). Blocking.
+#[cfg(target_os = "linux")]
+fn require_writable(parent: &Dir) -> StorageResult<()> {
+    use rustix::fs::{Access, AtFlags};
+    rustix::fs::accessat(
+        parent,
+        ".",
+        Access::WRITE_OK | Access::EXEC_OK,
+        AtFlags::EACCESS,
+    )
+    .map_err(|error| io::Error::from(error).into())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn require_writable(_: &Dir) -> StorageResult<()> {
+    Ok(())
 }
 
 /// Refuses directories and special files (a FIFO would block a thread forever).
@@ -1047,7 +1245,12 @@ mod tests {
             .write(&path("/file"), WriteMode::Replace)
             .await
             .unwrap();
+        // A small upload is kept in memory: nothing on disk yet.
         upload.write_all(b"partial").await.unwrap();
+        upload.flush().await.unwrap();
+        assert_eq!(names_on_disk(home.path()), ["file"]);
+        // Past the in-memory limit, it goes to its temporary file.
+        upload.write_all(&vec![7; SMALL_UPLOAD]).await.unwrap();
         upload.flush().await.unwrap();
 
         let on_disk = names_on_disk(home.path());

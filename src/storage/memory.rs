@@ -20,8 +20,8 @@ use futures_util::stream;
 use tokio::io::AsyncWrite;
 
 use super::{
-    Capabilities, DirEntry, DirStream, EntryKind, FileReader, Metadata, Storage, StorageError,
-    StorageProvider, StorageResult, Upload, WriteMode,
+    Capabilities, DirEntry, DirStream, EntryKind, FileReader, Metadata, StagedUpload, Storage,
+    StorageError, StorageProvider, StorageResult, Upload, WriteMode,
 };
 use crate::protocol::VirtualPath;
 
@@ -141,13 +141,18 @@ impl Storage for MemoryStorage {
             return Err(StorageError::IsADirectory);
         }
         let target = self.in_tree(path);
+        let tree = lock(&self.tree);
         // Everything commit would refuse is refused here too, before the client sends a byte.
-        lock(&self.tree).check_write(&target, mode)?;
+        tree.check_write(&target, mode)?;
+        let replaces_file =
+            mode == WriteMode::Replace && matches!(tree.node(&target), Ok(Node::File(_)));
+        drop(tree);
         Ok(Box::new(MemoryUpload {
             tree: Arc::clone(&self.tree),
             target: target.into_iter().map(str::to_owned).collect(),
             mode,
             buffer: Vec::new(),
+            replaces_file,
         }))
     }
 
@@ -245,10 +250,27 @@ pub struct MemoryUpload {
     target: Vec<String>,
     mode: WriteMode,
     buffer: Vec<u8>,
+    replaces_file: bool,
 }
 
 #[async_trait]
 impl Upload for MemoryUpload {
+    fn replaces_file(&self) -> bool {
+        self.replaces_file
+    }
+
+    /// A replacement's size is its own; the tree changes only at [`StagedUpload::publish`].
+    fn can_stage(&self) -> bool {
+        self.mode == WriteMode::Replace
+    }
+
+    async fn stage(self: Box<Self>) -> StorageResult<(u64, Box<dyn StagedUpload>)> {
+        if !self.can_stage() {
+            return Err(StorageError::Unsupported("staging appends"));
+        }
+        Ok((self.buffer.len() as u64, Box::new(StagedMemoryUpload(self))))
+    }
+
     async fn commit(self: Box<Self>) -> StorageResult<u64> {
         let target: Vec<&str> = self.target.iter().map(String::as_str).collect();
         let mut tree = lock(&self.tree);
@@ -280,6 +302,16 @@ impl Upload for MemoryUpload {
         };
         parent.insert(name, Node::File(file));
         Ok(size)
+    }
+}
+
+/// A replacement waiting to be applied to the tree.
+struct StagedMemoryUpload(Box<MemoryUpload>);
+
+#[async_trait]
+impl StagedUpload for StagedMemoryUpload {
+    async fn publish(self: Box<Self>) -> StorageResult<()> {
+        self.0.commit().await.map(|_| ())
     }
 }
 

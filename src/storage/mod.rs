@@ -183,6 +183,22 @@ pub type DirStream = BoxStream<'static, StorageResult<DirEntry>>;
 /// A download: the file's bytes from the requested offset.
 pub type FileReader = Box<dyn AsyncRead + Send + Unpin>;
 
+/// A file opened for a download.
+pub struct Download {
+    /// The file as it was opened; a download sends `size - offset` bytes.
+    pub metadata: Metadata,
+    pub source: DownloadSource,
+}
+
+/// Where a download's bytes come from.
+pub enum DownloadSource {
+    /// A file of the local file system, positioned at the offset: plain binary downloads send it
+    /// with `sendfile(2)`, from the page cache to the socket, never through a buffer of ours.
+    Local(std::fs::File),
+    /// The bytes from the offset on, from any other medium.
+    Stream(FileReader),
+}
+
 /// An upload in progress. Bytes written are not visible under the file's name (for
 /// [`WriteMode::Replace`] and [`WriteMode::CreateNew`]) until [`Upload::commit`] succeeds; dropping
 /// the upload without committing abandons it.
@@ -190,6 +206,35 @@ pub type FileReader = Box<dyn AsyncRead + Send + Unpin>;
 pub trait Upload: AsyncWrite + Send + Unpin {
     /// Flushes and makes the upload visible. Returns the size of the file afterwards.
     async fn commit(self: Box<Self>) -> StorageResult<u64>;
+
+    /// Whether committing replaces a file that existed when the upload was opened: a truncated
+    /// upload must not replace a good file, so the server makes sure such an upload was meant
+    /// to end. Backends that cannot tell keep the default, `true`.
+    fn replaces_file(&self) -> bool {
+        true
+    }
+
+    /// Whether [`Upload::stage`] is offered.
+    fn can_stage(&self) -> bool {
+        false
+    }
+
+    /// Commits in two steps, for backends where the second step (making the upload visible
+    /// under its name, as a rename does) cannot fail for want of space or of a network: stores
+    /// every byte and returns the size of the file and that last step. Until
+    /// [`StagedUpload::publish`], the upload stays invisible; dropping the staged upload abandons
+    /// it. Backends without such a step keep the default, which refuses (see
+    /// [`Upload::can_stage`]).
+    async fn stage(self: Box<Self>) -> StorageResult<(u64, Box<dyn StagedUpload>)> {
+        Err(StorageError::Unsupported("staging uploads"))
+    }
+}
+
+/// An upload whose bytes are all stored, waiting to be made visible (see [`Upload::stage`]).
+#[async_trait]
+pub trait StagedUpload: Send + Sync {
+    /// Makes the upload visible under its name.
+    async fn publish(self: Box<Self>) -> StorageResult<()>;
 }
 
 /// One user's view of a storage medium, rooted at the user's home.
@@ -235,17 +280,17 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Opens a file for reading from `offset`.
     async fn read(&self, path: &VirtualPath, offset: u64) -> StorageResult<FileReader>;
 
-    /// Opens a file as a file of the local file system, positioned at `offset`, when the backend
-    /// keeps its files there. Plain binary downloads then go from the page cache to the socket
-    /// with `sendfile(2)`, never through a buffer of ours. Backends without local files keep this
-    /// default, and downloads read them through [`Storage::read`].
-    async fn read_local(
-        &self,
-        path: &VirtualPath,
-        offset: u64,
-    ) -> StorageResult<Option<std::fs::File>> {
-        let _ = (path, offset);
-        Ok(None)
+    /// Opens a regular file for a download from `offset`: its metadata and its bytes, in one
+    /// call where the medium allows (one trip to the disk, one request to a store). A directory
+    /// is [`StorageError::IsADirectory`]. The default asks [`Storage::metadata`], then
+    /// [`Storage::read`].
+    async fn download(&self, path: &VirtualPath, offset: u64) -> StorageResult<Download> {
+        let metadata = self.metadata(path).await?;
+        if metadata.is_dir() {
+            return Err(StorageError::IsADirectory);
+        }
+        let source = DownloadSource::Stream(self.read(path, offset).await?);
+        Ok(Download { metadata, source })
     }
 
     /// Opens a file for writing; see [`WriteMode`] for what becomes visible when.

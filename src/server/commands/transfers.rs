@@ -18,20 +18,13 @@ use crate::server::data::{DataError, DataSetup, DataStream};
 use crate::server::session::{Completed, Failed, Flow, Session, Transfer, TransferInfo};
 use crate::server::tls::Direction;
 use crate::server::transfer;
-use crate::storage::{FileReader, StorageError, WriteMode};
+use crate::storage::{Download, DownloadSource, StorageError, WriteMode};
 
 /// STOR or APPE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StoreKind {
     Store,
     Append,
-}
-
-/// Where a download's bytes come from.
-enum Source {
-    /// A file of the local file system, which can be sent with `sendfile`.
-    Local(std::fs::File),
-    Stream(FileReader),
 }
 
 /// How many numbered alternatives STOU tries before giving up.
@@ -43,15 +36,25 @@ impl Session {
         let path = self.resolve(arg)?;
         self.require_data_setup()?;
         let offset = std::mem::take(&mut self.restart_offset);
-        let metadata = storage
-            .metadata(&path)
-            .await
-            .map_err(|e| storage_reply(&path, &e))?;
-        if !metadata.is_file() {
+        if offset > 0 && !storage.capabilities().read_at_offset {
             return Err(Reply::new(
                 ReplyCode::FILE_UNAVAILABLE,
-                format!("{path}: not a regular file."),
+                "This storage cannot resume downloads; send RETR without REST.",
             ));
+        }
+        let not_a_file = || {
+            Reply::new(
+                ReplyCode::FILE_UNAVAILABLE,
+                format!("{path}: not a regular file."),
+            )
+        };
+        let Download { metadata, source } = match storage.download(&path, offset).await {
+            Ok(download) => download,
+            Err(StorageError::IsADirectory) => return Err(not_a_file()),
+            Err(error) => return Err(storage_reply(&path, &error)),
+        };
+        if !metadata.is_file() {
+            return Err(not_a_file());
         }
         if offset > metadata.size {
             return Err(Reply::new(
@@ -62,33 +65,8 @@ impl Session {
                 ),
             ));
         }
-        if offset > 0 && !storage.capabilities().read_at_offset {
-            return Err(Reply::new(
-                ReplyCode::FILE_UNAVAILABLE,
-                "This storage cannot resume downloads; send RETR without REST.",
-            ));
-        }
         let ascii = self.transfer_type == TransferType::Ascii;
-        // Binary downloads of local files may go out with sendfile (plain connections only:
-        // TLS must encrypt in user space).
-        let local = if ascii {
-            None
-        } else {
-            storage
-                .read_local(&path, offset)
-                .await
-                .map_err(|e| storage_reply(&path, &e))?
-        };
-        let source = match local {
-            Some(file) => Source::Local(file),
-            None => Source::Stream(
-                storage
-                    .read(&path, offset)
-                    .await
-                    .map_err(|e| storage_reply(&path, &e))?,
-            ),
-        };
-        let remaining = metadata.size.saturating_sub(offset);
+        let remaining = metadata.size - offset;
         let preliminary = Reply::new(
             ReplyCode::FILE_STATUS_OK,
             format!(
@@ -104,16 +82,21 @@ impl Session {
             move |mut stream, progress| {
                 async move {
                     let sent = match (source, &mut stream) {
+                        // Binary downloads of local files go out with sendfile (plain connections
+                        // only: TLS must encrypt in user space).
                         #[cfg(target_os = "linux")]
-                        (Source::Local(file), DataStream::Plain(tcp)) => {
-                            transfer::send_file(file, tcp, stall, &progress).await?
+                        (DownloadSource::Local(file), DataStream::Plain(tcp)) if !ascii => {
+                            transfer::send_file(file, offset, remaining, tcp, stall, &progress)
+                                .await?
                         }
-                        (Source::Local(file), _) => {
+                        (DownloadSource::Local(file), _) => {
                             let reader = tokio::fs::File::from_std(file);
-                            transfer::send(reader, &mut stream, ascii, stall, &progress).await?
+                            transfer::send(reader, remaining, &mut stream, ascii, stall, &progress)
+                                .await?
                         }
-                        (Source::Stream(reader), _) => {
-                            transfer::send(reader, &mut stream, ascii, stall, &progress).await?
+                        (DownloadSource::Stream(reader), _) => {
+                            transfer::send(reader, remaining, &mut stream, ascii, stall, &progress)
+                                .await?
                         }
                     };
                     stream.close().await;
@@ -156,8 +139,6 @@ impl Session {
             StoreKind::Store => "STOR",
             StoreKind::Append => "APPE",
         };
-        let replaces_file =
-            mode == WriteMode::Replace && storage.metadata(&path).await.is_ok_and(|m| m.is_file());
         let upload = storage
             .write(&path, mode)
             .await
@@ -169,9 +150,10 @@ impl Session {
                 self.mode_name()
             ),
         );
-        let mut transfer = self.receive_into(verb, path, upload);
-        transfer.info.replaces_file = replaces_file;
-        Ok(Flow::Transfer(preliminary, transfer))
+        Ok(Flow::Transfer(
+            preliminary,
+            self.receive_into(verb, path, upload),
+        ))
     }
 
     /// STOU (RFC 959 §4.1.3, RFC 1123 §4.1.2.9): store under a name no file has yet, and say it
@@ -335,7 +317,6 @@ impl Session {
                 verb,
                 path,
                 started: Instant::now(),
-                replaces_file: false,
             },
         }
     }

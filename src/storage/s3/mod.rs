@@ -60,8 +60,8 @@ use self::settings::Resolved;
 pub use self::settings::{S3Error, S3Settings};
 use self::upload::S3Upload;
 use super::{
-    Capabilities, DirEntry, DirStream, EntryKind, FileReader, Metadata, Storage, StorageError,
-    StorageProvider, StorageResult, Upload, WriteMode,
+    Capabilities, DirEntry, DirStream, Download, DownloadSource, EntryKind, FileReader, Metadata,
+    Storage, StorageError, StorageProvider, StorageResult, Upload, WriteMode,
 };
 use crate::protocol::VirtualPath;
 
@@ -625,6 +625,38 @@ impl Storage for S3Storage {
         }
     }
 
+    /// One GET: the object's size and time come with its bytes.
+    async fn download(&self, path: &VirtualPath, offset: u64) -> StorageResult<Download> {
+        if path.is_root() {
+            return Err(StorageError::IsADirectory);
+        }
+        let key = self.file_key(path)?;
+        let options = GetOptions {
+            // S3 answers 416 to any range of an empty object, so offset 0 asks for no range.
+            range: (offset > 0).then_some(GetRange::Offset(offset)),
+            ..GetOptions::default()
+        };
+        match self.bucket.store.get_opts(&key, options).await {
+            Ok(found) => Ok(Download {
+                metadata: Self::file_metadata(&found.meta),
+                source: DownloadSource::Stream(Box::new(StreamReader::new(found.into_stream()))),
+            }),
+            Err(object_store::Error::NotFound { .. }) => match self.find(path).await? {
+                Found::Dir(_) => Err(StorageError::IsADirectory),
+                _ => Err(self.missing(path).await),
+            },
+            // Most likely 416, an offset at or beyond the end: the caller judges the offset.
+            Err(error) if offset > 0 => match self.bucket.store.head(&key).await {
+                Ok(meta) if meta.size <= offset => Ok(Download {
+                    metadata: Self::file_metadata(&meta),
+                    source: DownloadSource::Stream(Box::new(tokio::io::empty())),
+                }),
+                _ => Err(store_error(error)),
+            },
+            Err(error) => Err(store_error(error)),
+        }
+    }
+
     async fn write(&self, path: &VirtualPath, mode: WriteMode) -> StorageResult<Box<dyn Upload>> {
         let create_new = match mode {
             WriteMode::Replace | WriteMode::At(0) => false,
@@ -646,16 +678,18 @@ impl Storage for S3Storage {
         let key = self.file_key(path)?;
         let (parent, target) = tokio::join!(self.require_parent(path), self.find(path));
         parent?;
-        match target? {
+        let replaces_file = match target? {
             Found::Dir(_) => return Err(StorageError::IsADirectory),
             Found::File(_) if create_new => return Err(StorageError::AlreadyExists),
-            Found::File(_) | Found::Missing => {}
-        }
+            Found::File(_) => true,
+            Found::Missing => false,
+        };
         Ok(Box::new(S3Upload::new(
             self.bucket.store.clone(),
             key,
             self.bucket.part_size,
             create_new,
+            replaces_file,
         )))
     }
 

@@ -34,6 +34,8 @@ pub(super) struct S3Upload {
     key: Path,
     /// STOU: refused if the name is taken at commit (checked again right before completing).
     create_new: bool,
+    /// An object of this name existed when the upload was opened.
+    replaces_file: bool,
     part_size: usize,
     written: u64,
     /// Bytes not sent yet: less than one part, or exactly one part waiting for room in flight.
@@ -58,11 +60,18 @@ enum Multipart {
 }
 
 impl S3Upload {
-    pub(super) fn new(store: AmazonS3, key: Path, part_size: usize, create_new: bool) -> Self {
+    pub(super) fn new(
+        store: AmazonS3,
+        key: Path,
+        part_size: usize,
+        create_new: bool,
+        replaces_file: bool,
+    ) -> Self {
         Self {
             store,
             key,
             create_new,
+            replaces_file,
             part_size,
             written: 0,
             buffer: PutPayloadMut::new().with_block_size(64 * 1024),
@@ -188,6 +197,10 @@ impl S3Upload {
 
 #[async_trait]
 impl Upload for S3Upload {
+    fn replaces_file(&self) -> bool {
+        self.replaces_file
+    }
+
     async fn commit(mut self: Box<Self>) -> StorageResult<u64> {
         if let Some(error) = &self.failed {
             return Err(StorageError::Io(io::Error::other(format!(
