@@ -21,6 +21,7 @@ mod deploy_serve;
 mod deploy_service_cli;
 mod deploy_verify;
 mod dialogue;
+mod events;
 mod ftplib;
 // The Garage launcher lives beside the s3 backend, whose unit tests use it too.
 #[cfg(feature = "s3")]

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::auth::TlsRequirement;
 use crate::auth::password::HashCost;
+use crate::server::events::{EventKind, HookAction, HookFilter, HookSpec};
 use crate::server::proxy;
 use crate::server::{Masquerade, PortRanges, ServerConfig, Timeouts, TlsSettings};
 
@@ -179,6 +180,133 @@ pub struct FileConfig {
     /// Virtual hosts (`[hosts."NAME"]`), chosen by clients with HOST (RFC 7151).
     #[serde(default)]
     pub hosts: BTreeMap<String, FileHost>,
+    /// Event hooks (`[[events]]`).
+    #[serde(default)]
+    pub events: Vec<FileEventHook>,
+}
+
+/// An `[[events]]` table: which events go to which command or URL.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEventHook {
+    /// Event kinds (`upload`, `delete`, ...); absent: every kind.
+    #[serde(default)]
+    pub on: Vec<String>,
+    /// Account names; absent: every account.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// Globs over paths as clients see them (`/www/**/*.php`); absent: every event.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// A program and its arguments, run without a shell.
+    pub command: Option<Vec<String>>,
+    /// Or an http(s) URL that receives the event as signed JSON.
+    pub url: Option<String>,
+    /// A file holding the URL hook's HMAC secret.
+    pub secret_file: Option<PathBuf>,
+    /// Seconds one delivery may take.
+    pub timeout: Option<u64>,
+    /// Deliveries after a failed one, before the event is logged as a dead letter.
+    pub retries: Option<u32>,
+    /// Events held for a slow hook before new ones are dropped.
+    pub queue: Option<usize>,
+}
+
+impl FileEventHook {
+    /// Checks the table and reads its secret; `number` counts from 1 in the file.
+    fn resolve(&self, number: usize) -> Result<HookSpec, ConfigError> {
+        let invalid = |what: String| ConfigError::Invalid(format!("[[events]] #{number}: {what}"));
+        let kinds = self
+            .on
+            .iter()
+            .map(|kind| kind.parse::<EventKind>())
+            .collect::<Result<_, _>>()
+            .map_err(invalid)?;
+        let paths = if self.paths.is_empty() {
+            None
+        } else {
+            let mut globs = globset::GlobSetBuilder::new();
+            for pattern in &self.paths {
+                let glob = globset::GlobBuilder::new(pattern)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|error| invalid(format!("paths: {error}")))?;
+                globs.add(glob);
+            }
+            Some(
+                globs
+                    .build()
+                    .map_err(|error| invalid(format!("paths: {error}")))?,
+            )
+        };
+        let (name, action) = match (&self.command, &self.url) {
+            (Some(argv), None) => {
+                let Some(program) = argv.first().filter(|program| !program.is_empty()) else {
+                    return Err(invalid(
+                        "command is empty: give the program and its arguments, as in \
+                         command = [\"/usr/local/bin/on-upload\"]"
+                            .to_owned(),
+                    ));
+                };
+                if self.secret_file.is_some() {
+                    return Err(invalid(
+                        "secret_file is for url hooks; a command gets the event in its environment"
+                            .to_owned(),
+                    ));
+                }
+                (program.clone(), HookAction::Command(argv.clone()))
+            }
+            (None, Some(url)) => {
+                let url = reqwest::Url::parse(url)
+                    .ok()
+                    .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+                    .ok_or_else(|| invalid(format!("url {url:?} is not an http(s) URL")))?;
+                let Some(path) = &self.secret_file else {
+                    return Err(invalid(
+                        "a url hook needs secret_file: the events it receives are signed with \
+                         that secret (X-Ferry-Signature-256)"
+                            .to_owned(),
+                    ));
+                };
+                let secret = std::fs::read_to_string(path).map_err(|error| {
+                    invalid(format!(
+                        "cannot read secret_file {}: {error}",
+                        path.display()
+                    ))
+                })?;
+                let secret = secret.trim();
+                if secret.is_empty() {
+                    return Err(invalid(format!("secret_file {} is empty", path.display())));
+                }
+                let name = url.host_str().unwrap_or_default().to_owned();
+                let secret = Some(std::sync::Arc::from(secret.as_bytes()));
+                (name, HookAction::Post { url, secret })
+            }
+            _ => {
+                return Err(invalid(
+                    "give either command = [...] or url = \"...\" (one of them)".to_owned(),
+                ));
+            }
+        };
+        let timeout = self
+            .timeout
+            .map_or(HookSpec::DEFAULT_TIMEOUT, Duration::from_secs);
+        if timeout.is_zero() {
+            return Err(invalid("timeout must be at least 1 second".to_owned()));
+        }
+        Ok(HookSpec {
+            name,
+            filter: HookFilter {
+                kinds,
+                accounts: self.accounts.iter().cloned().collect(),
+                paths,
+            },
+            action,
+            timeout,
+            retries: self.retries.unwrap_or(HookSpec::DEFAULT_RETRIES),
+            queue: self.queue.unwrap_or(HookSpec::DEFAULT_QUEUE).max(1),
+        })
+    }
 }
 
 /// A `[hosts."www.example.com"]` table: one site on the shared address.
@@ -350,6 +478,8 @@ pub struct ServeSettings {
     pub xferlog: Option<PathBuf>,
     /// The `[hosts."NAME"]` tables.
     pub virtual_hosts: Vec<VirtualHostSettings>,
+    /// The `[[events]]` tables; their workers start with the server.
+    pub events: Vec<HookSpec>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2121";
@@ -364,6 +494,12 @@ impl ServeSettings {
             .hosts
             .iter()
             .map(|(name, host)| VirtualHostSettings::resolve(name, host, &named_storage))
+            .collect::<Result<Vec<_>, _>>()?;
+        let events = file
+            .events
+            .iter()
+            .enumerate()
+            .map(|(index, hook)| hook.resolve(index + 1))
             .collect::<Result<Vec<_>, _>>()?;
         let file = &file.serve;
         let listen = args
@@ -440,6 +576,7 @@ impl ServeSettings {
             proxy_protocol_from,
             xferlog: None,
             virtual_hosts: Default::default(),
+            events: None,
         };
         let file_tls = file.tls.clone().unwrap_or_default();
         let certfile = args.certfile.clone().or(file_tls.certfile);
@@ -505,6 +642,7 @@ impl ServeSettings {
             password_cost,
             xferlog: args.xferlog.clone().or_else(|| file.xferlog.clone()),
             virtual_hosts,
+            events,
         })
     }
 }

@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use crate::auth::SqliteAuthenticator;
 use crate::auth::store::AccountStore;
 use crate::config::{FileConfig, FsSettings, ServeArgs, ServeSettings, StorageSpec};
+use crate::server::events::EventHooks;
 use crate::server::tls::HostCertificate;
 use crate::server::virtual_hosts::VirtualHost;
 use crate::server::xferlog::XferLog;
@@ -143,6 +144,12 @@ pub(super) async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::
             .with_context(|| format!("cannot open the xferlog {}", path.display()))?;
         tokio::spawn(reopen_xferlog_on_sighup(Arc::clone(&log)));
         config.xferlog = Some(log);
+    }
+    if !settings.events.is_empty() {
+        for hook in &settings.events {
+            info!(hook = hook.name, "event hook");
+        }
+        config.events = Some(EventHooks::start(settings.events.clone()));
     }
     let server = Server::with_named_storage(
         config,

@@ -8,6 +8,7 @@
 mod commands;
 mod control;
 mod data;
+pub mod events;
 mod http;
 mod limits;
 pub mod masquerade;
@@ -73,6 +74,8 @@ pub struct ServerConfig {
     pub xferlog: Option<Arc<xferlog::XferLog>>,
     /// The sites clients can choose with HOST (RFC 7151); empty: HOST is not offered.
     pub virtual_hosts: virtual_hosts::VirtualHosts,
+    /// The operator's event hooks (`[[events]]` in ferry.toml), when there are any.
+    pub events: Option<Arc<events::EventHooks>>,
 }
 
 /// Timeouts of a session.
@@ -115,6 +118,7 @@ impl Default for ServerConfig {
             tls: None,
             proxy_protocol_from: Vec::new(),
             xferlog: None,
+            events: None,
             virtual_hosts: virtual_hosts::VirtualHosts::default(),
         }
     }
@@ -255,7 +259,8 @@ pub async fn serve(
         );
         let server = Arc::clone(&server);
         let shutdown = shutdown.clone();
-        sessions.spawn(session::run(stream, peer, slot, server, shutdown, kind).instrument(span));
+        sessions
+            .spawn(session::run(stream, peer, slot, server, shutdown, kind, id).instrument(span));
     }
     // Close the listeners first, so new connections are refused at once instead of waiting in
     // the backlog for a server that will never greet them.

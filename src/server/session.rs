@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use super::control::{ClientSign, ControlConnection, ControlStream, Incoming};
 use super::data::{DataParams, DataSetup, DataTls};
+use super::events::{self, EventKind};
 use super::limits::{ConnectionSlot, LimitExceeded};
 use super::metrics::{Direction as TransferDirection, TransferOutcome, UploadEnd};
 use super::tls::{Direction, SessionTls};
@@ -169,6 +170,8 @@ pub(crate) struct PendingUpload {
 
 /// One control connection's state.
 pub(crate) struct Session {
+    /// The connection's id, as in log lines.
+    pub(crate) id: u64,
     pub(crate) server: Arc<Server>,
     /// The client: the TCP peer, or the address a trusted balancer's PROXY header names.
     pub(crate) peer: SocketAddr,
@@ -240,6 +243,7 @@ pub(crate) async fn run(
     server: Arc<Server>,
     shutdown: Shutdown,
     kind: ListenerKind,
+    id: u64,
 ) {
     let local = match stream.local_addr() {
         Ok(addr) => addr,
@@ -306,6 +310,7 @@ pub(crate) async fn run(
         slot,
         server,
         shutdown,
+        id,
     )
     .await;
 }
@@ -348,7 +353,8 @@ pub(crate) async fn run_in_memory(
         balancer: None,
         local,
     };
-    serve_control(control_stream, None, peer, slot, server, shutdown).await;
+    let id = server.next_session_id.fetch_add(1, Ordering::Relaxed);
+    serve_control(control_stream, None, peer, slot, server, shutdown, id).await;
 }
 
 /// The session on an accepted control stream, holding its connection slot: greeting, commands,
@@ -364,10 +370,12 @@ async fn serve_control(
     _slot: ConnectionSlot,
     server: Arc<Server>,
     shutdown: Shutdown,
+    id: u64,
 ) {
     let implicit = tls.is_some();
     let control = ControlConnection::new(control_stream);
     let mut session = Session {
+        id,
         server,
         peer,
         balancer,
@@ -406,6 +414,9 @@ async fn serve_control(
     if let Some(pending) = session.pending_upload.take() {
         // The `226` could not be sent: the client does not know the upload ended.
         session.drop_upload(&pending.info, pending.bytes);
+    }
+    if session.user().is_some() {
+        session.emit(EventKind::Logout, |event| event);
     }
     session.control.shutdown().await;
     metrics.session_closed();
@@ -895,6 +906,26 @@ impl Session {
         };
         self.server.metrics.transfer(direction, outcome, bytes);
         self.record_xferlog(running, outcome, bytes);
+        let kind = match (direction, outcome) {
+            (TransferDirection::In, TransferOutcome::Ok) => Some(EventKind::Upload),
+            (TransferDirection::In, _) => Some(EventKind::UploadAborted),
+            (TransferDirection::Out, TransferOutcome::Ok) if running.verb == "RETR" => {
+                Some(EventKind::Download)
+            }
+            // Listings, and downloads that did not finish.
+            (TransferDirection::Out, _) => None,
+        };
+        if let Some(kind) = kind {
+            self.emit(kind, |event| {
+                let event = event
+                    .path(&running.path)
+                    .transfer(bytes, running.started.elapsed());
+                match outcome {
+                    TransferOutcome::Ok => event,
+                    _ => event.reason(result),
+                }
+            });
+        }
         let user = match &self.login {
             Login::LoggedIn(logged_in) => logged_in.details.name.as_str(),
             _ => "-",
@@ -961,6 +992,21 @@ impl Session {
         server.combine(account)
     }
 
+    /// Offers an event of `kind` to the operator's hooks, if there are any: `facts` adds what
+    /// the event knows beyond the session, the account and the client.
+    pub(crate) fn emit(&self, kind: EventKind, facts: impl FnOnce(events::Event) -> events::Event) {
+        let Some(hooks) = &self.server.config.events else {
+            return;
+        };
+        let user = self.user().map(|user| user.details.name.as_str());
+        hooks.emit(facts(events::Event::new(
+            kind,
+            self.id,
+            user,
+            self.peer.ip(),
+        )));
+    }
+
     /// The logged-in user, if any.
     pub(crate) fn user(&self) -> Option<&LoggedIn> {
         match &self.login {
@@ -1005,6 +1051,7 @@ mod tests {
             server,
             Shutdown::default(),
             ListenerKind::Plain,
+            1,
         );
         let size = std::mem::size_of_val(&session);
         assert!(size <= 2560, "a session's future grew to {size} bytes");

@@ -8,6 +8,7 @@ use crate::auth::Permission;
 use crate::protocol::path::quote_257;
 use crate::protocol::time::UtcDateTime;
 use crate::protocol::{Reply, ReplyCode, VirtualPath};
+use crate::server::events::EventKind;
 use crate::server::session::Session;
 
 impl Session {
@@ -19,6 +20,7 @@ impl Session {
             .await
             .map_err(|e| storage_reply(&path, &e))?;
         info!(path = %path, "directory created");
+        self.emit(EventKind::Mkdir, |event| event.path(&path));
         Ok(Reply::new(
             ReplyCode::PATH_CREATED,
             format!("{} created.", quote_257(path.as_str())),
@@ -40,6 +42,7 @@ impl Session {
             .await
             .map_err(|e| storage_reply(&path, &e))?;
         info!(path = %path, "directory removed");
+        self.emit(EventKind::Rmdir, |event| event.path(&path));
         Ok(Reply::new(
             ReplyCode::FILE_ACTION_OK,
             format!("Directory {path} removed."),
@@ -55,6 +58,7 @@ impl Session {
             .await
             .map_err(|e| storage_reply(&path, &e))?;
         info!(path = %path, "file deleted");
+        self.emit(EventKind::Delete, |event| event.path(&path));
         Ok(Reply::new(ReplyCode::FILE_ACTION_OK, format!("File {path} deleted.")).into())
     }
 
@@ -99,6 +103,7 @@ impl Session {
             .await
             .map_err(|e| storage_reply(&from, &e))?;
         info!(from = %from, to = %to, "renamed");
+        self.emit(EventKind::Rename, |event| event.path(&from).target(&to));
         Ok(Reply::new(
             ReplyCode::FILE_ACTION_OK,
             format!("Renamed {from} to {to}."),

@@ -18,6 +18,7 @@ use crate::protocol::command::TransferType;
 use crate::protocol::listing::MlstFacts;
 use crate::protocol::{Reply, ReplyCode, VirtualPath};
 use crate::server::data::DataSetup;
+use crate::server::events::EventKind;
 use crate::server::resumption::LoginState;
 use crate::server::session::{Flow, LoggedIn, Login, Session};
 
@@ -133,6 +134,7 @@ impl Session {
                 user,
                 "login refused: too many failed logins from this address"
             );
+            self.emit_login_failed(&user, "too many failed logins from this address");
             return Ok(Flow::Close(too_many_failures()));
         };
         let password = String::from_utf8_lossy(password);
@@ -171,6 +173,7 @@ impl Session {
             }
             Err(error) => {
                 warn!(user, %error, "login failed");
+                self.emit_login_failed(&user, &error.to_string());
                 self.server.metrics.login(false);
                 let verdict = attempt.failed();
                 tokio::time::sleep(verdict.delay).await;
@@ -242,7 +245,16 @@ impl Session {
             None => Reply::new(ReplyCode::LOGGED_IN, welcome),
         };
         self.login = Login::LoggedIn(Box::new(LoggedIn { details, storage }));
+        self.emit(EventKind::Login, |event| event);
         Ok(reply.into())
+    }
+
+    /// A failed login's event names the account it tried, which is not logged in.
+    fn emit_login_failed(&self, user: &str, reason: &str) {
+        self.emit(EventKind::LoginFailed, |mut event| {
+            event.user = Some(user.to_owned());
+            event.reason(reason)
+        });
     }
 
     /// Whether this connection meets what the server and an account with `requirement` ask to
@@ -323,6 +335,7 @@ impl Session {
 
     fn reset_session_state(&mut self) {
         if self.user().is_some() {
+            self.emit(EventKind::Logout, |event| event);
             // Leaving a login starts the clock for the next one.
             self.login_started = std::time::Instant::now();
         }
