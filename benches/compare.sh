@@ -3,7 +3,7 @@
 # pyftpdlib, django-ftpserver) measured by the same harness, in one run, on this machine.
 #
 #   benches/compare.sh HARNESS_DIR [--scale full|small] [--out FILE] [--no-anchors]
-#                      [--modes "none explicit"] [--s3]
+#                      [--modes "none explicit"] [--s3] [--tmpfs DIR] [--rounds N]
 #
 # HARNESS_DIR holds ftpbench.py, run-anchors.sh, install-anchors.sh and summarize.py. The anchors
 # are installed (idempotently) and measured by the harness's own run-anchors.sh, which needs root;
@@ -20,10 +20,16 @@
 # or $GARAGE) on 127.0.0.1, its bucket the homes' storage, measured on retr_big, stor_big and
 # small_files in plain FTP, beside the runs on local disk above.
 #
+# `--tmpfs DIR` puts every server's files (the anchors' roots and ferry's) under DIR, which must be
+# a tmpfs (e.g. /dev/shm), so that the state of a disk does not decide the upload rows.
+# `--rounds N` alternates N rounds (the anchors, then ferry; each round numbered as a run, so the
+# tables show every round's value), and after each plain ferry round runs small_files once more on
+# the same server, over the files it left (label `ferry-overwrite`): the cost of replacing files.
+#
 # Prints the comparison tables (summarize.py) at the end; the raw JSON lines stay in --out.
 set -euo pipefail
 
-usage() { sed -n '2,21p' "$0"; }
+usage() { sed -n '2,29p' "$0"; }
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 case "$1" in -h|--help) usage; exit 0 ;; esac
 HARNESS="$(cd "$1" && pwd)"; shift
@@ -32,6 +38,8 @@ OUT=""
 ANCHORS=1
 MODES="none explicit"
 S3=0
+TMPFS=""
+ROUNDS=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --s3) S3=1; shift ;;
@@ -39,6 +47,8 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift 2 ;;
     --no-anchors) ANCHORS=0; shift ;;
     --modes) MODES=$2; shift 2 ;;
+    --tmpfs) TMPFS=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -47,8 +57,15 @@ for tool in ftpbench.py summarize.py; do
   [ -f "$HARNESS/$tool" ] || { echo "$HARNESS has no $tool: pass the harness directory" >&2; exit 2; }
 done
 
+case "$ROUNDS" in ''|*[!0-9]*|0) echo "--rounds wants a positive number, not '$ROUNDS'" >&2; exit 2 ;; esac
+if [ -n "$TMPFS" ]; then
+  [ "$(stat -f -c %T "$TMPFS" 2>/dev/null)" = tmpfs ] ||
+    { echo "--tmpfs $TMPFS: not a tmpfs mount (try /dev/shm, or: mount -t tmpfs tmpfs DIR)" >&2; exit 2; }
+  export BENCH_TMP="$TMPFS"
+fi
+
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-WORK="$(mktemp -d /tmp/ferry-compare.XXXXXX)"
+WORK="$(mktemp -d "${TMPFS:-/tmp}/ferry-compare.XXXXXX")"
 chmod 755 "$WORK"
 OUT="${OUT:-$WORK/results.jsonl}"
 PORT=21290
@@ -72,7 +89,7 @@ stop_garage() {
   wait "$GARAGE_PID" 2>/dev/null || true
   GARAGE_PID=""
 }
-cleanup() { stop_ferry; stop_garage; rm -rf "$WORK/root" "$WORK/garage"; }
+cleanup() { stop_ferry; stop_garage; rm -rf "$WORK/root" "$WORK/garage" "$WORK/anchors.jsonl"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -82,9 +99,20 @@ FERRY="$REPO/target/release/ferry"
 
 if [ "$ANCHORS" = 1 ]; then
   [ "$(id -u)" = 0 ] || { echo "the anchors need root (run-anchors.sh creates a system user); use --no-anchors to measure ferry alone" >&2; exit 2; }
-  log "anchors: installing (idempotent) and measuring"
-  "$HARNESS/run-anchors.sh" --install --scale "$SCALE" --runs 1 --modes "$MODES" --out "$OUT"
 fi
+anchors() {  # round
+  [ "$ANCHORS" = 1 ] || return 0
+  log "anchors, round $1: installing (idempotent) and measuring"
+  rm -f "$WORK/anchors.jsonl"
+  "$HARNESS/run-anchors.sh" --install --scale "$SCALE" --runs 1 --modes "$MODES" \
+    --out "$WORK/anchors.jsonl"
+  # run-anchors.sh numbers its only run 1: renumber it as this round.
+  python3 -c 'import json, sys
+for line in open(sys.argv[1]):
+    record = json.loads(line)
+    record["run"] = int(sys.argv[2])
+    print(json.dumps(record))' "$WORK/anchors.jsonl" "$1" >>"$OUT"
+}
 
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/key.pem" -out "$WORK/cert.pem" \
   -days 30 -subj /CN=127.0.0.1 >/dev/null 2>&1
@@ -110,18 +138,27 @@ start_ferry() {  # mode [extra serve args...]
   exit 1
 }
 
+ROUND=1
 bench() {  # label mode extra-args...
   local label=$1 mode=$2; shift 2
   python3 "$HARNESS/ftpbench.py" --host 127.0.0.1 --port "$PORT" --user "$USER_NAME" \
     --password "$PASSWORD" --tls "$mode" --server-pid "$SERVER_PID" --scale "$SCALE" \
-    --label "$label" --run 1 --out "$OUT" "$@" >/dev/null
+    --label "$label" --run "$ROUND" --out "$OUT" "$@" >/dev/null
 }
 
-for mode in $MODES; do
-  log "ferry tls=$mode"
-  start_ferry "$mode" --password-hash-memory-kib 64 --password-hash-passes 1
-  bench ferry "$mode"
-  stop_ferry
+for ROUND in $(seq 1 "$ROUNDS"); do
+  anchors "$ROUND"
+  for mode in $MODES; do
+    log "ferry tls=$mode, round $ROUND"
+    rm -rf "$WORK/root"
+    start_ferry "$mode" --password-hash-memory-kib 64 --password-hash-passes 1
+    bench ferry "$mode"
+    if [ "$mode" = none ]; then
+      log "ferry tls=$mode, round $ROUND: small_files over the files of the first pass"
+      bench ferry-overwrite "$mode" --workloads small_files
+    fi
+    stop_ferry
+  done
 done
 
 for mode in $MODES; do
