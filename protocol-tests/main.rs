@@ -6,6 +6,7 @@ mod account_policy;
 mod attacks_deploy;
 mod attacks_server;
 mod attacks_web;
+mod bandwidth;
 mod cli;
 mod client;
 mod commands;

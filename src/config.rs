@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::auth::TlsRequirement;
 use crate::auth::password::HashCost;
 use crate::server::events::{EventKind, HookAction, HookFilter, HookSpec};
+use crate::server::pace::RateLimit;
 use crate::server::proxy;
 use crate::server::{Masquerade, PortRanges, ServerConfig, Timeouts, TlsSettings};
 
@@ -93,6 +94,13 @@ pub struct ServeArgs {
     /// Also log every file transfer to FILE in wu-ftpd's xferlog format (reopened on SIGHUP).
     #[arg(long, value_name = "FILE", env = "FERRY_XFERLOG")]
     pub xferlog: Option<PathBuf>,
+    /// Pace of each upload, in bytes a second (512K, 10M; K = 1024), with an optional burst
+    /// (10M:1M; default a tenth of a second's worth). Default: unlimited.
+    #[arg(long, value_name = "RATE[:BURST]", env = "FERRY_UPLOAD_RATE")]
+    pub upload_rate: Option<RateLimit>,
+    /// Pace of each download, as --upload-rate.
+    #[arg(long, value_name = "RATE[:BURST]", env = "FERRY_DOWNLOAD_RATE")]
+    pub download_rate: Option<RateLimit>,
 }
 
 /// The `[serve]` table of the configuration file.
@@ -121,8 +129,27 @@ pub struct FileServe {
     pub accounts_read_only: Option<bool>,
     /// The transfer log in xferlog format.
     pub xferlog: Option<PathBuf>,
+    /// The pace of each upload and download (`"10M"`, `"10M:1M"`).
+    pub upload_rate: Option<String>,
+    pub download_rate: Option<String>,
     pub timeouts: Option<FileTimeouts>,
     pub tls: Option<FileTls>,
+}
+
+/// A rate from the flags (already parsed), else from the file's `[serve] NAME`.
+fn rate(
+    flag: Option<RateLimit>,
+    file: Option<&str>,
+    name: &str,
+) -> Result<Option<RateLimit>, ConfigError> {
+    match (flag, file) {
+        (Some(limit), _) => Ok(Some(limit)),
+        (None, Some(text)) => text
+            .parse()
+            .map(Some)
+            .map_err(|error| ConfigError::Invalid(format!("[serve] {name}: {error}"))),
+        (None, None) => Ok(None),
+    }
 }
 
 /// Networks in the configuration file: `["10.0.0.0/8", "192.0.2.10"]` or `"10.0.0.0/8,192.0.2.10"`.
@@ -577,6 +604,12 @@ impl ServeSettings {
             xferlog: None,
             virtual_hosts: Default::default(),
             events: None,
+            upload_rate: rate(args.upload_rate, file.upload_rate.as_deref(), "upload_rate")?,
+            download_rate: rate(
+                args.download_rate,
+                file.download_rate.as_deref(),
+                "download_rate",
+            )?,
         };
         let file_tls = file.tls.clone().unwrap_or_default();
         let certfile = args.certfile.clone().or(file_tls.certfile);

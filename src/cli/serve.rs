@@ -179,6 +179,8 @@ pub(super) async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::
         passive_ports = %settings.server.passive_ports,
         masquerade = %settings.server.masquerade,
         proxy_protocol_from = ?settings.server.proxy_protocol_from,
+        upload_rate = %rate_text(settings.server.upload_rate),
+        download_rate = %rate_text(settings.server.download_rate),
         "ferry FTP server listening"
     );
     let shutdown = Shutdown::default();
@@ -202,6 +204,11 @@ pub(super) async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::
     server::serve(listener, implicit, server, shutdown).await;
     info!("stopped");
     Ok(())
+}
+
+/// A bandwidth limit as logged: `RATE:BURST` in bytes a second, or `unlimited`.
+fn rate_text(limit: Option<crate::server::pace::RateLimit>) -> String {
+    limit.map_or_else(|| "unlimited".to_owned(), |limit| limit.to_string())
 }
 
 /// SIGHUP: open the xferlog's path again, as logrotate expects after moving the file.

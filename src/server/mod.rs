@@ -13,6 +13,7 @@ mod http;
 mod limits;
 pub mod masquerade;
 pub mod metrics;
+pub mod pace;
 pub mod passive;
 pub mod proxy;
 mod resumption;
@@ -76,6 +77,9 @@ pub struct ServerConfig {
     pub virtual_hosts: virtual_hosts::VirtualHosts,
     /// The operator's event hooks (`[[events]]` in ferry.toml), when there are any.
     pub events: Option<Arc<events::EventHooks>>,
+    /// The pace of each upload and of each download, when limited.
+    pub upload_rate: Option<pace::RateLimit>,
+    pub download_rate: Option<pace::RateLimit>,
 }
 
 /// Timeouts of a session.
@@ -119,6 +123,8 @@ impl Default for ServerConfig {
             proxy_protocol_from: Vec::new(),
             xferlog: None,
             events: None,
+            upload_rate: None,
+            download_rate: None,
             virtual_hosts: virtual_hosts::VirtualHosts::default(),
         }
     }

@@ -1007,6 +1007,16 @@ impl Session {
         )));
     }
 
+    /// The pace of a transfer in `direction`, when it is limited.
+    pub(crate) fn pacer(&self, direction: Direction) -> Option<super::pace::Pacer> {
+        let config = &self.server.config;
+        let limit = match direction {
+            Direction::Upload => config.upload_rate,
+            Direction::Download => config.download_rate,
+        };
+        limit.map(super::pace::Pacer::new)
+    }
+
     /// The logged-in user, if any.
     pub(crate) fn user(&self) -> Option<&LoggedIn> {
         match &self.login {

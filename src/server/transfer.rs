@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::pace::{Pacer, chunk_limit};
 use crate::storage::StorageError;
 
 /// Bytes moved per read; large enough for line-rate on loopback, small enough per session.
@@ -56,10 +57,12 @@ pub(crate) async fn send(
     ascii: bool,
     stall: Duration,
     progress: &AtomicU64,
+    mut pacer: Option<Pacer>,
 ) -> Result<u64, TransferError> {
     let capacity = usize::try_from(expected).map_or(BUFFER_SIZE, |expected| {
         expected.clamp(SEND_BUFFER_MIN, BUFFER_SIZE)
     });
+    let capacity = chunk_limit(pacer.as_ref(), capacity);
     // Never zeroed: `read_buf` fills the spare capacity and says how much it filled.
     let mut buf = Vec::with_capacity(capacity);
     let mut converted = Vec::new();
@@ -85,6 +88,9 @@ pub(crate) async fn send(
             .map_err(TransferError::Network)?;
         total += n as u64;
         progress.store(total, Ordering::Relaxed);
+        if let Some(pacer) = &mut pacer {
+            pacer.moved(chunk.len() as u64).await;
+        }
     }
     with_stall_timeout(stall, sink.flush())
         .await?
@@ -107,6 +113,7 @@ pub(crate) async fn send_file(
     tcp: &mut tokio::net::TcpStream,
     stall: Duration,
     progress: &AtomicU64,
+    mut pacer: Option<Pacer>,
 ) -> Result<u64, TransferError> {
     use tokio::io::Interest;
 
@@ -117,6 +124,7 @@ pub(crate) async fn send_file(
     let mut offset = offset;
     while offset < end {
         let count = usize::try_from((end - offset).min(CHUNK)).unwrap_or(1 << 30);
+        let count = chunk_limit(pacer.as_ref(), count);
         let sent = with_stall_timeout(stall, async {
             loop {
                 tcp.writable().await?;
@@ -137,6 +145,9 @@ pub(crate) async fn send_file(
             break;
         }
         progress.store(offset - start, Ordering::Relaxed);
+        if let Some(pacer) = &mut pacer {
+            pacer.moved(sent as u64).await;
+        }
     }
     Ok(offset - start)
 }
@@ -148,9 +159,12 @@ pub(crate) async fn receive(
     ascii: bool,
     stall: Duration,
     progress: &AtomicU64,
+    mut pacer: Option<Pacer>,
 ) -> Result<u64, TransferError> {
+    // A paced upload reads no more than a burst at a time.
+    let most = chunk_limit(pacer.as_ref(), RECEIVE_BUFFER_MAX);
     // Never zeroed: `read_buf` fills the spare capacity and says how much it filled.
-    let mut buf = Vec::with_capacity(RECEIVE_BUFFER_START);
+    let mut buf = Vec::with_capacity(RECEIVE_BUFFER_START.min(most));
     let mut converted = Vec::new();
     let mut pending_cr = false;
     let mut total = 0u64;
@@ -175,9 +189,12 @@ pub(crate) async fn receive(
             .map_err(|e| TransferError::Storage(e.into()))?;
         total += chunk.len() as u64;
         progress.store(total, Ordering::Relaxed);
-        if filled && buf.capacity() < RECEIVE_BUFFER_MAX {
+        if let Some(pacer) = &mut pacer {
+            pacer.moved(n as u64).await;
+        }
+        if filled && buf.capacity() < most {
             // The client sends faster than we write: fewer, larger writes.
-            let larger = (buf.capacity() * 4).min(RECEIVE_BUFFER_MAX);
+            let larger = (buf.capacity() * 4).min(most);
             buf = Vec::with_capacity(larger);
         }
     }
@@ -289,6 +306,7 @@ mod tests {
             false,
             Duration::from_secs(5),
             &progress,
+            None,
         )
         .await
         .unwrap();
@@ -308,6 +326,7 @@ mod tests {
             false,
             Duration::from_millis(50),
             &progress,
+            None,
         )
         .await;
         assert!(matches!(result, Err(TransferError::Stalled(_))));
@@ -345,6 +364,7 @@ mod tests {
             &mut server,
             Duration::from_secs(10),
             &progress,
+            None,
         )
         .await
         .unwrap();
@@ -374,6 +394,7 @@ mod tests {
             &mut server,
             Duration::from_millis(200),
             &progress,
+            None,
         )
         .await;
         assert!(

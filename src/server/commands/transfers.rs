@@ -75,6 +75,7 @@ impl Session {
             ),
         );
         let stall = self.server.config.timeouts.data_stall;
+        let pacer = self.pacer(Direction::Download);
         let transfer = self.start_transfer(
             "RETR",
             Direction::Download,
@@ -86,17 +87,35 @@ impl Session {
                         // only: TLS must encrypt in user space).
                         #[cfg(target_os = "linux")]
                         (DownloadSource::Local(file), DataStream::Plain(tcp)) if !ascii => {
-                            transfer::send_file(file, offset, remaining, tcp, stall, &progress)
-                                .await?
+                            transfer::send_file(
+                                file, offset, remaining, tcp, stall, &progress, pacer,
+                            )
+                            .await?
                         }
                         (DownloadSource::Local(file), _) => {
                             let reader = tokio::fs::File::from_std(file);
-                            transfer::send(reader, remaining, &mut stream, ascii, stall, &progress)
-                                .await?
+                            transfer::send(
+                                reader,
+                                remaining,
+                                &mut stream,
+                                ascii,
+                                stall,
+                                &progress,
+                                pacer,
+                            )
+                            .await?
                         }
                         (DownloadSource::Stream(reader), _) => {
-                            transfer::send(reader, remaining, &mut stream, ascii, stall, &progress)
-                                .await?
+                            transfer::send(
+                                reader,
+                                remaining,
+                                &mut stream,
+                                ascii,
+                                stall,
+                                &progress,
+                                pacer,
+                            )
+                            .await?
                         }
                     };
                     stream.close().await;
@@ -240,6 +259,7 @@ impl Session {
     ) -> Transfer {
         let ascii = self.transfer_type == TransferType::Ascii;
         let stall = self.server.config.timeouts.data_stall;
+        let pacer = self.pacer(Direction::Upload);
         self.start_transfer(
             verb,
             Direction::Upload,
@@ -247,7 +267,7 @@ impl Session {
             move |mut stream, progress| {
                 async move {
                     let bytes =
-                        transfer::receive(&mut stream, &mut upload, ascii, stall, &progress)
+                        transfer::receive(&mut stream, &mut upload, ascii, stall, &progress, pacer)
                             .await?;
                     let closed_cleanly = stream.received_close_notify();
                     stream.close().await;
