@@ -4,9 +4,13 @@
 //! Formats verified by [`verify_password`]:
 //! - PHC strings `$argon2id$v=19$m=...,t=...,p=...$salt$hash` (also `$argon2i$`, `$argon2d$`);
 //! - Django's `argon2$argon2id$...`: the PHC string with `argon2` in place of its leading `$`;
-//! - Django's `pbkdf2_sha256$<iterations>$<salt>$<base64 hash>` and `pbkdf2_sha1$...`.
+//! - Django's `pbkdf2_sha256$<iterations>$<salt>$<base64 hash>` and `pbkdf2_sha1$...`;
+//! - Django's `bcrypt_sha256$$2b$...` (bcrypt of the hex SHA-256 of the password) and
+//!   `bcrypt$$2b$...` (bcrypt of the password itself);
+//! - Django's `scrypt$<n>$<salt>$<r>$<p>$<base64 hash>`.
 //!
-//! Anything else (`bcrypt_sha256$...`, Django's unusable `!...`, garbage) never verifies.
+//! Anything else (Django's unusable `!...`, its unsalted MD5 and SHA-1 hashers, garbage) never
+//! verifies.
 //! These functions are slow on purpose: call them on the blocking pool, never on the runtime.
 
 use std::sync::LazyLock;
@@ -33,6 +37,11 @@ const MAX_PBKDF2_ITERATIONS: u32 = 50_000_000;
 const MAX_ARGON2_MEMORY_KIB: u32 = 1024 * 1024;
 const MAX_ARGON2_PASSES: u32 = 64;
 const MAX_ARGON2_LANES: u32 = 64;
+/// bcrypt's cost is the log2 of its rounds; Django writes 12.
+const MAX_BCRYPT_COST: u32 = 16;
+/// scrypt's memory is 128·n·r·p bytes; Django writes n=16384, r=8, p=1 (16 MiB).
+const MAX_SCRYPT_MEMORY: u64 = 1 << 30;
+const MAX_SCRYPT_PARALLELISM: u32 = 16;
 
 /// The argon2id cost of new password hashes. The default is the `argon2` crate's: 19 MiB,
 /// 2 passes, 1 lane (OWASP's recommendation). A server can be set to another cost (a small host, a
@@ -117,9 +126,64 @@ pub fn verify_password(stored: &str, password: &str) -> bool {
         verify_django_pbkdf2(Pbkdf2Digest::Sha256, rest, password)
     } else if let Some(rest) = stored.strip_prefix("pbkdf2_sha1$") {
         verify_django_pbkdf2(Pbkdf2Digest::Sha1, rest, password)
+    } else if let Some(bcrypt) = stored.strip_prefix("bcrypt_sha256$") {
+        // Django hashes first so that long passwords are not cut at bcrypt's 72 bytes.
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(password.as_bytes()));
+        verify_bcrypt(bcrypt, digest.as_bytes())
+    } else if let Some(bcrypt) = stored.strip_prefix("bcrypt$") {
+        verify_bcrypt(bcrypt, password.as_bytes())
+    } else if let Some(rest) = stored.strip_prefix("scrypt$") {
+        verify_django_scrypt(rest, password)
     } else {
         false
     }
+}
+
+/// `$2b$12$<salt and hash>`, the modular crypt string bcrypt writes.
+fn verify_bcrypt(stored: &str, password: &[u8]) -> bool {
+    let cost = stored
+        .split('$')
+        .nth(2)
+        .and_then(|cost| cost.parse::<u32>().ok());
+    if cost.is_none_or(|cost| cost > MAX_BCRYPT_COST) {
+        return false;
+    }
+    bcrypt::verify(password, stored).unwrap_or(false)
+}
+
+/// `<n>$<salt>$<r>$<p>$<base64 hash>`, after Django's `scrypt$`: scrypt with the salt's text as
+/// its bytes.
+fn verify_django_scrypt(rest: &str, password: &str) -> bool {
+    let fields: Vec<&str> = rest.split('$').collect();
+    let [n, salt, r, p, expected] = fields[..] else {
+        return false;
+    };
+    let (Ok(n), Ok(r), Ok(p)) = (n.parse::<u64>(), r.parse::<u32>(), p.parse::<u32>()) else {
+        return false;
+    };
+    let Ok(expected) = STANDARD.decode(expected) else {
+        return false;
+    };
+    let memory = 128u64
+        .saturating_mul(n)
+        .saturating_mul(u64::from(r))
+        .saturating_mul(u64::from(p));
+    if !n.is_power_of_two()
+        || n < 2
+        || salt.is_empty()
+        || expected.is_empty()
+        || expected.len() > 128
+        || p > MAX_SCRYPT_PARALLELISM
+        || memory > MAX_SCRYPT_MEMORY
+    {
+        return false;
+    }
+    let Ok(params) = scrypt::Params::new(n.trailing_zeros() as u8, r, p, expected.len()) else {
+        return false;
+    };
+    let mut computed = vec![0u8; expected.len()];
+    scrypt::scrypt(password.as_bytes(), salt.as_bytes(), &params, &mut computed).is_ok()
+        && bool::from(computed.ct_eq(&expected))
 }
 
 fn verify_argon2(phc: &str, password: &str) -> bool {
@@ -282,6 +346,42 @@ mod tests {
     #[test]
     fn same_password_gets_a_different_salt_each_time() {
         assert_ne!(hash_password("s3cret"), hash_password("s3cret"));
+    }
+
+    /// Made by Django 5.2's `make_password('s3cret', hasher=...)` (with the `bcrypt` package for
+    /// the two bcrypt hashers), and checked there with `check_password`.
+    const DJANGO_BCRYPT_SHA256: &str =
+        "bcrypt_sha256$$2b$12$/YZJb.D6A2uVtHcrhwI48eEnFx2PczrpajNxxrx0H7PzVzTH2XOyW";
+    const DJANGO_BCRYPT: &str =
+        "bcrypt$$2b$12$0NkINFXkLytu1u2ScZx1nunT2fyaRl5WNJMplBLI8Zj1cBUQ.kEl6";
+    const DJANGO_SCRYPT: &str = "scrypt$16384$Hh0eeg9TBOTpYZBr7V55nR$8$5$B12lsaVvsdy/PwmiB7ker//WM1bkVB2f1Hc0vAZB7THGBkjWqGmdmsGV5jtYOswLk4fioPMwT5onk88jB1Ql0g==";
+
+    #[test]
+    fn django_bcrypt_and_scrypt_hashes_verify_and_wrong_passwords_fail() {
+        for stored in [DJANGO_BCRYPT_SHA256, DJANGO_BCRYPT, DJANGO_SCRYPT] {
+            assert!(verify_password(stored, "s3cret"), "{stored}");
+            assert!(!verify_password(stored, "s3cret "), "{stored}");
+            assert!(!verify_password(stored, ""), "{stored}");
+        }
+        // The two bcrypt hashers are not interchangeable.
+        let swapped = DJANGO_BCRYPT_SHA256.replace("bcrypt_sha256$", "bcrypt$");
+        assert!(!verify_password(&swapped, "s3cret"));
+    }
+
+    #[test]
+    fn bcrypt_and_scrypt_hashes_that_ask_too_much_or_are_malformed_never_verify() {
+        for stored in [
+            "bcrypt_sha256$$2b$31$/YZJb.D6A2uVtHcrhwI48eEnFx2PczrpajNxxrx0H7PzVzTH2XOyW",
+            "bcrypt$$2b$xx$0NkINFXkLytu1u2ScZx1nunT2fyaRl5WNJMplBLI8Zj1cBUQ.kEl6",
+            "bcrypt$",
+            "scrypt$1048576$salt$64$16$B12lsaVvsdy/PwmiB7ker//WM1bkVB2f1Hc0vAZB7THGBkjWqGmdmsGV5jtYOswLk4fioPMwT5onk88jB1Ql0g==",
+            "scrypt$16383$Hh0eeg9TBOTpYZBr7V55nR$8$5$B12lsaVvsdy/PwmiB7ker//WM1bkVB2f1Hc0vAZB7THGBkjWqGmdmsGV5jtYOswLk4fioPMwT5onk88jB1Ql0g==",
+            "scrypt$16384$$8$5$B12lsaVvsdy/PwmiB7ker//WM1bkVB2f1Hc0vAZB7THGBkjWqGmdmsGV5jtYOswLk4fioPMwT5onk88jB1Ql0g==",
+            "scrypt$16384$Hh0eeg9TBOTpYZBr7V55nR$8$5$not base64",
+            "scrypt$16384$Hh0eeg9TBOTpYZBr7V55nR$8$5",
+        ] {
+            assert!(!verify_password(stored, "s3cret"), "{stored}");
+        }
     }
 
     #[test]

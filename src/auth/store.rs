@@ -133,7 +133,8 @@ pub enum StoreError {
     EmptyPassword,
     #[error(
         "the password hash is in no format ferry can verify (argon2 PHC strings and Django's \
-         argon2, pbkdf2_sha256 and pbkdf2_sha1); set a new password with `ferry user passwd`"
+         argon2, pbkdf2_sha256, pbkdf2_sha1, bcrypt_sha256, bcrypt and scrypt); set a new \
+         password with `ferry user passwd`"
     )]
     UnrecognisedHash,
     #[error(
@@ -791,9 +792,17 @@ impl AccountStore {
     /// `auth_user`, so an imported account keeps its password. It is upgraded to argon2id at
     /// the next successful login.
     pub fn import_password_hash(&self, name: &str, hash: &str) -> Result<(), StoreError> {
-        let recognised = ["$argon2", "argon2$", "pbkdf2_sha256$", "pbkdf2_sha1$"]
-            .iter()
-            .any(|prefix| hash.starts_with(prefix));
+        let recognised = [
+            "$argon2",
+            "argon2$",
+            "pbkdf2_sha256$",
+            "pbkdf2_sha1$",
+            "bcrypt_sha256$",
+            "bcrypt$",
+            "scrypt$",
+        ]
+        .iter()
+        .any(|prefix| hash.starts_with(prefix));
         if !recognised {
             return Err(StoreError::UnrecognisedHash);
         }
