@@ -9,6 +9,7 @@
 //! account and address for logins that name an account up front (the deploy dashboard).
 
 mod checkers;
+pub mod django;
 pub mod keyed_throttle;
 pub mod login_guard;
 pub mod networks;
