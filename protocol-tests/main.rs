@@ -29,6 +29,7 @@ mod garage;
 mod hashing;
 mod lftp;
 mod limits;
+mod maintenance;
 mod operators;
 mod proxy;
 mod rclone;
