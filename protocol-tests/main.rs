@@ -14,6 +14,7 @@ mod curl;
 mod dashboard;
 mod data_channel;
 mod deploy;
+mod deploy_modes;
 mod deploy_notify;
 mod deploy_providers;
 mod deploy_restore;
