@@ -406,6 +406,11 @@ async fn walk_through(
             .await
             .starts_with("page-")
     );
+    // The phase of the deploy: a first deploy's pages all go out as entry points.
+    assert_eq!(
+        text(browser, "#progress-phase").await,
+        "changed entry points"
+    );
     screenshot(browser, "service-progress").await;
     // Meanwhile the dashboard shows the service as deploying, with the animated icon.
     browser.goto(&server.url("/")).await.unwrap();
