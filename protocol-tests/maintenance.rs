@@ -167,6 +167,19 @@ fn a_failed_deploy_puts_the_replaced_file_back() {
     assert_target_is(&live, &repos.archive(&second));
     assert!(!live.join(ASIDE).exists());
     assert!(read(&live.join(MARKER)).starts_with(b"{"));
+    // Nothing left to deploy: the page is not shown at all.
+    let out = run(&mut push(
+        &repos,
+        &state,
+        &to,
+        &["--maintenance", "maintenance.html"],
+    ));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("is up to date"),
+        "{out:?}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("maintenance page is up"), "{stderr}");
     let _ = first;
 }
 

@@ -165,6 +165,10 @@ pub(crate) async fn push_with_page(
             );
             record.path.clone()
         }
+        (None, Some(_)) if !request.init && holds_commit(request, &commit).await? => {
+            // Nothing to deploy: no page to show.
+            return push_holding(request, reporter, None).await;
+        }
         (None, Some(page)) => {
             let Some(entry) = tree.iter().find(|e| e.path == page.file) else {
                 return Err(DeployError::Usage(format!(
@@ -213,6 +217,14 @@ pub(crate) async fn push_with_page(
         (Ok(_), Err(down)) => Err(down),
         (Ok(outcome), Ok(())) => Ok(outcome),
     }
+}
+
+/// Whether the target's marker already names `commit`.
+async fn holds_commit(request: &DeployRequest, commit: &str) -> Result<bool, DeployError> {
+    let mut conn = TargetConnection::open(request.client.clone(), &request.target.path).await?;
+    let marker = conn.read_marker(&request.retry).await;
+    conn.quit().await;
+    Ok(marker?.is_some_and(|marker| marker.commit == commit))
 }
 
 /// Puts `body` up at `path` (relative to the deploy root), the file there moved aside.
