@@ -16,10 +16,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::AppState;
 use super::error::ApiError;
 use super::views::{DeployView, ServiceView};
-use crate::deploy::engine::maintenance::MaintenancePage;
-use crate::deploy::engine::mode::DeployMode;
 use crate::deploy::service::blocking::run_blocking;
-use crate::deploy::service::model::ServiceUpdate;
+use crate::deploy::service::model::{DeployMode, MaintenancePage, ServiceUpdate};
 use crate::deploy::service::store::DeployStoreError;
 use crate::deploy::service::validate::validate_and_record;
 

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::webhook::{BranchPattern, Provider, PushCommit};
-use crate::deploy::engine::maintenance::MaintenancePage;
-use crate::deploy::engine::mode::{DeployMode, DeployStrategy};
+// A service's deploy settings are the engine's own values.
+pub use crate::deploy::engine::maintenance::MaintenancePage;
+pub use crate::deploy::engine::mode::DeployMode;
+use crate::deploy::engine::mode::DeployStrategy;
 use crate::deploy::engine::order::EntryPoints;
 use crate::deploy::engine::target::DeployTarget;
 
@@ -74,8 +76,14 @@ impl DeploySettings {
     /// Refuses settings a deploy could not follow; the message says what to change.
     pub fn check(&self) -> Result<(), String> {
         self.strategy().check()?;
-        EntryPoints::new(&self.entry_points).map_err(|e| e.to_string())?;
-        Ok(())
+        Self::check_entry_points(&self.entry_points)
+    }
+
+    /// Refuses an entry-point pattern that is not a glob, naming it.
+    pub fn check_entry_points(patterns: &[String]) -> Result<(), String> {
+        EntryPoints::new(patterns)
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 }
 

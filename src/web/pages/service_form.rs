@@ -8,11 +8,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::deploy::DeployTarget;
-use crate::deploy::engine::maintenance::MaintenancePage;
-use crate::deploy::engine::mode::DeployMode;
-use crate::deploy::engine::order::EntryPoints;
 use crate::deploy::service::model::{
-    DeploySettings, NewService, Secret, Service, ServiceSecrets, ServiceUpdate, TlsVerify,
+    DeployMode, DeploySettings, MaintenancePage, NewService, Secret, Service, ServiceSecrets,
+    ServiceUpdate, TlsVerify,
 };
 use crate::deploy::service::store::generate_webhook_secret;
 use crate::deploy::service::validate::Check;
@@ -250,7 +248,7 @@ impl ServiceForm {
             .split_whitespace()
             .map(str::to_owned)
             .collect();
-        if let Err(e) = EntryPoints::new(&entry_points) {
+        if let Err(e) = DeploySettings::check_entry_points(&entry_points) {
             errors.insert(
                 "entry_points",
                 format!("{e}; write glob patterns such as *.html or templates/*.tpl"),
