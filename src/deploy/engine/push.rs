@@ -400,6 +400,8 @@ pub(crate) async fn push_holding(
         temps: Arc::default(),
     };
     let (result, mut sessions) = executor.run(&plan, sessions).await;
+    // The executor shares the journal; it must let go before the journal can be removed.
+    drop(executor);
     let report = match result {
         Ok(report) => report,
         Err(error) => {
@@ -415,15 +417,16 @@ pub(crate) async fn push_holding(
         session.quit().await;
     }
     write?;
-    if let Ok(journal) = Arc::try_unwrap(journal).map(|m| m.into_inner()) {
-        match journal {
-            Ok(journal) => {
-                if let Err(error) = journal.remove() {
-                    warn!(%error, "cannot remove the finished deploy's journal");
-                }
+    // A journal left behind would tell a later deploy from no marker (a new standby copy, a
+    // target emptied by hand) that files are there which are not.
+    match Arc::try_unwrap(journal).map(|m| m.into_inner()) {
+        Ok(Ok(journal)) => {
+            if let Err(error) = journal.remove() {
+                warn!(%error, "cannot remove the finished deploy's journal");
             }
-            Err(_) => warn!("the journal lock was poisoned"),
         }
+        Ok(Err(_)) => warn!("the journal lock was poisoned"),
+        Err(_) => warn!("the journal is still in use; it was not removed"),
     }
     Ok(PushOutcome {
         plan,
