@@ -148,6 +148,8 @@ fn start_server(dir: &Path) -> Server {
 impl Server {
     /// Files and bytes uploaded since the transfer log was `from` bytes long; its length now.
     fn uploads_since(&self, from: usize) -> (Sent, usize) {
+        // The server writes the log on a thread of its own: let it catch up.
+        std::thread::sleep(Duration::from_millis(300));
         let log = std::fs::read_to_string(&self.xferlog).unwrap_or_default();
         let mut sent = Sent::default();
         for line in log[from.min(log.len())..].lines() {
@@ -295,9 +297,11 @@ fn main() {
     ];
     let mut gaps = Vec::new();
     for step in 0..3u32 {
+        // Step s changes the tenth of the files with i % 10 == s, and keeps earlier changes.
         write_site(&repo, files, |i| {
-            if step > 0 && i % 10 == step as usize {
-                100 + step
+            let tenth = (i % 10) as u32;
+            if (1..=step).contains(&tenth) {
+                100 + tenth
             } else {
                 100
             }
