@@ -406,6 +406,11 @@ async fn walk_through(
             .await
             .starts_with("page-")
     );
+    // The phase of the deploy: a first deploy's pages all go out as entry points.
+    assert_eq!(
+        text(browser, "#progress-phase").await,
+        "changed entry points"
+    );
     screenshot(browser, "service-progress").await;
     // Meanwhile the dashboard shows the service as deploying, with the animated icon.
     browser.goto(&server.url("/")).await.unwrap();
@@ -705,6 +710,41 @@ async fn walk_through(
         |set| set == "ops",
     )
     .await;
+
+    // How deploys reach the site, on the edit form: a swap that would show a maintenance page
+    // is refused beside that field; a swap alone is saved, and validation tries its rename.
+    browser
+        .goto(&server.url("/services/site/edit"))
+        .await
+        .unwrap();
+    find(browser, "#deploy_mode")
+        .await
+        .select_by_value("swap")
+        .await
+        .unwrap();
+    fill(browser, "#maintenance", "page-00.html").await;
+    click(browser, "#save").await;
+    let problem = text(browser, "#error-maintenance").await;
+    assert!(problem.contains("ordered fallback"), "{problem}");
+    screenshot(browser, "service-form-deploy-mode").await;
+    find(browser, "#deploy_mode")
+        .await
+        .select_by_value("swap")
+        .await
+        .unwrap();
+    fill(browser, "#maintenance", "").await;
+    fill(browser, "#entry_points", "*.html\n*.tpl").await;
+    click(browser, "#save").await;
+    wait_for_path(browser, "/services/site").await;
+    assert!(text(browser, "#stat-mode").await.starts_with("swap"));
+    assert!(text(browser, "#checks").await.contains("swap: renamed"));
+    let stored = get_json(server, "/api/services/site");
+    assert_eq!(stored["deploy_mode"], "swap", "{stored}");
+    assert_eq!(
+        stored["entry_points"],
+        json!(["*.html", "*.tpl"]),
+        "{stored}"
+    );
 
     // Requests without the session's CSRF token change nothing, with its cookie or not.
     let cookie = browser

@@ -670,14 +670,14 @@ fn a_deploy_a_crash_left_running_is_resumed_on_start_and_a_missing_branch_fails(
 /// A control-connection proxy in front of the FTP server that lets `pass` STOR commands
 /// through, then holds every further one (the deploy stalls mid-way) until released; held
 /// commands are never delivered, their connections are closed.
-struct StorGate {
-    addr: std::net::SocketAddr,
+pub(crate) struct StorGate {
+    pub(crate) addr: std::net::SocketAddr,
     stors: Arc<std::sync::atomic::AtomicUsize>,
     released: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl StorGate {
-    fn start(upstream: std::net::SocketAddr, pass: usize) -> Self {
+    pub(crate) fn start(upstream: std::net::SocketAddr, pass: usize) -> Self {
         use std::io::Read as _;
         use std::net::{Shutdown, TcpListener, TcpStream};
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -735,13 +735,13 @@ impl StorGate {
     }
 
     /// Lets every STOR through from now on; the count starts over.
-    fn release(&self) {
+    pub(crate) fn release(&self) {
         use std::sync::atomic::Ordering;
         self.released.store(true, Ordering::SeqCst);
         self.stors.store(0, Ordering::SeqCst);
     }
 
-    fn stors(&self) -> usize {
+    pub(crate) fn stors(&self) -> usize {
         self.stors.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

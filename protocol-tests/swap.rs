@@ -304,3 +304,36 @@ fn a_visitor_sees_one_whole_commit_or_the_other_through_killed_and_resumed_swaps
         repos.archive(&second).keys().collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_new_standby_copy_or_an_emptied_target_gets_every_file_not_only_the_changed_ones() {
+    let ftp = TestServer::start();
+    let to = format!("ftp://{USER}@127.0.0.1:{}/www", ftp.port());
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let repos = Repos::new(dir.path());
+    for name in ["index.html", "a.css", "b.css", "c.js"] {
+        repos.write(name, format!("{name} one\n").as_bytes());
+    }
+    repos.commit_and_push("one", "main");
+    run(&mut push(&repos, &state, &to, &[]));
+    // Only one file changes; the standby copy does not exist yet and must be filled whole.
+    repos.write("a.css", b"a.css two\n");
+    let second = repos.commit_and_push("two", "main");
+    run(&mut push(&repos, &state, &to, &[]));
+    assert_eq!(site(&ftp.home().join("www")), archive(&repos, &second));
+
+    // In place, onto a target someone emptied: every file again, whatever earlier runs did.
+    let home = ftp.home();
+    std::fs::remove_dir_all(home.join("www")).unwrap();
+    std::fs::remove_dir_all(home.join(".www.ferry-b")).unwrap();
+    let mut in_place_command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    in_place_command
+        .env("FERRY_STATE_DIR", &state)
+        .env("FERRY_FTP_PASSWORD", PASSWORD)
+        .env_remove("FERRY_LOG")
+        .args(["deploy", "push", repos.work.to_str().unwrap(), "--to", &to])
+        .stdin(Stdio::null());
+    run(&mut in_place_command);
+    assert_eq!(site(&home.join("www")), archive(&repos, &second));
+}

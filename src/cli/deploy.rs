@@ -10,7 +10,9 @@ use tracing::warn;
 
 use crate::client::Verification;
 use crate::deploy::engine::journal::default_state_dir;
+use crate::deploy::engine::maintenance::MaintenancePage;
 use crate::deploy::engine::marker::MARKER_NAME;
+use crate::deploy::engine::mode::{self, DeployMode, DeployOutcome, DeployStrategy};
 use crate::deploy::engine::order::Order;
 use crate::deploy::engine::plan::human_bytes;
 use crate::deploy::engine::push::{self, DeployRequest, Revision};
@@ -56,6 +58,13 @@ pub enum DeployCommand {
         /// ordered phases, instead of failing.
         #[arg(long, requires = "swap")]
         fallback_ordered: bool,
+        /// While the deploy runs in place, show visitors FILE (a file of the commit being
+        /// deployed) at TARGET (relative to the deploy directory; default index.html); the file
+        /// TARGET held waits beside it. At the end TARGET gets the commit's version, or after a
+        /// failure its old one back; a deploy that was killed leaves the page up until the next
+        /// deploy to the target takes it down. With --swap only used by --fallback-ordered.
+        #[arg(long, value_name = "FILE[:TARGET]", value_parser = parse_maintenance)]
+        maintenance: Option<MaintenancePage>,
     },
     /// Record a commit as deployed without uploading anything (adopting an existing site).
     #[command(after_help = DEPLOY_EXIT_CODES)]
@@ -140,6 +149,10 @@ pub struct DeployTargetArgs {
     /// its assets.
     #[arg(long)]
     pub unordered: bool,
+}
+
+fn parse_maintenance(text: &str) -> Result<MaintenancePage, String> {
+    text.parse()
 }
 
 fn parse_keepalive(text: &str) -> Result<f64, String> {
@@ -239,31 +252,31 @@ pub(super) async fn deploy_command(
             init,
             swap,
             fallback_ordered,
+            maintenance,
         } => {
             let request = target.request(init)?;
+            let strategy = DeployStrategy {
+                mode: if swap {
+                    DeployMode::Swap
+                } else if target.unordered {
+                    DeployMode::Unordered
+                } else {
+                    DeployMode::Ordered
+                },
+                fallback_ordered,
+                maintenance,
+            };
             let reporter = progress_line::ProgressLine::new();
             let url = request.target.display_url();
-            let outcome = if swap {
-                let swapped = swap::push_swapped(&request, Arc::clone(&reporter) as _).await;
-                match swapped {
-                    Ok(swapped) => {
-                        reporter.finish().await;
-                        report_swap(&url, &swapped);
-                        return Ok(());
-                    }
-                    Err(DeployError::Transfer(why))
-                        if fallback_ordered && why.contains(swap::SWAP_REFUSED) =>
-                    {
-                        tracing::warn!("{why}; deploying in place, in ordered phases");
-                        push::push(&request, Arc::clone(&reporter) as _).await
-                    }
-                    Err(error) => Err(error),
-                }
-            } else {
-                push::push(&request, Arc::clone(&reporter) as _).await
-            };
+            let outcome = mode::deploy(&request, &strategy, Arc::clone(&reporter) as _).await;
             reporter.finish().await;
-            let outcome = outcome?;
+            let outcome = match outcome? {
+                DeployOutcome::Swapped(swapped) => {
+                    report_swap(&url, &swapped);
+                    return Ok(());
+                }
+                DeployOutcome::InPlace { outcome, .. } => outcome,
+            };
             if outcome.up_to_date {
                 crate::outln!("{url} is up to date at {}", outcome.plan.to);
             } else {

@@ -11,9 +11,12 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::deploy_store::{Access, SecretKeyArgs};
+use crate::deploy::engine::maintenance::MaintenancePage;
+use crate::deploy::engine::mode::DeployMode;
 use crate::deploy::engine::target::DeployTarget;
 use crate::deploy::service::model::{
-    DeployStatus, NewService, Secret, Service, ServiceSecrets, ServiceUpdate, TlsVerify, Validation,
+    DeploySettings, DeployStatus, NewService, Secret, Service, ServiceSecrets, ServiceUpdate,
+    TlsVerify, Validation,
 };
 use crate::deploy::service::store::{
     DeployStore, DeployStoreError, SentSecret, generate_webhook_secret,
@@ -132,9 +135,44 @@ pub struct ServiceSettings {
     /// https://git.example.com/api/v1); an empty value goes back to the provider's default.
     #[arg(long, value_name = "URL")]
     pub api_url: Option<String>,
+    /// How deploys reach the site: ordered (in place, new files first and entry points last;
+    /// the default), unordered (in place, all at once) or swap (a standby copy beside the site
+    /// is brought up to the commit, then the two directories' names are swapped).
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub mode: Option<DeployMode>,
+    /// With --mode swap, on a server that refuses to rename directories: deploy in place, in
+    /// ordered phases, instead of failing (and validation does not fail on it).
+    #[arg(long, conflicts_with = "no_fallback_ordered")]
+    pub fallback_ordered: bool,
+    /// Fail a swap the server refuses (the default).
+    #[arg(long)]
+    pub no_fallback_ordered: bool,
+    /// A file pattern that names an entry point, uploaded after everything it may reference
+    /// (repeatable; replaces the defaults and the repository's .ferrydeploy `entry`).
+    #[arg(long = "entry", value_name = "GLOB", conflicts_with = "no_entry")]
+    pub entry_points: Vec<String>,
+    /// Back to the repository's .ferrydeploy `entry`, else the default entry points.
+    #[arg(long)]
+    pub no_entry: bool,
+    /// While a deploy runs in place, show visitors FILE (a file of the deployed commit) at
+    /// TARGET (relative to the deploy directory; default index.html); see `ferry deploy push
+    /// --help`.
+    #[arg(long, value_name = "FILE[:TARGET]", value_parser = parse_maintenance, conflicts_with = "no_maintenance")]
+    pub maintenance: Option<MaintenancePage>,
+    /// Show no maintenance page.
+    #[arg(long)]
+    pub no_maintenance: bool,
     /// Save without checking that the service can deploy.
     #[arg(long)]
     pub no_validate: bool,
+}
+
+fn parse_mode(text: &str) -> Result<DeployMode, String> {
+    text.parse()
+}
+
+fn parse_maintenance(text: &str) -> Result<MaintenancePage, String> {
+    text.parse()
 }
 
 impl ServiceSettings {
@@ -357,6 +395,12 @@ fn add(store: &DeployStore, name: String, settings: ServiceSettings) -> anyhow::
             .filter(|u| !u.trim().is_empty())
             .map(parse_api_url)
             .transpose()?,
+        deploy: DeploySettings {
+            mode: settings.mode.unwrap_or_default(),
+            fallback_ordered: settings.fallback_ordered,
+            entry_points: settings.entry_points.clone(),
+            maintenance: settings.maintenance.clone(),
+        },
     })?;
     crate::outln!("service {name} added ({provider})");
     crate::outln!("hook: {}", service.hook_path());
@@ -423,6 +467,26 @@ fn edit(
             Some(url) => Some(Some(parse_api_url(url)?)),
         },
         new_hook_key: flags.new_key,
+        deploy_mode: settings.mode,
+        fallback_ordered: if settings.fallback_ordered {
+            Some(true)
+        } else if settings.no_fallback_ordered {
+            Some(false)
+        } else {
+            None
+        },
+        entry_points: if settings.no_entry {
+            Some(Vec::new())
+        } else if settings.entry_points.is_empty() {
+            None
+        } else {
+            Some(settings.entry_points.clone())
+        },
+        maintenance: if settings.no_maintenance {
+            Some(None)
+        } else {
+            settings.maintenance.clone().map(Some)
+        },
     };
     let service = store
         .services()
@@ -493,6 +557,10 @@ pub fn service_json(service: &Service, status: &str) -> serde_json::Value {
         "status": status,
         "last_validation": service.last_validation,
         "api_url": service.api_url,
+        "deploy_mode": service.deploy.mode.as_str(),
+        "fallback_ordered": service.deploy.fallback_ordered,
+        "entry_points": service.deploy.entry_points,
+        "maintenance": service.deploy.maintenance.as_ref().map(ToString::to_string),
         "created_at": service.created_at,
         "updated_at": service.updated_at,
     })
@@ -541,6 +609,34 @@ fn show(store: &DeployStore, name: &str, as_json: bool) -> anyhow::Result<()> {
     crate::outln!(
         "deployed:    {}",
         service.last_deployed_commit.as_deref().unwrap_or("-")
+    );
+    crate::outln!(
+        "mode:        {}{}",
+        service.deploy.mode,
+        if service.deploy.fallback_ordered {
+            " (ordered in place where the server refuses the swap)"
+        } else {
+            ""
+        }
+    );
+    crate::outln!(
+        "entry:       {}",
+        if service.deploy.entry_points.is_empty() {
+            "the repository's .ferrydeploy, else the defaults".to_owned()
+        } else {
+            service.deploy.entry_points.join(" ")
+        }
+    );
+    crate::outln!(
+        "maintenance: {}",
+        service
+            .deploy
+            .maintenance
+            .as_ref()
+            .map_or("-".to_owned(), |page| format!(
+                "{} shown at {} during deploys in place",
+                page.file, page.target
+            ))
     );
     crate::outln!("status:      {status}");
     crate::outln!("deploys:     {}", super::deploy_log::stats_line(&stats));

@@ -90,9 +90,10 @@ impl From<DeployStoreError> for ApiError {
             E::DeployActive { .. } | E::NotSkippable { .. } | E::NotificationSetExists(_) => {
                 StatusCode::CONFLICT
             }
-            E::SkipNeedsReason | E::InvalidAddress(_) | E::InvalidName(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            E::SkipNeedsReason
+            | E::InvalidAddress(_)
+            | E::InvalidName(_)
+            | E::InvalidDeploySettings(_) => StatusCode::BAD_REQUEST,
             _ => return Self::internal(&error),
         };
         Self::refused(status, &error)

@@ -82,7 +82,10 @@ fn api_routes() -> Router<AppState> {
         .route("/deploys/{id}", get(api::deploy))
         .route("/deploys", get(history::deploys))
         .route("/deploys/{id}/skip", post(history::skip))
-        .route("/services/{name}", get(history::service))
+        .route(
+            "/services/{name}",
+            get(history::service).patch(api::change_service),
+        )
         .route(
             "/services/{name}/restore",
             get(history::restore_preview).post(history::restore),

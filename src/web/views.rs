@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::deploy::service::model::{
-    Deploy, DeployKind, DeployStats, DeployStatus, NotificationSet, NotifyWhen, Service,
-    ServiceStats, SkipRecord, TlsVerify, Validation,
+    Deploy, DeployKind, DeploySettings, DeployStats, DeployStatus, NotificationSet, NotifyWhen,
+    Service, ServiceStats, SkipRecord, TlsVerify, Validation,
 };
 use crate::deploy::service::queue::DeployQueue;
 use crate::deploy::service::queue::ProgressSnapshot;
@@ -37,6 +37,12 @@ pub(crate) struct ServiceView {
     status: &'static str,
     last_validation: Option<Validation>,
     api_url: Option<String>,
+    /// `ordered`, `unordered` or `swap`.
+    deploy_mode: &'static str,
+    fallback_ordered: bool,
+    entry_points: Vec<String>,
+    /// `FILE:TARGET`, or `null`.
+    maintenance: Option<String>,
     created_at: String,
     updated_at: String,
     last_deploy: Option<DeployView>,
@@ -84,6 +90,13 @@ impl ServiceView {
             last_deployed_commit,
             last_validation,
             api_url,
+            deploy:
+                DeploySettings {
+                    mode,
+                    fallback_ordered,
+                    entry_points,
+                    maintenance,
+                },
             created_at,
             updated_at,
         } = service;
@@ -107,6 +120,10 @@ impl ServiceView {
             last_deployed_commit,
             last_validation,
             api_url,
+            deploy_mode: mode.as_str(),
+            fallback_ordered,
+            entry_points,
+            maintenance: maintenance.map(|page| page.to_string()),
             created_at,
             updated_at,
             last_deploy,
@@ -247,6 +264,7 @@ mod tests {
             last_deployed_commit: None,
             last_validation: None,
             api_url: None,
+            deploy: DeploySettings::default(),
             created_at: "2026-01-02T03:04:05Z".into(),
             updated_at: "2026-01-02T03:04:05Z".into(),
         };
@@ -265,13 +283,17 @@ mod tests {
                 "api_url",
                 "branch",
                 "created_at",
+                "deploy_mode",
                 "enabled",
+                "entry_points",
+                "fallback_ordered",
                 "has_ftp_password",
                 "has_provider_token",
                 "has_webhook_secret",
                 "last_deploy",
                 "last_deployed_commit",
                 "last_validation",
+                "maintenance",
                 "name",
                 "notification_set",
                 "provider",
@@ -286,6 +308,8 @@ mod tests {
         assert!(!shown.to_string().contains(&"k".repeat(30)), "{shown}");
         assert_eq!(shown["status"], "new");
         assert_eq!(shown["tls_verify"], "system");
+        assert_eq!(shown["deploy_mode"], "ordered");
+        assert_eq!(shown["maintenance"], serde_json::Value::Null);
     }
 
     #[test]

@@ -137,6 +137,7 @@ impl Executor {
             let started = Instant::now();
             let files = batch.len();
             self.progress.set_phase(phase.describe());
+            self.reporter.phase(phase.describe());
             info!(phase = phase.describe(), files, "phase started");
             let (uploaded, _) = self.parallel(batch, sessions).await?;
             report.uploaded += uploaded;
@@ -151,6 +152,7 @@ impl Executor {
         if !plan.deletes.is_empty() || !plan.prunes.is_empty() {
             let started = Instant::now();
             self.progress.set_phase("deletes");
+            self.reporter.phase("deletes");
             info!(
                 phase = "deletes",
                 files = plan.deletes.len(),

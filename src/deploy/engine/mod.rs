@@ -4,9 +4,11 @@
 //! [`git`] reads the repository (the `git` command behind [`git::RepoSource`]), [`plan`] turns
 //! trees and changes into a [`plan::DeployPlan`] without any I/O, [`executor`] carries a plan out
 //! over [`crate::client::FtpClient`] connections, keeping the [`journal`] and writing the
-//! [`marker`] last; [`push`] ties them together. The engine owns the target URL and the error
-//! type whose kind decides the exit code. It knows no database, no HTTP and no terminal: progress
-//! goes to the [`progress::Reporter`] the caller passes.
+//! [`marker`] last; [`push`] ties them together, and [`mode`] is the entry point of every deploy:
+//! in place in [`order`]ed phases or unordered, with a [`maintenance`] page, or by [`swap`]ping
+//! two copies. The engine owns the target URL and the error type whose kind decides the exit
+//! code. It knows no database, no HTTP and no terminal: progress goes to the
+//! [`progress::Reporter`] the caller passes.
 
 pub mod connection;
 pub mod deploy_config;
@@ -14,7 +16,9 @@ pub mod executor;
 pub mod git;
 pub mod ignore_rules;
 pub mod journal;
+pub mod maintenance;
 pub mod marker;
+pub mod mode;
 pub mod order;
 pub mod plan;
 pub mod progress;

@@ -16,6 +16,11 @@ pub trait Reporter: Send + Sync {
     fn started(&self, _progress: &Arc<Progress>) {}
     /// `what` ("uploaded", "deleted") was done to `path` (relative to the deploy root).
     fn file_done(&self, what: &str, path: &str, size: Option<u64>);
+    /// A phase of the deploy began: an upload phase (`new files`, …, `deletes`) or a step of
+    /// the whole deploy (`maintenance page up`, `standby copy: changed files`, `swapping
+    /// copies`, …). It may come before [`Reporter::started`]: the first steps come before the
+    /// plan.
+    fn phase(&self, _phase: &str) {}
 }
 
 /// Reports each file as a log line, at info level.

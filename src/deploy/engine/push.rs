@@ -84,7 +84,8 @@ pub struct PushOutcome {
 }
 
 impl DeployRequest {
-    fn resolve(&self, repo: &GitCli) -> Result<String, DeployError> {
+    /// The commit the request names.
+    pub(crate) fn resolve(&self, repo: &GitCli) -> Result<String, DeployError> {
         Ok(match &self.revision {
             Revision::Head => repo.resolve("HEAD")?,
             Revision::Branch(branch) => repo
@@ -94,7 +95,7 @@ impl DeployRequest {
         })
     }
 
-    fn journal_path(&self) -> PathBuf {
+    pub(crate) fn journal_path(&self) -> PathBuf {
         Journal::path_for(&self.state_dir, &self.target.display_url())
     }
 }
@@ -325,17 +326,32 @@ pub async fn push(
     request: &DeployRequest,
     reporter: Arc<dyn Reporter>,
 ) -> Result<PushOutcome, DeployError> {
+    push_holding(request, reporter, None).await
+}
+
+/// [`push`], leaving the file at `held` (relative to the deploy root) as it is on the target:
+/// neither uploaded nor deleted, whatever the commit holds there. A maintenance page sits there
+/// meanwhile; [`super::maintenance`] settles it after the deploy.
+pub(crate) async fn push_holding(
+    request: &DeployRequest,
+    reporter: Arc<dyn Reporter>,
+    held: Option<&str>,
+) -> Result<PushOutcome, DeployError> {
     let prepared = prepare(request, true).await?;
     let Prepared {
         target_commit,
         marker,
-        plan,
+        mut plan,
         session,
         repo,
         journal_path,
         journal_from,
         ..
     } = prepared;
+    if let Some(held) = held {
+        plan.uploads.retain(|upload| upload.path != held);
+        plan.deletes.retain(|path| path != held);
+    }
     let marker_current = marker.as_ref().is_some_and(|m| m.commit == target_commit);
     if plan.is_empty() && marker_current && !request.init {
         session.quit().await;
@@ -384,6 +400,8 @@ pub async fn push(
         temps: Arc::default(),
     };
     let (result, mut sessions) = executor.run(&plan, sessions).await;
+    // The executor shares the journal; it must let go before the journal can be removed.
+    drop(executor);
     let report = match result {
         Ok(report) => report,
         Err(error) => {
@@ -399,15 +417,16 @@ pub async fn push(
         session.quit().await;
     }
     write?;
-    if let Ok(journal) = Arc::try_unwrap(journal).map(|m| m.into_inner()) {
-        match journal {
-            Ok(journal) => {
-                if let Err(error) = journal.remove() {
-                    warn!(%error, "cannot remove the finished deploy's journal");
-                }
+    // A journal left behind would tell a later deploy from no marker (a new standby copy, a
+    // target emptied by hand) that files are there which are not.
+    match Arc::try_unwrap(journal).map(|m| m.into_inner()) {
+        Ok(Ok(journal)) => {
+            if let Err(error) = journal.remove() {
+                warn!(%error, "cannot remove the finished deploy's journal");
             }
-            Err(_) => warn!("the journal lock was poisoned"),
         }
+        Ok(Err(_)) => warn!("the journal lock was poisoned"),
+        Err(_) => warn!("the journal is still in use; it was not removed"),
     }
     Ok(PushOutcome {
         plan,

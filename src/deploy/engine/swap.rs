@@ -11,6 +11,7 @@
 //! short (a killed process, a dropped connection) is finished by the next deploy before it starts,
 //! from which of the three names exist.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
@@ -19,7 +20,7 @@ use super::DeployError;
 use super::connection::TargetConnection;
 use super::marker::MarkerFile;
 use super::order::Order;
-use super::progress::Reporter;
+use super::progress::{Progress, Reporter};
 use super::push::{DeployRequest, PushOutcome, push};
 use crate::client::{ClientConfig, ClientError, RemoteKind};
 
@@ -72,12 +73,13 @@ pub struct SwapOutcome {
 /// Deploys `request`'s commit by bringing the standby copy up to it and swapping it live.
 pub async fn push_swapped(
     request: &DeployRequest,
-    reporter: std::sync::Arc<dyn Reporter>,
+    reporter: Arc<dyn Reporter>,
 ) -> Result<SwapOutcome, DeployError> {
     let names = SwapNames::for_root(&request.target.path)?;
     let mut conn = TargetConnection::open(request.client.clone(), "").await?;
-    finish_interrupted_swap(&mut conn, &names).await?;
+    finish_interrupted_swap(&mut conn, &names, reporter.as_ref()).await?;
     check_renames(&mut conn.client, &names).await?;
+    super::maintenance::take_down_left_up(request).await?;
     let live_marker = marker_of(&request.client, &names.live, request).await?;
 
     let mut standby = request.clone();
@@ -91,7 +93,8 @@ pub async fn push_swapped(
         (None, Some(live)) if request.forward_only => Some(live.commit.clone()),
         (None, _) => None,
     };
-    let outcome = push(&standby, reporter).await?;
+    let standby_reporter: Arc<dyn Reporter> = Arc::new(StandbyReporter(Arc::clone(&reporter)));
+    let outcome = push(&standby, standby_reporter).await?;
     if live_marker
         .as_ref()
         .is_some_and(|live| live.commit == outcome.plan.to)
@@ -107,6 +110,7 @@ pub async fn push_swapped(
             already_live: true,
         });
     }
+    reporter.phase("swapping copies");
     let gap = swap(&mut conn.client, &names).await;
     conn.quit().await;
     let gap = gap?;
@@ -121,6 +125,23 @@ pub async fn push_swapped(
         gap: Some(gap),
         already_live: false,
     })
+}
+
+/// Tells the caller's reporter about the standby copy's deploy, its phases named as such.
+struct StandbyReporter(Arc<dyn Reporter>);
+
+impl Reporter for StandbyReporter {
+    fn started(&self, progress: &Arc<Progress>) {
+        self.0.started(progress);
+    }
+
+    fn file_done(&self, what: &str, path: &str, size: Option<u64>) {
+        self.0.file_done(what, path, size);
+    }
+
+    fn phase(&self, phase: &str) {
+        self.0.phase(&format!("standby copy: {phase}"));
+    }
 }
 
 /// The marker of the copy at `path`, read on a connection of its own.
@@ -144,23 +165,31 @@ pub async fn check_renames(
     client: &mut crate::client::FtpClient,
     names: &SwapNames,
 ) -> Result<(), DeployError> {
-    let probe = format!("{}.probe", names.aside);
-    let moved = format!("{}.probe-renamed", names.aside);
-    let fail = |error: ClientError| {
+    probe_renames(client, names).await.map_err(|error| {
         DeployError::Transfer(format!(
             "{SWAP_REFUSED} ({error}); --swap needs the rename permission on that directory: \
              ask the host for it, or deploy in place without --swap"
         ))
-    };
+    })
+}
+
+/// Makes a probe directory beside the site, renames it and removes it; the first refusal.
+/// Validation runs it too, so a service in swap mode learns at save time what its host allows.
+pub async fn probe_renames(
+    client: &mut crate::client::FtpClient,
+    names: &SwapNames,
+) -> Result<(), ClientError> {
+    let probe = format!("{}.probe", names.aside);
+    let moved = format!("{}.probe-renamed", names.aside);
     let _ = client.rmdir(&probe).await;
     let _ = client.rmdir(&moved).await;
-    client.mkdir(&probe).await.map_err(fail)?;
+    client.mkdir(&probe).await?;
     let renamed = client.rename(&probe, &moved).await;
     let cleanup = match &renamed {
         Ok(()) => client.rmdir(&moved).await,
         Err(_) => client.rmdir(&probe).await,
     };
-    renamed.map_err(fail)?;
+    renamed?;
     if let Err(error) = cleanup {
         warn!(%error, "cannot remove the rename probe directory");
     }
@@ -212,6 +241,7 @@ async fn swap(
 async fn finish_interrupted_swap(
     conn: &mut TargetConnection,
     names: &SwapNames,
+    reporter: &dyn Reporter,
 ) -> Result<(), DeployError> {
     let client = &mut conn.client;
     let fail = |e| DeployError::from_client("finishing an interrupted swap", e);
@@ -224,6 +254,7 @@ async fn finish_interrupted_swap(
         live,
         standby, "a swap was cut short; finishing it before this deploy"
     );
+    reporter.phase("finishing an interrupted swap");
     match (live, standby) {
         // Cut after the new copy went live: the old one takes the standby name.
         (true, false) => client

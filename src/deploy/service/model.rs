@@ -6,6 +6,11 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::webhook::{BranchPattern, Provider, PushCommit};
+// A service's deploy settings are the engine's own values.
+pub use crate::deploy::engine::maintenance::MaintenancePage;
+pub use crate::deploy::engine::mode::DeployMode;
+use crate::deploy::engine::mode::DeployStrategy;
+use crate::deploy::engine::order::EntryPoints;
 use crate::deploy::engine::target::DeployTarget;
 
 /// A secret in memory: its `Debug` never shows it.
@@ -47,6 +52,41 @@ impl TlsVerify {
     }
 }
 
+/// How a service's deploys reach its site: the engine's [`DeployStrategy`] and the entry points.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeploySettings {
+    pub mode: DeployMode,
+    /// With the swap mode: deploy in place, in ordered phases, where the server refuses it.
+    pub fallback_ordered: bool,
+    /// Entry-point patterns; empty: the repository's `.ferrydeploy`, else the defaults.
+    pub entry_points: Vec<String>,
+    /// Shown while a deploy runs in place.
+    pub maintenance: Option<MaintenancePage>,
+}
+
+impl DeploySettings {
+    pub fn strategy(&self) -> DeployStrategy {
+        DeployStrategy {
+            mode: self.mode,
+            fallback_ordered: self.fallback_ordered,
+            maintenance: self.maintenance.clone(),
+        }
+    }
+
+    /// Refuses settings a deploy could not follow; the message says what to change.
+    pub fn check(&self) -> Result<(), String> {
+        self.strategy().check()?;
+        Self::check_entry_points(&self.entry_points)
+    }
+
+    /// Refuses an entry-point pattern that is not a glob, naming it.
+    pub fn check_entry_points(patterns: &[String]) -> Result<(), String> {
+        EntryPoints::new(patterns)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// The outcome of the last validation of a service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Validation {
@@ -85,6 +125,8 @@ pub struct Service {
     pub last_validation: Option<Validation>,
     /// The git host's API root, when set for this service (else the provider's default).
     pub api_url: Option<String>,
+    /// How its deploys reach the site.
+    pub deploy: DeploySettings,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -117,6 +159,8 @@ pub struct NewService {
     pub secrets: ServiceSecrets,
     /// The git host's API root, when not the provider's default.
     pub api_url: Option<String>,
+    /// How its deploys reach the site.
+    pub deploy: DeploySettings,
 }
 
 /// A change to a service: `None` leaves a field as it is. For secrets, `Some(None)` clears one.
@@ -136,6 +180,12 @@ pub struct ServiceUpdate {
     pub api_url: Option<Option<String>>,
     /// Issue a new URL key (the old hook URL stops working).
     pub new_hook_key: bool,
+    pub deploy_mode: Option<DeployMode>,
+    pub fallback_ordered: Option<bool>,
+    /// Replaces the entry-point patterns (empty: the repository's, else the defaults).
+    pub entry_points: Option<Vec<String>>,
+    /// `Some(None)`: no maintenance page.
+    pub maintenance: Option<Option<MaintenancePage>>,
 }
 
 /// Where a deploy stands.

@@ -2,8 +2,10 @@
 //! `running` → `ok`/`failed`), so a restart loses nothing. One deploy runs at a time per
 //! service, services run in parallel up to a limit, and pushes queued for a busy service
 //! coalesce into the newest. Each deploy fetches the service's repository into a local mirror
-//! and runs [`push::push_watched`] for the pushed commit; a deploy a crash interrupted is queued
-//! again on start-up and resumes from its journal.
+//! and runs the engine's [`mode::deploy`] for the pushed commit, in the service's mode (ordered,
+//! unordered or swap) with its entry points and maintenance page; a deploy a crash interrupted
+//! is queued again on start-up and resumes from its journal (an interrupted swap is finished, a
+//! maintenance page left up is taken down).
 
 use crate::deploy::service::blocking::{TaskFailed, run_blocking};
 use std::collections::{HashMap, HashSet};
@@ -21,9 +23,10 @@ use super::store::{DeployStore, DeployStoreError};
 use super::webhook::PushCommit;
 use crate::deploy::engine::DeployError;
 use crate::deploy::engine::git::{GitCli, GitError, RepoSource};
+use crate::deploy::engine::mode::{self, DeployOutcome};
 pub use crate::deploy::engine::progress::ProgressSnapshot;
 use crate::deploy::engine::progress::{Progress, Reporter};
-use crate::deploy::engine::push::{self, DeployRequest, PushOutcome, Revision};
+use crate::deploy::engine::push::{DeployRequest, PushOutcome, Revision};
 use crate::deploy::engine::retry::default_retry_policy;
 
 /// The most commits a push deploy lists (for the log and the mails).
@@ -61,7 +64,7 @@ pub struct DeployQueue {
     /// Services with a worker.
     active: Mutex<HashSet<String>>,
     /// Progress of running deploys, by deploy id.
-    progress: Arc<Mutex<HashMap<i64, Arc<Progress>>>>,
+    progress: Arc<Mutex<HashMap<i64, LiveDeploy>>>,
     /// Mails after each deploy; `None` when mail is off.
     notifier: Option<Arc<Notifier>>,
 }
@@ -111,9 +114,9 @@ impl DeployQueue {
         self.wake.notify_one();
     }
 
-    /// The live progress of a running deploy.
+    /// The live progress of a running deploy, with the phase it is in.
     pub fn progress(&self, deploy: i64) -> Option<ProgressSnapshot> {
-        lock(&self.progress).get(&deploy).map(|p| p.snapshot())
+        lock(&self.progress).get(&deploy).map(LiveDeploy::snapshot)
     }
 
     /// Re-queues what a crash interrupted, then dispatches queued deploys until the process
@@ -200,7 +203,9 @@ impl DeployQueue {
             error!(deploy = id, %error, "the deploy task failed");
             Err(DeployFailure::Task(error.into()))
         });
-        let progress = lock(&self.progress).remove(&id);
+        let progress = lock(&self.progress)
+            .remove(&id)
+            .and_then(|live| live.progress);
         let (status, stats, files, message) = match result {
             Ok((stats, files)) => {
                 info!(
@@ -304,7 +309,7 @@ impl DeployQueue {
             init: false,
             forward_only,
             never_behind: None,
-            entry_points: Vec::new(),
+            entry_points: service.deploy.entry_points.clone(),
             order: None,
             state_dir: self.config.state_dir.join("journals"),
             retry: default_retry_policy(),
@@ -315,12 +320,32 @@ impl DeployQueue {
             deploy: id,
             running: Arc::clone(&self.progress),
         });
-        let outcome = push::push(&request, reporter)
+        let outcome = mode::deploy(&request, &service.deploy.strategy(), reporter)
             .await
             .map_err(|error| match error {
                 error @ DeployError::Backwards { .. } => DeployFailure::Backwards(error),
                 error => DeployFailure::Engine(error),
             })?;
+        match &outcome {
+            DeployOutcome::Swapped(swapped) => info!(
+                deploy = id,
+                service = deploy.service,
+                gap_ms = swapped.gap.map_or(0.0, |gap| gap.as_secs_f64() * 1000.0),
+                "deployed by swapping copies"
+            ),
+            DeployOutcome::InPlace {
+                fell_back: true, ..
+            } => warn!(
+                deploy = id,
+                service = deploy.service,
+                "the target refuses the swap: deployed in place, in ordered phases"
+            ),
+            DeployOutcome::InPlace { .. } => {}
+        }
+        let outcome = match outcome {
+            DeployOutcome::InPlace { outcome, .. } => outcome,
+            DeployOutcome::Swapped(swapped) => swapped.standby,
+        };
         if !outcome.plan.skipped.is_empty() {
             let first: Vec<String> = outcome
                 .plan
@@ -399,15 +424,43 @@ impl DeployQueue {
     }
 }
 
-/// What a queued deploy tells: its live progress for the API, each file in the log.
+/// A running deploy as the API shows it: the phase it is in (from its first step on) and, once
+/// it uploads, its files and bytes.
+#[derive(Default)]
+struct LiveDeploy {
+    phase: String,
+    progress: Option<Arc<Progress>>,
+}
+
+impl LiveDeploy {
+    fn snapshot(&self) -> ProgressSnapshot {
+        let mut snapshot = self
+            .progress
+            .as_ref()
+            .map(|p| p.snapshot())
+            .unwrap_or_default();
+        // The engine's phase names the whole deploy's step (a swap's standby copy, say).
+        if !self.phase.is_empty() {
+            snapshot.phase.clone_from(&self.phase);
+        }
+        snapshot
+    }
+}
+
+/// What a queued deploy tells: its live progress for the API, each file and phase in the log.
 struct QueuedDeployReporter {
     deploy: i64,
-    running: Arc<Mutex<HashMap<i64, Arc<Progress>>>>,
+    running: Arc<Mutex<HashMap<i64, LiveDeploy>>>,
 }
 
 impl Reporter for QueuedDeployReporter {
     fn started(&self, progress: &Arc<Progress>) {
-        lock(&self.running).insert(self.deploy, Arc::clone(progress));
+        lock(&self.running).entry(self.deploy).or_default().progress = Some(Arc::clone(progress));
+    }
+
+    fn phase(&self, phase: &str) {
+        info!(deploy = self.deploy, phase, "deploy phase");
+        lock(&self.running).entry(self.deploy).or_default().phase = phase.to_owned();
     }
 
     fn file_done(&self, what: &str, path: &str, size: Option<u64>) {

@@ -1,8 +1,9 @@
 //! Checks that a service can deploy before a push needs it: the repository answers and has the
 //! branch, the FTP target accepts the stored login (with the service's TLS verification), the
 //! target directory is a directory (or can be made), a file can be uploaded there, replaced by a
-//! rename from a temporary name and deleted — the steps of every deploy — and — with
-//! a provider token — the git host has the service's webhook registered. The CLI (`service
+//! rename from a temporary name and deleted — the steps of every deploy — in the swap mode a
+//! directory beside the site can be renamed (the swap's step), and — with a provider token —
+//! the git host has the service's webhook registered. The CLI (`service
 //! add/edit/validate`), the API and `deploy serve`'s schedule all run [`validate_and_record`].
 
 use crate::deploy::service::blocking::run_blocking;
@@ -20,6 +21,8 @@ use super::store::{DeployStore, DeployStoreError};
 use super::webhook::Provider;
 use crate::deploy::engine::connection::rename_over;
 use crate::deploy::engine::ignore_rules::TEMP_PREFIX;
+use crate::deploy::engine::mode::DeployMode;
+use crate::deploy::engine::swap::{SwapNames, probe_renames};
 
 /// One check and what it found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -313,6 +316,9 @@ async fn check_target(service: &Service, secrets: &ServiceSecrets) -> Vec<Check>
         Ok(detail) => passed("write access", detail),
         Err(detail) => failed("write access", detail),
     });
+    if service.deploy.mode == DeployMode::Swap {
+        checks.push(check_swap(&mut client, service).await);
+    }
     for made in created.iter().rev() {
         if let Err(error) = client.rmdir(made).await {
             warn!(dir = made, %error, "validation cannot remove the directory it made");
@@ -320,6 +326,51 @@ async fn check_target(service: &Service, secrets: &ServiceSecrets) -> Vec<Check>
     }
     let _ = client.quit().await;
     checks
+}
+
+/// The swap mode renames the site's directory: the account must be allowed to rename a
+/// directory beside it, which the engine's own probe tries. A refusal fails the check unless the
+/// service falls back to ordered deploys in place.
+async fn check_swap(client: &mut FtpClient, service: &Service) -> Check {
+    let name = "swap";
+    let names = match SwapNames::for_root(&service.target.path) {
+        Ok(names) => names,
+        Err(_) => {
+            return failed(
+                name,
+                "the swap mode needs a deploy directory below the login directory (as in \
+                 ftp://USER@HOST/www): the login directory itself cannot be renamed; change the \
+                 target or choose the ordered mode"
+                    .to_owned(),
+            );
+        }
+    };
+    match probe_renames(client, &names).await {
+        Ok(()) => passed(
+            name,
+            format!(
+                "renamed a directory beside /{} (the swap's step), as every swapped deploy does",
+                names.live
+            ),
+        ),
+        Err(error) if service.deploy.fallback_ordered => passed(
+            name,
+            format!(
+                "renaming a directory beside /{} is refused ({error}): deploys fall back to \
+                 ordered phases in place",
+                names.live
+            ),
+        ),
+        Err(error) => failed(
+            name,
+            format!(
+                "renaming a directory beside /{} is refused ({error}), and the swap mode renames \
+                 the site's directory: ask the host for the rename permission in its parent, \
+                 allow the ordered fallback, or choose the ordered mode",
+                names.live
+            ),
+        ),
+    }
 }
 
 /// Makes `dir` and its missing parents; the ones it made, parents first.

@@ -18,7 +18,7 @@ use super::render::render;
 use super::service::{Created, check_service, manage_page, notification_set_names};
 use super::service_form::{FieldErrors, ServiceForm, check_errors};
 use crate::deploy::service::blocking::run_blocking;
-use crate::deploy::service::model::Service;
+use crate::deploy::service::model::{DeployMode, Service};
 use crate::deploy::service::store::{DeployStoreError, SentSecret};
 use crate::deploy::service::webhook::Provider;
 use crate::web::AppState;
@@ -65,6 +65,7 @@ fn form_page(state: &AppState, admin: &Admin, status: StatusCode, view: FormView
             has_webhook_secret => editing.is_some_and(|s| s.has_webhook_secret),
             has_provider_token => editing.is_some_and(|s| s.has_provider_token),
             providers => Provider::ALL.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+            modes => DeployMode::ALL.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
         },
     )
 }
@@ -75,6 +76,7 @@ fn field_error(error: DeployStoreError) -> Result<FieldErrors, PageError> {
     let field = match &error {
         DeployStoreError::InvalidName(_) | DeployStoreError::ServiceExists(_) => "name",
         DeployStoreError::NoSuchNotificationSet(_) => "notification_set",
+        DeployStoreError::InvalidDeploySettings(_) => "deploy_mode",
         DeployStoreError::SecretMustBeGivenAgain(moved) => match moved.secret {
             SentSecret::FtpPassword => "ftp_password",
             SentSecret::ProviderToken => "provider_token",

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::deploy::DeployTarget;
 use crate::deploy::service::model::{
-    NewService, Secret, Service, ServiceSecrets, ServiceUpdate, TlsVerify,
+    DeployMode, DeploySettings, MaintenancePage, NewService, Secret, Service, ServiceSecrets,
+    ServiceUpdate, TlsVerify,
 };
 use crate::deploy::service::store::generate_webhook_secret;
 use crate::deploy::service::validate::Check;
@@ -42,6 +43,14 @@ pub(crate) struct ServiceForm {
     pub api_url: String,
     pub enabled: Option<String>,
     pub new_key: Option<String>,
+    /// `ordered`, `unordered` or `swap`.
+    pub deploy_mode: String,
+    pub fallback_ordered: Option<String>,
+    /// Entry-point patterns, one per line (or separated by spaces); empty for the repository's
+    /// or the defaults.
+    pub entry_points: String,
+    /// `FILE[:TARGET]`, or empty for none.
+    pub maintenance: String,
 }
 
 /// Problems by field name (`""` for the form as a whole).
@@ -58,6 +67,7 @@ pub(crate) struct CheckedForm {
     target: DeployTarget,
     tls_verify: TlsVerify,
     notification_set: Option<String>,
+    deploy: DeploySettings,
 }
 
 impl super::csrf::CsrfField for ServiceForm {
@@ -85,6 +95,15 @@ impl ServiceForm {
             notification_set: service.notification_set.clone().unwrap_or_default(),
             api_url: service.api_url.clone().unwrap_or_default(),
             enabled: service.enabled.then(|| "on".to_owned()),
+            deploy_mode: service.deploy.mode.as_str().to_owned(),
+            fallback_ordered: service.deploy.fallback_ordered.then(|| "on".to_owned()),
+            entry_points: service.deploy.entry_points.join("\n"),
+            maintenance: service
+                .deploy
+                .maintenance
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             ..Self::default()
         }
     }
@@ -96,6 +115,7 @@ impl ServiceForm {
             branch: "main".to_owned(),
             tls_verify: "system".to_owned(),
             enabled: Some("on".to_owned()),
+            deploy_mode: DeployMode::Ordered.as_str().to_owned(),
             ..Self::default()
         }
     }
@@ -189,8 +209,11 @@ impl ServiceForm {
                 );
             }
         }
-        match (provider, branch, target, tls_verify) {
-            (Some(provider), Some(branch), Some(target), Some(tls_verify)) if errors.is_empty() => {
+        let deploy = self.deploy_settings(&mut errors);
+        match (provider, branch, target, tls_verify, deploy) {
+            (Some(provider), Some(branch), Some(target), Some(tls_verify), Some(deploy))
+                if errors.is_empty() =>
+            {
                 Ok(CheckedForm {
                     api_url,
                     repo,
@@ -200,10 +223,63 @@ impl ServiceForm {
                     tls_verify,
                     notification_set: Some(self.notification_set.trim().to_owned())
                         .filter(|s| !s.is_empty()),
+                    deploy,
                 })
             }
             _ => Err(errors),
         }
+    }
+
+    /// The deploy mode, its fallback, the entry points and the maintenance page, each problem
+    /// on its field.
+    fn deploy_settings(&self, errors: &mut FieldErrors) -> Option<DeploySettings> {
+        let mode = match self.deploy_mode.trim() {
+            "" => Some(DeployMode::Ordered),
+            text => match text.parse::<DeployMode>() {
+                Ok(mode) => Some(mode),
+                Err(e) => {
+                    errors.insert("deploy_mode", e);
+                    None
+                }
+            },
+        };
+        let entry_points: Vec<String> = self
+            .entry_points
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        if let Err(e) = DeploySettings::check_entry_points(&entry_points) {
+            errors.insert(
+                "entry_points",
+                format!("{e}; write glob patterns such as *.html or templates/*.tpl"),
+            );
+        }
+        let maintenance = match self.maintenance.trim() {
+            "" => Some(None),
+            text => match text.parse::<MaintenancePage>() {
+                Ok(page) => Some(Some(page)),
+                Err(e) => {
+                    errors.insert("maintenance", e);
+                    None
+                }
+            },
+        };
+        let settings = DeploySettings {
+            mode: mode?,
+            fallback_ordered: self.fallback_ordered.is_some(),
+            entry_points,
+            maintenance: maintenance?,
+        };
+        if let Err(e) = settings.strategy().check() {
+            let field = if settings.fallback_ordered && settings.mode != DeployMode::Swap {
+                "fallback_ordered"
+            } else {
+                "maintenance"
+            };
+            errors.insert(field, e);
+            return None;
+        }
+        Some(settings)
     }
 
     fn secret(text: &str) -> Option<Secret> {
@@ -228,6 +304,7 @@ impl ServiceForm {
             tls_verify: checked.tls_verify,
             notification_set: checked.notification_set,
             api_url: checked.api_url,
+            deploy: checked.deploy,
             secrets: ServiceSecrets {
                 ftp_password: Self::secret(&self.ftp_password),
                 provider_token: Self::secret(&self.provider_token),
@@ -259,6 +336,10 @@ impl ServiceForm {
             },
             api_url: Some(checked.api_url),
             new_hook_key: self.new_key.is_some(),
+            deploy_mode: Some(checked.deploy.mode),
+            fallback_ordered: Some(checked.deploy.fallback_ordered),
+            entry_points: Some(checked.deploy.entry_points),
+            maintenance: Some(checked.deploy.maintenance),
         }
     }
 }
@@ -271,6 +352,7 @@ pub(crate) fn check_field(check: &Check) -> &'static str {
         "ftp login" if check.detail.contains("password") => "ftp_password",
         "ftp login" | "target directory" | "write access" => "target",
         "webhook" => "provider_token",
+        "swap" => "deploy_mode",
         "webhook secret" => "webhook_secret",
         _ => "",
     }
@@ -336,6 +418,39 @@ mod tests {
                 "api_url", "branch", "ca_file", "name", "provider", "repo", "target"
             ]
         );
+    }
+
+    #[test]
+    fn the_deploy_fields_check_each_on_its_own_and_together() {
+        let form = ServiceForm {
+            deploy_mode: "swap".into(),
+            fallback_ordered: Some("on".into()),
+            entry_points: "*.php\n templates/*.tpl ".into(),
+            maintenance: "down.html".into(),
+            ..filled()
+        };
+        let new = form.new_service(form.check().unwrap());
+        assert_eq!(new.deploy.mode, DeployMode::Swap);
+        assert_eq!(new.deploy.entry_points, ["*.php", "templates/*.tpl"]);
+        assert_eq!(
+            new.deploy.maintenance.map(|p| p.to_string()).as_deref(),
+            Some("down.html:index.html")
+        );
+        let bad = ServiceForm {
+            deploy_mode: "blue-green".into(),
+            entry_points: "[unclosed".into(),
+            maintenance: "../down.html".into(),
+            ..filled()
+        };
+        let errors = bad.check().unwrap_err();
+        let fields: Vec<&str> = errors.keys().copied().collect();
+        assert_eq!(fields, ["deploy_mode", "entry_points", "maintenance"]);
+        let clash = ServiceForm {
+            deploy_mode: "swap".into(),
+            maintenance: "down.html".into(),
+            ..filled()
+        };
+        assert!(clash.check().unwrap_err()["maintenance"].contains("fallback"));
     }
 
     #[test]

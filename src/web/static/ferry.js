@@ -97,8 +97,9 @@ function setupProgress() {
   if (!live || !live.dataset.deploy) return;
   const id = live.dataset.deploy;
   const bar = document.getElementById("progress-bar");
-  const show = (percent, files, current, status) => {
+  const show = (percent, files, current, status, phase) => {
     bar.style.width = `${percent}%`;
+    document.getElementById("progress-phase").textContent = phase || "";
     document.getElementById("progress").setAttribute("aria-valuenow", String(percent));
     document.getElementById("progress-percent").textContent = `${percent}%`;
     document.getElementById("progress-files").textContent = files;
@@ -118,7 +119,7 @@ function setupProgress() {
     const p = deploy.progress;
     if (deploy.status === "running" && p) {
       const percent = p.files_total ? Math.floor((100 * p.files_done) / p.files_total) : 0;
-      show(percent, `${p.files_done} / ${p.files_total} files`, p.current || "", "running");
+      show(percent, `${p.files_done} / ${p.files_total} files`, p.current || "", "running", p.phase);
     } else if (deploy.status === "queued" || deploy.status === "running") {
       show(0, "waiting…", "", deploy.status);
     } else {

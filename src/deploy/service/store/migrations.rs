@@ -159,4 +159,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
     -- the account's stamp differs, the session is over. Sessions from before have none and end.
     ALTER TABLE deploy_sessions ADD COLUMN credential_stamp TEXT NOT NULL DEFAULT '';
 "#,
+    r#"
+    -- How the service's deploys reach its site (see deploy::engine::mode): ordered, unordered
+    -- or swap; the ordered fallback of a refused swap; the entry-point patterns (a JSON array;
+    -- empty: the repository's .ferrydeploy, else the defaults); the maintenance page shown
+    -- during deploys in place, as FILE:TARGET (NULL: none).
+    ALTER TABLE deploy_services ADD COLUMN deploy_mode TEXT NOT NULL DEFAULT 'ordered'
+        CHECK (deploy_mode IN ('ordered', 'unordered', 'swap'));
+    ALTER TABLE deploy_services ADD COLUMN fallback_ordered INTEGER NOT NULL DEFAULT 0
+        CHECK (fallback_ordered IN (0, 1));
+    ALTER TABLE deploy_services ADD COLUMN entry_points TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE deploy_services ADD COLUMN maintenance TEXT;
+"#,
 ];

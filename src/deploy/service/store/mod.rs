@@ -105,6 +105,9 @@ pub enum DeployStoreError {
         setting = .0.setting, from = .0.from, to = .0.to, secret = .0.secret.describe()
     )]
     SecretMustBeGivenAgain(MovedSecret),
+    /// Deploy settings a deploy could not follow (the message says what to change).
+    #[error("{0}")]
+    InvalidDeploySettings(String),
     #[error("invalid value stored in the database: {0}")]
     Corrupt(String),
     #[error(transparent)]

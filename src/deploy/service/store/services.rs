@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use rusqlite::{OptionalExtension as _, Row, Transaction, TransactionBehavior, params};
 
 use super::super::model::{
-    NewService, Service, ServiceSecrets, ServiceUpdate, TlsVerify, Validation, ValidationCheck,
+    DeploySettings, NewService, Service, ServiceSecrets, ServiceUpdate, TlsVerify, Validation,
+    ValidationCheck,
 };
 use super::secret_places::{SecretPlaces, SentSecret, moved_secrets};
 use super::{
@@ -29,6 +30,9 @@ impl std::ops::Deref for Services<'_> {
 impl Services<'_> {
     pub fn add(&self, new: &NewService) -> Result<Service, DeployStoreError> {
         validate_name(&new.name)?;
+        new.deploy
+            .check()
+            .map_err(DeployStoreError::InvalidDeploySettings)?;
         let mut connection = self.lock();
         let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let set_id = match &new.notification_set {
@@ -40,8 +44,10 @@ impl Services<'_> {
             &format!(
                 "INSERT INTO deploy_services (name, repo_url, provider, branch, target_url,
                      tls_verify, tls_ca_file, ftp_password, provider_token, webhook_secret,
-                     hook_key, notification_set_id, api_url, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, {NOW}, {NOW})"
+                     hook_key, notification_set_id, api_url, deploy_mode, fallback_ordered,
+                     entry_points, maintenance, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                     ?17, {NOW}, {NOW})"
             ),
             params![
                 new.name,
@@ -57,6 +63,10 @@ impl Services<'_> {
                 generate_hook_key(),
                 set_id,
                 new.api_url,
+                new.deploy.mode.as_str(),
+                new.deploy.fallback_ordered,
+                entry_points_column(&new.deploy.entry_points),
+                new.deploy.maintenance.as_ref().map(ToString::to_string),
             ],
         );
         match result {
@@ -131,6 +141,29 @@ impl Services<'_> {
         if update.new_hook_key {
             set("hook_key", &generate_hook_key())?;
         }
+        if let Some(mode) = update.deploy_mode {
+            set("deploy_mode", &mode.as_str())?;
+        }
+        if let Some(fallback) = update.fallback_ordered {
+            set("fallback_ordered", &fallback)?;
+        }
+        if let Some(patterns) = &update.entry_points {
+            set("entry_points", &entry_points_column(patterns))?;
+        }
+        if let Some(page) = &update.maintenance {
+            set("maintenance", &page.as_ref().map(ToString::to_string))?;
+        }
+        // The settings as they now stand must make sense together (the transaction is rolled
+        // back otherwise).
+        let settings = tx.query_row(
+            "SELECT deploy_mode, fallback_ordered, entry_points, maintenance
+             FROM deploy_services WHERE id = ?1",
+            [id],
+            read_deploy_settings(0),
+        )??;
+        settings
+            .check()
+            .map_err(DeployStoreError::InvalidDeploySettings)?;
         tx.execute(
             &format!("UPDATE deploy_services SET updated_at = {NOW} WHERE id = ?1"),
             [id],
@@ -269,7 +302,8 @@ const SERVICE_SELECT: &str = "
            s.tls_ca_file, s.hook_key, n.name, s.enabled, s.ftp_password IS NOT NULL,
            s.provider_token IS NOT NULL, s.webhook_secret IS NOT NULL, s.last_deployed_commit,
            s.validation_ok, s.validation_message, s.validated_at, s.created_at, s.updated_at,
-           s.api_url, s.validation_checks
+           s.api_url, s.validation_checks, s.deploy_mode, s.fallback_ordered, s.entry_points,
+           s.maintenance
     FROM deploy_services s
     LEFT JOIN deploy_notification_sets n ON n.id = s.notification_set_id";
 
@@ -290,9 +324,11 @@ fn read_service(row: &Row<'_>) -> rusqlite::Result<Result<Service, DeployStoreEr
         }),
         None => None,
     };
+    let deploy = read_deploy_settings(22)(row)?;
     let service = (|| {
         let corrupt = DeployStoreError::Corrupt;
         Ok(Service {
+            deploy: deploy?,
             id: row.get(0)?,
             name: row.get(1)?,
             repo_url: row.get(2)?,
@@ -319,6 +355,36 @@ fn read_service(row: &Row<'_>) -> rusqlite::Result<Result<Service, DeployStoreEr
         })
     })();
     Ok(service)
+}
+
+/// The entry-point patterns as stored: a JSON array.
+fn entry_points_column(patterns: &[String]) -> String {
+    serde_json::Value::from(patterns).to_string()
+}
+
+/// Reads the four deploy-settings columns from `first` on.
+fn read_deploy_settings(
+    first: usize,
+) -> impl Fn(&Row<'_>) -> rusqlite::Result<Result<DeploySettings, DeployStoreError>> {
+    move |row| {
+        let mode: String = row.get(first)?;
+        let fallback_ordered: bool = row.get(first + 1)?;
+        let entry_points: String = row.get(first + 2)?;
+        let maintenance: Option<String> = row.get(first + 3)?;
+        let corrupt = DeployStoreError::Corrupt;
+        Ok((|| {
+            Ok(DeploySettings {
+                mode: mode.parse().map_err(corrupt)?,
+                fallback_ordered,
+                entry_points: serde_json::from_str(&entry_points)
+                    .map_err(|e| corrupt(format!("entry points: {e}")))?,
+                maintenance: maintenance
+                    .map(|page| page.parse())
+                    .transpose()
+                    .map_err(corrupt)?,
+            })
+        })())
+    }
 }
 
 fn check_secret_places(

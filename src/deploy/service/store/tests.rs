@@ -43,6 +43,7 @@ fn new_service(name: &str) -> NewService {
             webhook_secret: Some(Secret::new(WEBHOOK_TEXT)),
         },
         api_url: None,
+        deploy: DeploySettings::default(),
     }
 }
 
@@ -789,5 +790,70 @@ fn deploys_left_running_by_a_crash_are_queued_again_on_reopen() {
             .last_deployed_commit
             .as_deref(),
         Some("aaa")
+    );
+}
+
+#[test]
+fn deploy_settings_are_kept_changed_field_by_field_and_refused_when_they_clash() {
+    use crate::deploy::engine::mode::DeployMode;
+    let f = fixture();
+    let store = f.open();
+    let added = store.services().add(&new_service("site")).unwrap();
+    assert_eq!(
+        added.deploy,
+        DeploySettings::default(),
+        "ordered by default"
+    );
+    let page: crate::deploy::engine::maintenance::MaintenancePage =
+        "down.html:index.php".parse().unwrap();
+    let changed = store
+        .services()
+        .update(
+            "site",
+            &ServiceUpdate {
+                deploy_mode: Some(DeployMode::Swap),
+                fallback_ordered: Some(true),
+                entry_points: Some(vec!["*.php".into(), "templates/*.tpl".into()]),
+                maintenance: Some(Some(page.clone())),
+                ..ServiceUpdate::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        changed.deploy,
+        DeploySettings {
+            mode: DeployMode::Swap,
+            fallback_ordered: true,
+            entry_points: vec!["*.php".into(), "templates/*.tpl".into()],
+            maintenance: Some(page),
+        }
+    );
+    // A swap without its fallback shows no page: refused, and nothing changes.
+    let refused = store.services().update(
+        "site",
+        &ServiceUpdate {
+            fallback_ordered: Some(false),
+            ..ServiceUpdate::default()
+        },
+    );
+    assert!(
+        matches!(&refused, Err(DeployStoreError::InvalidDeploySettings(m)) if m.contains("maintenance page")),
+        "{refused:?}"
+    );
+    let bad_glob = store.services().update(
+        "site",
+        &ServiceUpdate {
+            entry_points: Some(vec!["[unclosed".into()]),
+            ..ServiceUpdate::default()
+        },
+    );
+    assert!(
+        matches!(&bad_glob, Err(DeployStoreError::InvalidDeploySettings(m)) if m.contains("[unclosed")),
+        "{bad_glob:?}"
+    );
+    drop(store);
+    assert_eq!(
+        f.open().services().get("site").unwrap().deploy,
+        changed.deploy
     );
 }

@@ -22,6 +22,7 @@ fn store_with(names: &[&str]) -> DeployStore {
                 notification_set: None,
                 secrets: ServiceSecrets::default(),
                 api_url: None,
+                deploy: Default::default(),
             })
             .unwrap();
     }
