@@ -350,4 +350,40 @@ fn a_service_shows_its_maintenance_page_while_deploying_and_a_restart_takes_it_d
         "{}",
         server.log()
     );
+
+    // A webhook that would take the site back (the branch rewound to the first commit) is
+    // refused before the page goes up: the server receives no upload at all.
+    let stored =
+        |ftp: &TestServer| ftp.counter("ferry_transfers_total{direction=\"in\",result=\"ok\"}");
+    let before = stored(&ftp);
+    let restored = run_with_input(
+        &mut ferry(
+            &db,
+            &[
+                "deploy",
+                "service",
+                "edit",
+                "site",
+                "--to",
+                &to,
+                "--password-stdin",
+                "--no-validate",
+            ],
+        ),
+        &format!("{PASSWORD}\n"),
+        LIMIT,
+    );
+    assert_success(&restored);
+    repos.publish(&first, "main");
+    let body = push_body("main", &second, &first, "rewound");
+    let (status, text) = post_hook(&server, &key, "push", "d-3", &body, SECRET);
+    assert_eq!(status, 202, "{text}");
+    let rewound = wait_for_deploy(&server, queued_id(&text));
+    assert_eq!(rewound["status"], "skipped", "{rewound}");
+    assert_eq!(
+        stored(&ftp),
+        before,
+        "an upload for a deploy that went nowhere"
+    );
+    assert_target_is(&live, &repos.archive(&second));
 }

@@ -21,7 +21,7 @@ use super::connection::{TargetConnection, rename_over, temp_name};
 use super::git::{GitCli, RepoSource};
 use super::ignore_rules::TEMP_PREFIX;
 use super::progress::Reporter;
-use super::push::{DeployRequest, PushOutcome, ignore_rules, push_holding};
+use super::push::{DeployRequest, PushOutcome, ignore_rules, push_holding, refuse_backwards};
 use crate::client::{ClientError, RemoteKind, StoreMode};
 
 /// Where the page goes when `--maintenance` names no TARGET.
@@ -165,7 +165,7 @@ pub(crate) async fn push_with_page(
             );
             record.path.clone()
         }
-        (None, Some(_)) if !request.init && holds_commit(request, &commit).await? => {
+        (None, Some(_)) if !request.init && nothing_to_do(request, &repo, &commit).await? => {
             // Nothing to deploy: no page to show.
             return push_holding(request, reporter, None).await;
         }
@@ -220,11 +220,19 @@ pub(crate) async fn push_with_page(
 }
 
 /// Whether the target's marker already names `commit`.
-async fn holds_commit(request: &DeployRequest, commit: &str) -> Result<bool, DeployError> {
+/// Whether the target holds `commit` already; a deploy that would take it backwards is refused
+/// here, before any page goes up.
+async fn nothing_to_do(
+    request: &DeployRequest,
+    repo: &GitCli,
+    commit: &str,
+) -> Result<bool, DeployError> {
     let mut conn = TargetConnection::open(request.client.clone(), &request.target.path).await?;
     let marker = conn.read_marker(&request.retry).await;
     conn.quit().await;
-    Ok(marker?.is_some_and(|marker| marker.commit == commit))
+    let deployed = marker?.map(|marker| marker.commit);
+    refuse_backwards(request, repo, deployed.as_deref(), commit)?;
+    Ok(deployed.as_deref() == Some(commit))
 }
 
 /// Puts `body` up at `path` (relative to the deploy root), the file there moved aside.

@@ -100,6 +100,31 @@ impl DeployRequest {
     }
 }
 
+/// Refuses to take the target back to an ancestor of what it holds (`deployed`), where the
+/// request asks never to go backwards.
+pub(crate) fn refuse_backwards(
+    request: &DeployRequest,
+    repo: &dyn RepoSource,
+    deployed: Option<&str>,
+    target_commit: &str,
+) -> Result<(), DeployError> {
+    let never_behind = request
+        .never_behind
+        .as_deref()
+        .or(deployed.filter(|_| request.forward_only));
+    if let Some(deployed) = never_behind
+        && deployed != target_commit
+        && repo.has_commit(deployed)?
+        && repo.is_ancestor(target_commit, deployed)?
+    {
+        return Err(DeployError::Backwards {
+            deployed: deployed.to_owned(),
+            target: target_commit.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// Reads the repository and the target and plans the deploy; changes nothing.
 pub async fn prepare(request: &DeployRequest, create_root: bool) -> Result<Prepared, DeployError> {
     let repo = Arc::new(GitCli::new(&request.repo_dir));
@@ -137,20 +162,11 @@ pub async fn prepare(request: &DeployRequest, create_root: bool) -> Result<Prepa
         );
     }
 
-    let never_behind = request
-        .never_behind
-        .clone()
-        .or_else(|| deployed.clone().filter(|_| request.forward_only));
-    if let Some(deployed) = never_behind.as_deref()
-        && deployed != target_commit
-        && repo.has_commit(deployed)?
-        && repo.is_ancestor(&target_commit, deployed)?
+    if let Err(backwards) =
+        refuse_backwards(request, repo.as_ref(), deployed.as_deref(), &target_commit)
     {
         session.quit().await;
-        return Err(DeployError::Backwards {
-            deployed: deployed.to_owned(),
-            target: target_commit,
-        });
+        return Err(backwards);
     }
 
     let plan = match deployed.as_deref() {
