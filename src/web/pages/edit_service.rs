@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use tracing::info;
 
@@ -15,25 +15,13 @@ use super::admin::Admin;
 use super::csrf::CsrfForm;
 use super::error::PageError;
 use super::render::render;
-use super::service::{Created, check_service, manage_page, notification_set_names};
+use super::service::{Created, check_service, manage_page, notification_set_names, public_base};
 use super::service_form::{FieldErrors, ServiceForm, check_errors};
 use crate::deploy::service::blocking::run_blocking;
 use crate::deploy::service::model::{DeployMode, Service};
 use crate::deploy::service::store::{DeployStoreError, SentSecret};
 use crate::deploy::service::webhook::Provider;
 use crate::web::AppState;
-
-/// The address the webhook URLs on the pages start with.
-fn public_base(state: &AppState, headers: &HeaderMap) -> String {
-    if let Some(url) = &state.dashboard.settings.public_url {
-        return url.clone();
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1:8080");
-    format!("http://{host}")
-}
 
 /// What the service form page shows.
 struct FormView<'a> {
@@ -160,13 +148,16 @@ pub(crate) async fn create(
         user = admin.session.user,
         "service added from the dashboard"
     );
+    let base = public_base(&state, &headers);
     let created = Created {
-        hook_url: format!("{}{}", public_base(&state, &headers), service.hook_path()),
+        service: service.name.clone(),
+        hook_url: format!("{base}{}", service.hook_path()),
         secret: secret.map(|s| s.expose().to_owned()),
+        replaced: false,
     };
     let errors = validation_errors(&state, &service.name).await;
     if errors.is_empty() {
-        return manage_page(&state, &admin, &service.name, Some(created), None).await;
+        return manage_page(&state, &admin, &base, &service.name, Some(created), None).await;
     }
     // Saved, but it cannot deploy yet: the edit form, with each problem beside its field.
     let view = FormView {
@@ -203,6 +194,7 @@ pub(crate) async fn edit_form(
 
 pub(crate) async fn update(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Path(name): Path<String>,
     CsrfForm { admin, mut form }: CsrfForm<ServiceForm>,
 ) -> Result<Response, PageError> {
@@ -223,6 +215,13 @@ pub(crate) async fn update(
         Err(errors) => return Ok(refused(errors, sets)),
     };
     let change = form.update(checked);
+    // A new hook URL or secret is shown once, as for a new service: the git host needs it.
+    let new_secret = change
+        .webhook_secret
+        .clone()
+        .flatten()
+        .map(|secret| secret.expose().to_owned());
+    let hook_changed = form.new_key.is_some() || new_secret.is_some();
     let store = Arc::clone(state.queue.store());
     let service = match run_blocking(move || store.services().update(&name, &change)).await {
         Ok(service) => service,
@@ -233,8 +232,18 @@ pub(crate) async fn update(
         user = admin.session.user,
         "service changed from the dashboard"
     );
+    let base = public_base(&state, &headers);
+    let created = hook_changed.then(|| Created {
+        service: service.name.clone(),
+        hook_url: format!("{base}{}", service.hook_path()),
+        secret: new_secret,
+        replaced: true,
+    });
     let errors = validation_errors(&state, &service.name).await;
     if errors.is_empty() {
+        if created.is_some() {
+            return manage_page(&state, &admin, &base, &service.name, created, None).await;
+        }
         return Ok(Redirect::to(&format!("/services/{}", service.name)).into_response());
     }
     let view = FormView {
@@ -242,7 +251,7 @@ pub(crate) async fn update(
         errors: &errors,
         sets,
         editing: Some(&service),
-        created: None,
+        created,
     };
     Ok(form_page(&state, &admin, StatusCode::OK, view))
 }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 
@@ -26,11 +26,26 @@ use crate::web::AppState;
 /// How many deploys the service page lists.
 const RECENT_DEPLOYS: u32 = 20;
 
-/// Shown once, after a service is created.
+/// Shown once, after a service is created or its webhook URL or secret is replaced.
 #[derive(Debug, Serialize)]
 pub(super) struct Created {
+    pub service: String,
     pub hook_url: String,
     pub secret: Option<String>,
+    /// An existing service's hook changed (not a new service).
+    pub replaced: bool,
+}
+
+/// Where the git host reaches this dashboard: `--public-url`, else the address the browser used.
+pub(super) fn public_base(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.dashboard.settings.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:8080");
+    format!("http://{host}")
 }
 
 /// The names of the notification sets, for the page's choice of one.
@@ -95,16 +110,19 @@ pub(crate) async fn set_notifications(
 
 pub(crate) async fn manage(
     State(state): State<AppState>,
+    headers: HeaderMap,
     admin: Admin,
     Path(name): Path<String>,
 ) -> Result<Response, PageError> {
-    manage_page(&state, &admin, &name, None, None).await
+    let base = public_base(&state, &headers);
+    manage_page(&state, &admin, &base, &name, None, None).await
 }
 
 /// The service page; `created` shows the new service's hook URL and secret once.
 pub(super) async fn manage_page(
     state: &AppState,
     admin: &Admin,
+    base: &str,
     name: &str,
     created: Option<Created>,
     notice: Option<&str>,
@@ -172,6 +190,7 @@ pub(super) async fn manage_page(
                 TlsVerify::CaFile(path) => format!("CA file {}", path.display()),
             },
             has_webhook_secret => service.has_webhook_secret,
+            hook_url => format!("{base}{}", service.hook_path()),
             deploy_mode => service.deploy.mode.as_str(),
             fallback_ordered => service.deploy.fallback_ordered,
             maintenance => service.deploy.maintenance.as_ref().map(|page| format!("{} at {}", page.file, page.target)),
