@@ -265,3 +265,122 @@ fn a_deploy_to_an_implicit_tls_port_without_it_says_to_use_ftps_implicit() {
         "{stderr}"
     );
 }
+
+/// `ferry --db DB user add NAME` with [`PASSWORD`] on standard input.
+fn add_user(db: &Path, name: &str, extra: &[&str]) {
+    let mut args = vec!["user", "add", name];
+    args.extend_from_slice(extra);
+    args.push("--password-stdin");
+    assert_success(&run_with_input(&mut ferry(db, &args), PASSWORD, LIMIT));
+}
+
+/// `ferry --db DB serve 127.0.0.1:0 --root homes` in `dir`.
+fn serve_on(dir: &Path, db: &Path, extra: &[&str]) -> FerryServe {
+    let homes = dir.join("homes");
+    std::fs::create_dir_all(&homes).unwrap();
+    let mut args = vec!["serve", "127.0.0.1:0", "--root"];
+    let homes = homes.to_str().unwrap().to_owned();
+    args.push(&homes);
+    args.extend_from_slice(extra);
+    let mut command = ferry(db, &args);
+    command.current_dir(dir);
+    FerryServe::start(&mut command)
+}
+
+#[test]
+fn five_wrong_passwords_lock_out_one_account_at_one_address_until_a_time_the_421_names_and_ferry_ban_lift_ends_it()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    add_user(&db, USER, &[]);
+    add_user(&db, READER, &[]);
+    let server = serve_on(dir.path(), &db, &[]);
+
+    let mut guesser = server.connect();
+    let mut last = None;
+    for guess in 1..=5 {
+        guesser.expect(&format!("USER {USER}"), 331);
+        let reply = guesser.command(&format!("PASS wrong guess {guess}"));
+        if guess < 5 {
+            assert_eq!(reply.lines, ["530 Login incorrect."]);
+        }
+        last = Some(reply);
+    }
+    let banned = last.unwrap();
+    assert_eq!(banned.code, 421, "{banned:?}");
+    let text = banned.text();
+    assert!(
+        text.contains("Too many failed logins for this account from your address")
+            && text.contains("until 20")
+            && text.contains(" UTC"),
+        "{text}"
+    );
+
+    // Another account from the same address logs in with its password...
+    let mut colleague = server.connect();
+    colleague.log_in(READER);
+    colleague.expect("QUIT", 221);
+    // ...the locked-out account does not, even with the right one, and hears why and until when.
+    let mut owner = server.connect();
+    owner.expect(&format!("USER {USER}"), 331);
+    let refused = owner.command(&format!("PASS {PASSWORD}"));
+    assert_eq!(refused.code, 421, "{refused:?}");
+    assert!(refused.text().contains("until 20"), "{refused:?}");
+
+    // The running server's bans, read and lifted from the command line.
+    let listed = run_with_timeout(&mut ferry(&db, &["ban", "list"]), LIMIT);
+    assert_success(&listed);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let row = listed
+        .lines()
+        .find(|line| line.starts_with("127.0.0.1 "))
+        .unwrap_or_else(|| panic!("no ban on 127.0.0.1 in:\n{listed}"));
+    assert!(row.contains(USER) && row.contains(" UTC"), "{row}");
+    assert!(!listed.contains(READER), "{listed}");
+
+    let lifted = run_with_timeout(&mut ferry(&db, &["ban", "lift", "127.0.0.1"]), LIMIT);
+    assert_success(&lifted);
+    let lifted = String::from_utf8_lossy(&lifted.stdout).into_owned();
+    assert!(
+        lifted.contains("lifted: 127.0.0.1 account alice"),
+        "{lifted}"
+    );
+    let mut owner = server.connect();
+    owner.log_in(USER);
+    let listed = run_with_timeout(&mut ferry(&db, &["ban", "list"]), LIMIT);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("no bans"),
+        "{listed:?}"
+    );
+    assert!(server.log().contains("login bans lifted by the operator"));
+
+    // A typo is a usage error; no server is an error that says what to start.
+    let typo = run_with_timeout(&mut ferry(&db, &["ban", "lift", "127.0.0"]), LIMIT);
+    assert_eq!(typo.status.code(), Some(2), "{typo:?}");
+    let elsewhere = run_with_timeout(
+        &mut ferry(&dir.path().join("other.db"), &["ban", "list"]),
+        LIMIT,
+    );
+    assert_eq!(elsewhere.status.code(), Some(1), "{elsewhere:?}");
+    let stderr = String::from_utf8_lossy(&elsewhere.stderr);
+    assert!(
+        stderr.contains("cannot reach the running server's admin socket")
+            && stderr.contains("ferry serve"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_admin_socket_is_its_owners_alone_and_goes_with_the_server() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    add_user(&db, USER, &[]);
+    let server = serve_on(dir.path(), &db, &[]);
+    let socket = dir.path().join("ferry.db.admin.sock");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    assert!(server.log().contains("admin socket for `ferry ban`"));
+    assert!(server.terminate().success());
+    assert!(!socket.exists(), "a stopped server leaves no socket behind");
+}

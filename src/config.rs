@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// Also log every file transfer to FILE in wu-ftpd's xferlog format (reopened on SIGHUP).
     #[arg(long, value_name = "FILE", env = "FERRY_XFERLOG")]
     pub xferlog: Option<PathBuf>,
+    /// The Unix socket through which `ferry ban` reaches this running server (only its own
+    /// user may use it) [default: the database's path + .admin.sock].
+    #[arg(long, value_name = "PATH", env = "FERRY_ADMIN_SOCKET")]
+    pub admin_socket: Option<PathBuf>,
 }
 
 /// The `[serve]` table of the configuration file.

@@ -3,6 +3,7 @@
 //! extend them, never rename them.
 
 mod accounts;
+mod ban;
 mod certs;
 mod deploy;
 pub mod deploy_log;
@@ -23,6 +24,7 @@ use clap::{Parser, Subcommand};
 use self::accounts::{
     AccountsCommand, GroupCommand, UserCommand, group_command, open_store, user_command,
 };
+use self::ban::{BanCommand, ban_command};
 use self::certs::CertsCommand;
 use self::deploy::{DeployCommand, deploy_command};
 use self::serve::serve;
@@ -69,6 +71,9 @@ pub enum Command {
     /// The accounts database as a whole: copies for server nodes that share their accounts.
     #[command(subcommand)]
     Accounts(AccountsCommand),
+    /// Failed-login bans of the running FTP server: list them, lift them.
+    #[command(subcommand)]
+    Ban(BanCommand),
     /// Certificates for FTPS.
     #[command(subcommand)]
     Certs(CertsCommand),
@@ -108,6 +113,7 @@ impl Cli {
                 );
                 Ok(())
             }
+            Command::Ban(command) => ban_command(&db_path(self.db, None), command),
             Command::Deploy(command) => deploy_command(self.db, command).await,
             Command::Certs(CertsCommand::Dev { dir }) => {
                 let (cert, key) = write_development_certificate(&dir).with_context(|| {

@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use crate::auth::SqliteAuthenticator;
 use crate::auth::store::AccountStore;
 use crate::config::{FileConfig, FsSettings, ServeArgs, ServeSettings, StorageSpec};
+use crate::server::admin;
 use crate::server::tls::HostCertificate;
 use crate::server::virtual_hosts::VirtualHost;
 use crate::server::xferlog::XferLog;
@@ -189,6 +190,26 @@ pub(super) async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::
             Arc::clone(&server),
             shutdown.clone(),
         ));
+    }
+    let admin_path = args
+        .admin_socket
+        .clone()
+        .unwrap_or_else(|| admin::default_socket_path(&db));
+    match admin::AdminSocket::bind(&admin_path) {
+        Ok(socket) => {
+            info!(path = %socket.path().display(), "admin socket for `ferry ban` (this user only)");
+            tokio::spawn(admin::serve_admin(
+                socket,
+                Arc::clone(&server),
+                shutdown.clone(),
+            ));
+        }
+        // The server runs on without it: bans then end only with their time or a restart.
+        Err(error) => warn!(
+            path = %admin_path.display(),
+            %error,
+            "no admin socket: `ferry ban` cannot reach this server"
+        ),
     }
     systemd::ready(&format!("accepting FTP connections on {local}"));
     tokio::spawn(systemd::keep_watchdog_fed());
