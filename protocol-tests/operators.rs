@@ -384,3 +384,166 @@ fn the_admin_socket_is_its_owners_alone_and_goes_with_the_server() {
     assert!(server.terminate().success());
     assert!(!socket.exists(), "a stopped server leaves no socket behind");
 }
+
+/// `ferry --db DB ARGS`: its exit code, standard output and standard error.
+fn run(db: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = run_with_timeout(&mut ferry(db, args), LIMIT);
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The value `ferry user show NAME` prints for `key`.
+fn shown(db: &Path, name: &str, key: &str) -> String {
+    let (code, out, err) = run(db, &["user", "show", name]);
+    assert_eq!(code, Some(0), "{err}");
+    out.lines()
+        .find_map(|line| line.strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("no {key}: in\n{out}"))
+        .trim()
+        .to_owned()
+}
+
+/// Logs in as `user` with [`PASSWORD`]; the reply to PASS.
+fn ftp_login(server: &FerryServe, user: &str) -> u16 {
+    let mut ftp = server.connect();
+    ftp.expect(&format!("USER {user}"), 331);
+    ftp.command(&format!("PASS {PASSWORD}")).code
+}
+
+#[test]
+fn user_show_and_edit_reach_every_setting_and_group_edit_and_del_work_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    let (code, _, err) = run(
+        &db,
+        &["group", "add", "web", "--home", "site", "--perms", "elr"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    add_user(&db, "carol", &["--group", "web"]);
+    assert_eq!(shown(&db, "carol", "home"), "site (the group's)");
+    assert_eq!(shown(&db, "carol", "permissions"), "elr (the group's)");
+    assert_eq!(shown(&db, "carol", "expires"), "never");
+    assert_eq!(shown(&db, "carol", "ftp"), "yes");
+
+    let (code, out, err) = run(
+        &db,
+        &[
+            "user",
+            "edit",
+            "carol",
+            "--home",
+            "own",
+            "--perms",
+            "elradfmw",
+            "--tls-required",
+            "data",
+            "--storage",
+            "archive",
+            "--expires",
+            "2999-12-31",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("user carol changed"), "{out}");
+    assert_eq!(shown(&db, "carol", "home"), "own");
+    assert_eq!(shown(&db, "carol", "permissions"), "elradfmw");
+    assert_eq!(shown(&db, "carol", "tls required"), "data");
+    assert_eq!(shown(&db, "carol", "storage"), "archive");
+    assert!(shown(&db, "carol", "expires").starts_with("2999-12-31"));
+
+    let (code, _, err) = run(
+        &db,
+        &[
+            "user",
+            "edit",
+            "carol",
+            "--inherit-home",
+            "--inherit-perms",
+            "--no-group",
+            "--inherit-tls-required",
+            "--inherit-storage",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(shown(&db, "carol", "group"), "-");
+    assert_eq!(shown(&db, "carol", "home"), "carol (default)");
+    assert_eq!(shown(&db, "carol", "permissions"), "elradfmwMT (default)");
+    assert_eq!(shown(&db, "carol", "storage"), "the server's (default)");
+
+    // Bad values are usage errors (2) naming the flag; nothing is half-changed.
+    for (args, says) in [
+        (&["--perms", "elrz"][..], "--perms: "),
+        (&["--expires", "2026-02-30"], "--expires: invalid date"),
+        (&["--tls-required", "sometimes"], "--tls-required: "),
+        (
+            &["--home", "own", "--group", "missing"],
+            "no group named missing",
+        ),
+        (&[], "nothing to change"),
+    ] {
+        let mut full = vec!["user", "edit", "carol"];
+        full.extend_from_slice(args);
+        let (code, _, err) = run(&db, &full);
+        let expected = if says.starts_with("no group") { 1 } else { 2 };
+        assert_eq!(code, Some(expected), "{args:?}: {err}");
+        assert!(
+            err.contains(says) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(shown(&db, "carol", "home"), "carol (default)", "{args:?}");
+    }
+    let (code, _, err) = run(&db, &["user", "show", "nobody"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no user named nobody"), "{err}");
+
+    // Groups: edit, refuse to delete one in use, delete one no account uses.
+    let (code, _, err) = run(
+        &db,
+        &[
+            "group", "edit", "web", "--home", "shared", "--perms", "elrw",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (_, out, _) = run(&db, &["group", "list"]);
+    let row = out.lines().find(|l| l.starts_with("web ")).unwrap();
+    assert!(row.contains("elrw") && row.ends_with("shared"), "{row}");
+    let (code, _, err) = run(&db, &["group", "edit", "web"]);
+    assert_eq!(code, Some(2), "{err}");
+    add_user(&db, "dave", &["--group", "web"]);
+    let (code, _, err) = run(&db, &["group", "del", "web"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("still has accounts (dave)"), "{err}");
+    let (code, _, _) = run(&db, &["user", "edit", "dave", "--no-group"]);
+    assert_eq!(code, Some(0));
+    let (code, out, _) = run(&db, &["group", "del", "web"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("group web deleted"), "{out}");
+
+    // Expiry and FTP access, live on a running server.
+    let server = serve_on(dir.path(), &db, &[]);
+    std::fs::create_dir_all(dir.path().join("homes/carol")).unwrap();
+    assert_eq!(ftp_login(&server, "carol"), 230);
+    run(&db, &["user", "edit", "carol", "--expires", "2020-01-01"]);
+    assert!(shown(&db, "carol", "expires").contains("expired"));
+    assert_eq!(ftp_login(&server, "carol"), 530);
+    run(
+        &db,
+        &[
+            "user",
+            "edit",
+            "carol",
+            "--no-expiry",
+            "--no-ftp",
+            "--admin",
+        ],
+    );
+    assert_eq!(shown(&db, "carol", "ftp"), "no (dashboard only)");
+    assert_eq!(ftp_login(&server, "carol"), 530);
+    run(&db, &["user", "edit", "carol", "--ftp", "--disable"]);
+    assert_eq!(ftp_login(&server, "carol"), 530);
+    run(&db, &["user", "edit", "carol", "--enable"]);
+    assert_eq!(ftp_login(&server, "carol"), 230);
+}

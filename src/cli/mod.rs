@@ -127,6 +127,25 @@ impl Cli {
     }
 }
 
+/// A command line that cannot be carried out as given (a value out of range, nothing to do):
+/// `ferry` exits with 2, as clap does for the errors it finds itself.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+impl From<crate::auth::InputErrors> for UsageError {
+    fn from(errors: crate::auth::InputErrors) -> Self {
+        Self(errors.to_string())
+    }
+}
+
 fn db_path(flag: Option<PathBuf>, file: Option<&FileConfig>) -> PathBuf {
     flag.or_else(|| file.and_then(|f| f.db.clone()))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DB))

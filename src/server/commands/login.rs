@@ -90,6 +90,9 @@ impl Session {
 
     /// What in an account's policy keeps this session out, if anything.
     fn policy_refusal(&self, policy: &AccountPolicy) -> Option<&'static str> {
+        if policy.dashboard_only {
+            return Some("the account may use the deploy dashboard only, not FTP");
+        }
         if let Some(networks) = &policy.allowed_networks {
             if !networks.allows(self.peer.ip()) {
                 return Some("the client's address is outside the account's allowed networks");
