@@ -547,3 +547,42 @@ fn user_show_and_edit_reach_every_setting_and_group_edit_and_del_work_from_the_c
     run(&db, &["user", "edit", "carol", "--enable"]);
     assert_eq!(ftp_login(&server, "carol"), 230);
 }
+
+#[test]
+fn serve_listens_on_a_host_name_and_says_what_it_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("new.db");
+    let start = || {
+        let mut command = ferry(&db, &["serve", "localhost:0", "--root", "missing/dir"]);
+        command.current_dir(dir.path());
+        FerryServe::start(&mut command)
+    };
+    let server = start();
+    let log = server.log();
+    assert!(
+        log.contains("created a new accounts database") && log.contains("new.db"),
+        "{log}"
+    );
+    assert!(
+        log.contains("created the FTP root directory") && log.contains("missing/dir"),
+        "{log}"
+    );
+    assert!(dir.path().join("missing/dir").is_dir());
+    assert!(server.addr.ip().is_loopback(), "{}", server.addr);
+    drop(server.connect());
+    assert!(server.terminate().success());
+    // Started again, there is nothing new to say.
+    let again = start();
+    assert!(!again.log().contains("created"), "{}", again.log());
+    drop(again);
+
+    // An address it cannot use is a usage error that shows the forms it takes.
+    for listen in ["nowhere", "localhost:port", "no-such-host.invalid:21"] {
+        let (code, _, err) = run(&db, &["serve", listen]);
+        assert_eq!(code, Some(2), "{listen}: {err}");
+        assert!(
+            err.contains("localhost:2121") && !err.contains("panicked"),
+            "{listen}: {err}"
+        );
+    }
+}

@@ -156,9 +156,13 @@ pub(super) async fn deploy_serve(db: &Path, args: DeployServeArgs) -> anyhow::Re
     use crate::deploy::service::queue::{DeployQueue, QueueConfig};
     use crate::deploy::service::store::DeployStore;
 
+    let new = !db.exists();
     let key = args.key.load(db)?;
     let store = DeployStore::open(db, key)
         .with_context(|| format!("cannot open the deploy database {}", db.display()))?;
+    if new {
+        info!(db = %db.display(), "created a new database (it did not exist)");
+    }
     let state_dir = args
         .state_dir
         .unwrap_or_else(|| QueueConfig::default_state_dir(db));

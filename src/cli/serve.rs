@@ -23,13 +23,24 @@ use crate::systemd;
 use super::accounts::open_store;
 use super::db_path;
 
-/// Opens one storage of the server: local disk (the root created if missing) or object storage.
+/// Opens one storage of the server: local disk (the root created if missing, and said so) or
+/// object storage.
 async fn open_storage(spec: &StorageSpec) -> anyhow::Result<Arc<dyn StorageProvider>> {
     match spec {
         StorageSpec::Fs(FsSettings { root }) => {
-            std::fs::create_dir_all(root).with_context(|| {
-                format!("cannot create the FTP root directory {}", root.display())
-            })?;
+            if !root.exists() {
+                std::fs::create_dir_all(root).with_context(|| {
+                    format!(
+                        "cannot create the FTP root directory {}; create it (mkdir -p) as the \
+                         user ferry runs as, or point --root at another directory",
+                        root.display()
+                    )
+                })?;
+                info!(
+                    root = %root.display(),
+                    "created the FTP root directory (it did not exist); homes are made under it"
+                );
+            }
             let root = std::fs::canonicalize(root)
                 .with_context(|| format!("cannot open the FTP root {}", root.display()))?;
             Ok(Arc::new(FsProvider::new(root)))
@@ -72,7 +83,12 @@ pub(super) async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::
             )
         })?
     } else {
-        open_store(&db)?
+        let new = !db.exists();
+        let store = open_store(&db)?;
+        if new {
+            info!(db = %db.display(), "created a new accounts database (it did not exist)");
+        }
+        store
     };
     let store = Arc::new(store);
     let storage = open_storage(&settings.storage).await?;
