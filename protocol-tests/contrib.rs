@@ -235,3 +235,57 @@ fn the_supervisor_program_and_compose_service_start_the_deploy_service() {
     assert_eq!(service[..2], ["deploy", "serve"]);
     starts_the_deploy_service(service, &[("FERRY_PUBLIC_URL", "http://localhost:8080")]);
 }
+
+#[test]
+fn the_sample_configuration_serves_once_the_lines_it_names_are_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let certs = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs-dev");
+    let text = std::fs::read_to_string(contrib("ferry.toml")).unwrap();
+    // Exactly the lines its header names, and the listener moved to a free port.
+    let shared = text.find("\n[storage.shared]").unwrap() + 1;
+    let after_shared = text[shared..]
+        .find("\n[")
+        .map_or(text.len(), |end| shared + end + 1);
+    let text = format!("{}{}", &text[..shared], &text[after_shared..])
+        .replace("/var/lib/ferry/ferry.db", &path("ferry.db"))
+        .replace("\"/srv/ftp\"", &format!("{:?}", path("ftp")))
+        .replace("\"/srv/archive\"", &format!("{:?}", path("archive")))
+        .replace(
+            "/etc/ferry/cert.pem",
+            certs.join("cert.pem").to_str().unwrap(),
+        )
+        .replace(
+            "/etc/ferry/key.pem",
+            certs.join("key.pem").to_str().unwrap(),
+        )
+        .replace("listen = \"0.0.0.0:2121\"", "listen = \"127.0.0.1:0\"");
+    let config = dir.path().join("ferry.toml");
+    std::fs::write(&config, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .env_remove("FERRY_CONFIG")
+        .env_remove("FERRY_DB")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    while !log.contains("ferry FTP server listening") {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() == 0 {
+            panic!("ferry serve --config contrib/ferry.toml exited:\n{log}");
+        }
+        log.push_str(&line);
+    }
+    assert!(
+        log.contains("storage.archive") || log.contains("archive"),
+        "{log}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -549,6 +549,33 @@ fn user_show_and_edit_reach_every_setting_and_group_edit_and_del_work_from_the_c
 }
 
 #[test]
+fn certs_dev_writes_a_private_key_and_keeps_an_existing_pair_unless_forced() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let certs_arg = certs.to_str().unwrap();
+    let db = dir.path().join("unused.db");
+    let (code, out, err) = run(&db, &["certs", "dev", "--dir", certs_arg]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("key.pem"), "{out}");
+    let key = certs.join("key.pem");
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&key), 0o600);
+    let first = std::fs::read(&key).unwrap();
+
+    let (code, _, err) = run(&db, &["certs", "dev", "--dir", certs_arg]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("already exists; pass --force"), "{err}");
+    assert_eq!(std::fs::read(&key).unwrap(), first, "the pair is kept");
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = run(&db, &["certs", "dev", "--dir", certs_arg, "--force"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_ne!(std::fs::read(&key).unwrap(), first, "a new pair");
+    assert_eq!(mode(&key), 0o600, "a replaced key is private too");
+}
+
+#[test]
 fn serve_listens_on_a_host_name_and_says_what_it_created() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("new.db");
@@ -585,4 +612,84 @@ fn serve_listens_on_a_host_name_and_says_what_it_created() {
             "{listen}: {err}"
         );
     }
+}
+
+/// `ferry ARGS --help`.
+fn help(args: &[&str]) -> String {
+    let mut command = ferry(Path::new("unused.db"), args);
+    command.arg("--help");
+    let output = run_with_timeout(&mut command, LIMIT);
+    assert_eq!(output.status.code(), Some(0), "{args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The lines of a help text's `NAME:` section.
+fn section<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    text.lines()
+        .skip_while(|line| *line != name)
+        .skip(1)
+        .take_while(|line| !line.is_empty())
+        .collect()
+}
+
+/// Every command that has no subcommands, as the words that name it.
+fn leaf_commands(prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
+    let args: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    let text = help(&args);
+    let subcommands: Vec<String> = section(&text, "Commands:")
+        .iter()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|word| *word != "help")
+        .map(str::to_owned)
+        .collect();
+    if subcommands.is_empty() {
+        out.push(prefix);
+        return;
+    }
+    for sub in subcommands {
+        let mut next = prefix.clone();
+        next.push(sub);
+        leaf_commands(next, out);
+    }
+}
+
+#[test]
+fn every_positional_argument_is_described_and_serve_shows_its_defaults() {
+    let mut leaves = Vec::new();
+    leaf_commands(Vec::new(), &mut leaves);
+    assert!(leaves.len() > 30, "{leaves:?}");
+    for leaf in &leaves {
+        let args: Vec<&str> = leaf.iter().map(String::as_str).collect();
+        let text = help(&args);
+        for line in section(&text, "Arguments:") {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            assert!(
+                words.len() > 1,
+                "`ferry {}`: {line:?} is not described",
+                leaf.join(" ")
+            );
+        }
+    }
+    // Every `serve` setting that takes a value says what it is when not given (the key file
+    // goes with the certificate, whose line says it).
+    let text = help(&["serve"]);
+    let options = section(&text, "Options:");
+    let mut entries: Vec<String> = Vec::new();
+    for line in options {
+        if line.trim_start().starts_with('-') {
+            entries.push(line.to_owned());
+        } else if let Some(last) = entries.last_mut() {
+            last.push_str(line);
+        }
+    }
+    for entry in entries
+        .iter()
+        .filter(|e| e.contains(" <") && !e.contains("--keyfile"))
+    {
+        assert!(entry.contains("[default"), "no default shown: {entry}");
+    }
+    assert!(
+        text.contains("[default: 127.0.0.1:2121]") && text.contains("[default: ./ferry.db]"),
+        "{text}"
+    );
 }

@@ -35,7 +35,8 @@ use crate::server::tls::write_development_certificate;
 #[derive(Debug, Parser)]
 #[command(name = "ferry", version, about)]
 pub struct Cli {
-    /// The accounts database (SQLite; created if missing).
+    /// The accounts database (SQLite; created by the commands that add something) [default:
+    /// ./ferry.db].
     #[arg(long, global = true, value_name = "FILE", env = "FERRY_DB")]
     pub db: Option<PathBuf>,
     /// How log lines are written to standard error: text, or json (one object per line).
@@ -115,7 +116,19 @@ impl Cli {
             }
             Command::Ban(command) => ban_command(&db_path(self.db, None), command),
             Command::Deploy(command) => deploy_command(self.db, command).await,
-            Command::Certs(CertsCommand::Dev { dir }) => {
+            Command::Certs(CertsCommand::Dev { dir, force }) => {
+                let existing: Vec<_> = ["cert.pem", "key.pem"]
+                    .iter()
+                    .map(|name| dir.join(name))
+                    .filter(|path| path.exists())
+                    .collect();
+                if !force && !existing.is_empty() {
+                    bail!(
+                        "{} already exists; pass --force to replace the pair, or --dir DIR to \
+                         write a new one elsewhere",
+                        existing[0].display()
+                    );
+                }
                 let (cert, key) = write_development_certificate(&dir).with_context(|| {
                     format!("cannot write a certificate into {}", dir.display())
                 })?;
