@@ -223,6 +223,7 @@ fn a_typo_in_the_database_path_creates_nothing_and_says_so_once() {
         LIMIT,
     ));
     let output = run_with_timeout(&mut ferry(&db, &["user", "passwd", "bob"]), LIMIT);
+    assert_eq!(output.status.code(), Some(2), "a usage error: {output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("ferry user passwd NAME --password-stdin"),

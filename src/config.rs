@@ -99,7 +99,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE", env = "FERRY_XFERLOG")]
     pub xferlog: Option<PathBuf>,
     /// The Unix socket through which `ferry ban` reaches this running server (only its own
-    /// user may use it) [default: the database's path + .admin.sock].
+    /// user may use it) [default: the database's path + .admin.sock; none with
+    /// --accounts-read-only].
     #[arg(long, value_name = "PATH", env = "FERRY_ADMIN_SOCKET")]
     pub admin_socket: Option<PathBuf>,
 }

@@ -295,10 +295,11 @@ fn parse_perms(letters: Option<String>) -> anyhow::Result<Option<Permissions>> {
 /// `example` is the command to show when the flag is missing, as in `ferry user add NAME`.
 pub(super) fn read_password(password_stdin: bool, example: &str) -> anyhow::Result<String> {
     if !password_stdin {
-        bail!(
+        return Err(UsageError(format!(
             "pass the password on standard input with --password-stdin, \
              as in: printf '%s' \"$PASSWORD\" | {example} --password-stdin"
-        );
+        ))
+        .into());
     }
     let mut line = String::new();
     std::io::stdin()

@@ -207,12 +207,22 @@ pub(super) async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::
             shutdown.clone(),
         ));
     }
-    let admin_path = args
-        .admin_socket
-        .clone()
-        .unwrap_or_else(|| admin::default_socket_path(&db));
-    match admin::AdminSocket::bind(&admin_path) {
-        Ok(socket) => {
+    // A node on a shipped read-only copy writes nothing beside it (the directory is the
+    // admin's to ship into): its admin socket is where --admin-socket says, or nowhere.
+    let admin_path = match (&args.admin_socket, settings.accounts_read_only) {
+        (Some(path), _) => Some(path.clone()),
+        (None, false) => Some(admin::default_socket_path(&db)),
+        (None, true) => None,
+    };
+    match admin_path
+        .as_deref()
+        .map(|path| (path, admin::AdminSocket::bind(path)))
+    {
+        None => info!(
+            "no admin socket beside a read-only accounts copy; give --admin-socket PATH for \
+             `ferry ban`"
+        ),
+        Some((_, Ok(socket))) => {
             info!(path = %socket.path().display(), "admin socket for `ferry ban` (this user only)");
             tokio::spawn(admin::serve_admin(
                 socket,
@@ -221,8 +231,8 @@ pub(super) async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::
             ));
         }
         // The server runs on without it: bans then end only with their time or a restart.
-        Err(error) => warn!(
-            path = %admin_path.display(),
+        Some((path, Err(error))) => warn!(
+            path = %path.display(),
             %error,
             "no admin socket: `ferry ban` cannot reach this server"
         ),
