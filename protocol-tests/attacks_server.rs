@@ -24,7 +24,8 @@ fn ip(text: &str) -> IpAddr {
 
 // ---- the login throttle ------------------------------------------------------------------------
 
-/// A server that bans after 5 failures in 10 minutes, with short delays so a test can fail often.
+/// A server that bans an account at an address after 5 failures in 10 minutes, with short delays
+/// so a test can fail often.
 fn throttled_server() -> TestServer {
     TestServer::start_with(|config| {
         config.login_throttle = ThrottleConfig {
@@ -61,18 +62,21 @@ fn good_logins_of_another_account_do_not_clear_the_failures_toward_the_ban() {
     assert_eq!(
         banned_at,
         Some(5),
-        "the fifth wrong password must ban the address, whoever logged in between"
+        "the fifth wrong password must ban the account at the address, whoever logged in between"
     );
     assert!(guesser.is_closed());
-    // The ban holds for every account from the address, the right password included...
-    let mut colleague = Dialogue::connect(&server);
-    colleague.expect(&format!("USER {READER}"), 331);
-    let refused = colleague.command(&format!("PASS {PASSWORD}"));
+    // The ban holds for the guessed account from the address, the right password included...
+    let mut owner = Dialogue::connect(&server);
+    owner.expect(&format!("USER {USER}"), 331);
+    let refused = owner.command(&format!("PASS {PASSWORD}"));
     assert_eq!(refused.code, 421, "{refused:?}");
     assert!(
         refused.text().contains("Too many failed logins"),
         "{refused:?}"
     );
+    // ...not for the colleague behind the same address...
+    let mut colleague = Dialogue::connect(&server);
+    colleague.log_in(READER);
     // ...and for no other address.
     let (mut neighbour, greeting) = Dialogue::open_from(server.addr, ip("127.0.0.2"));
     assert_eq!(greeting.code, 220, "{greeting:?}");

@@ -788,3 +788,146 @@ async fn walk_through(
     let (status, _) = curl(&["-H", &cookie, &server.url("/api/services")]);
     assert_eq!(status, 401);
 }
+
+/// Logs `user` in with [`PASSWORD`] over FTP at `server`; the reply code to PASS.
+fn ftp_login_code(server: &FerryServe, user: &str, password: &str) -> u16 {
+    let mut ftp = server.connect();
+    ftp.expect(&format!("USER {user}"), 331);
+    ftp.command(&format!("PASS {password}")).code
+}
+
+#[test]
+fn the_accounts_section_adds_edits_resets_and_disables_accounts_with_the_clis_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ferry.db");
+    add_user(&db, "admin", true);
+    let homes = dir.path().join("homes");
+    std::fs::create_dir_all(homes.join("carol")).unwrap();
+    let ftp = FerryServe::start(
+        crate::deploy_serve::ferry(&db, &["serve", "127.0.0.1:0", "--root"])
+            .arg(&homes)
+            .current_dir(dir.path()),
+    );
+    let server = DeployServer::start(&db, &[]);
+    let driver = ChromeDriver::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let browser = open_browser(&driver, &dir.path().join("chromium-profile")).await;
+        browser.goto(&server.url("/accounts")).await.unwrap();
+        wait_for_path(&browser, "/login").await;
+        fill(&browser, "#user", "admin").await;
+        fill(&browser, "#password", PASSWORD).await;
+        click(&browser, "#login").await;
+        wait_for_path(&browser, "/accounts").await;
+        let note = text(&browser, "#admin-on-ftp").await;
+        assert!(
+            note.contains("its home and its permissions, nothing more")
+                && note.contains("May log in over FTP"),
+            "{note}"
+        );
+        assert!(text(&browser, "#account-admin").await.contains("yes"));
+        screenshot(&browser, "accounts").await;
+
+        // Add: the same checks, and words, as `ferry user add`.
+        click(&browser, "#add-account").await;
+        wait_for_path(&browser, "/accounts/new").await;
+        fill(&browser, "#account-name", "carol").await;
+        fill(&browser, "#account-password", "first pass").await;
+        fill(&browser, "#account-password-again", "other pass").await;
+        fill(&browser, "#account-perms", "elrz").await;
+        click(&browser, "#save-account").await;
+        let perms = text(&browser, "#error-perms").await;
+        let cli = run_with_input(
+            &mut crate::deploy_serve::ferry(
+                &dir.path().join("scratch.db"),
+                &["user", "add", "x", "--perms", "elrz", "--password-stdin"],
+            ),
+            "pw\n",
+            LIMIT,
+        );
+        assert_eq!(cli.status.code(), Some(2));
+        let cli = String::from_utf8_lossy(&cli.stderr);
+        assert!(
+            cli.contains(&format!("--perms: {perms}")),
+            "{perms} / {cli}"
+        );
+        assert!(text(&browser, "#error-password").await.contains("differ"));
+        screenshot(&browser, "account-form-errors").await;
+        fill(&browser, "#account-password", "first pass").await;
+        fill(&browser, "#account-password-again", "first pass").await;
+        fill(&browser, "#account-perms", "elr").await;
+        click(&browser, "#save-account").await;
+        wait_for_path(&browser, "/accounts").await;
+        let row = text(&browser, "#account-carol").await;
+        assert!(row.contains("elr") && row.contains("enabled"), "{row}");
+        assert_eq!(ftp_login_code(&ftp, "carol", "first pass"), 230);
+
+        // Reset the password: the old one stops working, the new one works.
+        browser
+            .goto(&server.url("/accounts/carol/edit"))
+            .await
+            .unwrap();
+        fill(&browser, "#new-password", PASSWORD).await;
+        fill(&browser, "#new-password-again", PASSWORD).await;
+        click(&browser, "#reset-password").await;
+        wait_for_path(&browser, "/accounts").await;
+        assert_eq!(ftp_login_code(&ftp, "carol", PASSWORD), 230);
+        assert_eq!(ftp_login_code(&ftp, "carol", "first pass"), 530);
+
+        // Edit: a dashboard-only account, with its own home.
+        browser
+            .goto(&server.url("/accounts/carol/edit"))
+            .await
+            .unwrap();
+        // A home out of the FTP root is the command line's to give, not the dashboard's.
+        fill(&browser, "#account-home", "/etc").await;
+        click(&browser, "#save-account").await;
+        let home = text(&browser, "#error-home").await;
+        assert!(home.contains("stays under the server's root"), "{home}");
+        fill(&browser, "#account-home", "carol-site").await;
+        click(&browser, "#account-ftp").await;
+        click(&browser, "#save-account").await;
+        wait_for_path(&browser, "/accounts").await;
+        assert_eq!(ftp_login_code(&ftp, "carol", PASSWORD), 530);
+        let shown = run_with_timeout(
+            &mut crate::deploy_serve::ferry(&db, &["user", "show", "carol"]),
+            LIMIT,
+        );
+        let shown = String::from_utf8_lossy(&shown.stdout);
+        assert!(
+            shown.contains("ftp:              no (dashboard only)")
+                && shown.contains("home:             carol-site"),
+            "{shown}"
+        );
+
+        // Disable from the list (a confirm dialog first), then enable again.
+        click(&browser, "#disable-carol").await;
+        let _dialog = poll_until(
+            "the confirm dialog",
+            || browser.get_alert_text(),
+            Result::is_ok,
+        )
+        .await;
+        browser.accept_alert().await.unwrap();
+        poll_until(
+            "carol's row says disabled",
+            || text(&browser, "#account-carol"),
+            |row| row.contains("disabled"),
+        )
+        .await;
+        screenshot(&browser, "accounts-disabled").await;
+        let shown = run_with_timeout(
+            &mut crate::deploy_serve::ferry(&db, &["user", "show", "carol"]),
+            LIMIT,
+        );
+        assert!(String::from_utf8_lossy(&shown.stdout).contains("enabled:          no"));
+        click(&browser, "#enable-carol").await;
+        poll_until(
+            "carol's row says enabled",
+            || text(&browser, "#account-carol"),
+            |row| row.contains("enabled"),
+        )
+        .await;
+        let _ = browser.close().await;
+    });
+}

@@ -178,7 +178,9 @@ fn wrong_passwords_cost_a_delay_and_then_a_ban() {
         took >= Duration::from_millis(600),
         "answered after {took:?}"
     );
-    // The third failure bans the address and closes the connection.
+    // The third failure of the account bans it at the address and closes the connection.
+    let (wrong, _) = try_login(&mut ftp, USER, "wrong");
+    assert_eq!(wrong.lines, ["530 Login incorrect."]);
     let (banned, _) = try_login(&mut ftp, USER, "wrong");
     assert_eq!(banned.code, 421, "{banned:?}");
     assert!(

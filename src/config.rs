@@ -20,47 +20,52 @@ use crate::server::{Masquerade, PortRanges, ServerConfig, Timeouts, TlsSettings}
 /// `ferry serve` flags; each can also come from the environment or the config file.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
-    /// Address of the control listener.
-    #[arg(value_name = "HOST:PORT", env = "FERRY_LISTEN")]
+    /// Address of the control listener: 0.0.0.0:21, [::]:21, localhost:2121 (a name listens on
+    /// the first address it resolves to) [default: 127.0.0.1:2121].
+    #[arg(value_name = "HOST:PORT", env = "FERRY_LISTEN", value_parser = parse_listen)]
     pub listen: Option<SocketAddr>,
-    /// Directory under which user homes live (created if missing).
+    /// Directory under which user homes live [default: ./ftp-root].
     #[arg(long, value_name = "DIR", env = "FERRY_ROOT")]
     pub root: Option<PathBuf>,
-    /// Passive ports, as in 30000-30100 or 12345,30000-50000 (default: any free port).
+    /// Passive ports, as in 30000-30100 or 12345,30000-50000 [default: any free port].
     #[arg(long, value_name = "RANGES", env = "FERRY_PASSIVE_PORTS")]
     pub passive_ports: Option<String>,
-    /// Address (or host name) announced in PASV replies, for a server behind NAT.
+    /// Address (or host name) announced in PASV replies, for a server behind NAT [default: the
+    /// control connection's local address].
     #[arg(long, value_name = "ADDR", env = "FERRY_MASQUERADE_ADDRESS")]
     pub masquerade_address: Option<String>,
-    /// Per-client-network PASV addresses, as in 10.0.0.0/8=10.0.0.5,0.0.0.0/0=203.0.113.10.
+    /// Per-client-network PASV addresses, as in 10.0.0.0/8=10.0.0.5,0.0.0.0/0=203.0.113.10
+    /// [default: none].
     #[arg(long, value_name = "CIDR=ADDR,...", env = "FERRY_MASQUERADE_MAP")]
     pub masquerade_map: Option<String>,
     /// Load-balancer networks (CIDRs or addresses, comma-separated) whose connections must open
-    /// with a PROXY protocol v1/v2 header naming the real client.
+    /// with a PROXY protocol v1/v2 header naming the real client [default: none, PROXY off].
     #[arg(long, value_name = "CIDR,...", env = "FERRY_PROXY_PROTOCOL_FROM")]
     pub proxy_protocol_from: Option<String>,
-    /// Refuse PORT and EPRT (active mode).
+    /// Refuse PORT and EPRT (active mode) [default: active mode on, to the client's own address
+    /// only].
     #[arg(long, env = "FERRY_NO_ACTIVE_MODE")]
     pub no_active_mode: bool,
-    /// Seconds without a command before an idle session is closed.
+    /// Seconds without a command before an idle session is closed [default: 300].
     #[arg(long, value_name = "SECS", env = "FERRY_TIMEOUT")]
     pub timeout: Option<u64>,
-    /// Maximum number of simultaneous control connections (0: unlimited).
+    /// Maximum number of simultaneous control connections (0: unlimited) [default: 1000].
     #[arg(long, value_name = "N", env = "FERRY_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
-    /// Maximum simultaneous control connections from one address (0: unlimited).
+    /// Maximum simultaneous control connections from one address (0: unlimited) [default: 50].
     #[arg(long, value_name = "N", env = "FERRY_MAX_PER_IP")]
     pub max_per_ip: Option<usize>,
-    /// PEM certificate chain for FTPS (AUTH TLS); needs --keyfile.
+    /// PEM certificate chain for FTPS (AUTH TLS); needs --keyfile [default: none, plain FTP].
     #[arg(long, value_name = "PEM", env = "FERRY_CERTFILE", requires = "keyfile")]
     pub certfile: Option<PathBuf>,
     /// PEM private key (RSA, ECDSA or Ed25519) of --certfile.
     #[arg(long, value_name = "PEM", env = "FERRY_KEYFILE", requires = "certfile")]
     pub keyfile: Option<PathBuf>,
-    /// Also listen for implicit FTPS (TLS from the first byte) on this address.
-    #[arg(long, value_name = "HOST:PORT", env = "FERRY_IMPLICIT_TLS")]
+    /// Also listen for implicit FTPS (TLS from the first byte) on this address [default: off].
+    #[arg(long, value_name = "HOST:PORT", env = "FERRY_IMPLICIT_TLS", value_parser = parse_listen)]
     pub implicit_tls: Option<SocketAddr>,
-    /// What must be encrypted: none, control, data or all (default all when a certificate is given).
+    /// What must be encrypted: none, control, data or all [default: all when a certificate is
+    /// given, else none].
     #[arg(long, value_name = "WHAT", env = "FERRY_TLS_REQUIRED")]
     pub tls_required: Option<TlsRequirement>,
     /// Refuse TLS data connections that do not resume a TLS session of their control connection
@@ -70,28 +75,29 @@ pub struct ServeArgs {
     /// Allow CCC (clear command channel after login).
     #[arg(long, env = "FERRY_ALLOW_CCC")]
     pub allow_ccc: bool,
-    /// Serve GET /metrics (Prometheus) and GET /healthz over HTTP on this address.
-    #[arg(long, value_name = "HOST:PORT", env = "FERRY_METRICS_LISTEN")]
+    /// Serve GET /metrics (Prometheus) and GET /healthz over HTTP on this address [default: off].
+    #[arg(long, value_name = "HOST:PORT", env = "FERRY_METRICS_LISTEN", value_parser = parse_listen)]
     pub metrics_listen: Option<SocketAddr>,
-    /// Working memory of each argon2id password hash, in KiB (default 19456).
+    /// Working memory of each argon2id password hash, in KiB [default: 19456].
     #[arg(long, value_name = "KIB", env = "FERRY_PASSWORD_HASH_MEMORY_KIB")]
     pub password_hash_memory_kib: Option<u32>,
-    /// Passes of each argon2id password hash (default 2).
+    /// Passes of each argon2id password hash [default: 2].
     #[arg(long, value_name = "N", env = "FERRY_PASSWORD_HASH_PASSES")]
     pub password_hash_passes: Option<u32>,
     /// Where files live for accounts that name no storage: a `[storage.NAME]` of the config
-    /// file, or s3://BUCKET[/PREFIX] (endpoint, region and keys from the AWS_* environment).
-    /// Default: local disk under --root.
+    /// file, or s3://BUCKET[/PREFIX] (endpoint, region and keys from the AWS_* environment)
+    /// [default: local disk under --root].
     #[arg(long, value_name = "NAME|URL", env = "FERRY_STORAGE")]
     pub storage: Option<String>,
     /// Open the accounts database read-only, as a copy made by `ferry accounts snapshot` and
     /// shipped to each of several nodes; a newer copy is read at the next login.
     #[arg(long, env = "FERRY_ACCOUNTS_READ_ONLY")]
     pub accounts_read_only: bool,
-    /// A TOML configuration file (see contrib/ferry.toml).
+    /// A TOML configuration file (see contrib/ferry.toml) [default: none].
     #[arg(long, value_name = "FILE", env = "FERRY_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Also log every file transfer to FILE in wu-ftpd's xferlog format (reopened on SIGHUP).
+    /// Also log every file transfer to FILE in wu-ftpd's xferlog format (reopened on SIGHUP)
+    /// [default: off].
     #[arg(long, value_name = "FILE", env = "FERRY_XFERLOG")]
     pub xferlog: Option<PathBuf>,
     /// Pace of each upload, in bytes a second (512K, 10M; K = 1024), with an optional burst
@@ -101,6 +107,33 @@ pub struct ServeArgs {
     /// Pace of each download, as --upload-rate.
     #[arg(long, value_name = "RATE[:BURST]", env = "FERRY_DOWNLOAD_RATE")]
     pub download_rate: Option<RateLimit>,
+    /// The Unix socket through which `ferry ban` reaches this running server (only its own
+    /// user may use it) [default: the database's path + .admin.sock; none with
+    /// --accounts-read-only].
+    #[arg(long, value_name = "PATH", env = "FERRY_ADMIN_SOCKET")]
+    pub admin_socket: Option<PathBuf>,
+}
+
+/// A listening address as the command line takes it: an IP address and port, or a host name and
+/// port (the first address the name resolves to).
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs as _;
+    let wanted = "give HOST:PORT, such as 127.0.0.1:2121, 0.0.0.0:21, [::1]:2121 or localhost:2121";
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!("no port in {text:?}: {wanted}"));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("{text:?} is not HOST:PORT: {wanted}"));
+    }
+    match text.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("{host:?} resolves to no address: {wanted}")),
+        Err(error) => Err(format!("cannot resolve {host:?} ({error}): {wanted}")),
+    }
 }
 
 /// The `[serve]` table of the configuration file.

@@ -39,6 +39,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // Deploy failures tell usage, connection, transfer and git errors apart.
+            if let Some(usage) = error.downcast_ref::<ferry::cli::UsageError>() {
+                eprintln!("error: {usage}");
+                return ExitCode::from(2);
+            }
             match error.downcast_ref::<ferry::deploy::DeployError>() {
                 Some(deploy) => {
                     eprintln!("error: {deploy}");

@@ -8,6 +8,7 @@
 //! and then bans client addresses that keep failing to log in; [`login_guard`] does the same per
 //! account and address for logins that name an account up front (the deploy dashboard).
 
+pub mod account_input;
 mod checkers;
 pub mod django;
 pub mod keyed_throttle;
@@ -23,6 +24,7 @@ use std::net::IpAddr;
 
 use async_trait::async_trait;
 
+pub use account_input::{AccountChanges, AccountField, AccountInput, InputErrors, Setting};
 pub use keyed_throttle::KeyedThrottle;
 pub use login_guard::{LoginGuard, LoginRefusal};
 pub use networks::{AllowedNetworks, HostList};
@@ -124,6 +126,9 @@ pub struct AccountPolicy {
     pub login_message: Option<String>,
     /// Lines shown before "Goodbye." in the `221` reply to QUIT.
     pub logout_message: Option<String>,
+    /// The account may use the deploy dashboard only: every FTP login is refused like a wrong
+    /// password.
+    pub dashboard_only: bool,
 }
 
 impl fmt::Debug for UserDetails {
@@ -148,6 +153,8 @@ pub enum AuthError {
     BadCredentials,
     #[error("the account is disabled")]
     Disabled,
+    #[error("the account has expired")]
+    Expired,
     /// Decided before the password was read (it was not checked): an address outside the
     /// account's allowed networks.
     #[error("refused before the password: {0}")]

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+use super::account_input::{AccountChanges, Setting};
 use super::password::{DUMMY_HASH, HashCost, hash_password, verify_password};
 use super::{
     AccountPolicy, AllowedNetworks, AuthError, Authenticator, HostList, Permissions,
@@ -89,6 +90,13 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE groups ADD COLUMN hosts TEXT;
     ALTER TABLE accounts ADD COLUMN hosts TEXT;
 "#,
+    r#"
+    -- The last day (UTC, YYYY-MM-DD) an account may log in; NULL: no end.
+    ALTER TABLE accounts ADD COLUMN expires_on TEXT;
+    -- 0: the account may use the deploy dashboard only, never FTP.
+    ALTER TABLE accounts ADD COLUMN ftp_access INTEGER NOT NULL DEFAULT 1
+        CHECK (ftp_access IN (0, 1));
+"#,
 ];
 
 /// SQLite's clock as an ISO 8601 UTC timestamp, so no Rust date library is needed.
@@ -129,6 +137,8 @@ pub enum StoreError {
         users.join(", ")
     )]
     GroupInUse { group: String, users: Vec<String> },
+    #[error("invalid date {0:?}: give the last day the account may log in as YYYY-MM-DD (UTC)")]
+    InvalidDate(String),
     #[error("the password is empty; give a non-empty password on standard input")]
     EmptyPassword,
     #[error(
@@ -183,6 +193,10 @@ pub struct NewAccount<'a> {
     /// Shown with the `230` of a login and the `221` of QUIT.
     pub login_message: Option<&'a str>,
     pub logout_message: Option<&'a str>,
+    /// The last day (UTC, `YYYY-MM-DD`) the account may log in; `None`: no end.
+    pub expires_on: Option<&'a str>,
+    /// The account may use the deploy dashboard (with `admin`) but never log in over FTP.
+    pub dashboard_only: bool,
     /// The plain-text password; stored only as an argon2id hash.
     pub password: &'a str,
 }
@@ -201,6 +215,8 @@ impl fmt::Debug for NewAccount<'_> {
             .field("hosts", &self.hosts)
             .field("login_message", &self.login_message)
             .field("logout_message", &self.logout_message)
+            .field("expires_on", &self.expires_on)
+            .field("dashboard_only", &self.dashboard_only)
             .finish_non_exhaustive()
     }
 }
@@ -256,6 +272,12 @@ pub struct AccountRecord {
     pub group_hosts: Option<HostList>,
     pub login_message: Option<String>,
     pub logout_message: Option<String>,
+    /// The last day (UTC, `YYYY-MM-DD`) the account may log in, if it has one.
+    pub expires_on: Option<String>,
+    /// That day is over: the account is refused as a disabled one is.
+    pub expired: bool,
+    /// Whether the account may log in over FTP (else only to the dashboard, as an admin).
+    pub ftp_access: bool,
     password_hash: String,
     credential_stamp: String,
 }
@@ -300,6 +322,7 @@ impl AccountRecord {
             hosts: self.hosts.as_ref().or(self.group_hosts.as_ref()).cloned(),
             login_message: self.login_message.clone(),
             logout_message: self.logout_message.clone(),
+            dashboard_only: !self.ftp_access,
         }
     }
 
@@ -347,6 +370,9 @@ impl fmt::Debug for AccountRecord {
             .field("group_hosts", &self.group_hosts)
             .field("login_message", &self.login_message)
             .field("logout_message", &self.logout_message)
+            .field("expires_on", &self.expires_on)
+            .field("expired", &self.expired)
+            .field("ftp_access", &self.ftp_access)
             .finish_non_exhaustive()
     }
 }
@@ -704,6 +730,9 @@ impl AccountStore {
         if let Some(storage) = account.storage {
             validate_name("storage", storage)?;
         }
+        if let Some(date) = account.expires_on {
+            validate_date(date)?;
+        }
         if account.password.is_empty() {
             return Err(StoreError::EmptyPassword);
         }
@@ -719,8 +748,10 @@ impl AccountStore {
                 "INSERT INTO accounts
                      (name, group_id, home, permissions, password_hash, admin, tls_required,
                       storage, created_at, credential_stamp,
-                      allowed_networks, login_message, logout_message, hosts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, {NOW}, {NEW_STAMP}, ?9, ?10, ?11, ?12)"
+                      allowed_networks, login_message, logout_message, hosts, expires_on,
+                      ftp_access)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, {NOW}, {NEW_STAMP}, ?9, ?10, ?11, ?12,
+                         ?13, ?14)"
             ),
             params![
                 account.name,
@@ -735,6 +766,8 @@ impl AccountStore {
                 account.login_message,
                 account.logout_message,
                 account.hosts,
+                account.expires_on,
+                !account.dashboard_only,
             ],
         );
         match inserted {
@@ -938,6 +971,107 @@ impl AccountStore {
         self.update_user(name, "logout_message", &message)
     }
 
+    /// Applies checked changes to an account in one transaction: all of them or none. Taking
+    /// `admin` or `enabled` away, or FTP access, replaces the credential stamp (sessions end).
+    pub fn update_account(&self, name: &str, changes: &AccountChanges) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let exists: Option<i64> = transaction
+            .query_row("SELECT id FROM accounts WHERE name = ?1", [name], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        if exists.is_none() {
+            return Err(StoreError::UserNotFound(name.to_owned()));
+        }
+        // `column` is always a literal from here, never user input.
+        let set = |column: &str, value: &dyn ToSql| {
+            transaction
+                .execute(
+                    &format!("UPDATE accounts SET {column} = ?2 WHERE name = ?1"),
+                    params![name, value],
+                )
+                .map(drop)
+        };
+        match &changes.group {
+            Setting::Keep => {}
+            Setting::Set(group) => set("group_id", &group_id(&transaction, group)?)?,
+            Setting::Clear => set("group_id", &None::<i64>)?,
+        }
+        fn value<T: ToSql>(setting: &Setting<T>) -> Option<Option<&T>> {
+            (!setting.is_keep()).then(|| setting.new_value())
+        }
+        if let Some(home) = value(&changes.home) {
+            if let Some(home) = home {
+                validate_home(home)?;
+            }
+            set("home", &home)?;
+        }
+        if let Some(permissions) = value(&changes.permissions) {
+            set("permissions", &permissions)?;
+        }
+        if let Some(tls_required) = value(&changes.tls_required) {
+            set("tls_required", &tls_required)?;
+        }
+        if let Some(storage) = value(&changes.storage) {
+            if let Some(storage) = storage {
+                validate_name("storage", storage)?;
+            }
+            set("storage", &storage)?;
+        }
+        if let Some(date) = value(&changes.expires_on) {
+            if let Some(date) = date {
+                validate_date(date)?;
+            }
+            set("expires_on", &date)?;
+        }
+        for (column, granted) in [
+            ("admin", changes.admin),
+            ("enabled", changes.enabled),
+            ("ftp_access", changes.ftp),
+        ] {
+            let Some(granted) = granted else { continue };
+            set(column, &granted)?;
+            if !granted {
+                transaction.execute(
+                    &format!("UPDATE accounts SET credential_stamp = {NEW_STAMP} WHERE name = ?1"),
+                    [name],
+                )?;
+            }
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Sets or clears the home shared by a group's accounts.
+    pub fn set_group_home(&self, name: &str, home: Option<&str>) -> Result<(), StoreError> {
+        if let Some(home) = home {
+            validate_home(home)?;
+        }
+        self.update_group(name, "home", &home)
+    }
+
+    /// Sets a group's permissions.
+    pub fn set_group_permissions(
+        &self,
+        name: &str,
+        permissions: Permissions,
+    ) -> Result<(), StoreError> {
+        self.update_group(name, "permissions", &permissions)
+    }
+
+    /// `column` is always a literal from this file, never user input.
+    fn update_group(&self, name: &str, column: &str, value: &dyn ToSql) -> Result<(), StoreError> {
+        let updated = self.connection().execute(
+            &format!("UPDATE groups SET {column} = ?2 WHERE name = ?1"),
+            params![name, value],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::GroupNotFound(name.to_owned()));
+        }
+        Ok(())
+    }
+
     /// Notes a successful login now.
     pub fn record_login(&self, name: &str) -> Result<(), StoreError> {
         let updated = self.connection().execute(
@@ -967,7 +1101,8 @@ const SELECT_ACCOUNT: &str = "
     SELECT a.name, g.name, a.home, a.permissions, a.tls_required, a.admin, a.enabled,
            a.created_at, a.last_login, g.home, g.permissions, g.tls_required, a.password_hash,
            a.storage, g.storage, a.credential_stamp, a.allowed_networks, g.allowed_networks,
-           a.login_message, a.logout_message, a.hosts, g.hosts
+           a.login_message, a.logout_message, a.hosts, g.hosts, a.expires_on,
+           coalesce(a.expires_on < date('now'), 0), a.ftp_access
     FROM accounts a LEFT JOIN groups g ON g.id = a.group_id";
 
 fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRecord> {
@@ -994,6 +1129,9 @@ fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRecord> 
         logout_message: row.get(19)?,
         hosts: row.get(20)?,
         group_hosts: row.get(21)?,
+        expires_on: row.get(22)?,
+        expired: row.get(23)?,
+        ftp_access: row.get(24)?,
     })
 }
 
@@ -1056,7 +1194,37 @@ fn validate_message(kind: &'static str, message: Option<&str>) -> Result<(), Sto
     }
 }
 
-fn validate_home(home: &str) -> Result<(), StoreError> {
+/// A day as `YYYY-MM-DD` that exists in the calendar (no February 30th).
+pub(crate) fn validate_date(date: &str) -> Result<(), StoreError> {
+    let invalid = || StoreError::InvalidDate(date.to_owned());
+    let bytes = date.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
+        let part = date.get(range)?;
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        return Err(invalid());
+    }
+    let (Some(year), Some(month), Some(day)) = (digits(0..4), digits(5..7), digits(8..10)) else {
+        return Err(invalid());
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(invalid()),
+    };
+    if year < 1970 || day == 0 || day > days {
+        return Err(invalid());
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_home(home: &str) -> Result<(), StoreError> {
     let reason = if home.is_empty() {
         Some("a home must not be empty; leave it out to use the group's or the user name")
     } else if home.len() > MAX_HOME_BYTES {
@@ -1265,6 +1433,9 @@ fn authenticate_blocking(
     // Checked only after the password, so a guesser learns nothing about disabled accounts.
     if !account.enabled {
         return Err(AuthError::Disabled);
+    }
+    if account.expired {
+        return Err(AuthError::Expired);
     }
     // A read-only copy is only read; the admin database keeps the bookkeeping.
     if store.is_read_only() {
@@ -1632,7 +1803,13 @@ mod tests {
     fn import_refuses_hashes_that_could_never_verify() {
         let (_dir, store) = temp_store();
         store.add_user(user("alice", "pw")).unwrap();
-        for hash in ["bcrypt_sha256$$2b$12$x", "!unusable", "plain"] {
+        // Django's salted MD5 and unsalted SHA-1 hashers are not verified (nor worth verifying).
+        for hash in [
+            "md5$salt$5f4dcc3b5aa765d61d8327deb882cf99",
+            "sha1$$5baa61e4c9b93f3f0682250b6cf8331b7ee68fd8",
+            "!unusable",
+            "plain",
+        ] {
             assert!(matches!(
                 store.import_password_hash("alice", hash),
                 Err(StoreError::UnrecognisedHash)

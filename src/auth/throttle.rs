@@ -1,18 +1,29 @@
-//! Failed-login throttling per client address: a growing delay after each failure, and a ban
-//! after too many failures in a window. In memory only; a restart forgives everyone.
+//! Failed-login throttling for the FTP server: a growing delay after each failure, then a refusal
+//! of one account at one address, and past a higher ceiling of the whole address. In memory only:
+//! a restart forgives everyone, and so does `ferry ban lift` on the running server.
+//!
+//! | counted per | refused after (defaults) | what it stops |
+//! |---|---|---|
+//! | account at a client address | 5 failures in 5 min: that account, from that address, for 10 min | one guesser hammering one account |
+//! | client address, any account | 20 failures in 5 min: every account from that address, for 10 min | one guesser spraying many accounts |
+//!
+//! As django-axes locks out by user name and address together, and fail2ban jails an address
+//! only past its own limit: five wrong passwords for one account lock out that account there and
+//! no one else, so a colleague behind the same NAT (or the same person with the right password of
+//! another account) still gets in; an address that tries many accounts is stopped by the ceiling.
 //!
 //! The server asks [`LoginThrottle::admit`] before it looks at a password. Admission counts the
 //! attempt at once, as if it had failed, so sessions that send their passwords in parallel cannot
-//! all be checked before the first failure is known: at most `max_failures` attempts from one
-//! address are checked or failed within the window, and further attempts wait for a check to end
-//! (or meet the ban). The [`LoginAttempt`] it returns then says how the check went.
+//! all be checked before the first failure is known: at most `max_failures` attempts for one
+//! account at one address (and `max_failures_per_address` for all of them) are checked or failed
+//! within the window, and further attempts wait for a check to end (or meet the refusal). The
+//! [`LoginAttempt`] it returns then says how the check went.
 //!
-//! Failures count against the address (an IPv6 /64, see [`client_network`]), whoever logs in
-//! meanwhile: a good login, even of the same account, never takes a failure off the count toward
-//! the ban — else one account an attacker knows, or a colleague behind the same NAT, would reset
+//! No good login takes a failure off a count — else one account an attacker knows would reset
 //! the count for guesses at every other account. A good login only forgives its own account's
-//! failures their share of the delay. Every method has an `_at` twin that takes the time, so tests
-//! run on synthetic instants instead of sleeping.
+//! failures their share of the delay. Addresses are counted as [`client_network`] groups them (an
+//! IPv6 client by its /64). Every method has an `_at` twin that takes the time, so tests run on
+//! synthetic instants instead of sleeping.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
@@ -24,11 +35,19 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+/// Longer names cannot be accounts (see the account store); a banned name is kept for `ferry ban
+/// list` cut to this length, so a flood of huge names cannot fill memory.
+const MAX_ACCOUNT_NAME_CHARS: usize = 64;
+
 /// How hard to throttle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThrottleConfig {
-    /// Failures within `window` that ban an address.
+    /// Failures within `window` that refuse an account at an address (the dashboard's
+    /// [`KeyedThrottle`](super::KeyedThrottle): that bans its key).
     pub max_failures: u32,
+    /// Failures within `window` from one address, whatever the accounts, that refuse the whole
+    /// address (FTP logins only; the dashboard's guard has its own per-address count).
+    pub max_failures_per_address: u32,
     /// How far back failures count.
     pub window: Duration,
     /// How long a ban lasts.
@@ -45,6 +64,7 @@ impl Default for ThrottleConfig {
     fn default() -> Self {
         Self {
             max_failures: 5,
+            max_failures_per_address: 20,
             window: Duration::from_secs(5 * 60),
             ban: Duration::from_secs(10 * 60),
             base_delay: Duration::from_secs(1),
@@ -57,12 +77,12 @@ impl Default for ThrottleConfig {
 /// Where one counted attempt stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
-    /// Admitted; its password is being checked. Counts toward the ban like a failure.
+    /// Admitted; its password is being checked. Counts toward the bans like a failure.
     Checking,
-    /// A wrong password: counts toward the ban and the delay.
+    /// A wrong password: counts toward the bans and the delay.
     Failed,
-    /// A failure of an account that has logged in since: still counts toward the ban, no longer
-    /// toward the delay.
+    /// A failure of an account that has logged in since: still counts toward the bans, no
+    /// longer toward the delay.
     Forgiven,
 }
 
@@ -74,33 +94,77 @@ struct Attempt {
     /// name the account.
     account: Option<u64>,
     outcome: Outcome,
+    /// Already led to a ban of its account at the address: it counts toward the address's
+    /// ceiling, no longer toward another ban of the account (which would otherwise follow the
+    /// first at once, with no room to try again).
+    spent: bool,
+}
+
+/// One account refused at an address.
+#[derive(Debug)]
+struct AccountBan {
+    account: Option<u64>,
+    /// The name as typed (cut to [`MAX_ACCOUNT_NAME_CHARS`]), for `ferry ban list`.
+    name: String,
+    until: Instant,
 }
 
 #[derive(Debug, Default)]
 struct Entry {
-    /// Attempts still inside the window, oldest first: failures and checks under way. At most
-    /// `max_failures`.
+    /// Attempts still inside the window, oldest first: failures and checks under way, of every
+    /// account. At most `max_failures_per_address`.
     attempts: VecDeque<Attempt>,
+    /// The whole address is refused until then.
     banned_until: Option<Instant>,
+    /// Accounts refused at this address.
+    account_bans: Vec<AccountBan>,
 }
 
 impl Entry {
-    /// Drops failures that have left the window. Checks under way stay whatever their age: they
-    /// are taken out when they end.
-    fn forget_failures_before(&mut self, cutoff: Option<Instant>) {
-        let Some(cutoff) = cutoff else { return };
-        self.attempts
-            .retain(|attempt| attempt.outcome == Outcome::Checking || attempt.at > cutoff);
+    /// Drops failures that have left the window, and bans that are over. Checks under way stay
+    /// whatever their age: they are taken out when they end.
+    fn forget_before(&mut self, now: Instant, window: Duration) {
+        if let Some(cutoff) = now.checked_sub(window) {
+            self.attempts
+                .retain(|attempt| attempt.outcome == Outcome::Checking || attempt.at > cutoff);
+        }
+        self.account_bans.retain(|ban| now < ban.until);
+        if self.banned_until.is_some_and(|until| until <= now) {
+            self.banned_until = None;
+        }
+    }
+
+    /// Why a login for `account` is refused now, if it is.
+    fn refusal_at(&self, account: Option<u64>, now: Instant) -> Option<Banned> {
+        if let Some(until) = self.banned_until.filter(|until| now < *until) {
+            return Some(Banned {
+                scope: BanScope::Address,
+                remaining: until - now,
+            });
+        }
+        self.account_bans
+            .iter()
+            .find(|ban| ban.account == account && now < ban.until)
+            .map(|ban| Banned {
+                scope: BanScope::AccountAtAddress,
+                remaining: ban.until - now,
+            })
     }
 
     fn is_banned_at(&self, now: Instant) -> bool {
         self.banned_until.is_some_and(|until| now < until)
+            || self.account_bans.iter().any(|ban| now < ban.until)
     }
 
-    fn failures(&self) -> usize {
+    /// Attempts that count toward a ban: of one account not yet spent on a ban of it (`Some`),
+    /// or all (`None`).
+    fn counted(&self, account: Option<Option<u64>>, failures_only: bool) -> usize {
         self.attempts
             .iter()
-            .filter(|attempt| attempt.outcome != Outcome::Checking)
+            .filter(|attempt| !failures_only || attempt.outcome != Outcome::Checking)
+            .filter(|attempt| {
+                account.is_none_or(|account| attempt.account == account && !attempt.spent)
+            })
             .count()
     }
 
@@ -117,25 +181,49 @@ impl Entry {
     /// When the entry stops mattering, for choosing what to evict when full.
     fn expires_at(&self, window: Duration) -> Option<Instant> {
         let failures_expire = self.attempts.back().map(|last| last.at + window);
-        failures_expire.max(self.banned_until)
+        let bans_expire = self.account_bans.iter().map(|ban| ban.until).max();
+        failures_expire.max(self.banned_until).max(bans_expire)
     }
 }
 
-/// Why a login is refused without looking at the password.
+/// What a ban refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BanScope {
+    /// Every login from the address.
+    Address,
+    /// Logins of one account from the address.
+    AccountAtAddress,
+}
+
+/// Why a login is refused without looking at the password, and for how much longer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("too many failed logins from this address")]
-pub struct Banned;
+pub struct Banned {
+    pub scope: BanScope,
+    /// How long the refusal still lasts.
+    pub remaining: Duration,
+}
 
 /// What a failed login leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailureVerdict {
-    /// This failure banned the address.
-    pub banned: bool,
+    /// The ban this failure started, if it started one.
+    pub banned: Option<Banned>,
     /// How long to wait before answering it.
     pub delay: Duration,
 }
 
-/// Per-address failed-login bookkeeping, shared by all sessions of a server.
+/// A ban in force, as `ferry ban list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanRecord {
+    /// The client network refused (an IPv4 address, or an IPv6 /64 as its first address).
+    pub network: IpAddr,
+    /// The account refused there; `None` when the whole address is.
+    pub account: Option<String>,
+    pub remaining: Duration,
+}
+
+/// Failed-login bookkeeping, shared by all sessions of a server.
 #[derive(Debug)]
 pub struct LoginThrottle {
     config: ThrottleConfig,
@@ -169,8 +257,8 @@ impl LoginThrottle {
     }
 
     /// Counts a login attempt from `ip` for `account` before its password is checked, waiting
-    /// while `max_failures` attempts from the address are already failed or being checked.
-    /// Refused once the address is banned.
+    /// while the account at the address, or the address, has as many attempts failed or being
+    /// checked as its limit. Refused once either is banned.
     pub async fn admit(&self, ip: IpAddr, account: &str) -> Result<LoginAttempt<'_>, Banned> {
         loop {
             // Registered before looking, so an attempt that ends in between still wakes us.
@@ -184,7 +272,7 @@ impl LoginThrottle {
         }
     }
 
-    /// [`LoginThrottle::admit`] without the wait: `Ok(None)` when the address has no room now.
+    /// [`LoginThrottle::admit`] without the wait: `Ok(None)` when there is no room now.
     pub fn try_admit_at(
         &self,
         ip: IpAddr,
@@ -192,17 +280,20 @@ impl LoginThrottle {
         now: Instant,
     ) -> Result<Option<LoginAttempt<'_>>, Banned> {
         let key = client_network(ip);
+        let name: String = account.chars().take(MAX_ACCOUNT_NAME_CHARS).collect();
         let account = self.account_hasher.hash_one(account);
         let mut entries = self.entries();
         if !entries.contains_key(&key) && entries.len() >= self.config.max_tracked {
             self.make_room(&mut entries, now);
         }
         let entry = entries.entry(key).or_default();
-        if entry.is_banned_at(now) {
-            return Err(Banned);
+        entry.forget_before(now, self.config.window);
+        if let Some(banned) = entry.refusal_at(Some(account), now) {
+            return Err(banned);
         }
-        entry.forget_failures_before(now.checked_sub(self.config.window));
-        if entry.attempts.len() >= self.config.max_failures as usize {
+        if entry.counted(None, false) >= self.config.max_failures_per_address as usize
+            || entry.counted(Some(Some(account)), false) >= self.config.max_failures as usize
+        {
             return Ok(None);
         }
         let id = self.next_attempt.fetch_add(1, Ordering::Relaxed);
@@ -211,17 +302,20 @@ impl LoginThrottle {
             at: now,
             account: Some(account),
             outcome: Outcome::Checking,
+            spent: false,
         });
         Ok(Some(LoginAttempt {
             throttle: self,
             key,
             id,
             account,
+            name,
             settled: false,
         }))
     }
 
-    /// Whether logins from `ip` are refused without looking at the password.
+    /// Whether logins from `ip` are refused without looking at the password: the whole address,
+    /// or any account at it.
     pub fn is_blocked(&self, ip: IpAddr) -> bool {
         self.is_blocked_at(ip, Instant::now())
     }
@@ -234,13 +328,13 @@ impl LoginThrottle {
     }
 
     /// Counts a failed login from `ip` that was not admitted first (for callers that do not name
-    /// the account); the `max_failures`-th within the window bans it.
+    /// the account: they count as one account of their own).
     pub fn record_failure(&self, ip: IpAddr) {
         self.record_failure_at(ip, Instant::now());
     }
 
     /// A good login from `ip` by a caller that does not name the account: forgives the delay of
-    /// the failures recorded the same way. The failures still count toward the ban.
+    /// the failures recorded the same way. The failures still count toward the bans.
     pub fn record_success(&self, ip: IpAddr) {
         self.record_success_at(ip, Instant::now());
     }
@@ -249,6 +343,14 @@ impl LoginThrottle {
         self.entries()
             .get(&client_network(ip))
             .is_some_and(|entry| entry.is_banned_at(now))
+    }
+
+    /// Why a login for `account` from `ip` would be refused now, if it would.
+    pub fn refusal_at(&self, ip: IpAddr, account: &str, now: Instant) -> Option<Banned> {
+        let account = self.account_hasher.hash_one(account);
+        self.entries()
+            .get(&client_network(ip))
+            .and_then(|entry| entry.refusal_at(Some(account), now))
     }
 
     pub fn failure_delay_at(&self, ip: IpAddr, now: Instant) -> Duration {
@@ -263,15 +365,16 @@ impl LoginThrottle {
             self.make_room(&mut entries, now);
         }
         let entry = entries.entry(key).or_default();
-        entry.forget_failures_before(now.checked_sub(self.config.window));
+        entry.forget_before(now, self.config.window);
         let id = self.next_attempt.fetch_add(1, Ordering::Relaxed);
         entry.attempts.push_back(Attempt {
             id,
             at: now,
             account: None,
             outcome: Outcome::Failed,
+            spent: false,
         });
-        self.ban_if_over(key, entry, now);
+        self.ban_if_over(key, entry, None, "", now);
     }
 
     pub fn record_success_at(&self, ip: IpAddr, _now: Instant) {
@@ -285,39 +388,82 @@ impl LoginThrottle {
         self.entries().len()
     }
 
+    /// The bans in force, by address and then account.
+    pub fn bans(&self) -> Vec<BanRecord> {
+        self.bans_at(Instant::now())
+    }
+
+    pub fn bans_at(&self, now: Instant) -> Vec<BanRecord> {
+        let mut bans = Vec::new();
+        for (network, entry) in self.entries().iter() {
+            if let Some(until) = entry.banned_until.filter(|until| now < *until) {
+                bans.push(BanRecord {
+                    network: *network,
+                    account: None,
+                    remaining: until - now,
+                });
+            }
+            for ban in entry.account_bans.iter().filter(|ban| now < ban.until) {
+                bans.push(BanRecord {
+                    network: *network,
+                    account: Some(ban.name.clone()),
+                    remaining: ban.until - now,
+                });
+            }
+        }
+        bans.sort_by(|a, b| (a.network, &a.account).cmp(&(b.network, &b.account)));
+        bans
+    }
+
+    /// Lifts every ban on the client network of `ip` and forgets its failures, as a restart
+    /// would for everyone; returns the bans lifted. Checks under way are left to end.
+    pub fn lift(&self, ip: IpAddr) -> Vec<BanRecord> {
+        let now = Instant::now();
+        let key = client_network(ip);
+        let lifted: Vec<BanRecord> = self
+            .bans_at(now)
+            .into_iter()
+            .filter(|ban| ban.network == key)
+            .collect();
+        if let Some(entry) = self.entries().get_mut(&key) {
+            entry.banned_until = None;
+            entry.account_bans.clear();
+            entry
+                .attempts
+                .retain(|attempt| attempt.outcome == Outcome::Checking);
+        }
+        self.settled.notify_waiters();
+        lifted
+    }
+
     /// Settles attempt `id` of `key`: takes it off the count unless it failed, then wakes the
     /// logins waiting for room.
-    fn settle(
-        &self,
-        key: IpAddr,
-        id: u64,
-        account: u64,
-        failed: bool,
-        now: Instant,
-    ) -> FailureVerdict {
+    fn settle(&self, attempt: &LoginAttempt<'_>, failed: bool, now: Instant) -> FailureVerdict {
+        let key = attempt.key;
+        let account = Some(attempt.account);
         let mut verdict = FailureVerdict {
-            banned: false,
+            banned: None,
             delay: self.config.base_delay.min(self.config.max_delay),
         };
         {
             let mut entries = self.entries();
             if let Some(entry) = entries.get_mut(&key) {
-                let position = entry.attempts.iter().position(|attempt| attempt.id == id);
+                let position = entry.attempts.iter().position(|a| a.id == attempt.id);
                 match (position, failed) {
                     (Some(at), true) => {
                         entry.attempts[at].outcome = Outcome::Failed;
-                        verdict.banned = self.ban_if_over(key, entry, now);
+                        verdict.banned = self.ban_if_over(key, entry, account, &attempt.name, now);
                     }
                     (Some(at), false) => {
                         entry.attempts.remove(at);
                     }
-                    // Evicted or cleared by a ban meanwhile: nothing left to settle.
+                    // Evicted or lifted meanwhile: nothing left to settle.
                     (None, _) => {}
                 }
                 if !failed {
-                    forgive(entry, Some(account));
+                    forgive(entry, account);
                 }
-                if !verdict.banned {
+                if verdict.banned.is_none() {
                     verdict.delay = self.delay_for(Some(entry), now);
                 }
                 if entry.attempts.is_empty() && !entry.is_banned_at(now) {
@@ -329,20 +475,56 @@ impl LoginThrottle {
         verdict
     }
 
-    /// Bans the address once its failures reach `max_failures`; true if this call banned it.
-    fn ban_if_over(&self, key: IpAddr, entry: &mut Entry, now: Instant) -> bool {
-        if entry.failures() < self.config.max_failures as usize {
-            return false;
+    /// Bans the account at the address once its failures reach `max_failures`, and the whole
+    /// address once all its failures reach `max_failures_per_address`; the ban this call made.
+    fn ban_if_over(
+        &self,
+        key: IpAddr,
+        entry: &mut Entry,
+        account: Option<u64>,
+        name: &str,
+        now: Instant,
+    ) -> Option<Banned> {
+        let until = now + self.config.ban;
+        if entry.counted(None, true) >= self.config.max_failures_per_address as usize {
+            entry.banned_until = Some(until);
+            // Every account's failures led here; checks still under way end in the ban too.
+            entry.attempts.clear();
+            tracing::warn!(
+                peer = %key,
+                ban_secs = self.config.ban.as_secs(),
+                "too many failed logins; refusing every login from this address for a while"
+            );
+            return Some(Banned {
+                scope: BanScope::Address,
+                remaining: self.config.ban,
+            });
         }
-        entry.banned_until = Some(now + self.config.ban);
-        // Checks still under way end in the ban too: their outcomes no longer matter.
-        entry.attempts.clear();
+        if entry.counted(Some(account), true) < self.config.max_failures as usize {
+            return None;
+        }
+        // The failures stay: they still count toward the address's ceiling.
+        for attempt in &mut entry.attempts {
+            if attempt.account == account {
+                attempt.spent = true;
+            }
+        }
+        entry.account_bans.retain(|ban| ban.account != account);
+        entry.account_bans.push(AccountBan {
+            account,
+            name: name.to_owned(),
+            until,
+        });
         tracing::warn!(
             peer = %key,
+            user = name,
             ban_secs = self.config.ban.as_secs(),
-            "too many failed logins; refusing logins from this address for a while"
+            "too many failed logins; refusing this account from this address for a while"
         );
-        true
+        Some(Banned {
+            scope: BanScope::AccountAtAddress,
+            remaining: self.config.ban,
+        })
     }
 
     fn delay_for(&self, entry: Option<&Entry>, now: Instant) -> Duration {
@@ -391,7 +573,7 @@ impl LoginThrottle {
 }
 
 /// An account's good login forgives its earlier failures their delay, not their place in the
-/// count toward the ban.
+/// counts toward the bans.
 fn forgive(entry: &mut Entry, account: Option<u64>) {
     for attempt in &mut entry.attempts {
         if attempt.outcome == Outcome::Failed && attempt.account == account {
@@ -409,12 +591,14 @@ pub struct LoginAttempt<'a> {
     key: IpAddr,
     id: u64,
     account: u64,
+    /// The account name as typed, cut short, in case this attempt bans it.
+    name: String,
     settled: bool,
 }
 
 impl LoginAttempt<'_> {
     /// A wrong password (or an unknown or disabled account): stays counted; says whether it
-    /// banned the address and how long to wait before answering.
+    /// started a ban and how long to wait before answering.
     pub fn failed(self) -> FailureVerdict {
         self.failed_at(Instant::now())
     }
@@ -441,22 +625,19 @@ impl LoginAttempt<'_> {
 
     pub fn failed_at(mut self, now: Instant) -> FailureVerdict {
         self.settled = true;
-        self.throttle
-            .settle(self.key, self.id, self.account, true, now)
+        self.throttle.settle(&self, true, now)
     }
 
     pub fn succeeded_at(mut self, now: Instant) {
         self.settled = true;
-        self.throttle
-            .settle(self.key, self.id, self.account, false, now);
+        self.throttle.settle(&self, false, now);
     }
 }
 
 impl Drop for LoginAttempt<'_> {
     fn drop(&mut self) {
         if !self.settled {
-            self.throttle
-                .settle(self.key, self.id, self.account, true, Instant::now());
+            self.throttle.settle(self, true, Instant::now());
         }
     }
 }
@@ -536,24 +717,114 @@ mod tests {
     }
 
     #[test]
-    fn a_good_login_of_another_account_does_not_clear_the_count() {
+    fn a_ban_refuses_one_account_at_one_address_and_no_good_login_clears_its_count() {
         let throttle = LoginThrottle::default();
         let start = Instant::now();
         for round in 0..4 {
             let now = start + secs(round);
             let verdict = admit(&throttle, "victim", now).failed_at(now);
-            assert!(!verdict.banned);
+            assert_eq!(verdict.banned, None);
             admit(&throttle, "colleague", now).succeeded_at(now);
         }
         let verdict = admit(&throttle, "victim", start + secs(4)).failed_at(start + secs(4));
-        assert!(verdict.banned);
-        assert!(throttle.is_blocked_at(ALICE, start + secs(4)));
         assert_eq!(
-            throttle
-                .try_admit_at(ALICE, "colleague", start + secs(5))
-                .err(),
-            Some(Banned)
+            verdict.banned,
+            Some(Banned {
+                scope: BanScope::AccountAtAddress,
+                remaining: secs(10 * 60)
+            })
         );
+        assert!(throttle.is_blocked_at(ALICE, start + secs(4)));
+        let refused = throttle
+            .try_admit_at(ALICE, "victim", start + secs(5))
+            .expect_err("the victim's account is refused at this address");
+        assert_eq!(refused.scope, BanScope::AccountAtAddress);
+        assert_eq!(refused.remaining, secs(10 * 60 - 1));
+        // The colleague at the same address, and the victim elsewhere, still get in.
+        admit(&throttle, "colleague", start + secs(5)).succeeded_at(start + secs(5));
+        assert!(
+            throttle
+                .try_admit_at(BOB, "victim", start + secs(5))
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            throttle.bans_at(start + secs(5)),
+            [BanRecord {
+                network: ALICE,
+                account: Some("victim".to_owned()),
+                remaining: secs(10 * 60 - 1)
+            }]
+        );
+    }
+
+    #[test]
+    fn after_an_accounts_ban_it_may_try_again_at_once_while_its_failures_still_count_for_the_address()
+     {
+        let throttle = LoginThrottle::new(ThrottleConfig {
+            ban: secs(60),
+            ..ThrottleConfig::default()
+        });
+        let start = Instant::now();
+        for _ in 0..5 {
+            let _ = admit(&throttle, "victim", start).failed_at(start);
+        }
+        let later = start + secs(61);
+        // Still inside the window: the five failures count at the address, not for a new ban.
+        admit(&throttle, "victim", later).succeeded_at(later);
+        assert_eq!(throttle.failure_delay_at(ALICE, later), secs(1));
+        for _ in 0..4 {
+            assert_eq!(
+                admit(&throttle, "victim", later).failed_at(later).banned,
+                None
+            );
+        }
+        for guess in 0..11 {
+            let verdict = admit(&throttle, &format!("other{guess}"), later).failed_at(later);
+            assert_eq!(
+                verdict.banned.map(|b| b.scope),
+                (guess == 10).then_some(BanScope::Address)
+            );
+        }
+    }
+
+    #[test]
+    fn many_accounts_failing_at_one_address_ban_the_whole_address() {
+        let throttle = LoginThrottle::default();
+        let now = Instant::now();
+        let mut bans = Vec::new();
+        for guess in 0..20 {
+            // Four guesses per account: never five for one, twenty in all.
+            let account = format!("user{}", guess / 4);
+            bans.push(admit(&throttle, &account, now).failed_at(now).banned);
+        }
+        assert!(bans[..19].iter().all(Option::is_none), "{bans:?}");
+        assert_eq!(bans[19].map(|b| b.scope), Some(BanScope::Address));
+        let refused = throttle.try_admit_at(ALICE, "anyone", now).err();
+        assert_eq!(refused.map(|b| b.scope), Some(BanScope::Address));
+        assert!(throttle.try_admit_at(BOB, "anyone", now).unwrap().is_some());
+    }
+
+    #[test]
+    fn lifting_ends_the_bans_of_an_address_and_forgets_its_failures() {
+        let throttle = LoginThrottle::default();
+        let now = Instant::now();
+        for _ in 0..5 {
+            let _ = admit(&throttle, "victim", now).failed_at(now);
+        }
+        for _ in 0..5 {
+            throttle.record_failure_at(BOB, now);
+        }
+        let lifted = throttle.lift(ALICE);
+        assert_eq!(lifted.len(), 1);
+        assert_eq!(lifted[0].account.as_deref(), Some("victim"));
+        // One more failure does not ban again: the count starts afresh.
+        assert_eq!(admit(&throttle, "victim", now).failed_at(now).banned, None);
+        assert!(
+            throttle.is_blocked_at(BOB, now),
+            "other addresses keep theirs"
+        );
+        assert!(throttle.lift(ALICE).is_empty());
     }
 
     #[test]
@@ -566,12 +837,21 @@ mod tests {
         let verdict = admit(&throttle, "bob", start).failed_at(start);
         assert_eq!(verdict.delay, secs(3));
         admit(&throttle, "alice", start).succeeded_at(start);
-        // Only bob's failure still adds to the delay; all three still count toward the ban.
+        // Only bob's failure still adds to the delay; alice's two still count toward her ban.
         assert_eq!(throttle.failure_delay_at(ALICE, start), secs(1));
         let verdict = admit(&throttle, "alice", start).failed_at(start);
         assert_eq!(verdict.delay, secs(2));
-        assert!(!verdict.banned);
-        assert!(admit(&throttle, "alice", start).failed_at(start).banned);
+        assert_eq!(verdict.banned, None);
+        assert_eq!(
+            admit(&throttle, "alice", start).failed_at(start).banned,
+            None
+        );
+        assert!(
+            admit(&throttle, "alice", start)
+                .failed_at(start)
+                .banned
+                .is_some()
+        );
     }
 
     #[test]
@@ -593,10 +873,11 @@ mod tests {
         // All five left fail: the fifth failure bans.
         let banned: Vec<bool> = checking
             .chain([sixth])
-            .map(|attempt| attempt.failed_at(now).banned)
+            .map(|attempt| attempt.failed_at(now).banned.is_some())
             .collect();
         assert_eq!(banned, [false, false, false, false, true]);
-        assert_eq!(throttle.try_admit_at(ALICE, "x", now).err(), Some(Banned));
+        assert!(throttle.try_admit_at(ALICE, "victim", now).is_err());
+        assert!(throttle.try_admit_at(ALICE, "x", now).unwrap().is_some());
     }
 
     #[test]
@@ -649,8 +930,8 @@ mod tests {
             tokio::spawn(async move { throttle.admit(ALICE, "alice").await.map(|a| a.succeeded()) })
         };
         tokio::task::yield_now().await;
-        assert!(first.failed().banned);
-        assert_eq!(waiting.await.unwrap(), Err(Banned));
+        assert!(first.failed().banned.is_some());
+        assert!(waiting.await.unwrap().is_err());
     }
 
     #[test]

@@ -8,8 +8,11 @@ use clap::Subcommand;
 pub enum CertsCommand {
     /// Write a self-signed certificate for localhost (development and tests only).
     Dev {
-        /// Where to write cert.pem and key.pem.
+        /// Where to write cert.pem and key.pem (the key readable by its owner only).
         #[arg(long, value_name = "DIR", default_value = "certs-dev")]
         dir: PathBuf,
+        /// Replace a certificate and key already there.
+        #[arg(long)]
+        force: bool,
     },
 }

@@ -73,6 +73,7 @@ pub struct QueueingArgs {
 /// `ferry deploy restore`
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
+    /// The service whose failed deploys to redeploy.
     pub service: String,
     #[command(flatten)]
     pub queueing: QueueingArgs,
@@ -81,6 +82,7 @@ pub struct RestoreArgs {
 /// `ferry deploy rollback`
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
+    /// The service to deploy the commit to.
     pub service: String,
     /// The commit to deploy (a full or abbreviated id).
     pub commit: String,

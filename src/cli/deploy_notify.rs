@@ -22,6 +22,7 @@ pub struct NotifyArgs {
 pub enum NotifyCommand {
     /// Add a notification set: who is mailed after a deploy succeeds or fails.
     Add {
+        /// The notification set's name.
         name: String,
         #[command(flatten)]
         settings: NotifySettings,
@@ -30,6 +31,7 @@ pub enum NotifyCommand {
     List,
     /// Show one notification set.
     Show {
+        /// The notification set's name.
         name: String,
         /// As JSON.
         #[arg(long)]
@@ -38,6 +40,7 @@ pub enum NotifyCommand {
     /// Change a notification set; flags not given keep their value, a list given replaces
     /// the old one (`--success ''` empties it).
     Edit {
+        /// The notification set's name.
         name: String,
         #[command(flatten)]
         settings: NotifySettings,
@@ -49,7 +52,10 @@ pub enum NotifyCommand {
         no_authors: bool,
     },
     /// Delete a notification set; services that used it mail nobody until given another.
-    Del { name: String },
+    Del {
+        /// The notification set's name.
+        name: String,
+    },
 }
 
 /// The settings `add` takes and `edit` may change.

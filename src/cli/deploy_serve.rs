@@ -1,5 +1,5 @@
 //! `ferry deploy serve`: the deploy service's composition root — store, queue, mail, schedule,
-//! HTTP.
+//! HTTP, and the service manager's readiness and watchdog notifications.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use clap::Args;
 use tracing::info;
 
 use crate::auth::SqliteAuthenticator;
+use crate::systemd;
 
 use super::accounts::open_store;
 use super::serve::stop_signal;
@@ -156,9 +157,13 @@ pub(super) async fn deploy_serve(db: &Path, args: DeployServeArgs) -> anyhow::Re
     use crate::deploy::service::queue::{DeployQueue, QueueConfig};
     use crate::deploy::service::store::DeployStore;
 
+    let new = !db.exists();
     let key = args.key.load(db)?;
     let store = DeployStore::open(db, key)
         .with_context(|| format!("cannot open the deploy database {}", db.display()))?;
+    if new {
+        info!(db = %db.display(), "created a new database (it did not exist)");
+    }
     let state_dir = args
         .state_dir
         .unwrap_or_else(|| QueueConfig::default_state_dir(db));
@@ -178,6 +183,13 @@ pub(super) async fn deploy_serve(db: &Path, args: DeployServeArgs) -> anyhow::Re
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    // Type=notify units: ready once the listener is bound (connections wait in its backlog until
+    // the accept loop runs), and the watchdog fed while the runtime runs tasks.
+    systemd::ready(&format!(
+        "accepting HTTP connections on {}",
+        listener.local_addr()?
+    ));
+    tokio::spawn(systemd::keep_watchdog_fed());
     tokio::spawn(crate::deploy::service::validate::run_schedule(
         Arc::clone(queue.store()),
         args.validate_every,
@@ -204,7 +216,10 @@ pub(super) async fn deploy_serve(db: &Path, args: DeployServeArgs) -> anyhow::Re
                 body_timeout: args.body_timeout,
             },
         },
-        stop_signal(),
+        async {
+            stop_signal().await;
+            systemd::stopping();
+        },
     )
     .await
     .context("the deploy service stopped")

@@ -37,6 +37,7 @@ pub struct ServiceArgs {
 pub enum ServiceCommand {
     /// Add a service: pushes to BRANCH of the repository deploy to the FTP target.
     Add {
+        /// The service's name (as `deploy service list` shows it).
         name: String,
         #[command(flatten)]
         settings: ServiceSettings,
@@ -45,6 +46,7 @@ pub enum ServiceCommand {
     List,
     /// Show one service (never its secrets).
     Show {
+        /// The service's name (as `deploy service list` shows it).
         name: String,
         /// As JSON.
         #[arg(long)]
@@ -52,6 +54,7 @@ pub enum ServiceCommand {
     },
     /// Change a service; flags not given keep their value.
     Edit {
+        /// The service's name (as `deploy service list` shows it).
         name: String,
         #[command(flatten)]
         settings: ServiceSettings,
@@ -69,16 +72,23 @@ pub enum ServiceCommand {
         enable: bool,
     },
     /// Delete a service and its deploy log (the files on the target stay).
-    Del { name: String },
+    Del {
+        /// The service's name (as `deploy service list` shows it).
+        name: String,
+    },
     /// Check that the service can deploy: the repository and branch, the FTP login, the target
     /// directory and write access (a probe file is written and removed), and with a provider
     /// token the webhook on the git host. The result is stored and shown by `show`; the exit
     /// code is 1 when a check fails.
-    Validate { name: String },
+    Validate {
+        /// The service's name (as `deploy service list` shows it).
+        name: String,
+    },
     /// Register the service's webhook on its git host through the host's API (needs a
     /// provider token that may manage webhooks), with the service's secret; nothing is changed
     /// when it is already there.
     Hook {
+        /// The service's name (as `deploy service list` shows it).
         name: String,
         /// The address git hosts reach `ferry deploy serve` on, as in
         /// https://deploy.example.com: the hook is that plus /hooks/KEY.

@@ -28,12 +28,29 @@ impl SecretKeyArgs {
     /// The key: the file named by the flag, else `FERRY_SECRET_KEY`, else the file beside `db`.
     pub fn load(&self, db: &Path) -> anyhow::Result<SecretKey> {
         if let Some(path) = &self.secret_key_file {
-            return Ok(SecretKey::load_or_create(path)?);
+            let new = !path.exists();
+            let key = SecretKey::load_or_create(path)?;
+            if new {
+                tracing::info!(
+                    path = %path.display(),
+                    "generated a new secret key for the stored secrets; back it up with the database"
+                );
+            }
+            return Ok(key);
         }
         if let Ok(text) = std::env::var("FERRY_SECRET_KEY") {
             return Ok(SecretKey::from_base64(&text, "in FERRY_SECRET_KEY")?);
         }
-        Ok(SecretKey::load_or_create(&SecretKey::default_path(db))?)
+        let path = SecretKey::default_path(db);
+        let new = !path.exists();
+        let key = SecretKey::load_or_create(&path)?;
+        if new {
+            tracing::info!(
+                path = %path.display(),
+                "generated a new secret key for the stored secrets; back it up with the database"
+            );
+        }
+        Ok(key)
     }
 
     /// The key if it exists; else one that lives in memory only, for commands that never seal

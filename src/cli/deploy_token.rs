@@ -20,11 +20,17 @@ pub struct TokenArgs {
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Make an API token and print it as `token: TOKEN` (shown once: only its hash is stored).
-    Add { name: String },
+    Add {
+        /// The token's name (what it is for, as in `ci`).
+        name: String,
+    },
     /// List the tokens (names and dates, never the tokens).
     List,
     /// Delete a token; requests carrying it are refused from then on.
-    Del { name: String },
+    Del {
+        /// The token's name (what it is for, as in `ci`).
+        name: String,
+    },
 }
 
 /// Runs one `deploy token` command against the database at `db`.

@@ -3,6 +3,7 @@
 //! extend them, never rename them.
 
 mod accounts;
+mod ban;
 mod certs;
 mod deploy;
 pub mod deploy_log;
@@ -23,6 +24,7 @@ use clap::{Parser, Subcommand};
 use self::accounts::{
     AccountsCommand, GroupCommand, UserCommand, group_command, open_store, user_command,
 };
+use self::ban::{BanCommand, ban_command};
 use self::certs::CertsCommand;
 use self::deploy::{DeployCommand, deploy_command};
 use self::serve::serve;
@@ -33,7 +35,8 @@ use crate::server::tls::write_development_certificate;
 #[derive(Debug, Parser)]
 #[command(name = "ferry", version, about)]
 pub struct Cli {
-    /// The accounts database (SQLite; created if missing).
+    /// The accounts database (SQLite; created by the commands that add something) [default:
+    /// ./ferry.db].
     #[arg(long, global = true, value_name = "FILE", env = "FERRY_DB")]
     pub db: Option<PathBuf>,
     /// How log lines are written to standard error: text, or json (one object per line).
@@ -69,6 +72,9 @@ pub enum Command {
     /// The accounts database as a whole: copies for server nodes that share their accounts.
     #[command(subcommand)]
     Accounts(AccountsCommand),
+    /// Failed-login bans of the running FTP server: list them, lift them.
+    #[command(subcommand)]
+    Ban(BanCommand),
     /// Certificates for FTPS.
     #[command(subcommand)]
     Certs(CertsCommand),
@@ -108,8 +114,21 @@ impl Cli {
                 );
                 Ok(())
             }
+            Command::Ban(command) => ban_command(&db_path(self.db, None), command),
             Command::Deploy(command) => deploy_command(self.db, command).await,
-            Command::Certs(CertsCommand::Dev { dir }) => {
+            Command::Certs(CertsCommand::Dev { dir, force }) => {
+                let existing: Vec<_> = ["cert.pem", "key.pem"]
+                    .iter()
+                    .map(|name| dir.join(name))
+                    .filter(|path| path.exists())
+                    .collect();
+                if !force && !existing.is_empty() {
+                    bail!(
+                        "{} already exists; pass --force to replace the pair, or --dir DIR to \
+                         write a new one elsewhere",
+                        existing[0].display()
+                    );
+                }
                 let (cert, key) = write_development_certificate(&dir).with_context(|| {
                     format!("cannot write a certificate into {}", dir.display())
                 })?;
@@ -118,6 +137,25 @@ impl Cli {
                 Ok(())
             }
         }
+    }
+}
+
+/// A command line that cannot be carried out as given (a value out of range, nothing to do):
+/// `ferry` exits with 2, as clap does for the errors it finds itself.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+impl From<crate::auth::InputErrors> for UsageError {
+    fn from(errors: crate::auth::InputErrors) -> Self {
+        Self(errors.to_string())
     }
 }
 

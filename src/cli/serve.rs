@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use crate::auth::SqliteAuthenticator;
 use crate::auth::store::AccountStore;
 use crate::config::{FileConfig, FsSettings, ServeArgs, ServeSettings, StorageSpec};
+use crate::server::admin;
 use crate::server::events::EventHooks;
 use crate::server::tls::HostCertificate;
 use crate::server::virtual_hosts::VirtualHost;
@@ -23,13 +24,24 @@ use crate::systemd;
 use super::accounts::open_store;
 use super::db_path;
 
-/// Opens one storage of the server: local disk (the root created if missing) or object storage.
+/// Opens one storage of the server: local disk (the root created if missing, and said so) or
+/// object storage.
 async fn open_storage(spec: &StorageSpec) -> anyhow::Result<Arc<dyn StorageProvider>> {
     match spec {
         StorageSpec::Fs(FsSettings { root }) => {
-            std::fs::create_dir_all(root).with_context(|| {
-                format!("cannot create the FTP root directory {}", root.display())
-            })?;
+            if !root.exists() {
+                std::fs::create_dir_all(root).with_context(|| {
+                    format!(
+                        "cannot create the FTP root directory {}; create it (mkdir -p) as the \
+                         user ferry runs as, or point --root at another directory",
+                        root.display()
+                    )
+                })?;
+                info!(
+                    root = %root.display(),
+                    "created the FTP root directory (it did not exist); homes are made under it"
+                );
+            }
             let root = std::fs::canonicalize(root)
                 .with_context(|| format!("cannot open the FTP root {}", root.display()))?;
             Ok(Arc::new(FsProvider::new(root)))
@@ -72,7 +84,12 @@ pub(super) async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::
             )
         })?
     } else {
-        open_store(&db)?
+        let new = !db.exists();
+        let store = open_store(&db)?;
+        if new {
+            info!(db = %db.display(), "created a new accounts database (it did not exist)");
+        }
+        store
     };
     let store = Arc::new(store);
     let storage = open_storage(&settings.storage).await?;
@@ -198,6 +215,36 @@ pub(super) async fn serve(db_flag: Option<PathBuf>, args: ServeArgs) -> anyhow::
             Arc::clone(&server),
             shutdown.clone(),
         ));
+    }
+    // A node on a shipped read-only copy writes nothing beside it (the directory is the
+    // admin's to ship into): its admin socket is where --admin-socket says, or nowhere.
+    let admin_path = match (&args.admin_socket, settings.accounts_read_only) {
+        (Some(path), _) => Some(path.clone()),
+        (None, false) => Some(admin::default_socket_path(&db)),
+        (None, true) => None,
+    };
+    match admin_path
+        .as_deref()
+        .map(|path| (path, admin::AdminSocket::bind(path)))
+    {
+        None => info!(
+            "no admin socket beside a read-only accounts copy; give --admin-socket PATH for \
+             `ferry ban`"
+        ),
+        Some((_, Ok(socket))) => {
+            info!(path = %socket.path().display(), "admin socket for `ferry ban` (this user only)");
+            tokio::spawn(admin::serve_admin(
+                socket,
+                Arc::clone(&server),
+                shutdown.clone(),
+            ));
+        }
+        // The server runs on without it: bans then end only with their time or a restart.
+        Some((path, Err(error))) => warn!(
+            path = %path.display(),
+            %error,
+            "no admin socket: `ferry ban` cannot reach this server"
+        ),
     }
     systemd::ready(&format!("accepting FTP connections on {local}"));
     tokio::spawn(systemd::keep_watchdog_fed());

@@ -5,6 +5,7 @@
 //! transfer gets what it needs and reports back, and ABOR cancels it. Nothing here parses bytes
 //! (that is [`crate::protocol`]) or touches files (that is [`crate::storage`]).
 
+pub mod admin;
 mod commands;
 mod control;
 mod data;

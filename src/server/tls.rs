@@ -388,7 +388,21 @@ pub fn write_development_certificate(dir: &Path) -> Result<(PathBuf, PathBuf), s
     let cert_path = dir.join("cert.pem");
     let key_path = dir.join("key.pem");
     std::fs::write(&cert_path, cert.pem())?;
-    std::fs::write(&key_path, key.serialize_pem())?;
+    // The key is its owner's alone from the moment it exists, whatever the umask; a key left
+    // there before (perhaps readable by others) is replaced, not rewritten in place.
+    match std::fs::remove_file(&key_path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_path)?
+    };
+    std::io::Write::write_all(&mut file, key.serialize_pem().as_bytes())?;
     Ok((cert_path, key_path))
 }
 

@@ -149,6 +149,7 @@ pub(crate) async fn current_session(
     let still_valid = account.is_some_and(|account| {
         account.admin
             && account.enabled
+            && !account.expired
             && !session.credential_stamp.is_empty()
             && account.credential_stamp() == session.credential_stamp
     });

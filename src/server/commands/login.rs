@@ -1,9 +1,10 @@
 //! USER, PASS, ACCT, REIN (RFC 959 §4.1.1).
 //!
 //! Every user name gets the same `331`, and every failure the same `530` after the same delay, so
-//! a client cannot tell which accounts exist. An address that keeps failing is refused for a
-//! while (`421`); each attempt is counted before its password is checked (`crate::auth::throttle`).
-//! Password checks run on the blocking pool inside the authenticator. What an account requires to
+//! a client cannot tell which accounts exist. An account that keeps failing from an address, or an
+//! address that keeps failing, is refused for a while (`421`, saying which and until when); each
+//! attempt is counted before its password is checked (`crate::auth::throttle`). Password checks
+//! run on the blocking pool inside the authenticator. What an account requires to
 //! be encrypted is checked at USER, before a password can follow in clear text, and again at PASS
 //! with the account's details (RFC 4217 §11). So is the account's list of allowed networks: a
 //! client outside them gets the same `331` and, at PASS, the same `530` after the same delay as
@@ -13,9 +14,11 @@
 use tracing::{info, warn};
 
 use super::Handled;
+use crate::auth::throttle::{BanScope, Banned};
 use crate::auth::{AccountPolicy, AuthError, Permissions, TlsRequirement, UserDetails};
 use crate::protocol::command::TransferType;
 use crate::protocol::listing::MlstFacts;
+use crate::protocol::time::UtcDateTime;
 use crate::protocol::{Reply, ReplyCode, VirtualPath};
 use crate::server::data::DataSetup;
 use crate::server::events::EventKind;
@@ -88,6 +91,9 @@ impl Session {
 
     /// What in an account's policy keeps this session out, if anything.
     fn policy_refusal(&self, policy: &AccountPolicy) -> Option<&'static str> {
+        if policy.dashboard_only {
+            return Some("the account may use the deploy dashboard only, not FTP");
+        }
         if let Some(networks) = &policy.allowed_networks {
             if !networks.allows(self.peer.ip()) {
                 return Some("the client's address is outside the account's allowed networks");
@@ -129,13 +135,16 @@ impl Session {
         let ip = self.peer.ip();
         // Counted before the password is checked, so parallel sessions cannot race past the
         // limit (see `crate::auth::throttle`).
-        let Ok(attempt) = self.server.throttle.admit(ip, &user).await else {
-            warn!(
-                user,
-                "login refused: too many failed logins from this address"
-            );
-            self.emit_login_failed(&user, "too many failed logins from this address");
-            return Ok(Flow::Close(too_many_failures()));
+        let attempt = match self.server.throttle.admit(ip, &user).await {
+            Ok(attempt) => attempt,
+            Err(banned) => {
+                warn!(
+                    user,
+                    "login refused: too many failed logins from this address"
+                );
+                self.emit_login_failed(&user, "too many failed logins from this address");
+                return Ok(Flow::Close(too_many_failures(banned)));
+            }
         };
         let password = String::from_utf8_lossy(password);
         let result = match (refused, self.anonymous_details(&user)) {
@@ -177,8 +186,8 @@ impl Session {
                 self.server.metrics.login(false);
                 let verdict = attempt.failed();
                 tokio::time::sleep(verdict.delay).await;
-                if verdict.banned {
-                    return Ok(Flow::Close(too_many_failures()));
+                if let Some(banned) = verdict.banned {
+                    return Ok(Flow::Close(too_many_failures(banned)));
                 }
                 return Err(Reply::new(ReplyCode::NOT_LOGGED_IN, "Login incorrect."));
             }
@@ -352,10 +361,29 @@ impl Session {
     }
 }
 
-/// The reply to a login from an address that failed too often: the connection closes after it.
-fn too_many_failures() -> Reply {
-    Reply::new(
-        ReplyCode::SERVICE_NOT_AVAILABLE,
-        "Too many failed logins from your address; try again later.",
-    )
+/// The reply to a login refused for too many failures: what is refused and until when (UTC, to
+/// the second); the connection closes after it.
+fn too_many_failures(banned: Banned) -> Reply {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    // Rounded up, so the time said is never before the ban's end.
+    let until = now + banned.remaining + std::time::Duration::from_millis(999);
+    let until = UtcDateTime::from_unix(i64::try_from(until.as_secs()).unwrap_or(i64::MAX));
+    let until = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        until.year, until.month, until.day, until.hour, until.minute, until.second
+    );
+    let text = match banned.scope {
+        BanScope::AccountAtAddress => format!(
+            "Too many failed logins for this account from your address: it is refused from here \
+             until {until}; other accounts may still log in. Ask the server's operator if you \
+             need it sooner."
+        ),
+        BanScope::Address => format!(
+            "Too many failed logins from your address: every login from it is refused until \
+             {until}. Ask the server's operator if you need it sooner."
+        ),
+    };
+    Reply::new(ReplyCode::SERVICE_NOT_AVAILABLE, text)
 }

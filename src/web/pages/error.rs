@@ -1,5 +1,5 @@
 //! What a dashboard page answers when it cannot do what was asked: one [`PageError`] for every
-//! refusal and failure — a missing service or set `404`, an expired form `403`, a database that
+//! refusal and failure — a missing service, set or account `404`, an expired form `403`, a database that
 //! fails `500` (logged) — drawn as the message page in one place, [`draw_page_errors`].
 //!
 //! A handler returns `Result<Response, PageError>` and uses `?`. Since a response has no access
@@ -14,6 +14,7 @@ use tracing::error;
 
 use super::admin::AdminSlot;
 use super::render::message;
+use crate::auth::store::StoreError;
 use crate::deploy::service::blocking::TaskFailed;
 use crate::deploy::service::store::DeployStoreError;
 use crate::web::AppState;
@@ -55,6 +56,12 @@ impl PageError {
         "There is no notification set by that name; it may have been deleted.",
     );
 
+    const NO_SUCH_ACCOUNT: Self = Self::new(
+        StatusCode::NOT_FOUND,
+        "No such account",
+        "There is no account by that name; it may have been deleted.",
+    );
+
     /// A failure the user cannot fix (a database error): logged, shown briefly.
     pub(crate) fn internal(error: &dyn std::fmt::Display) -> Self {
         error!(error = %error, "a dashboard page failed");
@@ -79,6 +86,15 @@ impl From<DeployStoreError> for PageError {
         match error {
             DeployStoreError::NoSuchService(_) => Self::NO_SUCH_SERVICE,
             DeployStoreError::NoSuchNotificationSet(_) => Self::NO_SUCH_NOTIFICATION_SET,
+            error => Self::internal(&error),
+        }
+    }
+}
+
+impl From<StoreError> for PageError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::UserNotFound(_) => Self::NO_SUCH_ACCOUNT,
             error => Self::internal(&error),
         }
     }

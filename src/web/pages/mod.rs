@@ -6,6 +6,7 @@
 //! the page with the same token. The pages read and change the deploy service's store; they
 //! never reach into the CLI.
 
+pub(crate) mod accounts;
 pub(crate) mod admin;
 pub(crate) mod csrf;
 pub(crate) mod dashboard;
@@ -114,6 +115,18 @@ pub(crate) fn page_routes(state: &AppState) -> Router<AppState> {
             get(notifications::edit_form).post(notifications::update),
         )
         .route("/notifications/{name}/delete", post(notifications::delete))
+        .route("/accounts", get(accounts::list))
+        .route(
+            "/accounts/new",
+            get(accounts::new_form).post(accounts::create),
+        )
+        .route(
+            "/accounts/{name}/edit",
+            get(accounts::edit_form).post(accounts::update),
+        )
+        .route("/accounts/{name}/disable", post(accounts::disable))
+        .route("/accounts/{name}/enable", post(accounts::enable))
+        .route("/accounts/{name}/password", post(accounts::reset_password))
         .route("/log", get(log::page))
         .route("/static/ferry.css", get(stylesheet))
         .route("/static/ferry.js", get(script))

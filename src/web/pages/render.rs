@@ -32,6 +32,8 @@ pub(super) fn templates() -> Environment<'static> {
     template!(env, "notifications.html");
     template!(env, "notification_form.html");
     template!(env, "log.html");
+    template!(env, "accounts.html");
+    template!(env, "account_form.html");
     env
 }
 
