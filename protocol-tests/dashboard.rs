@@ -780,6 +780,58 @@ async fn walk_through(
     )
     .await;
 
+    // The service page always shows the webhook URL; a new one, asked for on the edit form, is
+    // shown once on the service page, and the old one stops working.
+    browser.goto(&server.url("/services/site")).await.unwrap();
+    let value = |css: &'static str| async move {
+        find(browser, css)
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+    };
+    let old_url = value("#service-hook-url").await;
+    assert!(old_url.contains("/hooks/"), "{old_url}");
+    browser
+        .goto(&server.url("/services/site/edit"))
+        .await
+        .unwrap();
+    fill(browser, "#ftp_password", PASSWORD).await;
+    click(browser, "input[name=new_key]").await;
+    click(browser, "#save").await;
+    // The answer to the form's POST is the service's page.
+    assert!(text(browser, "#created h2").await.contains("New webhook"));
+    let new_url = value("#hook-url").await;
+    assert!(
+        new_url.contains("/hooks/") && new_url != old_url,
+        "{new_url}"
+    );
+    assert_eq!(value("#service-hook-url").await, new_url);
+    let (status, _) = curl(&["-X", "POST", "--data", "{}", &old_url]);
+    assert_eq!(status, 404, "the old hook URL still answers");
+
+    // A service whose every check passes at once lands on its page, hook URL and secret shown.
+    browser.goto(&server.url("/services/new")).await.unwrap();
+    fill(browser, "#name", "blog").await;
+    fill(browser, "#repo", repos.bare.to_str().unwrap()).await;
+    fill(browser, "#branch", "main").await;
+    let blog = format!("ftp://{USER}@127.0.0.1:{}/blog", gate.addr.port());
+    fill(browser, "#target", &blog).await;
+    fill(browser, "#ftp_password", PASSWORD).await;
+    fill(browser, "#webhook_secret", "blog-secret-0123456789").await;
+    click(browser, "#save").await;
+    assert!(
+        text(browser, "#created h2")
+            .await
+            .contains("Service blog added")
+    );
+    // The service's page (its Edit button), not the form.
+    find(browser, "#edit-service").await;
+    assert!(value("#hook-url").await.contains("/hooks/"));
+    assert_eq!(value("#hook-secret").await, "blog-secret-0123456789");
+    assert_eq!(value("#service-hook-url").await, value("#hook-url").await);
+
     // Logging out ends the session.
     click(browser, ".logout button").await;
     wait_for_path(browser, "/login").await;
