@@ -101,10 +101,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE", env = "FERRY_XFERLOG")]
     pub xferlog: Option<PathBuf>,
     /// Pace of each upload, in bytes a second (512K, 10M; K = 1024), with an optional burst
-    /// (10M:1M; default a tenth of a second's worth). Default: unlimited.
+    /// (10M:1M; a tenth of a second's worth when left out) [default: unlimited].
     #[arg(long, value_name = "RATE[:BURST]", env = "FERRY_UPLOAD_RATE")]
     pub upload_rate: Option<RateLimit>,
-    /// Pace of each download, as --upload-rate.
+    /// Pace of each download, as --upload-rate [default: unlimited].
     #[arg(long, value_name = "RATE[:BURST]", env = "FERRY_DOWNLOAD_RATE")]
     pub download_rate: Option<RateLimit>,
     /// The Unix socket through which `ferry ban` reaches this running server (only its own
