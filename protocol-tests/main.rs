@@ -30,6 +30,7 @@ mod ftplib;
 #[path = "../src/storage/s3/test_garage.rs"]
 mod garage;
 mod hashing;
+mod import;
 mod lftp;
 mod limits;
 mod maintenance;

@@ -698,18 +698,23 @@ fn ccc_returns_to_clear_text_without_losing_the_next_command() {
     tls.conn.write_tls(&mut packet).unwrap();
     packet.extend_from_slice(b"PWD\r\n");
     tls.sock.write_all(&packet).unwrap();
-    // The server's close_notify, then plain text.
-    while tls.conn.wants_read() {
-        match tls.conn.read_tls(&mut tls.sock) {
-            Ok(0) => break,
-            Ok(_) => {
-                let state = tls.conn.process_new_packets().unwrap();
-                if state.peer_has_closed() {
-                    break;
-                }
-            }
-            Err(e) => panic!("reading the server's close_notify: {e}"),
-        }
+    // The server's close_notify, then plain text. Read record by record, exactly: the reply to
+    // PWD may already be in the socket right behind the alert, and must stay there. (The alert
+    // may also have come in already, with the reply to CCC.)
+    while !tls.conn.process_new_packets().unwrap().peer_has_closed() {
+        let mut header = [0u8; 5];
+        tls.sock
+            .read_exact(&mut header)
+            .expect("reading the server's close_notify");
+        let mut record = header.to_vec();
+        record.resize(
+            5 + usize::from(u16::from_be_bytes([header[3], header[4]])),
+            0,
+        );
+        tls.sock
+            .read_exact(&mut record[5..])
+            .expect("reading the server's close_notify");
+        tls.conn.read_tls(&mut record.as_slice()).unwrap();
     }
     let mut plain = BufReader::new(tls.sock);
     let reply = read_reply(&mut plain);

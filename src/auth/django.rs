@@ -13,6 +13,10 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags};
 use serde::Deserialize;
 
+use super::account_input::{AccountChanges, Setting};
+use super::permissions::Permissions;
+use super::store::{AccountStore, GroupRecord, NewAccount, StoreError};
+
 /// Why a site could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DjangoReadError {
@@ -219,6 +223,234 @@ impl DjangoFtpSite {
             .or(group_home)
             .map(|home| home.replace("{username}", &account.name))
     }
+}
+
+/// What importing one group or account does (or would do, in a dry run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    /// Changed to match the site: what changed.
+    Updated(Vec<&'static str>),
+    Unchanged,
+    /// Not imported, and why.
+    Skipped(String),
+}
+
+/// One line of an import: a group or an account, and what happens to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportLine {
+    /// `group` or `user`.
+    pub kind: &'static str,
+    pub name: String,
+    pub outcome: Outcome,
+    /// What the operator should know (a password that cannot be used, a default home).
+    pub notes: Vec<String>,
+}
+
+/// Imports `site` into `store`: groups first, then accounts. Existing groups and accounts are
+/// brought to the site's group, home, permissions and enabled state; an existing account keeps
+/// the password it has in ferry (it may have logged in since, and been rehashed). With `dry_run`,
+/// nothing is written and the lines say what would happen. Running it twice changes nothing
+/// the second time.
+pub fn import(
+    site: &DjangoFtpSite,
+    store: &AccountStore,
+    dry_run: bool,
+) -> Result<Vec<ImportLine>, StoreError> {
+    let mut lines = Vec::new();
+    let existing_groups: BTreeMap<String, GroupRecord> = store
+        .list_groups()?
+        .into_iter()
+        .map(|group| (group.name.clone(), group))
+        .collect();
+    let mut imported_groups = std::collections::BTreeSet::new();
+    for group in &site.groups {
+        let line = import_group(group, existing_groups.get(&group.name), store, dry_run)?;
+        if !matches!(line.outcome, Outcome::Skipped(_)) {
+            imported_groups.insert(group.name.clone());
+        }
+        lines.push(line);
+    }
+    for account in &site.accounts {
+        let line = if imported_groups.contains(&account.group) {
+            import_account(site, account, store, dry_run)?
+        } else {
+            ImportLine {
+                kind: "user",
+                name: account.name.clone(),
+                outcome: Outcome::Skipped(format!("its group {} was not imported", account.group)),
+                notes: Vec::new(),
+            }
+        };
+        lines.push(line);
+    }
+    Ok(lines)
+}
+
+/// A group's home in ferry: Django's, unless it is a pattern (`{username}`), which ferry's
+/// group homes are not; its accounts then carry their own homes.
+fn ferry_group_home(group: &DjangoGroup) -> Option<&str> {
+    group
+        .home
+        .as_deref()
+        .filter(|home| !home.contains("{username}"))
+}
+
+fn import_group(
+    group: &DjangoGroup,
+    existing: Option<&GroupRecord>,
+    store: &AccountStore,
+    dry_run: bool,
+) -> Result<ImportLine, StoreError> {
+    let line = |outcome, notes| ImportLine {
+        kind: "group",
+        name: group.name.clone(),
+        outcome,
+        notes,
+    };
+    let permissions = match group.permissions.parse::<Permissions>() {
+        Ok(permissions) => permissions,
+        Err(error) => return Ok(line(Outcome::Skipped(error.to_string()), Vec::new())),
+    };
+    let home = ferry_group_home(group);
+    let mut notes = Vec::new();
+    if group.home.is_some() && home.is_none() {
+        notes.push("its home is a pattern: each account gets its own home".to_owned());
+    }
+    let Some(existing) = existing else {
+        if !dry_run {
+            match store.add_group(&group.name, home, Some(permissions)) {
+                Ok(()) => {}
+                Err(
+                    refused @ (StoreError::InvalidName { .. } | StoreError::InvalidHome { .. }),
+                ) => {
+                    return Ok(line(Outcome::Skipped(refused.to_string()), notes));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        return Ok(line(Outcome::Created, notes));
+    };
+    let mut changed = Vec::new();
+    if existing.home.as_deref() != home {
+        changed.push("home");
+        if !dry_run {
+            store.set_group_home(&group.name, home)?;
+        }
+    }
+    if existing.permissions != permissions {
+        changed.push("permissions");
+        if !dry_run {
+            store.set_group_permissions(&group.name, permissions)?;
+        }
+    }
+    let outcome = if changed.is_empty() {
+        Outcome::Unchanged
+    } else {
+        Outcome::Updated(changed)
+    };
+    Ok(line(outcome, notes))
+}
+
+fn import_account(
+    site: &DjangoFtpSite,
+    account: &DjangoAccount,
+    store: &AccountStore,
+    dry_run: bool,
+) -> Result<ImportLine, StoreError> {
+    let mut notes = Vec::new();
+    let group = site.groups.iter().find(|group| group.name == account.group);
+    let group_home = group.and_then(ferry_group_home);
+    // The account's own home in ferry: what Django computed, unless the group's home gives it.
+    let home = site
+        .home_of(account)
+        .filter(|home| Some(home.as_str()) != group_home);
+    if site.home_of(account).is_none() {
+        notes.push("no home in Django: ferry's default (the user name under --root)".to_owned());
+    }
+    let usable = !account.password_hash.starts_with('!') && !account.password_hash.is_empty();
+    let enabled = account.active && usable;
+    if !usable {
+        notes.push(
+            "no usable password in Django: disabled; set one with `ferry user passwd`".to_owned(),
+        );
+    } else if !account.active {
+        notes.push("inactive in Django: disabled".to_owned());
+    }
+    let line = |outcome, notes| ImportLine {
+        kind: "user",
+        name: account.name.clone(),
+        outcome,
+        notes,
+    };
+    let Some(existing) = store.get_user(&account.name)? else {
+        if dry_run {
+            return Ok(line(Outcome::Created, notes));
+        }
+        // A random password until the hash is stored: never one anybody knows.
+        let placeholder = crate::auth::password::random_secret();
+        let added = store.add_user(NewAccount {
+            name: &account.name,
+            group: Some(&account.group),
+            home: home.as_deref(),
+            permissions: None,
+            admin: false,
+            tls_required: None,
+            storage: None,
+            allowed_networks: None,
+            hosts: None,
+            login_message: None,
+            logout_message: None,
+            expires_on: None,
+            dashboard_only: false,
+            password: &placeholder,
+        });
+        match added {
+            Ok(()) => {}
+            Err(refused @ (StoreError::InvalidName { .. } | StoreError::InvalidHome { .. })) => {
+                return Ok(line(Outcome::Skipped(refused.to_string()), notes));
+            }
+            Err(error) => return Err(error),
+        }
+        if usable {
+            if let Err(error) = store.import_password_hash(&account.name, &account.password_hash) {
+                let StoreError::UnrecognisedHash = error else {
+                    return Err(error);
+                };
+                notes.push(format!("{error}; the account is disabled until then"));
+                store.set_user_enabled(&account.name, false)?;
+                return Ok(line(Outcome::Created, notes));
+            }
+        }
+        if !enabled {
+            store.set_user_enabled(&account.name, false)?;
+        }
+        return Ok(line(Outcome::Created, notes));
+    };
+    let mut changes = AccountChanges::default();
+    let mut changed = Vec::new();
+    if existing.group.as_deref() != Some(account.group.as_str()) {
+        changes.group = Setting::Set(account.group.clone());
+        changed.push("group");
+    }
+    if existing.home != home {
+        changes.home = match &home {
+            Some(home) => Setting::Set(home.clone()),
+            None => Setting::Clear,
+        };
+        changed.push("home");
+    }
+    if existing.enabled != enabled {
+        changes.enabled = Some(enabled);
+        changed.push(if enabled { "enabled" } else { "disabled" });
+    }
+    if changed.is_empty() {
+        return Ok(line(Outcome::Unchanged, notes));
+    }
+    if !dry_run {
+        store.update_account(&account.name, &changes)?;
+    }
+    Ok(line(Outcome::Updated(changed), notes))
 }
 
 #[derive(Deserialize)]

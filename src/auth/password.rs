@@ -111,6 +111,14 @@ impl HashCost {
     }
 }
 
+/// 32 random bytes in hex: a password nobody knows, for an account whose real password hash is
+/// stored right after.
+pub fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut OsRng, &mut bytes);
+    hex::encode(bytes)
+}
+
 /// Hashes a new password with the default [`HashCost`].
 pub fn hash_password(password: &str) -> String {
     HashCost::default().hash(password)

@@ -12,6 +12,7 @@ pub mod deploy_serve;
 pub mod deploy_service;
 pub mod deploy_store;
 pub mod deploy_token;
+mod import;
 pub mod output;
 mod progress_line;
 mod serve;
@@ -27,6 +28,7 @@ use self::accounts::{
 use self::ban::{BanCommand, ban_command};
 use self::certs::CertsCommand;
 use self::deploy::{DeployCommand, deploy_command};
+use self::import::{ImportCommand, import_command};
 use self::serve::serve;
 use crate::config::{DEFAULT_DB, FileConfig, ServeArgs};
 use crate::server::tls::write_development_certificate;
@@ -78,6 +80,9 @@ pub enum Command {
     /// Certificates for FTPS.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Move a site over from another server: django-ftpserver's accounts and groups.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Mirror a git commit onto an FTP/FTPS server.
     #[command(subcommand)]
     Deploy(DeployCommand),
@@ -115,6 +120,7 @@ impl Cli {
                 Ok(())
             }
             Command::Ban(command) => ban_command(&db_path(self.db, None), command),
+            Command::Import(command) => import_command(&db_path(self.db, None), command),
             Command::Deploy(command) => deploy_command(self.db, command).await,
             Command::Certs(CertsCommand::Dev { dir, force }) => {
                 let existing: Vec<_> = ["cert.pem", "key.pem"]
