@@ -300,6 +300,16 @@ async fn walk_through(
             .contains("Wrong user name or password"),
         "a wrong password is refused"
     );
+    assert_eq!(
+        find(browser, "#user")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("admin"),
+        "the user name stays filled in after a refusal"
+    );
     fill(browser, "#user", "admin").await;
     fill(browser, "#password", PASSWORD).await;
     click(browser, "#login").await;

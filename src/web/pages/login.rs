@@ -100,8 +100,15 @@ fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-/// Renders the form with a fresh CSRF cookie.
-fn login_page(state: &AppState, status: StatusCode, next: &str, error: Option<&str>) -> Response {
+/// Renders the form with a fresh CSRF cookie; `user` fills the user name back in after a
+/// refusal.
+fn login_page(
+    state: &AppState,
+    status: StatusCode,
+    next: &str,
+    user: &str,
+    error: Option<&str>,
+) -> Response {
     let csrf = random_token();
     let mut response = render(
         state,
@@ -109,7 +116,7 @@ fn login_page(state: &AppState, status: StatusCode, next: &str, error: Option<&s
         status,
         "login.html",
         "login",
-        minijinja::context! { csrf, next, error },
+        minijinja::context! { csrf, next, user, error },
     );
     response.headers_mut().append(
         header::SET_COOKIE,
@@ -129,7 +136,7 @@ pub(crate) async fn form(
     {
         return Redirect::to(&next).into_response();
     }
-    login_page(&state, StatusCode::OK, &next, None)
+    login_page(&state, StatusCode::OK, &next, "", None)
 }
 
 pub(crate) async fn submit(
@@ -146,6 +153,7 @@ pub(crate) async fn submit(
             &state,
             StatusCode::FORBIDDEN,
             &next,
+            &form.user,
             Some("The login form expired or came from another site; log in again."),
         ));
     }
@@ -158,6 +166,7 @@ pub(crate) async fn submit(
                 &state,
                 StatusCode::TOO_MANY_REQUESTS,
                 &next,
+                &form.user,
                 Some(refusal.message()),
             ));
         }
@@ -175,6 +184,7 @@ pub(crate) async fn submit(
                 &state,
                 StatusCode::SERVICE_UNAVAILABLE,
                 &next,
+                &form.user,
                 Some("The account database cannot be read now; try again."),
             ));
         }
@@ -209,7 +219,7 @@ pub(crate) async fn submit(
         }
     };
     if let Some((status, text)) = refusal {
-        return Ok(login_page(&state, status, &next, Some(text)));
+        return Ok(login_page(&state, status, &next, &form.user, Some(text)));
     }
     dashboard.login_guard.record_success(&form.user, client);
     let store = Arc::clone(state.queue.store());
