@@ -362,12 +362,11 @@ fn import_account(
     let group = site.groups.iter().find(|group| group.name == account.group);
     let group_home = group.and_then(ferry_group_home);
     // The account's own home in ferry: what Django computed, unless the group's home gives it.
-    let home = site
-        .home_of(account)
-        .filter(|home| Some(home.as_str()) != group_home);
-    if site.home_of(account).is_none() {
+    let django_home = site.home_of(account);
+    if django_home.is_none() {
         notes.push("no home in Django: ferry's default (the user name under --root)".to_owned());
     }
+    let home = django_home.filter(|home| Some(home.as_str()) != group_home);
     let usable = !account.password_hash.starts_with('!') && !account.password_hash.is_empty();
     let enabled = account.active && usable;
     if !usable {

@@ -25,10 +25,7 @@ use subtle::ConstantTimeEq;
 /// A valid argon2id hash of a random password nobody knows, made once. Verifying a login for an
 /// unknown user against it costs as much as verifying a real account, so response times do not
 /// tell which user names exist.
-pub static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
-    let unguessable = SaltString::generate(&mut OsRng);
-    hash_password(unguessable.as_str())
-});
+pub static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| hash_password(&random_secret()));
 
 /// Upper bounds on the cost a stored hash may ask for. Real hashes sit far below them (Django
 /// 5.2: 1,000,000 PBKDF2 iterations, argon2 at 100 MiB); a corrupt or hostile row must not

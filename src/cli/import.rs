@@ -62,6 +62,7 @@ pub(super) fn import_command(db: &Path, command: ImportCommand) -> anyhow::Resul
     let created = |outcome: &Outcome| matches!(outcome, Outcome::Created);
     let updated = |outcome: &Outcome| matches!(outcome, Outcome::Updated(_));
     let skipped = |outcome: &Outcome| matches!(outcome, Outcome::Skipped(_));
+    let not_imported = count("group", skipped) + count("user", skipped);
     crate::outln!(
         "{}: groups {} created, {} updated; accounts {} created, {} updated; {} not imported{}",
         if dry_run { "dry run" } else { "imported" },
@@ -69,14 +70,13 @@ pub(super) fn import_command(db: &Path, command: ImportCommand) -> anyhow::Resul
         count("group", updated),
         count("user", created),
         count("user", updated),
-        count("group", skipped) + count("user", skipped),
+        not_imported,
         if dry_run {
             " (nothing was written)"
         } else {
             ""
         },
     );
-    let not_imported = count("group", skipped) + count("user", skipped);
     if not_imported > 0 {
         bail!(
             "{not_imported} of the site's groups and accounts could not be imported; the lines above say why"

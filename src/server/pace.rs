@@ -122,7 +122,7 @@ impl Pacer {
     }
 }
 
-/// Moves `len` bytes through an optional pacer: the size of the next chunk, and a wait after it.
+/// How much of `len` bytes to move at once: all of it unpaced, at most a burst when paced.
 pub(crate) fn chunk_limit(pacer: Option<&Pacer>, len: usize) -> usize {
     pacer.map_or(len, |pacer| len.min(pacer.chunk()))
 }
